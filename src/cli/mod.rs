@@ -1,0 +1,28 @@
+//! The commands besides `serve`: `migrate` and `prune`.
+
+use chrono::Utc;
+
+use crate::config::{DatabaseArgs, PruneArgs};
+use crate::domain::format_timestamp;
+use crate::store;
+
+/// `switchboard migrate`: apply the embedded migrations and exit.
+pub fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
+    let applied = store::run_migrations(&args.database)?;
+    if applied.is_empty() {
+        println!("{}: up to date", args.database.path.display());
+    }
+    for name in applied {
+        println!("applied {name}");
+    }
+    Ok(())
+}
+
+/// `switchboard prune`: delete events older than the retention once and exit.
+pub fn prune(args: &PruneArgs) -> anyhow::Result<()> {
+    store::run_migrations(&args.db.database)?;
+    let cutoff = format_timestamp(Utc::now() - chrono::Duration::from_std(args.retention)?);
+    let pruned = store::prune_direct(&args.db.database, &cutoff, 1000)?;
+    println!("pruned {pruned} events written before {cutoff}");
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Every setting, with its default and meaning. Each flag also reads an
+//! environment variable: `SWITCHBOARD_` + the flag's name in capitals.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::store::DatabaseUrl;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "A sync service: REST writes, a durable event log, SSE streams that resume exactly.")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default command).
+    Serve(ServeArgs),
+    /// Apply the embedded migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Prune events older than the retention once and exit.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// The database: a file path or `sqlite://PATH`, created on first start.
+    #[arg(long, env = "SWITCHBOARD_DATABASE", default_value = "switchboard.db", value_parser = DatabaseUrl::parse)]
+    pub database: DatabaseUrl,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Events older than this are deleted.
+    #[arg(long, env = "SWITCHBOARD_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Port 0 picks a free port.
+    #[arg(long, env = "SWITCHBOARD_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: String,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Events older than this are pruned by a background task.
+    #[arg(long, env = "SWITCHBOARD_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// How many recent events a new stream without a cursor receives.
+    #[arg(long, env = "SWITCHBOARD_REPLAY_COUNT", default_value_t = 50)]
+    pub replay_count: usize,
+    /// Only events younger than this are replayed to a new stream.
+    #[arg(long, env = "SWITCHBOARD_REPLAY_WINDOW", default_value = "5m", value_parser = parse_duration)]
+    pub replay_window: Duration,
+    /// A comment line is sent on an idle stream this often.
+    #[arg(long, env = "SWITCHBOARD_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub keepalive: Duration,
+    /// The reconnection delay announced to clients (`retry:`).
+    #[arg(long, env = "SWITCHBOARD_RETRY", default_value = "2s", value_parser = parse_duration)]
+    pub retry: Duration,
+    /// Largest request body accepted (`1MiB`, `512KiB`, bytes).
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// Frames queued per stream before it falls back to reading the log.
+    #[arg(long, env = "SWITCHBOARD_STREAM_QUEUE", default_value_t = 1024)]
+    pub stream_queue: usize,
+    /// Connections in the read pool.
+    #[arg(long, env = "SWITCHBOARD_READ_POOL", default_value_t = 8)]
+    pub read_pool: u32,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "SWITCHBOARD_WORKERS")]
+    pub workers: Option<usize>,
+    /// `text` for people, `json` for machines.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// The settings for a test server: port 0, the given database, defaults.
+    pub fn for_tests(database: DatabaseUrl) -> Self {
+        let mut args = Cli::parse_from(["switchboard"]).serve;
+        args.bind = "127.0.0.1:0".into();
+        args.db.database = database;
+        args.workers = Some(2);
+        args
+    }
+}
+
+/// `24h`, `5m`, `2s`, `500ms`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{value:?} is not a duration like 24h, 5m, 2s or 500ms: {e}"))
+}
+
+/// `1MiB`, `512KiB`, `64kb`, `1000`.
+pub fn parse_size(value: &str) -> Result<usize, String> {
+    let lower = value.trim().to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let number: usize = number.parse().map_err(|_| format!("{value:?} is not a size like 1MiB"))?;
+    let factor = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        _ => return Err(format!("{value:?}: unknown unit (use B, KiB, MiB or GiB)")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{value:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_as_documented() {
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("1MiB").unwrap(), 1_048_576);
+        assert_eq!(parse_size("512KiB").unwrap(), 524_288);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("1XB").is_err());
+    }
+
+    #[test]
+    fn serve_is_the_default_command_with_the_documented_defaults() {
+        let cli = Cli::parse_from(["switchboard"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.bind, "127.0.0.1:8000");
+        assert_eq!(cli.serve.replay_count, 50);
+        assert_eq!(cli.serve.retention, Duration::from_secs(86_400));
+        assert_eq!(cli.serve.max_body, 1_048_576);
+    }
+}

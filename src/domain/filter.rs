@@ -1,0 +1,51 @@
+//! What a stream subscribes to: channel patterns, an optional resource filter,
+//! and the session whose own events it does not want back.
+
+use super::{ChannelPattern, Event};
+
+#[derive(Debug, Clone)]
+pub struct StreamFilter {
+    pub patterns: Vec<ChannelPattern>,
+    /// `resource_ids`: when set, only events about one of these resources.
+    pub resource_ids: Option<Vec<String>>,
+    /// The subscriber's session, unless it asked for `include_own=true`.
+    pub exclude_session: Option<String>,
+}
+
+impl StreamFilter {
+    /// Everything on every channel.
+    pub fn all() -> Self {
+        StreamFilter {
+            patterns: vec![ChannelPattern::Prefix(String::new())],
+            resource_ids: None,
+            exclude_session: None,
+        }
+    }
+
+    /// The checks that do not depend on the channel: the hub finds candidate
+    /// subscribers through its channel index and only asks these.
+    pub fn accepts_origin_and_resource(
+        &self,
+        session_id: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> bool {
+        if let (Some(own), Some(origin)) = (&self.exclude_session, session_id) {
+            if own == origin {
+                return false;
+            }
+        }
+        match (&self.resource_ids, resource_id) {
+            (None, _) => true,
+            (Some(ids), Some(id)) => ids.iter().any(|wanted| wanted == id),
+            (Some(_), None) => false,
+        }
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        self.patterns.iter().any(|p| p.matches(&event.channel))
+            && self.accepts_origin_and_resource(
+                event.session_id.as_deref(),
+                event.resource_id.as_deref(),
+            )
+    }
+}

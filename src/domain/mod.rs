@@ -1,0 +1,17 @@
+//! Plain types and rules: identities, channels, events. No actix, no diesel.
+//!
+//! Values are parsed at the edge (`ChannelName::parse`, `SessionId::parse`):
+//! past a handler, a value that exists is valid.
+
+mod error;
+mod event;
+mod filter;
+mod ids;
+
+pub use error::DomainError;
+pub use event::{format_timestamp, Event, NewEvent};
+pub use filter::StreamFilter;
+pub use ids::{
+    AgentId, ChannelName, ChannelPattern, EventType, IdempotencyKey, ResourceId, ResourceType,
+    SessionId,
+};

@@ -1,0 +1,137 @@
+//! The error strategy.
+//!
+//! - `domain::DomainError`: the client asked for something the rules forbid
+//!   (validation, not found, conflicts). Raised in handlers and in writer jobs.
+//! - `store::StoreError`: the database failed, or a writer job rejected its
+//!   change with a `DomainError` (`StoreError::Rejected`).
+//! - `ApiError` (here): what the client sees, always
+//!   `{"error": {"code", "message", "details"}}` with the contract's status.
+//!   Both errors above convert into it. A storage fault becomes 503
+//!   `unavailable` or 500 `internal`; its cause is logged, never sent.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("send the body as JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The database cannot take the request now; the client may retry.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    /// Anything else: logged with its cause, answered without it.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Rejected(domain) => ApiError::Domain(domain),
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            StoreError::Pool(cause) => ApiError::Unavailable(cause.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::Domain(DomainError::BadRequest(message.into()))
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Domain(domain) => match domain {
+                DomainError::Validation { .. } => "validation_failed",
+                DomainError::BadRequest(_) => "bad_request",
+                DomainError::NotFound(_) => "not_found",
+                DomainError::Forbidden(_) => "forbidden",
+                DomainError::IdempotencyKeyReused => "idempotency_key_reused",
+                DomainError::Conflict { code, .. } => code,
+                DomainError::PreconditionFailed { .. } => "precondition_failed",
+            },
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RouteNotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn details(&self) -> Value {
+        match self {
+            ApiError::Domain(DomainError::Validation { field, .. }) => json!({ "field": field }),
+            ApiError::Domain(DomainError::Conflict { details, .. }) => details.clone(),
+            ApiError::Domain(DomainError::PreconditionFailed { current }) => {
+                json!({ "current": current })
+            }
+            ApiError::PayloadTooLarge { limit } => json!({ "limit": limit }),
+            _ => json!({}),
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> Value {
+        json!({
+            "error": {
+                "code": self.code(),
+                "message": self.to_string(),
+                "details": self.details(),
+            }
+        })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Domain(domain) => match domain {
+                DomainError::Validation { .. } | DomainError::IdempotencyKeyReused => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                DomainError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+                DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+                DomainError::Conflict { .. } => StatusCode::CONFLICT,
+                DomainError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            },
+            ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Unavailable(cause) => tracing::warn!(cause = %cause, "storage unavailable"),
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response.json(self.body())
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP surface: one module per resource, plus the stream. Handlers parse
+//! and validate into domain types, call the store or the writer once, and turn
+//! the result into a response. No SQL here.
+
+mod events;
+mod extract;
+mod health;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+pub use extract::{Identity, JsonBody};
+
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::store::{Store, Writer};
+
+/// How streams behave (from the command line).
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub replay_count: usize,
+    pub replay_window: Duration,
+    pub keepalive: Duration,
+    pub retry: Duration,
+}
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub writer: Writer,
+    pub hub: Arc<Hub>,
+    pub streams: StreamSettings,
+    pub max_body: usize,
+    pub started: std::time::Instant,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid query string: {err}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid path: {err}")).into()
+    }))
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .service(
+        web::scope("/api")
+            .service(
+                web::resource("/stream")
+                    .get(stream::open_stream)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/channels/{channel}/events")
+                    .post(events::publish_event)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/events/batch")
+                    .post(events::publish_batch)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/events")
+                    .get(events::list_events)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/events/{id}")
+                    .get(events::get_event)
+                    .default_service(web::to(method_not_allowed)),
+            ),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}
+
+async fn method_not_allowed(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

@@ -1,0 +1,449 @@
+//! `GET /api/stream`: one Server-Sent-Events stream per client session.
+//!
+//! The hand-over that loses nothing and repeats nothing:
+//! 1. Register with the hub first. From then on every matching event above
+//!    the registration's `head_id` is queued for this stream.
+//! 2. Send what the client missed from the log: the events after its cursor
+//!    up to `head_id` (in pages), or, without a cursor, the recent replay.
+//! 3. Go live: send queued frames, skipping any id not above the cursor.
+//!
+//! The cursor (the last id sent) only grows, so the stream sends events in id
+//! order, each at most once. If the queue overflowed (a slow client), the hub
+//! stopped queueing at the first frame that did not fit; the stream drains
+//! what was queued, asks the hub for the current head (`clear_lag`) and reads
+//! the gap from the log: step 2 again. A stalled client costs the server a
+//! bounded queue, never a blocked publisher.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{CacheControl, CacheDirective, ContentEncoding};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
+
+use super::{AppState, Identity};
+use crate::domain::{
+    format_timestamp, AgentId, ChannelName, ChannelPattern, DomainError, EventType, NewEvent, ResourceId,
+    SessionId, StreamFilter,
+};
+use crate::error::ApiError;
+use crate::hub::{comment_frame, frame_events, retry_frame, Frame, Hub, SessionInfo, StreamOwner, SubscriberFlags, SubscriberId};
+use crate::store::{events, Outcome, Store, StoreError, Writer};
+
+/// The most events `replay=N` may ask for.
+pub const MAX_REPLAY: usize = 1000;
+/// Events read from the log per page while catching up.
+const PAGE: i64 = 1000;
+/// The most resource ids one stream may filter on.
+const MAX_RESOURCE_IDS: usize = 100;
+
+#[derive(Debug, Deserialize)]
+pub struct StreamQuery {
+    channels: Option<String>,
+    resource_ids: Option<String>,
+    last_event_id: Option<String>,
+    replay: Option<String>,
+    include_own: Option<String>,
+}
+
+/// Where a new stream starts.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// After this id (`Last-Event-ID`).
+    After(i64),
+    /// With the `n` most recent matching events inside the replay window.
+    Recent(usize),
+}
+
+fn parse_bool(field: &str, value: Option<&str>) -> Result<bool, ApiError> {
+    match value {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(_) => Err(DomainError::validation(field, "must be true or false").into()),
+    }
+}
+
+fn parse_cursor(field: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("{field} must be a non-negative event id")))
+}
+
+fn parse_start(req: &HttpRequest, query: &StreamQuery, default_replay: usize) -> Result<Start, ApiError> {
+    if let Some(value) = req.headers().get("Last-Event-ID") {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Last-Event-ID must be an event id"))?;
+        // EventSource sends an empty Last-Event-ID before it has seen an id.
+        if !value.trim().is_empty() {
+            return Ok(Start::After(parse_cursor("Last-Event-ID", value)?));
+        }
+    }
+    if let Some(value) = query.last_event_id.as_deref().filter(|v| !v.is_empty()) {
+        return Ok(Start::After(parse_cursor("last_event_id", value)?));
+    }
+    let replay = match query.replay.as_deref() {
+        None => default_replay,
+        Some(value) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= MAX_REPLAY)
+            .ok_or_else(|| DomainError::validation("replay", format!("must be 0 to {MAX_REPLAY}")))?,
+    };
+    Ok(Start::Recent(replay))
+}
+
+fn parse_filter(query: &StreamQuery, identity: &Identity, include_own: bool) -> Result<StreamFilter, ApiError> {
+    let patterns = ChannelPattern::parse_list("channels", query.channels.as_deref())?;
+    let resource_ids = match query.resource_ids.as_deref().filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(list) => {
+            let ids: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(|id| ResourceId::parse("resource_ids", id).map(ResourceId::into_string))
+                .collect::<Result<_, _>>()?;
+            if ids.len() > MAX_RESOURCE_IDS {
+                return Err(DomainError::validation("resource_ids", format!("at most {MAX_RESOURCE_IDS} ids")).into());
+            }
+            Some(ids)
+        }
+    };
+    Ok(StreamFilter {
+        patterns,
+        resource_ids,
+        exclude_session: identity
+            .session_id
+            .as_ref()
+            .filter(|_| !include_own)
+            .map(|s| s.as_str().to_owned()),
+    })
+}
+
+/// `GET /api/stream`
+pub async fn open_stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    query: web::Query<StreamQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let include_own = parse_bool("include_own", query.include_own.as_deref())?;
+    let filter = parse_filter(&query, &identity, include_own)?;
+    let start = parse_start(&req, &query, state.streams.replay_count)?;
+
+    let owner = identity.session_id.as_ref().map(|session| StreamOwner {
+        session_id: session.as_str().to_owned(),
+        agent_id: identity.agent_id.as_str().to_owned(),
+    });
+    let registration = state
+        .hub
+        .subscribe(filter.clone(), owner, &format_timestamp(Utc::now()));
+    if let Some(joined) = &registration.joined {
+        publish_presence(&state.writer, "session_joined", joined, 1).await;
+    }
+    tracing::info!(
+        subscriber = registration.id,
+        session_id = identity.session_id.as_ref().map(|s| s.as_str()),
+        channels = ?filter.patterns.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "stream opened"
+    );
+
+    let settings = &state.streams;
+    let stream = LogStream {
+        hub: state.hub.clone(),
+        store: state.store.clone(),
+        writer: state.writer.clone(),
+        subscriber: registration.id,
+        queue: registration.queue,
+        flags: registration.flags,
+        filter: Arc::new(filter),
+        cursor: 0,
+        phase: Phase::Opening {
+            start,
+            upto: registration.head_id,
+        },
+        pending: VecDeque::from([retry_frame(settings.retry.as_millis())]),
+        replay_window: settings.replay_window,
+        keepalive: settings.keepalive,
+        keepalive_timer: Box::pin(tokio::time::sleep(settings.keepalive)),
+        last_sent: Instant::now(),
+        shutdown: state.hub.shutdown_signal(),
+        opened: Instant::now(),
+        events_sent: 0,
+    };
+    let body = futures_util::stream::unfold(stream, |mut stream| async move {
+        let chunk = stream.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), stream))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(CacheControl(vec![CacheDirective::NoCache]))
+        .insert_header(ContentEncoding::Identity)
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+/// Writes a presence event; presence is best effort and never fails a stream.
+async fn publish_presence(writer: &Writer, event_type: &'static str, session: &SessionInfo, connections: usize) {
+    let job = presence_job(event_type, session, connections);
+    if let Err(err) = writer.write(None, job).await {
+        tracing::warn!(error = %err, "could not record presence");
+    }
+}
+
+type PresenceJob = Box<dyn FnOnce(&mut crate::store::Tx<'_>) -> Result<Outcome, StoreError> + Send>;
+
+fn presence_job(event_type: &'static str, session: &SessionInfo, connections: usize) -> PresenceJob {
+    let payload = json!({
+        "session_id": session.session_id,
+        "agent_id": session.agent_id,
+        "connections": connections,
+    });
+    let event = (|| -> Result<NewEvent, DomainError> {
+        Ok(NewEvent {
+            channel: ChannelName::parse("channel", "presence")?,
+            event_type: EventType::parse("type", event_type)?,
+            resource_type: None,
+            resource_id: None,
+            agent_id: AgentId::parse("agent_id", &session.agent_id)?,
+            session_id: Some(SessionId::parse("session_id", &session.session_id)?),
+            payload: serde_json::value::to_raw_value(&payload).map_err(|e| DomainError::BadRequest(e.to_string()))?,
+        })
+    })();
+    Box::new(move |tx| {
+        tx.append(&event?)?;
+        Ok(Outcome {
+            status: 200,
+            body: serde_json::Value::Null,
+        })
+    })
+}
+
+enum Phase {
+    /// Decide where to start: resume after a cursor, or replay recent events.
+    Opening { start: Start, upto: i64 },
+    /// Read the log after the cursor up to `upto`, then go live.
+    CatchUp { upto: i64 },
+    /// Send frames from the hub's queue.
+    Live,
+    Finished,
+}
+
+/// One open stream's state. Dropping it unregisters from the hub.
+struct LogStream {
+    hub: Arc<Hub>,
+    store: Store,
+    writer: Writer,
+    subscriber: SubscriberId,
+    queue: mpsc::Receiver<Frame>,
+    flags: Arc<SubscriberFlags>,
+    filter: Arc<StreamFilter>,
+    /// The last event id sent (or skipped on purpose by replay or resync).
+    cursor: i64,
+    phase: Phase,
+    pending: VecDeque<Bytes>,
+    replay_window: Duration,
+    keepalive: Duration,
+    keepalive_timer: Pin<Box<Sleep>>,
+    last_sent: Instant,
+    shutdown: watch::Receiver<bool>,
+    opened: Instant,
+    events_sent: u64,
+}
+
+impl LogStream {
+    /// The next bytes to write, or `None` to end the stream.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        let chunk = self.produce().await?;
+        self.last_sent = Instant::now();
+        Some(chunk)
+    }
+
+    async fn produce(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                return Some(chunk);
+            }
+            let step = match self.phase {
+                Phase::Opening { start, upto } => self.open(start, upto).await,
+                Phase::CatchUp { upto } => self.catch_up(upto).await,
+                Phase::Live => self.live().await,
+                Phase::Finished => return None,
+            };
+            match step {
+                Ok(Some(chunk)) => return Some(chunk),
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::warn!(subscriber = self.subscriber, error = %err, "stream ended by a storage error; the client resumes with Last-Event-ID");
+                    self.phase = Phase::Finished;
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn open(&mut self, start: Start, upto: i64) -> Result<Option<Bytes>, StoreError> {
+        match start {
+            Start::After(cursor) => {
+                let position = self.store.read(events::position).await?;
+                if cursor > upto {
+                    return Ok(Some(self.resync("cursor_ahead", upto, position.oldest_id)));
+                }
+                if cursor < position.pruned_through {
+                    return Ok(Some(self.resync("cursor_expired", upto, position.oldest_id)));
+                }
+                self.cursor = cursor;
+                self.phase = Phase::CatchUp { upto };
+                Ok(None)
+            }
+            Start::Recent(0) => {
+                self.cursor = upto;
+                self.phase = Phase::Live;
+                Ok(None)
+            }
+            Start::Recent(count) => {
+                let since = format_timestamp(Utc::now() - chrono::Duration::from_std(self.replay_window).unwrap_or_default());
+                let filter = self.filter.clone();
+                let recent = self
+                    .store
+                    .read(move |conn| events::read_recent(conn, &filter, upto, &since, count as i64))
+                    .await?;
+                self.cursor = upto;
+                self.phase = Phase::Live;
+                Ok(self.send_events(&recent))
+            }
+        }
+    }
+
+    async fn catch_up(&mut self, upto: i64) -> Result<Option<Bytes>, StoreError> {
+        if self.cursor >= upto {
+            self.phase = Phase::Live;
+            return Ok(None);
+        }
+        let filter = self.filter.clone();
+        let after = self.cursor;
+        // The watermark and the page come from one snapshot: if retention
+        // overtook the cursor, the page may have holes, and we say so.
+        let (position, page) = self
+            .store
+            .read(move |conn| {
+                let position = events::position(conn)?;
+                let page = events::read_range(conn, &filter, after, upto, PAGE)?;
+                Ok((position, page))
+            })
+            .await?;
+        if after < position.pruned_through {
+            return Ok(Some(self.resync("cursor_expired", upto, position.oldest_id)));
+        }
+        if (page.len() as i64) < PAGE {
+            // Nothing else matches up to `upto`.
+            self.cursor = upto;
+            self.phase = Phase::Live;
+        }
+        Ok(self.send_events(&page))
+    }
+
+    async fn live(&mut self) -> Result<Option<Bytes>, StoreError> {
+        loop {
+            match self.queue.try_recv() {
+                Ok(frame) => {
+                    if let Some(bytes) = self.accept(frame) {
+                        return Ok(Some(bytes));
+                    }
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.phase = Phase::Finished;
+                    return Ok(None);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if self.flags.is_lagged() {
+                // Everything queued is sent; read the rest from the log.
+                let upto = self.hub.clear_lag(self.subscriber);
+                self.phase = Phase::CatchUp { upto };
+                return Ok(None);
+            }
+            tokio::select! {
+                biased;
+                _ = self.shutdown.changed() => {
+                    self.phase = Phase::Finished;
+                    return Ok(None);
+                }
+                frame = self.queue.recv() => match frame {
+                    Some(frame) => {
+                        if let Some(bytes) = self.accept(frame) {
+                            return Ok(Some(bytes));
+                        }
+                    }
+                    None => {
+                        self.phase = Phase::Finished;
+                        return Ok(None);
+                    }
+                },
+                _ = self.keepalive_timer.as_mut() => {
+                    let due = self.last_sent + self.keepalive;
+                    if Instant::now() >= due {
+                        self.keepalive_timer.as_mut().reset((Instant::now() + self.keepalive).into());
+                        return Ok(Some(comment_frame("keep-alive")));
+                    }
+                    self.keepalive_timer.as_mut().reset(due.into());
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, frame: Frame) -> Option<Bytes> {
+        if frame.id <= self.cursor {
+            return None;
+        }
+        self.cursor = frame.id;
+        self.events_sent += 1;
+        Some(frame.bytes)
+    }
+
+    fn send_events(&mut self, batch: &[crate::domain::Event]) -> Option<Bytes> {
+        let last = batch.last()?;
+        self.cursor = self.cursor.max(last.id);
+        self.events_sent += batch.len() as u64;
+        Some(frame_events(batch))
+    }
+
+    /// The client's cursor cannot be resumed exactly: tell it to refetch, and
+    /// go on live from `head_id`.
+    fn resync(&mut self, reason: &str, head_id: i64, oldest_id: i64) -> Bytes {
+        self.cursor = head_id;
+        self.phase = Phase::Live;
+        let data = json!({ "reason": reason, "head_id": head_id, "oldest_id": oldest_id });
+        Bytes::from(format!("id: {head_id}\nevent: resync\ndata: {data}\n\n"))
+    }
+}
+
+impl Drop for LogStream {
+    fn drop(&mut self) {
+        let left = self.hub.unsubscribe(self.subscriber);
+        tracing::info!(
+            subscriber = self.subscriber,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            events_sent = self.events_sent,
+            "stream closed"
+        );
+        if let Some(session) = left {
+            if !self.writer.write_detached(presence_job("session_left", &session, 0)) {
+                tracing::warn!(session_id = %session.session_id, "could not record session_left");
+            }
+        }
+    }
+}

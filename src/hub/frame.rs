@@ -1,0 +1,80 @@
+//! The SSE wire format, written in one place. An event's frame is built once
+//! and its bytes are shared (reference-counted) by every stream that sends it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::domain::Event;
+
+/// One event's frame, as queued for a stream.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub id: i64,
+    pub bytes: Bytes,
+}
+
+fn write_event(out: &mut BytesMut, event: &Event) {
+    use std::fmt::Write as _;
+    // Event types are `[A-Za-z0-9_.-]` and compact JSON has no raw newline, so
+    // neither can break the frame.
+    let _ = write!(out, "id: {}\nevent: {}\ndata: ", event.id, event.event_type);
+    let mut writer = out.writer();
+    // Serialising an `Event` to memory cannot fail: every field is a string,
+    // a number or already-valid JSON.
+    let _ = serde_json::to_writer(&mut writer, event);
+    writer.into_inner().put_slice(b"\n\n");
+}
+
+/// `id: …\nevent: …\ndata: {json}\n\n`
+pub fn event_frame(event: &Event) -> Bytes {
+    let mut out = BytesMut::with_capacity(256 + event.payload.get().len());
+    write_event(&mut out, event);
+    out.freeze()
+}
+
+/// Many events in one chunk, for replay from the log.
+pub fn frame_events(events: &[Event]) -> Bytes {
+    let size: usize = events.iter().map(|e| 256 + e.payload.get().len()).sum();
+    let mut out = BytesMut::with_capacity(size);
+    for event in events {
+        write_event(&mut out, event);
+    }
+    out.freeze()
+}
+
+pub fn retry_frame(millis: u128) -> Bytes {
+    Bytes::from(format!("retry: {millis}\n\n"))
+}
+
+pub fn comment_frame(text: &'static str) -> Bytes {
+    Bytes::from_static(match text {
+        "keep-alive" => b": keep-alive\n\n",
+        _ => b": \n\n",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    #[test]
+    fn an_event_frame_is_id_event_and_one_data_line() {
+        let event = Event {
+            id: 7,
+            channel: "global".into(),
+            event_type: "note".into(),
+            resource_type: None,
+            resource_id: None,
+            agent_id: "a".into(),
+            session_id: None,
+            timestamp: "2026-11-21T12:00:00.000000Z".into(),
+            payload: RawValue::from_string(r#"{"text":"two\nlines"}"#.into()).unwrap(),
+        };
+        let frame = event_frame(&event);
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(text.starts_with("id: 7\nevent: note\ndata: {\"id\":7,"));
+        assert!(text.ends_with("}\n\n"));
+        assert_eq!(text.matches('\n').count(), 4, "{text}");
+        assert_eq!(frame_events(&[event.clone(), event]).len(), frame.len() * 2);
+    }
+}

@@ -1,0 +1,294 @@
+//! Live fan-out. The writer hands every committed batch to the hub; the hub
+//! serialises each event to its SSE frame once and pushes the same bytes to
+//! every matching stream's bounded queue.
+//!
+//! Promises:
+//! - `publish` is called by one thread (the writer), in id order, after
+//!   commit; every push happens under the hub's lock, so `subscribe` and
+//!   `clear_lag` see a head id such that every later event reaches the queue.
+//! - Matching never scans every subscriber: subscribers are indexed by exact
+//!   channel and by prefix, and an event looks up each prefix of its channel.
+//! - A full queue never blocks: the subscriber is marked lagged and gets no
+//!   more frames until it has caught up from the log (`clear_lag`). Its queue
+//!   therefore always holds a gap-free run of frames.
+//! - The hub never touches the database.
+
+mod frame;
+mod index;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+pub use frame::{comment_frame, event_frame, frame_events, retry_frame, Frame};
+use index::ChannelIndex;
+
+use crate::domain::{Event, StreamFilter};
+
+pub type SubscriberId = u64;
+
+/// What one stream shares with the hub.
+#[derive(Debug, Default)]
+pub struct SubscriberFlags {
+    /// Set by the hub when a frame did not fit in the queue.
+    lagged: AtomicBool,
+}
+
+impl SubscriberFlags {
+    pub fn is_lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+}
+
+struct Subscriber {
+    filter: StreamFilter,
+    queue: mpsc::Sender<Frame>,
+    flags: Arc<SubscriberFlags>,
+    /// Highest id pushed, so overlapping patterns never push an event twice.
+    last_pushed: i64,
+    session: Option<SessionKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey(String);
+
+/// A session as presence and `/api/sessions` see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub agent_id: String,
+    pub connections: usize,
+    pub channels: Vec<String>,
+    pub connected_at: String,
+}
+
+/// Counters that only ever grow, for stats and metrics.
+#[derive(Debug, Default)]
+pub struct HubCounters {
+    pub events_published: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub lagged: AtomicU64,
+}
+
+struct State {
+    head_id: i64,
+    next_id: SubscriberId,
+    subscribers: HashMap<SubscriberId, Subscriber>,
+    index: ChannelIndex,
+    sessions: HashMap<SessionKey, SessionInfo>,
+}
+
+/// A registration: the queue to read and the head id at registration time.
+/// Every event with an id above `head_id` is pushed to the queue (unless the
+/// queue overflows, which sets the lagged flag).
+pub struct Registration {
+    pub id: SubscriberId,
+    pub queue: mpsc::Receiver<Frame>,
+    pub flags: Arc<SubscriberFlags>,
+    pub head_id: i64,
+    /// Set when this is the session's first open stream.
+    pub joined: Option<SessionInfo>,
+}
+
+/// The identity a stream registers with, for presence.
+pub struct StreamOwner {
+    pub session_id: String,
+    pub agent_id: String,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    queue_capacity: usize,
+    shutdown: watch::Sender<bool>,
+    pub counters: HubCounters,
+}
+
+impl Hub {
+    pub fn new(head_id: i64, queue_capacity: usize) -> Self {
+        Hub {
+            state: Mutex::new(State {
+                head_id,
+                next_id: 1,
+                subscribers: HashMap::new(),
+                index: ChannelIndex::default(),
+                sessions: HashMap::new(),
+            }),
+            queue_capacity,
+            shutdown: watch::channel(false).0,
+            counters: HubCounters::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind: go on.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn head_id(&self) -> i64 {
+        self.lock().head_id
+    }
+
+    /// Registers a stream. From this call on, every event above the returned
+    /// `head_id` that matches `filter` is pushed to the returned queue.
+    pub fn subscribe(&self, filter: StreamFilter, owner: Option<StreamOwner>, now: &str) -> Registration {
+        let (queue, receiver) = mpsc::channel(self.queue_capacity);
+        let flags = Arc::new(SubscriberFlags::default());
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let channels: Vec<String> = filter.patterns.iter().map(ToString::to_string).collect();
+        let mut joined = None;
+        let session = owner.map(|owner| {
+            let key = SessionKey(owner.session_id.clone());
+            let info = state.sessions.entry(key.clone()).or_insert_with(|| SessionInfo {
+                session_id: owner.session_id,
+                agent_id: owner.agent_id,
+                connections: 0,
+                channels: Vec::new(),
+                connected_at: now.to_owned(),
+            });
+            info.connections += 1;
+            for channel in &channels {
+                if !info.channels.contains(channel) {
+                    info.channels.push(channel.clone());
+                }
+            }
+            if info.connections == 1 {
+                joined = Some(info.clone());
+            }
+            key
+        });
+        state.index.insert(id, &filter.patterns);
+        let head_id = state.head_id;
+        state.subscribers.insert(
+            id,
+            Subscriber {
+                filter,
+                queue,
+                flags: flags.clone(),
+                last_pushed: head_id,
+                session,
+            },
+        );
+        Registration {
+            id,
+            queue: receiver,
+            flags,
+            head_id,
+            joined,
+        }
+    }
+
+    /// Removes a stream. Returns the session's presence when this was its
+    /// last open stream.
+    pub fn unsubscribe(&self, id: SubscriberId) -> Option<SessionInfo> {
+        let mut state = self.lock();
+        let subscriber = state.subscribers.remove(&id)?;
+        state.index.remove(id, &subscriber.filter.patterns);
+        let key = subscriber.session?;
+        let info = state.sessions.get_mut(&key)?;
+        info.connections -= 1;
+        if info.connections == 0 {
+            return state.sessions.remove(&key);
+        }
+        None
+    }
+
+    /// Ends a lag: the stream has read its queue dry and will now read the
+    /// log up to the returned head id; frames above it are pushed again.
+    pub fn clear_lag(&self, id: SubscriberId) -> i64 {
+        let mut state = self.lock();
+        let head_id = state.head_id;
+        if let Some(subscriber) = state.subscribers.get_mut(&id) {
+            subscriber.last_pushed = head_id;
+            subscriber.flags.lagged.store(false, Ordering::Release);
+        }
+        head_id
+    }
+
+    /// Hands committed events (in id order) to every matching stream.
+    /// Returns, per event, the number of streams it was pushed to.
+    pub fn publish(&self, events: &[Event]) -> Vec<usize> {
+        let frames: Vec<Bytes> = events.iter().map(event_frame).collect();
+        let mut state = self.lock();
+        let State {
+            head_id,
+            subscribers,
+            index,
+            ..
+        } = &mut *state;
+        let mut counts = Vec::with_capacity(events.len());
+        let mut lagged = 0u64;
+        let mut candidates = Vec::new();
+        for (event, bytes) in events.iter().zip(frames) {
+            *head_id = (*head_id).max(event.id);
+            candidates.clear();
+            index.collect(&event.channel, &mut candidates);
+            let mut delivered = 0;
+            for id in &candidates {
+                let Some(subscriber) = subscribers.get_mut(id) else {
+                    continue;
+                };
+                if subscriber.last_pushed >= event.id
+                    || subscriber.flags.is_lagged()
+                    || !subscriber
+                        .filter
+                        .accepts_origin_and_resource(event.session_id.as_deref(), event.resource_id.as_deref())
+                {
+                    continue;
+                }
+                subscriber.last_pushed = event.id;
+                match subscriber.queue.try_send(Frame {
+                    id: event.id,
+                    bytes: bytes.clone(),
+                }) {
+                    Ok(()) => delivered += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        subscriber.flags.lagged.store(true, Ordering::Release);
+                        lagged += 1;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+            counts.push(delivered);
+        }
+        drop(state);
+        self.counters
+            .events_published
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.counters
+            .deliveries
+            .fetch_add(counts.iter().sum::<usize>() as u64, Ordering::Relaxed);
+        self.counters.lagged.fetch_add(lagged, Ordering::Relaxed);
+        counts
+    }
+
+    /// Open streams.
+    pub fn stream_count(&self) -> usize {
+        self.lock().subscribers.len()
+    }
+
+    /// Sessions with at least one open stream.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut sessions: Vec<SessionInfo> = self.lock().sessions.values().cloned().collect();
+        sessions.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        sessions
+    }
+
+    /// Streams per subscription pattern.
+    pub fn streams_per_pattern(&self) -> Vec<(String, usize)> {
+        self.lock().index.counts()
+    }
+
+    /// Asks every open stream to end (server shutdown).
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}

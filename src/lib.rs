@@ -1,0 +1,13 @@
+//! switchboard: clients write over REST, every change is committed together
+//! with its event into a durable log, and every other session sees it over a
+//! Server-Sent-Events stream that resumes exactly with `Last-Event-ID`.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,25 @@
+use clap::Parser;
+
+use switchboard::cli;
+use switchboard::config::{Cli, Command};
+use switchboard::startup::Application;
+use switchboard::telemetry;
+
+fn main() -> anyhow::Result<()> {
+    let args = Cli::parse();
+    match args.command {
+        None => serve(args.serve),
+        Some(Command::Serve(serve_args)) => serve(serve_args),
+        Some(Command::Migrate(db)) => cli::migrate(&db),
+        Some(Command::Prune(prune)) => cli::prune(&prune),
+    }
+}
+
+fn serve(args: switchboard::config::ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(args).await?;
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}

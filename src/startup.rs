@@ -1,0 +1,167 @@
+//! Building the application: migrations, the read pool, the hub, the writer,
+//! retention, and the HTTP server bound to its port (0 in tests) before
+//! `build` returns.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use chrono::Utc;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::ServeArgs;
+use crate::domain::format_timestamp;
+use crate::http::{self, AppState, StreamSettings};
+use crate::hub::Hub;
+use crate::store::{self, events, open_pool, run_migrations, Store, Writer, WriterConfig};
+
+/// Events deleted per retention transaction.
+const PRUNE_BATCH: i64 = 1000;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    stopper: Stopper,
+}
+
+/// Stops the server the way SIGTERM does: streams end at once (clients resume
+/// elsewhere with `Last-Event-ID`), requests in flight finish.
+#[derive(Clone)]
+pub struct Stopper {
+    hub: Arc<Hub>,
+    handle: ServerHandle,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.hub.shut_down();
+        self.handle.stop(true).await;
+    }
+}
+
+impl Application {
+    pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
+        let url = args.db.database.clone();
+        let applied = run_migrations(&url)?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, database = %url.path.display(), "migrations applied");
+        }
+        let store = Store::new(open_pool(&url, args.read_pool)?);
+        let head_id = store.read(events::head_id).await?;
+        let hub = Arc::new(Hub::new(head_id, args.stream_queue));
+        let publisher = hub.clone();
+        let (writer, _thread) = Writer::start(
+            &url,
+            WriterConfig::default(),
+            Arc::new(move |committed| publisher.publish(committed)),
+        )?;
+
+        spawn_retention(writer.clone(), args.retention);
+
+        let listener = TcpListener::bind(&args.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            store,
+            writer,
+            hub: hub.clone(),
+            streams: StreamSettings {
+                replay_count: args.replay_count,
+                replay_window: args.replay_window,
+                keepalive: args.keepalive,
+                retry: args.retry,
+            },
+            max_body: args.max_body,
+            started: Instant::now(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .configure(http::configure)
+        })
+        .listen(listener)?
+        .backlog(4096)
+        .disable_signals()
+        .shutdown_timeout(2);
+        if let Some(workers) = args.workers {
+            server = server.workers(workers);
+        }
+        let server = server.run();
+        let stopper = Stopper {
+            hub,
+            handle: server.handle(),
+        };
+        tracing::info!(address = %args.bind, port, database = %url.path.display(), head_id, "switchboard listening");
+        Ok(Application { port, server, stopper })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let stopper = self.stopper.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: ending streams, finishing requests");
+            stopper.stop().await;
+        });
+        self.server.await
+    }
+
+    /// Serves until stopped through a `Stopper` (tests).
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Prunes expired events at start and then every minute (or sooner for short
+/// retentions), in small transactions through the writer.
+fn spawn_retention(writer: Writer, retention: Duration) {
+    let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            ticker.tick().await;
+            let Ok(age) = chrono::Duration::from_std(retention) else {
+                return;
+            };
+            let cutoff = format_timestamp(Utc::now() - age);
+            match store::prune_with(&writer, cutoff, PRUNE_BATCH).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "retention pruned events"),
+                Err(err) => tracing::warn!(error = %err, "retention failed; will retry"),
+            }
+        }
+    });
+}

@@ -1,0 +1,39 @@
+//! Errors of the storage layer. A writer job may also reject a change with a
+//! `DomainError` (`StoreError::Rejected`); its savepoint is then rolled back
+//! and the other requests of the same group commit are unaffected.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::domain::DomainError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// The database cannot take the request now (locked, full, read-only,
+    /// the writer is gone): the client may retry.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(DieselError),
+    #[error("connection pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(err: DieselError) -> Self {
+        if let DieselError::DatabaseError(kind, info) = &err {
+            let message = info.message();
+            let transient = matches!(kind, DatabaseErrorKind::Unknown)
+                && ["locked", "busy", "full", "readonly", "read-only", "disk I/O"]
+                    .iter()
+                    .any(|needle| message.contains(needle));
+            if transient {
+                return StoreError::Unavailable(message.to_owned());
+            }
+        }
+        StoreError::Database(err)
+    }
+}

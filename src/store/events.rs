@@ -1,0 +1,327 @@
+//! The event log: appending, reading ranges by id, history queries, the log's
+//! position (head, pruned watermark) and retention.
+//!
+//! Every read that a stream uses to fill a gap runs in one read transaction
+//! together with the watermark check, so a page can never silently miss rows
+//! that retention deleted between two statements.
+
+use diesel::dsl::min;
+use diesel::expression::BoxableExpression;
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use diesel::sqlite::{Sqlite, SqliteConnection};
+use serde_json::value::RawValue;
+
+use super::schema::{events, log_state, sqlite_sequence};
+use super::StoreError;
+use crate::domain::{ChannelPattern, Event, NewEvent, StreamFilter};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = events)]
+#[diesel(check_for_backend(Sqlite))]
+struct EventRow {
+    id: i64,
+    channel: String,
+    event_type: String,
+    resource_type: Option<String>,
+    resource_id: Option<String>,
+    agent_id: String,
+    session_id: Option<String>,
+    created_at: String,
+    payload: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = events)]
+struct NewEventRow<'a> {
+    channel: &'a str,
+    event_type: &'a str,
+    resource_type: Option<&'a str>,
+    resource_id: Option<&'a str>,
+    agent_id: &'a str,
+    session_id: Option<&'a str>,
+    created_at: &'a str,
+    payload: &'a str,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        let payload = RawValue::from_string(row.payload)
+            .map_err(|e| StoreError::Corrupt(format!("event {} payload: {e}", row.id)))?;
+        Ok(Event {
+            id: row.id,
+            channel: row.channel,
+            event_type: row.event_type,
+            resource_type: row.resource_type,
+            resource_id: row.resource_id,
+            agent_id: row.agent_id,
+            session_id: row.session_id,
+            timestamp: row.created_at,
+            payload,
+        })
+    }
+}
+
+fn into_events(rows: Vec<EventRow>) -> Result<Vec<Event>, StoreError> {
+    rows.into_iter().map(Event::try_from).collect()
+}
+
+/// Runs `f` in one read transaction: every statement sees the same snapshot.
+pub fn read_transaction<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.transaction(f)
+}
+
+/// Appends one event; `now` is the commit batch's timestamp.
+pub fn append(conn: &mut SqliteConnection, event: &NewEvent, now: &str) -> Result<Event, StoreError> {
+    let row = NewEventRow {
+        channel: event.channel.as_str(),
+        event_type: event.event_type.as_str(),
+        resource_type: event.resource_type.as_ref().map(|t| t.as_str()),
+        resource_id: event.resource_id.as_ref().map(|r| r.as_str()),
+        agent_id: event.agent_id.as_str(),
+        session_id: event.session_id.as_ref().map(|s| s.as_str()),
+        created_at: now,
+        payload: event.payload.get(),
+    };
+    let id: i64 = diesel::insert_into(events::table)
+        .values(&row)
+        .returning(events::id)
+        .get_result(conn)?;
+    Ok(Event {
+        id,
+        channel: event.channel.as_str().to_owned(),
+        event_type: event.event_type.as_str().to_owned(),
+        resource_type: event.resource_type.as_ref().map(|t| t.as_str().to_owned()),
+        resource_id: event.resource_id.as_ref().map(|r| r.as_str().to_owned()),
+        agent_id: event.agent_id.as_str().to_owned(),
+        session_id: event.session_id.as_ref().map(|s| s.as_str().to_owned()),
+        timestamp: now.to_owned(),
+        payload: event.payload.clone(),
+    })
+}
+
+/// Where the log stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The highest id ever written (0 for a new log); survives pruning.
+    pub head_id: i64,
+    /// Retention may have deleted every id up to and including this one.
+    pub pruned_through: i64,
+    /// The oldest id still held, or `head_id + 1` when the log is empty.
+    pub oldest_id: i64,
+}
+
+pub fn head_id(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    let seq: Option<i64> = sqlite_sequence::table
+        .filter(sqlite_sequence::name.eq("events"))
+        .select(sqlite_sequence::seq)
+        .first(conn)
+        .optional()?;
+    Ok(seq.unwrap_or(0))
+}
+
+pub fn pruned_through(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    Ok(log_state::table
+        .select(log_state::pruned_through)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+pub fn position(conn: &mut SqliteConnection) -> Result<LogPosition, StoreError> {
+    let head_id = head_id(conn)?;
+    let pruned_through = pruned_through(conn)?;
+    let oldest: Option<i64> = events::table.select(min(events::id)).first(conn)?;
+    Ok(LogPosition {
+        head_id,
+        pruned_through,
+        oldest_id: oldest.unwrap_or(head_id + 1),
+    })
+}
+
+type BoxedEvents<'a> = events::BoxedQuery<'a, Sqlite>;
+type Condition = Box<dyn BoxableExpression<events::table, Sqlite, SqlType = Bool>>;
+
+/// The first string greater than every string that starts with `prefix`.
+/// Channel names are ASCII below 0x7f, so bumping the last byte stays ASCII.
+fn prefix_successor(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `channel IN (…) OR channel >= prefix AND channel < successor …`, which
+/// SQLite answers from the `(channel, id)` index. `None` means all channels.
+fn channel_condition(patterns: &[ChannelPattern]) -> Option<Condition> {
+    if patterns.iter().any(ChannelPattern::is_all) {
+        return None;
+    }
+    let exact: Vec<String> = patterns
+        .iter()
+        .filter_map(|p| match p {
+            ChannelPattern::Exact(name) => Some(name.clone()),
+            ChannelPattern::Prefix(_) => None,
+        })
+        .collect();
+    let mut condition: Option<Condition> =
+        (!exact.is_empty()).then(|| Box::new(events::channel.eq_any(exact)) as Condition);
+    for pattern in patterns {
+        if let ChannelPattern::Prefix(prefix) = pattern {
+            let range: Condition = Box::new(
+                events::channel
+                    .ge(prefix.clone())
+                    .and(events::channel.lt(prefix_successor(prefix))),
+            );
+            condition = Some(match condition {
+                Some(c) => Box::new(c.or(range)),
+                None => range,
+            });
+        }
+    }
+    condition
+}
+
+fn apply_stream_filter<'a>(mut query: BoxedEvents<'a>, filter: &StreamFilter) -> BoxedEvents<'a> {
+    if let Some(condition) = channel_condition(&filter.patterns) {
+        query = query.filter(condition);
+    }
+    if let Some(ids) = &filter.resource_ids {
+        query = query.filter(events::resource_id.eq_any(ids.clone()));
+    }
+    if let Some(own) = &filter.exclude_session {
+        query = query.filter(events::session_id.is_not(own.clone()));
+    }
+    query
+}
+
+/// Matching events with `after < id <= upto`, oldest first, at most `limit`.
+pub fn read_range(
+    conn: &mut SqliteConnection,
+    filter: &StreamFilter,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let query = apply_stream_filter(events::table.into_boxed(), filter)
+        .filter(events::id.gt(after))
+        .filter(events::id.le(upto))
+        .order(events::id.asc())
+        .limit(limit)
+        .select(EventRow::as_select());
+    into_events(query.load(conn)?)
+}
+
+/// The newest `limit` matching events with `id <= upto` written at or after
+/// `since` (a timestamp), returned oldest first.
+pub fn read_recent(
+    conn: &mut SqliteConnection,
+    filter: &StreamFilter,
+    upto: i64,
+    since: &str,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let query = apply_stream_filter(events::table.into_boxed(), filter)
+        .filter(events::id.le(upto))
+        .filter(events::created_at.ge(since.to_owned()))
+        .order(events::id.desc())
+        .limit(limit)
+        .select(EventRow::as_select());
+    let mut found = into_events(query.load(conn)?)?;
+    found.reverse();
+    Ok(found)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// `GET /api/events`: filters and one page, walking the primary key.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: i64,
+    pub channels: Vec<ChannelPattern>,
+    pub event_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub order: Order,
+}
+
+pub fn query(conn: &mut SqliteConnection, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+    let mut query = events::table.into_boxed();
+    if let Some(condition) = channel_condition(&q.channels) {
+        query = query.filter(condition);
+    }
+    if let Some(after) = q.after {
+        query = query.filter(events::id.gt(after));
+    }
+    if let Some(before) = q.before {
+        query = query.filter(events::id.lt(before));
+    }
+    if let Some(t) = &q.event_type {
+        query = query.filter(events::event_type.eq(t.clone()));
+    }
+    if let Some(r) = &q.resource_id {
+        query = query.filter(events::resource_id.eq(r.clone()));
+    }
+    if let Some(a) = &q.agent_id {
+        query = query.filter(events::agent_id.eq(a.clone()));
+    }
+    if let Some(s) = &q.session_id {
+        query = query.filter(events::session_id.eq(s.clone()));
+    }
+    query = match q.order {
+        Order::Asc => query.order(events::id.asc()),
+        Order::Desc => query.order(events::id.desc()),
+    };
+    into_events(
+        query
+            .limit(q.limit)
+            .select(EventRow::as_select())
+            .load(conn)?,
+    )
+}
+
+pub fn find(conn: &mut SqliteConnection, id: i64) -> Result<Option<Event>, StoreError> {
+    events::table
+        .find(id)
+        .select(EventRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Event::try_from)
+        .transpose()
+}
+
+/// Deletes up to `limit` of the oldest events written before `cutoff` and
+/// raises the pruned watermark to the highest id deleted. Returns how many
+/// rows went. Small batches keep each write transaction short.
+pub fn prune_batch(conn: &mut SqliteConnection, cutoff: &str, limit: i64) -> Result<usize, StoreError> {
+    let doomed: Vec<i64> = events::table
+        .filter(events::created_at.lt(cutoff.to_owned()))
+        .order(events::id.asc())
+        .limit(limit)
+        .select(events::id)
+        .load(conn)?;
+    let Some(&highest) = doomed.last() else {
+        return Ok(0);
+    };
+    let deleted = diesel::delete(events::table.filter(events::id.eq_any(&doomed))).execute(conn)?;
+    diesel::update(log_state::table)
+        .filter(log_state::pruned_through.lt(highest))
+        .set(log_state::pruned_through.eq(highest))
+        .execute(conn)?;
+    Ok(deleted)
+}

@@ -1,0 +1,74 @@
+//! Persistence: diesel on SQLite, the event log, idempotency records and the
+//! single writer that commits many requests in one transaction.
+//!
+//! Everything above this module talks to `Store` (reads from the pool) and
+//! `Writer` (every change). No SQL leaves this module.
+
+mod db;
+mod error;
+pub mod events;
+mod idempotency;
+mod schema;
+mod writer;
+
+pub use db::{open_pool, run_migrations, DatabaseUrl, Pool, PooledConn};
+pub use error::StoreError;
+pub use events::{EventQuery, LogPosition, Order};
+pub use idempotency::IdempotencyClaim;
+pub use writer::{Committed, Outcome, Tx, Writer, WriterConfig};
+
+use std::sync::Arc;
+
+use diesel::sqlite::SqliteConnection;
+
+/// Read access to the database through the connection pool. Reads run on
+/// tokio's blocking threads and see a consistent WAL snapshot each.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    pub fn new(pool: Pool) -> Self {
+        Store { pool }
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread, inside one
+    /// read transaction, keeping the caller's tracing span.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        crate::telemetry::spawn_blocking_in_span(move || {
+            let mut conn = pool.get()?;
+            events::read_transaction(&mut conn, f)
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable("a read task was cancelled".into()))?
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Shared handle to the store and the writer, as handlers receive it.
+pub type SharedWriter = Arc<Writer>;
+
+pub use writer::prune_with;
+
+/// Prunes events written before `cutoff` on a connection of its own, in small
+/// transactions (used by `switchboard prune`, beside a running server or not).
+pub fn prune_direct(url: &DatabaseUrl, cutoff: &str, batch: i64) -> Result<usize, StoreError> {
+    let mut conn = url.connect()?;
+    let mut total = 0;
+    loop {
+        let deleted = conn.immediate_transaction(|c| events::prune_batch(c, cutoff, batch))?;
+        total += deleted;
+        if deleted < batch as usize {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The one writer. SQLite allows one writer at a time, so instead of letting
+//! requests fight for the lock, every change is sent to one thread that owns
+//! one connection and commits many requests in one transaction (group commit).
+//!
+//! Promises, in order:
+//! 1. Each request runs inside its own savepoint: a request that fails is
+//!    rolled back alone and the rest of the batch still commits.
+//! 2. A request's rows, its events and its idempotency record are committed
+//!    together or not at all.
+//! 3. Only after COMMIT returns are the batch's events handed to `on_commit`
+//!    (the hub), in id order; only then is each request answered. No event
+//!    reaches a subscriber before it is durable, and no 2xx is sent for a
+//!    change that could still be lost to anything but the disk itself.
+//! 4. If COMMIT fails, every request of the batch gets an error and nothing
+//!    of the batch was published.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread;
+
+use chrono::Utc;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::idempotency::{self, IdempotencyClaim, KEY_LIFETIME};
+use super::{events, DatabaseUrl, StoreError};
+use crate::domain::{format_timestamp, Event, NewEvent};
+
+/// What a job answers when it succeeds: the HTTP status and JSON body.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// A committed request, as the handler receives it.
+#[derive(Debug)]
+pub struct Committed {
+    pub status: u16,
+    /// The response body, serialised once (it is also the stored idempotent answer).
+    pub body: String,
+    /// The events this request appended, with their ids.
+    pub events: Vec<Event>,
+    /// How many streams the events were handed to, summed over the events.
+    pub delivered: usize,
+    /// True when this answer is a stored one for a repeated `Idempotency-Key`.
+    pub replayed: bool,
+}
+
+/// The transaction a job runs in: the connection, the batch's timestamp, and
+/// the events the job appends.
+pub struct Tx<'a> {
+    conn: &'a mut SqliteConnection,
+    now: &'a str,
+    events: Vec<Event>,
+}
+
+impl Tx<'_> {
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        self.conn
+    }
+
+    /// The commit batch's time, RFC 3339 with microseconds.
+    pub fn now(&self) -> &str {
+        self.now
+    }
+
+    /// Appends an event to the log in this transaction.
+    pub fn append(&mut self, event: &NewEvent) -> Result<&Event, StoreError> {
+        let stored = events::append(self.conn, event, self.now)?;
+        self.events.push(stored);
+        Ok(self.events.last().expect("just pushed"))
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send>;
+
+/// Called with the events of each committed batch, in id order; returns, per
+/// event, how many streams it was handed to.
+pub type OnCommit = Arc<dyn Fn(&[Event]) -> Vec<usize> + Send + Sync>;
+
+struct Request {
+    claim: Option<IdempotencyClaim>,
+    job: Job,
+    reply: Option<oneshot::Sender<Result<Committed, StoreError>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Requests waiting for the writer before new ones wait to be queued.
+    pub queue: usize,
+    /// The most requests committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            queue: 8192,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// The handle through which every change goes. Cloning is cheap.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Request>,
+}
+
+impl Writer {
+    /// Starts the writer thread on its own connection. The thread ends when
+    /// the last `Writer` handle is dropped, after the requests already queued.
+    pub fn start(
+        url: &DatabaseUrl,
+        config: WriterConfig,
+        on_commit: OnCommit,
+    ) -> Result<(Writer, thread::JoinHandle<()>), StoreError> {
+        let conn = url.connect()?;
+        let (queue, requests) = mpsc::channel(config.queue);
+        let handle = thread::Builder::new()
+            .name("switchboard-writer".into())
+            .spawn(move || run(conn, requests, config.max_batch, on_commit))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
+        Ok((Writer { queue }, handle))
+    }
+
+    /// Runs `job` in the next group commit and waits for the commit.
+    pub async fn write<F>(&self, claim: Option<IdempotencyClaim>, job: F) -> Result<Committed, StoreError>
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            claim,
+            job: Box::new(job),
+            reply: Some(reply),
+        };
+        self.queue
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    /// Queues `job` without waiting for it (used from `Drop`, where nothing
+    /// can wait). Returns false when the queue is full or closed.
+    pub fn write_detached<F>(&self, job: F) -> bool
+    where
+        F: FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static,
+    {
+        self.queue
+            .try_send(Request {
+                claim: None,
+                job: Box::new(job),
+                reply: None,
+            })
+            .is_ok()
+    }
+}
+
+fn run(mut conn: SqliteConnection, mut requests: mpsc::Receiver<Request>, max_batch: usize, on_commit: OnCommit) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut conn, &mut batch, &on_commit);
+    }
+    tracing::debug!("writer stopped");
+}
+
+struct Done {
+    status: u16,
+    body: String,
+    events: Vec<Event>,
+    replayed: bool,
+}
+
+fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit: &OnCommit) {
+    let started = std::time::Instant::now();
+    let now_time = Utc::now();
+    let now = format_timestamp(now_time);
+    let keys_not_before = format_timestamp(now_time - KEY_LIFETIME);
+    let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
+
+    let committed = conn.immediate_transaction::<_, StoreError, _>(|conn| {
+        for request in batch.iter_mut() {
+            let job: Job = std::mem::replace(&mut request.job, Box::new(|_| unreachable!()));
+            let claim = request.claim.as_ref();
+            let result = conn.transaction::<_, StoreError, _>(|conn| {
+                run_job(conn, &now, &keys_not_before, claim, job)
+            });
+            results.push(result);
+        }
+        Ok(())
+    });
+
+    if let Err(err) = committed {
+        tracing::error!(error = %err, requests = batch.len(), "group commit failed");
+        for request in batch.drain(..) {
+            if let Some(reply) = request.reply {
+                let _ = reply.send(Err(StoreError::Unavailable(format!("commit failed: {err}"))));
+            }
+        }
+        return;
+    }
+
+    let all_events: Vec<Event> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|done| done.events.iter().cloned())
+        .collect();
+    let delivered = if all_events.is_empty() {
+        Vec::new()
+    } else {
+        on_commit(&all_events)
+    };
+    tracing::trace!(
+        requests = batch.len(),
+        events = all_events.len(),
+        micros = started.elapsed().as_micros() as u64,
+        "group commit"
+    );
+
+    let mut delivered = delivered.into_iter();
+    for (request, result) in batch.drain(..).zip(results) {
+        let answer = result.map(|done| {
+            let count = done.events.len();
+            Committed {
+                status: done.status,
+                body: done.body,
+                delivered: delivered.by_ref().take(count).sum(),
+                events: done.events,
+                replayed: done.replayed,
+            }
+        });
+        if let Some(reply) = request.reply {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+fn run_job(
+    conn: &mut SqliteConnection,
+    now: &str,
+    keys_not_before: &str,
+    claim: Option<&IdempotencyClaim>,
+    job: Job,
+) -> Result<Done, StoreError> {
+    if let Some(claim) = claim {
+        if let Some(stored) = idempotency::lookup(conn, claim, keys_not_before)? {
+            return Ok(Done {
+                status: stored.status,
+                body: stored.body,
+                events: Vec::new(),
+                replayed: true,
+            });
+        }
+    }
+    let mut tx = Tx {
+        conn,
+        now,
+        events: Vec::new(),
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
+        .map_err(|_| StoreError::Corrupt("a write job panicked".into()))??;
+    let Tx { conn, events, .. } = tx;
+    let body = serde_json::to_string(&outcome.body)
+        .map_err(|e| StoreError::Corrupt(format!("response body: {e}")))?;
+    if let Some(claim) = claim {
+        idempotency::remember(conn, claim, outcome.status, &body, now)?;
+    }
+    Ok(Done {
+        status: outcome.status,
+        body,
+        events,
+        replayed: false,
+    })
+}
+
+/// Retention as writer jobs: one small batch per transaction, so other
+/// requests interleave. Returns how many events were pruned.
+pub async fn prune_with(writer: &Writer, cutoff: String, batch: i64) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let cutoff = cutoff.clone();
+        let done = writer
+            .write(None, move |tx| {
+                let deleted = events::prune_batch(tx.conn(), &cutoff, batch)?;
+                Ok(Outcome {
+                    status: 200,
+                    body: serde_json::json!(deleted),
+                })
+            })
+            .await?;
+        let deleted: usize = done.body.parse().unwrap_or(0);
+        total += deleted;
+        if deleted < batch as usize {
+            break;
+        }
+    }
+    let keys_cutoff = format_timestamp(Utc::now() - KEY_LIFETIME);
+    writer
+        .write(None, move |tx| {
+            idempotency::forget_expired(tx.conn(), &keys_cutoff, 10_000)?;
+            Ok(Outcome {
+                status: 200,
+                body: serde_json::Value::Null,
+            })
+        })
+        .await?;
+    Ok(total)
+}
