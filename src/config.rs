@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::store::DatabaseUrl;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about = "A sync service: REST writes, a durable event log, SSE streams that resume exactly.")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A sync service: REST writes, a durable event log, SSE streams that resume exactly."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -101,15 +105,20 @@ impl ServeArgs {
 
 /// `24h`, `5m`, `2s`, `500ms`.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value).map_err(|e| format!("{value:?} is not a duration like 24h, 5m, 2s or 500ms: {e}"))
+    humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?} is not a duration like 24h, 5m, 2s or 500ms: {e}"))
 }
 
 /// `1MiB`, `512KiB`, `64kb`, `1000`.
 pub fn parse_size(value: &str) -> Result<usize, String> {
     let lower = value.trim().to_ascii_lowercase();
-    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(split);
-    let number: usize = number.parse().map_err(|_| format!("{value:?} is not a size like 1MiB"))?;
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a size like 1MiB"))?;
     let factor = match unit.trim() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
@@ -117,7 +126,9 @@ pub fn parse_size(value: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 1024 * 1024 * 1024,
         _ => return Err(format!("{value:?}: unknown unit (use B, KiB, MiB or GiB)")),
     };
-    number.checked_mul(factor).ok_or_else(|| format!("{value:?} is too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{value:?} is too large"))
 }
 
 #[cfg(test)]

@@ -95,7 +95,11 @@ impl Application {
             handle: server.handle(),
         };
         tracing::info!(address = %args.bind, port, database = %url.path.display(), head_id, "switchboard listening");
-        Ok(Application { port, server, stopper })
+        Ok(Application {
+            port,
+            server,
+            stopper,
+        })
     }
 
     pub fn port(&self) -> u16 {

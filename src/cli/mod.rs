@@ -1,4 +1,7 @@
-//! The commands besides `serve`: `migrate` and `prune`.
+//! The commands besides `serve`: `migrate` and `prune`, and the client-side
+//! SSE parser they and the tests share.
+
+pub mod sse;
 
 use chrono::Utc;
 

@@ -150,7 +150,13 @@ impl ChannelPattern {
         match value.strip_suffix('*') {
             Some("") => Ok(ChannelPattern::Prefix(String::new())),
             Some(prefix) => {
-                check(field, prefix, 199, channel_byte, "letters, digits and . _ : / -, then an optional *")?;
+                check(
+                    field,
+                    prefix,
+                    199,
+                    channel_byte,
+                    "letters, digits and . _ : / -, then an optional *",
+                )?;
                 Ok(ChannelPattern::Prefix(prefix.to_owned()))
             }
             None => Ok(ChannelPattern::Exact(
@@ -228,10 +234,16 @@ mod tests {
     #[test]
     fn reserved_channels_are_recognised() {
         for name in ["features", "presence", "conversation:abc", "files"] {
-            assert!(ChannelName::parse("c", name).unwrap().is_reserved(), "{name}");
+            assert!(
+                ChannelName::parse("c", name).unwrap().is_reserved(),
+                "{name}"
+            );
         }
         for name in ["global", "chat", "features2", "conversation"] {
-            assert!(!ChannelName::parse("c", name).unwrap().is_reserved(), "{name}");
+            assert!(
+                !ChannelName::parse("c", name).unwrap().is_reserved(),
+                "{name}"
+            );
         }
     }
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{AppState, Identity, JsonBody};
-use crate::domain::{ChannelName, ChannelPattern, DomainError, Event, EventType, NewEvent, ResourceId, ResourceType};
+use crate::domain::{
+    ChannelName, ChannelPattern, DomainError, Event, EventType, NewEvent, ResourceId, ResourceType,
+};
 use crate::error::ApiError;
 use crate::store::{events, Committed, EventQuery, Order, Outcome};
 
@@ -59,7 +61,8 @@ fn new_event(
         .into());
     }
     let field = |name: &str| format!("{prefix}{name}");
-    let event_type = event_type.ok_or_else(|| DomainError::validation(field("type"), "is required"))?;
+    let event_type =
+        event_type.ok_or_else(|| DomainError::validation(field("type"), "is required"))?;
     Ok(NewEvent {
         channel,
         event_type: EventType::parse(&field("type"), event_type)?,
@@ -103,7 +106,8 @@ pub async fn publish_event(
     channel: web::Path<String>,
     body: JsonBody<PublishRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let channel = ChannelName::parse("channel", &channel).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let channel = ChannelName::parse("channel", &channel)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let claim = identity.idempotency_claim(&req, &body.raw)?;
     let request = body.value;
     let event = new_event(
@@ -142,16 +146,20 @@ pub async fn publish_batch(
         .events
         .ok_or_else(|| DomainError::validation("events", "is required"))?;
     if items.is_empty() || items.len() > MAX_BATCH {
-        return Err(DomainError::validation("events", format!("must hold 1 to {MAX_BATCH} events")).into());
+        return Err(DomainError::validation(
+            "events",
+            format!("must hold 1 to {MAX_BATCH} events"),
+        )
+        .into());
     }
     let events: Vec<NewEvent> = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
             let prefix = format!("events[{i}].");
-            let channel = item
-                .channel
-                .ok_or_else(|| DomainError::validation(format!("{prefix}channel"), "is required"))?;
+            let channel = item.channel.ok_or_else(|| {
+                DomainError::validation(format!("{prefix}channel"), "is required")
+            })?;
             let channel = ChannelName::parse(&format!("{prefix}channel"), &channel)?;
             new_event(
                 &identity,
@@ -207,7 +215,11 @@ struct EventsPage {
 /// `GET /api/events`: one page of history, walking the primary key.
 /// `next_cursor` is the last id of a full page: pass it as `after` (asc) or
 /// `before` (desc) for the next one; `null` when the page is the last.
-pub async fn list_events(state: web::Data<AppState>, _identity: Identity, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list_events(
+    state: web::Data<AppState>,
+    _identity: Identity,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -218,7 +230,11 @@ pub async fn list_events(state: web::Data<AppState>, _identity: Identity, query:
         before: q.before,
         limit,
         channels: ChannelPattern::parse_list("channels", q.channels.as_deref())?,
-        event_type: q.event_type.map(|t| EventType::parse("type", &t)).transpose()?.map(EventType::into_string),
+        event_type: q
+            .event_type
+            .map(|t| EventType::parse("type", &t))
+            .transpose()?
+            .map(EventType::into_string),
         resource_id: q.resource_id,
         agent_id: q.agent_id,
         session_id: q.session_id,
@@ -228,14 +244,23 @@ pub async fn list_events(state: web::Data<AppState>, _identity: Identity, query:
         .store
         .read(move |conn| Ok((events::head_id(conn)?, events::query(conn, &query)?)))
         .await?;
-    let next_cursor = (events.len() as i64 == limit).then(|| events.last().map(|e| e.id)).flatten();
+    let next_cursor = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
     Ok(HttpResponse::Ok()
         .insert_header(("X-Event-Cursor", head_id.to_string()))
-        .json(EventsPage { events, next_cursor }))
+        .json(EventsPage {
+            events,
+            next_cursor,
+        }))
 }
 
 /// `GET /api/events/{id}`.
-pub async fn get_event(state: web::Data<AppState>, _identity: Identity, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn get_event(
+    state: web::Data<AppState>,
+    _identity: Identity,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let event = state
         .store

@@ -34,7 +34,11 @@ pub(super) fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-fn header_or_query(req: &HttpRequest, header_name: &str, query_name: &str) -> Result<Option<String>, ApiError> {
+fn header_or_query(
+    req: &HttpRequest,
+    header_name: &str,
+    query_name: &str,
+) -> Result<Option<String>, ApiError> {
     match req.headers().get(header_name) {
         Some(value) => value
             .to_str()
@@ -48,17 +52,28 @@ impl Identity {
     pub fn from_request_parts(req: &HttpRequest) -> Result<Self, ApiError> {
         let bad = |_: &str, err: DomainError| ApiError::bad_request(err.to_string());
         let agent_id = match header_or_query(req, "X-Agent-ID", "agent_id")? {
-            Some(value) => AgentId::parse("X-Agent-ID", &value).map_err(|e| bad("X-Agent-ID", e))?,
+            Some(value) => {
+                AgentId::parse("X-Agent-ID", &value).map_err(|e| bad("X-Agent-ID", e))?
+            }
             None => AgentId::anonymous(),
         };
         let session_id = header_or_query(req, "X-Session-ID", "session_id")?
-            .map(|value| SessionId::parse("X-Session-ID", &value).map_err(|e| bad("X-Session-ID", e)))
+            .map(|value| {
+                SessionId::parse("X-Session-ID", &value).map_err(|e| bad("X-Session-ID", e))
+            })
             .transpose()?;
-        Ok(Identity { agent_id, session_id })
+        Ok(Identity {
+            agent_id,
+            session_id,
+        })
     }
 
     /// The `Idempotency-Key` claim of a POST, if the header is present.
-    pub fn idempotency_claim(&self, req: &HttpRequest, body: &[u8]) -> Result<Option<IdempotencyClaim>, ApiError> {
+    pub fn idempotency_claim(
+        &self,
+        req: &HttpRequest,
+        body: &[u8],
+    ) -> Result<Option<IdempotencyClaim>, ApiError> {
         let Some(value) = req.headers().get("Idempotency-Key") else {
             return Ok(None);
         };
@@ -66,7 +81,9 @@ impl Identity {
             .to_str()
             .ok()
             .and_then(|v| IdempotencyKey::parse("Idempotency-Key", v).ok())
-            .ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+            .ok_or_else(|| {
+                ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+            })?;
         Ok(Some(IdempotencyClaim::new(
             self.agent_id.clone(),
             key,
@@ -108,7 +125,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             Some(value) => value
                 .to_str()
                 .map(|v| {
-                    let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                    let essence = v
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase();
                     essence == "application/json" || essence.ends_with("+json")
                 })
                 .unwrap_or(false),
@@ -128,7 +150,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             }
             let mut body = BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+                let chunk = chunk
+                    .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
                 if body.len() + chunk.len() > limit {
                     return Err(ApiError::PayloadTooLarge { limit });
                 }

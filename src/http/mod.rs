@@ -41,9 +41,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|err, _| {
         ApiError::bad_request(format!("invalid query string: {err}")).into()
     }))
-    .app_data(web::PathConfig::default().error_handler(|err, _| {
-        ApiError::bad_request(format!("invalid path: {err}")).into()
-    }))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
+    )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .service(

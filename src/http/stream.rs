@@ -31,11 +31,14 @@ use tokio::time::Sleep;
 
 use super::{AppState, Identity};
 use crate::domain::{
-    format_timestamp, AgentId, ChannelName, ChannelPattern, DomainError, EventType, NewEvent, ResourceId,
-    SessionId, StreamFilter,
+    format_timestamp, AgentId, ChannelName, ChannelPattern, DomainError, EventType, NewEvent,
+    ResourceId, SessionId, StreamFilter,
 };
 use crate::error::ApiError;
-use crate::hub::{comment_frame, frame_events, retry_frame, Frame, Hub, SessionInfo, StreamOwner, SubscriberFlags, SubscriberId};
+use crate::hub::{
+    comment_frame, frame_events, retry_frame, Frame, Hub, SessionInfo, StreamOwner,
+    SubscriberFlags, SubscriberId,
+};
 use crate::store::{events, Outcome, Store, StoreError, Writer};
 
 /// The most events `replay=N` may ask for.
@@ -80,7 +83,11 @@ fn parse_cursor(field: &str, value: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("{field} must be a non-negative event id")))
 }
 
-fn parse_start(req: &HttpRequest, query: &StreamQuery, default_replay: usize) -> Result<Start, ApiError> {
+fn parse_start(
+    req: &HttpRequest,
+    query: &StreamQuery,
+    default_replay: usize,
+) -> Result<Start, ApiError> {
     if let Some(value) = req.headers().get("Last-Event-ID") {
         let value = value
             .to_str()
@@ -99,14 +106,24 @@ fn parse_start(req: &HttpRequest, query: &StreamQuery, default_replay: usize) ->
             .parse::<usize>()
             .ok()
             .filter(|n| *n <= MAX_REPLAY)
-            .ok_or_else(|| DomainError::validation("replay", format!("must be 0 to {MAX_REPLAY}")))?,
+            .ok_or_else(|| {
+                DomainError::validation("replay", format!("must be 0 to {MAX_REPLAY}"))
+            })?,
     };
     Ok(Start::Recent(replay))
 }
 
-fn parse_filter(query: &StreamQuery, identity: &Identity, include_own: bool) -> Result<StreamFilter, ApiError> {
+fn parse_filter(
+    query: &StreamQuery,
+    identity: &Identity,
+    include_own: bool,
+) -> Result<StreamFilter, ApiError> {
     let patterns = ChannelPattern::parse_list("channels", query.channels.as_deref())?;
-    let resource_ids = match query.resource_ids.as_deref().filter(|v| !v.trim().is_empty()) {
+    let resource_ids = match query
+        .resource_ids
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+    {
         None => None,
         Some(list) => {
             let ids: Vec<String> = list
@@ -116,7 +133,11 @@ fn parse_filter(query: &StreamQuery, identity: &Identity, include_own: bool) -> 
                 .map(|id| ResourceId::parse("resource_ids", id).map(ResourceId::into_string))
                 .collect::<Result<_, _>>()?;
             if ids.len() > MAX_RESOURCE_IDS {
-                return Err(DomainError::validation("resource_ids", format!("at most {MAX_RESOURCE_IDS} ids")).into());
+                return Err(DomainError::validation(
+                    "resource_ids",
+                    format!("at most {MAX_RESOURCE_IDS} ids"),
+                )
+                .into());
             }
             Some(ids)
         }
@@ -196,7 +217,12 @@ pub async fn open_stream(
 }
 
 /// Writes a presence event; presence is best effort and never fails a stream.
-async fn publish_presence(writer: &Writer, event_type: &'static str, session: &SessionInfo, connections: usize) {
+async fn publish_presence(
+    writer: &Writer,
+    event_type: &'static str,
+    session: &SessionInfo,
+    connections: usize,
+) {
     let job = presence_job(event_type, session, connections);
     if let Err(err) = writer.write(None, job).await {
         tracing::warn!(error = %err, "could not record presence");
@@ -205,7 +231,11 @@ async fn publish_presence(writer: &Writer, event_type: &'static str, session: &S
 
 type PresenceJob = Box<dyn FnOnce(&mut crate::store::Tx<'_>) -> Result<Outcome, StoreError> + Send>;
 
-fn presence_job(event_type: &'static str, session: &SessionInfo, connections: usize) -> PresenceJob {
+fn presence_job(
+    event_type: &'static str,
+    session: &SessionInfo,
+    connections: usize,
+) -> PresenceJob {
     let payload = json!({
         "session_id": session.session_id,
         "agent_id": session.agent_id,
@@ -219,7 +249,8 @@ fn presence_job(event_type: &'static str, session: &SessionInfo, connections: us
             resource_id: None,
             agent_id: AgentId::parse("agent_id", &session.agent_id)?,
             session_id: Some(SessionId::parse("session_id", &session.session_id)?),
-            payload: serde_json::value::to_raw_value(&payload).map_err(|e| DomainError::BadRequest(e.to_string()))?,
+            payload: serde_json::value::to_raw_value(&payload)
+                .map_err(|e| DomainError::BadRequest(e.to_string()))?,
         })
     })();
     Box::new(move |tx| {
@@ -233,9 +264,14 @@ fn presence_job(event_type: &'static str, session: &SessionInfo, connections: us
 
 enum Phase {
     /// Decide where to start: resume after a cursor, or replay recent events.
-    Opening { start: Start, upto: i64 },
+    Opening {
+        start: Start,
+        upto: i64,
+    },
     /// Read the log after the cursor up to `upto`, then go live.
-    CatchUp { upto: i64 },
+    CatchUp {
+        upto: i64,
+    },
     /// Send frames from the hub's queue.
     Live,
     Finished,
@@ -302,7 +338,11 @@ impl LogStream {
                     return Ok(Some(self.resync("cursor_ahead", upto, position.oldest_id)));
                 }
                 if cursor < position.pruned_through {
-                    return Ok(Some(self.resync("cursor_expired", upto, position.oldest_id)));
+                    return Ok(Some(self.resync(
+                        "cursor_expired",
+                        upto,
+                        position.oldest_id,
+                    )));
                 }
                 self.cursor = cursor;
                 self.phase = Phase::CatchUp { upto };
@@ -314,11 +354,15 @@ impl LogStream {
                 Ok(None)
             }
             Start::Recent(count) => {
-                let since = format_timestamp(Utc::now() - chrono::Duration::from_std(self.replay_window).unwrap_or_default());
+                let since = format_timestamp(
+                    Utc::now() - chrono::Duration::from_std(self.replay_window).unwrap_or_default(),
+                );
                 let filter = self.filter.clone();
                 let recent = self
                     .store
-                    .read(move |conn| events::read_recent(conn, &filter, upto, &since, count as i64))
+                    .read(move |conn| {
+                        events::read_recent(conn, &filter, upto, &since, count as i64)
+                    })
                     .await?;
                 self.cursor = upto;
                 self.phase = Phase::Live;
@@ -345,7 +389,11 @@ impl LogStream {
             })
             .await?;
         if after < position.pruned_through {
-            return Ok(Some(self.resync("cursor_expired", upto, position.oldest_id)));
+            return Ok(Some(self.resync(
+                "cursor_expired",
+                upto,
+                position.oldest_id,
+            )));
         }
         if (page.len() as i64) < PAGE {
             // Nothing else matches up to `upto`.
@@ -441,7 +489,10 @@ impl Drop for LogStream {
             "stream closed"
         );
         if let Some(session) = left {
-            if !self.writer.write_detached(presence_job("session_left", &session, 0)) {
+            if !self
+                .writer
+                .write_detached(presence_job("session_left", &session, 0))
+            {
                 tracing::warn!(session_id = %session.session_id, "could not record session_left");
             }
         }

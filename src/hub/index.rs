@@ -83,7 +83,11 @@ impl ChannelIndex {
             .exact
             .iter()
             .map(|(name, set)| (name.clone(), set.len()))
-            .chain(self.prefix.iter().map(|(p, set)| (format!("{p}*"), set.len())))
+            .chain(
+                self.prefix
+                    .iter()
+                    .map(|(p, set)| (format!("{p}*"), set.len())),
+            )
             .collect();
         counts.sort();
         counts

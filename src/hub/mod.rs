@@ -124,7 +124,9 @@ impl Hub {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind: go on.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn head_id(&self) -> i64 {
@@ -133,7 +135,12 @@ impl Hub {
 
     /// Registers a stream. From this call on, every event above the returned
     /// `head_id` that matches `filter` is pushed to the returned queue.
-    pub fn subscribe(&self, filter: StreamFilter, owner: Option<StreamOwner>, now: &str) -> Registration {
+    pub fn subscribe(
+        &self,
+        filter: StreamFilter,
+        owner: Option<StreamOwner>,
+        now: &str,
+    ) -> Registration {
         let (queue, receiver) = mpsc::channel(self.queue_capacity);
         let flags = Arc::new(SubscriberFlags::default());
         let mut state = self.lock();
@@ -143,13 +150,16 @@ impl Hub {
         let mut joined = None;
         let session = owner.map(|owner| {
             let key = SessionKey(owner.session_id.clone());
-            let info = state.sessions.entry(key.clone()).or_insert_with(|| SessionInfo {
-                session_id: owner.session_id,
-                agent_id: owner.agent_id,
-                connections: 0,
-                channels: Vec::new(),
-                connected_at: now.to_owned(),
-            });
+            let info = state
+                .sessions
+                .entry(key.clone())
+                .or_insert_with(|| SessionInfo {
+                    session_id: owner.session_id,
+                    agent_id: owner.agent_id,
+                    connections: 0,
+                    channels: Vec::new(),
+                    connected_at: now.to_owned(),
+                });
             info.connections += 1;
             for channel in &channels {
                 if !info.channels.contains(channel) {
@@ -234,9 +244,10 @@ impl Hub {
                 };
                 if subscriber.last_pushed >= event.id
                     || subscriber.flags.is_lagged()
-                    || !subscriber
-                        .filter
-                        .accepts_origin_and_resource(event.session_id.as_deref(), event.resource_id.as_deref())
+                    || !subscriber.filter.accepts_origin_and_resource(
+                        event.session_id.as_deref(),
+                        event.resource_id.as_deref(),
+                    )
                 {
                     continue;
                 }

@@ -29,7 +29,9 @@ pub struct DatabaseUrl {
 impl DatabaseUrl {
     pub fn parse(value: &str) -> Result<Self, String> {
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            return Err("PostgreSQL is not supported by this build yet; use a SQLite file path".into());
+            return Err(
+                "PostgreSQL is not supported by this build yet; use a SQLite file path".into(),
+            );
         }
         let path = value
             .strip_prefix("sqlite://")
@@ -38,7 +40,9 @@ impl DatabaseUrl {
         if path.is_empty() {
             return Err("the database path is empty".into());
         }
-        Ok(DatabaseUrl { path: PathBuf::from(path) })
+        Ok(DatabaseUrl {
+            path: PathBuf::from(path),
+        })
     }
 
     fn as_diesel_url(&self) -> String {
@@ -47,8 +51,9 @@ impl DatabaseUrl {
 
     /// A connection set up like every pooled one, for the writer and the CLI.
     pub fn connect(&self) -> Result<SqliteConnection, StoreError> {
-        let mut conn = SqliteConnection::establish(&self.as_diesel_url())
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display())))?;
+        let mut conn = SqliteConnection::establish(&self.as_diesel_url()).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display()))
+        })?;
         configure(&mut conn)?;
         Ok(conn)
     }

@@ -27,9 +27,16 @@ impl From<DieselError> for StoreError {
         if let DieselError::DatabaseError(kind, info) = &err {
             let message = info.message();
             let transient = matches!(kind, DatabaseErrorKind::Unknown)
-                && ["locked", "busy", "full", "readonly", "read-only", "disk I/O"]
-                    .iter()
-                    .any(|needle| message.contains(needle));
+                && [
+                    "locked",
+                    "busy",
+                    "full",
+                    "readonly",
+                    "read-only",
+                    "disk I/O",
+                ]
+                .iter()
+                .any(|needle| message.contains(needle));
             if transient {
                 return StoreError::Unavailable(message.to_owned());
             }

@@ -77,7 +77,11 @@ pub fn read_transaction<T>(
 }
 
 /// Appends one event; `now` is the commit batch's timestamp.
-pub fn append(conn: &mut SqliteConnection, event: &NewEvent, now: &str) -> Result<Event, StoreError> {
+pub fn append(
+    conn: &mut SqliteConnection,
+    event: &NewEvent,
+    now: &str,
+) -> Result<Event, StoreError> {
     let row = NewEventRow {
         channel: event.channel.as_str(),
         event_type: event.event_type.as_str(),
@@ -308,7 +312,11 @@ pub fn find(conn: &mut SqliteConnection, id: i64) -> Result<Option<Event>, Store
 /// Deletes up to `limit` of the oldest events written before `cutoff` and
 /// raises the pruned watermark to the highest id deleted. Returns how many
 /// rows went. Small batches keep each write transaction short.
-pub fn prune_batch(conn: &mut SqliteConnection, cutoff: &str, limit: i64) -> Result<usize, StoreError> {
+pub fn prune_batch(
+    conn: &mut SqliteConnection,
+    cutoff: &str,
+    limit: i64,
+) -> Result<usize, StoreError> {
     let doomed: Vec<i64> = events::table
         .filter(events::created_at.lt(cutoff.to_owned()))
         .order(events::id.asc())

@@ -23,7 +23,13 @@ pub struct IdempotencyClaim {
 
 impl IdempotencyClaim {
     /// The fingerprint covers the method, the path and the exact body bytes.
-    pub fn new(agent_id: AgentId, key: IdempotencyKey, method: &str, path: &str, body: &[u8]) -> Self {
+    pub fn new(
+        agent_id: AgentId,
+        key: IdempotencyKey,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(method.as_bytes());
         hasher.update(b" ");
@@ -35,7 +41,11 @@ impl IdempotencyClaim {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        IdempotencyClaim { agent_id, key, fingerprint }
+        IdempotencyClaim {
+            agent_id,
+            key,
+            fingerprint,
+        }
     }
 }
 
@@ -97,7 +107,11 @@ pub fn remember(
 }
 
 /// Forgets up to `limit` keys older than `cutoff`.
-pub fn forget_expired(conn: &mut SqliteConnection, cutoff: &str, limit: i64) -> Result<usize, StoreError> {
+pub fn forget_expired(
+    conn: &mut SqliteConnection,
+    cutoff: &str,
+    limit: i64,
+) -> Result<usize, StoreError> {
     let doomed: Vec<(String, String)> = idempotency_keys::table
         .filter(idempotency_keys::created_at.lt(cutoff))
         .limit(limit)

@@ -127,7 +127,11 @@ impl Writer {
     }
 
     /// Runs `job` in the next group commit and waits for the commit.
-    pub async fn write<F>(&self, claim: Option<IdempotencyClaim>, job: F) -> Result<Committed, StoreError>
+    pub async fn write<F>(
+        &self,
+        claim: Option<IdempotencyClaim>,
+        job: F,
+    ) -> Result<Committed, StoreError>
     where
         F: FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static,
     {
@@ -162,7 +166,12 @@ impl Writer {
     }
 }
 
-fn run(mut conn: SqliteConnection, mut requests: mpsc::Receiver<Request>, max_batch: usize, on_commit: OnCommit) {
+fn run(
+    mut conn: SqliteConnection,
+    mut requests: mpsc::Receiver<Request>,
+    max_batch: usize,
+    on_commit: OnCommit,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
@@ -207,7 +216,9 @@ fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit
         tracing::error!(error = %err, requests = batch.len(), "group commit failed");
         for request in batch.drain(..) {
             if let Some(reply) = request.reply {
-                let _ = reply.send(Err(StoreError::Unavailable(format!("commit failed: {err}"))));
+                let _ = reply.send(Err(StoreError::Unavailable(format!(
+                    "commit failed: {err}"
+                ))));
             }
         }
         return;
