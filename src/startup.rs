@@ -12,10 +12,10 @@ use chrono::Utc;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::ServeArgs;
-use crate::domain::format_timestamp;
+use crate::domain::{format_timestamp, presence_event, PresenceChange};
 use crate::http::{self, AppState, StreamSettings};
-use crate::hub::Hub;
-use crate::store::{self, events, open_pool, run_migrations, Store, Writer, WriterConfig};
+use crate::hub::{Hub, PresenceSink, SessionInfo};
+use crate::store::{self, events, open_pool, run_migrations, Outcome, Store, Writer, WriterConfig};
 
 /// Events deleted per retention transaction.
 const PRUNE_BATCH: i64 = 1000;
@@ -58,6 +58,7 @@ impl Application {
             Arc::new(move |committed| publisher.publish(committed)),
         )?;
 
+        hub.set_presence_sink(presence_sink(writer.clone()));
         spawn_retention(writer.clone(), args.retention);
 
         let listener = TcpListener::bind(&args.bind)
@@ -168,4 +169,28 @@ fn spawn_retention(writer: Writer, retention: Duration) {
             }
         }
     });
+}
+
+/// Presence changes become `session_joined` / `session_left` events. The hub
+/// reports them under its lock and the writer's queue keeps their order;
+/// queueing never blocks. Presence is best effort: if the writer's queue is
+/// full the change is logged and not recorded.
+fn presence_sink(writer: Writer) -> PresenceSink {
+    Box::new(move |change: PresenceChange, session: &SessionInfo| {
+        let connections = match change {
+            PresenceChange::Joined => session.connections,
+            PresenceChange::Left => 0,
+        };
+        let event = presence_event(change, &session.session_id, &session.agent_id, connections);
+        let queued = writer.write_detached(move |tx| {
+            tx.append(&event?)?;
+            Ok(Outcome {
+                status: 200,
+                body: serde_json::Value::Null,
+            })
+        });
+        if !queued {
+            tracing::warn!(session_id = %session.session_id, ?change, "presence not recorded: the writer is busy");
+        }
+    })
 }

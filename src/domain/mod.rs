@@ -7,6 +7,7 @@ mod error;
 mod event;
 mod filter;
 mod ids;
+mod presence;
 
 pub use error::DomainError;
 pub use event::{format_timestamp, Event, NewEvent};
@@ -15,3 +16,4 @@ pub use ids::{
     AgentId, ChannelName, ChannelPattern, EventType, IdempotencyKey, ResourceId, ResourceType,
     SessionId,
 };
+pub use presence::{presence_event, PresenceChange};

@@ -30,16 +30,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Sleep;
 
 use super::{AppState, Identity};
-use crate::domain::{
-    format_timestamp, AgentId, ChannelName, ChannelPattern, DomainError, EventType, NewEvent,
-    ResourceId, SessionId, StreamFilter,
-};
+use crate::domain::{format_timestamp, ChannelPattern, DomainError, ResourceId, StreamFilter};
 use crate::error::ApiError;
 use crate::hub::{
-    comment_frame, frame_events, retry_frame, Frame, Hub, SessionInfo, StreamOwner,
-    SubscriberFlags, SubscriberId,
+    comment_frame, frame_events, retry_frame, Frame, Hub, StreamOwner, SubscriberFlags,
+    SubscriberId,
 };
-use crate::store::{events, Outcome, Store, StoreError, Writer};
+use crate::store::{events, Store, StoreError};
 
 /// The most events `replay=N` may ask for.
 pub const MAX_REPLAY: usize = 1000;
@@ -171,9 +168,6 @@ pub async fn open_stream(
     let registration = state
         .hub
         .subscribe(filter.clone(), owner, &format_timestamp(Utc::now()));
-    if let Some(joined) = &registration.joined {
-        publish_presence(&state.writer, "session_joined", joined, 1).await;
-    }
     tracing::info!(
         subscriber = registration.id,
         session_id = identity.session_id.as_ref().map(|s| s.as_str()),
@@ -185,7 +179,6 @@ pub async fn open_stream(
     let stream = LogStream {
         hub: state.hub.clone(),
         store: state.store.clone(),
-        writer: state.writer.clone(),
         subscriber: registration.id,
         queue: registration.queue,
         flags: registration.flags,
@@ -216,52 +209,6 @@ pub async fn open_stream(
         .streaming(body))
 }
 
-/// Writes a presence event; presence is best effort and never fails a stream.
-async fn publish_presence(
-    writer: &Writer,
-    event_type: &'static str,
-    session: &SessionInfo,
-    connections: usize,
-) {
-    let job = presence_job(event_type, session, connections);
-    if let Err(err) = writer.write(None, job).await {
-        tracing::warn!(error = %err, "could not record presence");
-    }
-}
-
-type PresenceJob = Box<dyn FnOnce(&mut crate::store::Tx<'_>) -> Result<Outcome, StoreError> + Send>;
-
-fn presence_job(
-    event_type: &'static str,
-    session: &SessionInfo,
-    connections: usize,
-) -> PresenceJob {
-    let payload = json!({
-        "session_id": session.session_id,
-        "agent_id": session.agent_id,
-        "connections": connections,
-    });
-    let event = (|| -> Result<NewEvent, DomainError> {
-        Ok(NewEvent {
-            channel: ChannelName::parse("channel", "presence")?,
-            event_type: EventType::parse("type", event_type)?,
-            resource_type: None,
-            resource_id: None,
-            agent_id: AgentId::parse("agent_id", &session.agent_id)?,
-            session_id: Some(SessionId::parse("session_id", &session.session_id)?),
-            payload: serde_json::value::to_raw_value(&payload)
-                .map_err(|e| DomainError::BadRequest(e.to_string()))?,
-        })
-    })();
-    Box::new(move |tx| {
-        tx.append(&event?)?;
-        Ok(Outcome {
-            status: 200,
-            body: serde_json::Value::Null,
-        })
-    })
-}
-
 enum Phase {
     /// Decide where to start: resume after a cursor, or replay recent events.
     Opening {
@@ -281,7 +228,6 @@ enum Phase {
 struct LogStream {
     hub: Arc<Hub>,
     store: Store,
-    writer: Writer,
     subscriber: SubscriberId,
     queue: mpsc::Receiver<Frame>,
     flags: Arc<SubscriberFlags>,
@@ -481,20 +427,12 @@ impl LogStream {
 
 impl Drop for LogStream {
     fn drop(&mut self) {
-        let left = self.hub.unsubscribe(self.subscriber);
+        self.hub.unsubscribe(self.subscriber);
         tracing::info!(
             subscriber = self.subscriber,
             duration_ms = self.opened.elapsed().as_millis() as u64,
             events_sent = self.events_sent,
             "stream closed"
         );
-        if let Some(session) = left {
-            if !self
-                .writer
-                .write_detached(presence_job("session_left", &session, 0))
-            {
-                tracing::warn!(session_id = %session.session_id, "could not record session_left");
-            }
-        }
     }
 }

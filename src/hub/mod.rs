@@ -18,7 +18,7 @@ mod index;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 pub use frame::{comment_frame, event_frame, frame_events, retry_frame, Frame};
 use index::ChannelIndex;
 
-use crate::domain::{Event, StreamFilter};
+use crate::domain::{Event, PresenceChange, StreamFilter};
 
 pub type SubscriberId = u64;
 
@@ -89,9 +89,11 @@ pub struct Registration {
     pub queue: mpsc::Receiver<Frame>,
     pub flags: Arc<SubscriberFlags>,
     pub head_id: i64,
-    /// Set when this is the session's first open stream.
-    pub joined: Option<SessionInfo>,
 }
+
+/// Told of every session that joins or leaves, under the hub's lock, so the
+/// changes are reported in the order they happened. It must not block.
+pub type PresenceSink = Box<dyn Fn(PresenceChange, &SessionInfo) + Send + Sync>;
 
 /// The identity a stream registers with, for presence.
 pub struct StreamOwner {
@@ -103,6 +105,7 @@ pub struct Hub {
     state: Mutex<State>,
     queue_capacity: usize,
     shutdown: watch::Sender<bool>,
+    presence: OnceLock<PresenceSink>,
     pub counters: HubCounters,
 }
 
@@ -118,6 +121,7 @@ impl Hub {
             }),
             queue_capacity,
             shutdown: watch::channel(false).0,
+            presence: OnceLock::new(),
             counters: HubCounters::default(),
         }
     }
@@ -127,6 +131,17 @@ impl Hub {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Installs the presence sink (once, at start-up).
+    pub fn set_presence_sink(&self, sink: PresenceSink) {
+        let _ = self.presence.set(sink);
+    }
+
+    fn report_presence(&self, change: PresenceChange, session: &SessionInfo) {
+        if let Some(sink) = self.presence.get() {
+            sink(change, session);
+        }
     }
 
     pub fn head_id(&self) -> i64 {
@@ -147,7 +162,6 @@ impl Hub {
         let id = state.next_id;
         state.next_id += 1;
         let channels: Vec<String> = filter.patterns.iter().map(ToString::to_string).collect();
-        let mut joined = None;
         let session = owner.map(|owner| {
             let key = SessionKey(owner.session_id.clone());
             let info = state
@@ -167,7 +181,7 @@ impl Hub {
                 }
             }
             if info.connections == 1 {
-                joined = Some(info.clone());
+                self.report_presence(PresenceChange::Joined, info);
             }
             key
         });
@@ -188,23 +202,28 @@ impl Hub {
             queue: receiver,
             flags,
             head_id,
-            joined,
         }
     }
 
-    /// Removes a stream. Returns the session's presence when this was its
-    /// last open stream.
-    pub fn unsubscribe(&self, id: SubscriberId) -> Option<SessionInfo> {
+    /// Removes a stream; the session leaves when this was its last one.
+    pub fn unsubscribe(&self, id: SubscriberId) {
         let mut state = self.lock();
-        let subscriber = state.subscribers.remove(&id)?;
+        let Some(subscriber) = state.subscribers.remove(&id) else {
+            return;
+        };
         state.index.remove(id, &subscriber.filter.patterns);
-        let key = subscriber.session?;
-        let info = state.sessions.get_mut(&key)?;
+        let Some(key) = subscriber.session else {
+            return;
+        };
+        let Some(info) = state.sessions.get_mut(&key) else {
+            return;
+        };
         info.connections -= 1;
         if info.connections == 0 {
-            return state.sessions.remove(&key);
+            if let Some(info) = state.sessions.remove(&key) {
+                self.report_presence(PresenceChange::Left, &info);
+            }
         }
-        None
     }
 
     /// Ends a lag: the stream has read its queue dry and will now read the

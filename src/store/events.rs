@@ -224,6 +224,10 @@ pub fn read_range(
 
 /// The newest `limit` matching events with `id <= upto` written at or after
 /// `since` (a timestamp), returned oldest first.
+///
+/// The window is turned into an id range first (one seek in the
+/// `created_at` index: ids and commit times grow together), so a rare channel
+/// never makes SQLite walk the whole log backwards.
 pub fn read_recent(
     conn: &mut SqliteConnection,
     filter: &StreamFilter,
@@ -231,7 +235,17 @@ pub fn read_recent(
     since: &str,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
+    let first_in_window: Option<i64> = events::table
+        .filter(events::created_at.ge(since.to_owned()))
+        .order(events::created_at.asc())
+        .select(events::id)
+        .first(conn)
+        .optional()?;
+    let Some(first_in_window) = first_in_window else {
+        return Ok(Vec::new());
+    };
     let query = apply_stream_filter(events::table.into_boxed(), filter)
+        .filter(events::id.ge(first_in_window))
         .filter(events::id.le(upto))
         .filter(events::created_at.ge(since.to_owned()))
         .order(events::id.desc())
