@@ -8,6 +8,7 @@ mod event;
 mod filter;
 mod ids;
 mod presence;
+pub mod work_items;
 
 pub use error::DomainError;
 pub use event::{format_timestamp, Event, NewEvent};

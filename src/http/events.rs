@@ -201,7 +201,7 @@ pub struct ListQuery {
     agent_id: Option<String>,
     session_id: Option<String>,
     order: Option<Order>,
-    // Identity may also come as query parameters (see `Identity`).
+    // `agent_id` and `session_id` are filters here; the token is `Identity`'s.
     #[serde(rename = "access_token")]
     _access_token: Option<String>,
 }

@@ -6,6 +6,7 @@ mod events;
 mod extract;
 mod health;
 mod stream;
+mod work_items;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,9 @@ pub use extract::{Identity, JsonBody};
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::store::{Store, Writer};
+
+/// The path segment naming a work-item collection.
+const WORK_ITEMS: &str = "{collection:features|tracks|spikes}";
 
 /// How streams behave (from the command line).
 #[derive(Debug, Clone)]
@@ -72,6 +76,59 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/events/{id}")
                     .get(events::get_event)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/sync")
+                    .get(work_items::sync)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/broadcast/{WORK_ITEMS}/{{id}}"))
+                    .post(work_items::broadcast_update)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/broadcast/{WORK_ITEMS}/{{id}}/status"))
+                    .post(work_items::broadcast_status)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/broadcast/{WORK_ITEMS}/{{id}}/links"))
+                    .post(work_items::broadcast_link)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/{WORK_ITEMS}"))
+                    .get(work_items::list_items)
+                    .post(work_items::create_item)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/{WORK_ITEMS}/{{id}}"))
+                    .get(work_items::get_item)
+                    .patch(work_items::patch_item)
+                    .delete(work_items::delete_item)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/{WORK_ITEMS}/{{id}}/status"))
+                    .post(work_items::set_status)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/{WORK_ITEMS}/{{id}}/links"))
+                    .post(work_items::add_link)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/{WORK_ITEMS}/{{id}}/links/{{linked_id}}"))
+                    .delete(work_items::remove_link)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource(format!("/{WORK_ITEMS}/{{id}}/comments"))
+                    .post(work_items::add_comment)
                     .default_service(web::to(method_not_allowed)),
             ),
     )

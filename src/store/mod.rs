@@ -9,6 +9,7 @@ mod error;
 pub mod events;
 mod idempotency;
 mod schema;
+pub mod work_items;
 mod writer;
 
 pub use db::{open_pool, run_migrations, DatabaseUrl, Pool, PooledConn};

@@ -39,4 +39,56 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(events, log_state, idempotency_keys);
+
+diesel::table! {
+    work_items (id) {
+        id -> Text,
+        kind -> Text,
+        title -> Text,
+        status -> Text,
+        description -> Nullable<Text>,
+        priority -> Nullable<Text>,
+        tags -> Text,
+        track_id -> Nullable<Text>,
+        findings -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Text,
+        updated_at -> Text,
+        created_by -> Text,
+        updated_by -> Text,
+        deleted -> Bool,
+        last_event_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    work_item_links (item_id, linked_id, link_type) {
+        item_id -> Text,
+        linked_id -> Text,
+        link_type -> Text,
+        created_at -> Text,
+        created_by -> Text,
+    }
+}
+
+diesel::table! {
+    work_item_comments (id) {
+        id -> Text,
+        item_id -> Text,
+        comment_text -> Text,
+        author -> Text,
+        created_at -> Text,
+    }
+}
+
+diesel::joinable!(work_item_links -> work_items (item_id));
+diesel::joinable!(work_item_comments -> work_items (item_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    events,
+    log_state,
+    idempotency_keys,
+    work_items,
+    work_item_links,
+    work_item_comments,
+);

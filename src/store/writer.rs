@@ -42,8 +42,8 @@ pub struct Committed {
     pub body: String,
     /// The events this request appended, with their ids.
     pub events: Vec<Event>,
-    /// How many streams the events were handed to, summed over the events.
-    pub delivered: usize,
+    /// Per event, how many streams it was handed to.
+    pub deliveries: Vec<usize>,
     /// True when this answer is a stored one for a repeated `Idempotency-Key`.
     pub replayed: bool,
 }
@@ -248,7 +248,7 @@ fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit
             Committed {
                 status: done.status,
                 body: done.body,
-                delivered: delivered.by_ref().take(count).sum(),
+                deliveries: delivered.by_ref().take(count).collect(),
                 events: done.events,
                 replayed: done.replayed,
             }

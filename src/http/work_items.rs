@@ -1,0 +1,871 @@
+//! Features, tracks and spikes (`/api/{features|tracks|spikes}`), their
+//! compatibility twins under `/api/broadcast/…`, and `/api/sync`.
+//!
+//! Every change runs as one writer job: load the item, check `If-Match`,
+//! apply the domain rule, append its events, write the row with the id of its
+//! last event. The answer carries `ETag: "<version>"`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::events::committed_response;
+use super::{AppState, Identity, JsonBody};
+use crate::domain::work_items::{
+    self as rules, Comment, IfMatch, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
+};
+use crate::domain::{format_timestamp, AgentId, DomainError, ResourceId, SessionId};
+use crate::error::ApiError;
+use crate::store::work_items::{self as items, ListFilter};
+use crate::store::{events, Committed, Outcome, StoreError, Tx};
+
+fn kind(collection: &str) -> Result<Kind, ApiError> {
+    Kind::from_collection(collection).ok_or(ApiError::RouteNotFound)
+}
+
+fn item_id(id: &str) -> Result<String, ApiError> {
+    Ok(ResourceId::parse("id", id)?.into_string())
+}
+
+fn if_match(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
+    req.headers()
+        .get(header::IF_MATCH)
+        .map(|value| {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("If-Match must be an ETag like \"3\""))?;
+            Ok(IfMatch::parse(value)?)
+        })
+        .transpose()
+}
+
+fn object(value: Value) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(DomainError::validation("body", "must be a JSON object").into()),
+    }
+}
+
+/// A committed item change: the item body with its `ETag`.
+fn item_response(committed: Committed) -> HttpResponse {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: Option<i64>,
+    }
+    let etag = serde_json::from_str::<Versioned>(&committed.body)
+        .ok()
+        .and_then(|v| v.version);
+    let mut response = committed_response(committed);
+    if let Some(version) = etag {
+        if let Ok(value) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+    }
+    response
+}
+
+/// Who acts, as the writer jobs need it.
+#[derive(Clone)]
+struct Actor {
+    agent: AgentId,
+    session: Option<SessionId>,
+}
+
+impl From<&Identity> for Actor {
+    fn from(identity: &Identity) -> Self {
+        Actor {
+            agent: identity.agent_id.clone(),
+            session: identity.session_id.clone(),
+        }
+    }
+}
+
+/// Appends the events of `changes` and writes the item's row. Returns the
+/// appended events' ids and timestamps.
+fn record(
+    tx: &mut Tx<'_>,
+    item: &WorkItem,
+    changes: &[ItemChange],
+    actor: &Actor,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut appended = Vec::with_capacity(changes.len());
+    for change in changes {
+        let event = rules::item_event(item, change, &actor.agent, actor.session.as_ref())?;
+        let stored = tx.append(&event)?;
+        appended.push((stored.id, stored.timestamp.clone()));
+    }
+    if let Some((last, _)) = appended.last() {
+        items::save(tx.conn(), item, *last)?;
+    }
+    Ok(appended)
+}
+
+/// The live item `id` of `kind`, or 404.
+fn load_live(tx: &mut Tx<'_>, kind: Kind, id: &str) -> Result<WorkItem, StoreError> {
+    items::load(tx.conn(), id)?
+        .filter(|item| item.kind == kind && !item.deleted)
+        .ok_or_else(|| DomainError::NotFound(format!("{} {id}", kind.singular())).into())
+}
+
+/// A live item of any kind (a link target), or a validation error on `field`.
+fn require_target(
+    tx: &mut Tx<'_>,
+    field: &str,
+    id: &str,
+    want: Option<Kind>,
+) -> Result<(), StoreError> {
+    let found = items::load(tx.conn(), id)?.filter(|item| !item.deleted);
+    match (found, want) {
+        (Some(item), Some(kind)) if item.kind != kind => Err(DomainError::validation(
+            field,
+            format!(
+                "{id} is a {}, not a {}",
+                item.kind.singular(),
+                kind.singular()
+            ),
+        )
+        .into()),
+        (Some(_), _) => Ok(()),
+        (None, _) => Err(DomainError::validation(field, format!("no work item {id}")).into()),
+    }
+}
+
+fn check_track(tx: &mut Tx<'_>, fields: &ItemFields) -> Result<(), StoreError> {
+    match &fields.track_id {
+        Some(Some(track)) => require_target(tx, "track_id", track, Some(Kind::Track)),
+        _ => Ok(()),
+    }
+}
+
+fn updated_changes(changed: Vec<&'static str>, old_status: Status) -> Vec<ItemChange> {
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let status_changed = changed.contains(&"status");
+    let mut changes = vec![ItemChange::Updated { changed }];
+    if status_changed {
+        changes.push(ItemChange::StatusChanged {
+            old: Some(old_status),
+        });
+    }
+    changes
+}
+
+// ----- the REST surface -----
+
+/// `POST /api/{collection}` → 201 and `{kind}_created`.
+pub async fn create_item(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    collection: web::Path<String>,
+    body: JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = kind(&collection)?;
+    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let map = object(body.value)?;
+    let id = match map.get("id") {
+        None | Some(Value::Null) => rules::new_id(kind.id_prefix()),
+        Some(Value::String(id)) => item_id(id)?,
+        Some(_) => return Err(DomainError::validation("id", "must be a string").into()),
+    };
+    let fields = ItemFields::parse(kind, &map, &["id"])?;
+    if fields.title.is_none() {
+        return Err(DomainError::validation("title", "is required").into());
+    }
+    let actor = Actor::from(&identity);
+    let committed = state
+        .writer
+        .write(claim, move |tx| {
+            let previous = items::load(tx.conn(), &id)?;
+            if let Some(existing) = previous.as_ref().filter(|item| !item.deleted) {
+                return Err(DomainError::Conflict {
+                    code: "already_exists",
+                    message: format!("{id} already exists as a {}", existing.kind.singular()),
+                    details: json!({ "id": id }),
+                }
+                .into());
+            }
+            check_track(tx, &fields)?;
+            let now = tx.now().to_owned();
+            let item = rules::create_item(kind, id, fields, previous.as_ref(), &actor.agent, &now)?;
+            record(tx, &item, &[ItemChange::Created], &actor)?;
+            Ok(Outcome {
+                status: 201,
+                body: item.to_json(),
+            })
+        })
+        .await?;
+    Ok(item_response(committed))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    track_id: Option<String>,
+    tag: Option<String>,
+    updated_since_id: Option<i64>,
+    // Identity parameters, read by `Identity`.
+    #[serde(rename = "session_id")]
+    _session_id: Option<String>,
+    #[serde(rename = "agent_id")]
+    _agent_id: Option<String>,
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
+}
+
+/// `GET /api/{collection}` → `{"<collection>": [...], "cursor": N}` and `X-Event-Cursor`.
+pub async fn list_items(
+    state: web::Data<AppState>,
+    _identity: Identity,
+    collection: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = kind(&collection)?;
+    let query = query.into_inner();
+    let filter = ListFilter {
+        status: query
+            .status
+            .as_deref()
+            .map(|s| Status::parse("status", s))
+            .transpose()?,
+        track_id: query.track_id,
+        tag: query.tag,
+        updated_since_id: query.updated_since_id,
+    };
+    let (cursor, list) = state
+        .store
+        .read(move |conn| Ok((events::head_id(conn)?, items::list(conn, kind, &filter)?)))
+        .await?;
+    let list: Vec<Value> = list.iter().map(WorkItem::to_json).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Event-Cursor", cursor.to_string()))
+        .json(json!({ kind.collection(): list, "cursor": cursor })))
+}
+
+/// `GET /api/{collection}/{id}` with `ETag` and `X-Event-Cursor`.
+pub async fn get_item(
+    state: web::Data<AppState>,
+    _identity: Identity,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let id = item_id(&id)?;
+    let lookup = id.clone();
+    let (cursor, item) = state
+        .store
+        .read(move |conn| Ok((events::head_id(conn)?, items::load(conn, &lookup)?)))
+        .await?;
+    let item = item
+        .filter(|item| item.kind == kind && !item.deleted)
+        .ok_or_else(|| DomainError::NotFound(format!("{} {id}", kind.singular())))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Event-Cursor", cursor.to_string()))
+        .insert_header((header::ETAG, format!("\"{}\"", item.version)))
+        .json(item.to_json()))
+}
+
+/// Runs `op` on the live item in one writer job, after `If-Match`.
+async fn change_item<F>(
+    state: &AppState,
+    identity: &Identity,
+    req: &HttpRequest,
+    raw: &[u8],
+    kind: Kind,
+    id: String,
+    op: F,
+) -> Result<Committed, ApiError>
+where
+    F: FnOnce(&mut Tx<'_>, &mut WorkItem, &Actor) -> Result<(u16, Vec<ItemChange>), StoreError>
+        + Send
+        + 'static,
+{
+    let claim = identity.idempotency_claim(req, raw)?;
+    let precondition = if_match(req)?;
+    let actor = Actor::from(identity);
+    Ok(state
+        .writer
+        .write(claim, move |tx| {
+            let mut item = load_live(tx, kind, &id)?;
+            if let Some(precondition) = precondition {
+                precondition.check(&item)?;
+            }
+            let (status, changes) = op(tx, &mut item, &actor)?;
+            record(tx, &item, &changes, &actor)?;
+            let body = if item.deleted {
+                json!({ "id": item.id, "version": item.version, "deleted": true })
+            } else {
+                item.to_json()
+            };
+            Ok(Outcome { status, body })
+        })
+        .await?)
+}
+
+/// `PATCH /api/{collection}/{id}` → `{kind}_updated` (+ `status_changed`).
+pub async fn patch_item(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+    body: JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let fields = ItemFields::parse(kind, &object(body.value)?, &[])?;
+    let committed = change_item(
+        &state,
+        &identity,
+        &req,
+        &body.raw,
+        kind,
+        item_id(&id)?,
+        move |tx, item, actor| {
+            check_track(tx, &fields)?;
+            let old_status = item.status;
+            let now = tx.now().to_owned();
+            let changed = rules::update_item(item, fields, &actor.agent, &now);
+            Ok((200, updated_changes(changed, old_status)))
+        },
+    )
+    .await?;
+    Ok(item_response(committed))
+}
+
+/// `DELETE /api/{collection}/{id}` → `{kind}_deleted`; the item becomes a tombstone.
+pub async fn delete_item(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let committed = change_item(
+        &state,
+        &identity,
+        &req,
+        b"",
+        kind,
+        item_id(&id)?,
+        move |tx, item, actor| {
+            items::delete_children(tx.conn(), &item.id)?;
+            let now = tx.now().to_owned();
+            rules::delete_item(item, &actor.agent, &now);
+            Ok((200, vec![ItemChange::Deleted]))
+        },
+    )
+    .await?;
+    Ok(item_response(committed))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    new_status: Option<String>,
+}
+
+fn parse_status(request: &StatusRequest) -> Result<Status, ApiError> {
+    let status = request
+        .new_status
+        .as_deref()
+        .ok_or_else(|| DomainError::validation("new_status", "is required"))?;
+    Ok(Status::parse("new_status", status)?)
+}
+
+/// `POST /api/{collection}/{id}/status` → `status_changed` (nothing when unchanged).
+pub async fn set_status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+    body: JsonBody<StatusRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let status = parse_status(&body.value)?;
+    let committed = change_item(
+        &state,
+        &identity,
+        &req,
+        &body.raw,
+        kind,
+        item_id(&id)?,
+        move |tx, item, actor| {
+            let now = tx.now().to_owned();
+            Ok((200, status_changes(item, status, &actor.agent, &now)))
+        },
+    )
+    .await?;
+    Ok(item_response(committed))
+}
+
+fn status_changes(
+    item: &mut WorkItem,
+    status: Status,
+    agent: &AgentId,
+    now: &str,
+) -> Vec<ItemChange> {
+    if item.status == status {
+        return Vec::new();
+    }
+    let old = rules::change_status(item, status, agent, now);
+    vec![ItemChange::StatusChanged { old: Some(old) }]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    linked_feature_id: Option<String>,
+    link_type: Option<String>,
+}
+
+fn parse_link(request: &LinkRequest, own_id: &str) -> Result<Link, ApiError> {
+    let linked = request
+        .linked_feature_id
+        .as_deref()
+        .ok_or_else(|| DomainError::validation("linked_feature_id", "is required"))?;
+    let linked_id = ResourceId::parse("linked_feature_id", linked)?.into_string();
+    if linked_id == own_id {
+        return Err(
+            DomainError::validation("linked_feature_id", "an item cannot link to itself").into(),
+        );
+    }
+    let link_type = request
+        .link_type
+        .as_deref()
+        .ok_or_else(|| DomainError::validation("link_type", "is required"))?;
+    Ok(Link {
+        linked_id,
+        link_type: LinkType::parse("link_type", link_type)?,
+    })
+}
+
+fn link_changes(
+    tx: &mut Tx<'_>,
+    item: &mut WorkItem,
+    link: Link,
+    actor: &Actor,
+) -> Result<Vec<ItemChange>, StoreError> {
+    require_target(tx, "linked_feature_id", &link.linked_id, None)?;
+    let now = tx.now().to_owned();
+    if !rules::add_link(item, link.clone(), &actor.agent, &now) {
+        return Ok(Vec::new());
+    }
+    items::insert_link(tx.conn(), &item.id, &link, actor.agent.as_str(), &now)?;
+    Ok(vec![ItemChange::LinkAdded(link)])
+}
+
+/// `POST /api/{collection}/{id}/links` → `link_added` (nothing when it exists).
+pub async fn add_link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+    body: JsonBody<LinkRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let id = item_id(&id)?;
+    let link = parse_link(&body.value, &id)?;
+    let committed = change_item(
+        &state,
+        &identity,
+        &req,
+        &body.raw,
+        kind,
+        id,
+        move |tx, item, actor| Ok((201, link_changes(tx, item, link, actor)?)),
+    )
+    .await?;
+    Ok(item_response(committed))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RemoveLinkQuery {
+    link_type: Option<String>,
+}
+
+/// `DELETE /api/{collection}/{id}/links/{linked_id}?link_type=…` → `link_removed`.
+/// Without `link_type`, every link to `linked_id` goes.
+pub async fn remove_link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<RemoveLinkQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id, linked_id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let linked_id = ResourceId::parse("linked_id", &linked_id)?.into_string();
+    let link_type = query
+        .link_type
+        .as_deref()
+        .map(|t| LinkType::parse("link_type", t))
+        .transpose()?;
+    let committed = change_item(
+        &state,
+        &identity,
+        &req,
+        b"",
+        kind,
+        item_id(&id)?,
+        move |tx, item, actor| {
+            let doomed: Vec<Link> = item
+                .links
+                .iter()
+                .filter(|l| l.linked_id == linked_id && link_type.is_none_or(|t| t == l.link_type))
+                .cloned()
+                .collect();
+            if doomed.is_empty() {
+                return Err(
+                    DomainError::NotFound(format!("link from {} to {linked_id}", item.id)).into(),
+                );
+            }
+            let now = tx.now().to_owned();
+            let mut changes = Vec::new();
+            for link in doomed {
+                rules::remove_link(item, &link, &actor.agent, &now);
+                items::delete_link(tx.conn(), &item.id, &link)?;
+                changes.push(ItemChange::LinkRemoved(link));
+            }
+            Ok((200, changes))
+        },
+    )
+    .await?;
+    Ok(item_response(committed))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentRequest {
+    comment_text: Option<String>,
+}
+
+/// `POST /api/{collection}/{id}/comments` → 201 and `comment_added`.
+pub async fn add_comment(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+    body: JsonBody<CommentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let text = body
+        .value
+        .comment_text
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| {
+            DomainError::validation("comment_text", "is required and must not be empty")
+        })?;
+    if text.chars().count() > 100_000 {
+        return Err(
+            DomainError::validation("comment_text", "must be at most 100000 characters").into(),
+        );
+    }
+    let committed = change_item(
+        &state,
+        &identity,
+        &req,
+        &body.raw,
+        kind,
+        item_id(&id)?,
+        move |tx, item, actor| {
+            let now = tx.now().to_owned();
+            let comment = Comment {
+                id: rules::new_id("cmt-"),
+                comment_text: text,
+                author: actor.agent.as_str().to_owned(),
+                created_at: now.clone(),
+            };
+            items::insert_comment(tx.conn(), &item.id, &comment)?;
+            rules::add_comment(item, comment.clone(), &actor.agent, &now);
+            Ok((201, vec![ItemChange::CommentAdded(comment)]))
+        },
+    )
+    .await?;
+    Ok(item_response(committed))
+}
+
+// ----- the compatibility broadcast API -----
+
+/// The compatibility answer: `{success, event_id, clients_notified, timestamp}`.
+/// The job stores it with `clients_notified: 0` (a replayed answer notifies
+/// nobody); a fresh answer gets the real count of the first event.
+fn broadcast_outcome(appended: &[(i64, String)], now: &str) -> Outcome {
+    let (event_id, timestamp) = match appended.first() {
+        Some((id, ts)) => (Some(*id), ts.clone()),
+        None => (None, now.to_owned()),
+    };
+    Outcome {
+        status: 200,
+        body: json!({
+            "success": true,
+            "event_id": event_id,
+            "clients_notified": 0,
+            "timestamp": timestamp,
+        }),
+    }
+}
+
+fn broadcast_response(committed: Committed) -> HttpResponse {
+    if committed.replayed {
+        return committed_response(committed);
+    }
+    let notified = committed.deliveries.first().copied().unwrap_or(0);
+    let mut body: Value = serde_json::from_str(&committed.body).unwrap_or_else(|_| json!({}));
+    body["clients_notified"] = json!(notified);
+    HttpResponse::Ok().json(body)
+}
+
+/// Runs `op` on the item, creating it first (title = its id) when missing.
+async fn broadcast<F>(
+    req: &HttpRequest,
+    state: &AppState,
+    identity: &Identity,
+    raw: &[u8],
+    kind: Kind,
+    id: String,
+    op: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(&mut Tx<'_>, &mut WorkItem, &Actor) -> Result<Vec<ItemChange>, StoreError>
+        + Send
+        + 'static,
+{
+    let claim = identity.idempotency_claim(req, raw)?;
+    let actor = Actor::from(identity);
+    let committed = state
+        .writer
+        .write(claim, move |tx| {
+            let now = tx.now().to_owned();
+            let (mut item, is_new) = match items::load(tx.conn(), &id)? {
+                Some(item) if !item.deleted && item.kind == kind => (item, false),
+                Some(item) if !item.deleted => {
+                    return Err(DomainError::Conflict {
+                        code: "conflict",
+                        message: format!(
+                            "{id} is a {}, not a {}",
+                            item.kind.singular(),
+                            kind.singular()
+                        ),
+                        details: json!({ "id": id }),
+                    }
+                    .into())
+                }
+                previous => {
+                    let fields = ItemFields {
+                        title: Some(id.clone()),
+                        ..Default::default()
+                    };
+                    let item = rules::create_item(
+                        kind,
+                        id.clone(),
+                        fields,
+                        previous.as_ref(),
+                        &actor.agent,
+                        &now,
+                    )?;
+                    // Stored now so that links can refer to it; `record` rewrites it.
+                    items::save(tx.conn(), &item, 0)?;
+                    (item, true)
+                }
+            };
+            let created_version = item.version;
+            let mut changes = op(tx, &mut item, &actor)?;
+            if is_new {
+                // Creating the item and changing it are one version.
+                item.version = created_version;
+                for change in &mut changes {
+                    if let ItemChange::StatusChanged { old } = change {
+                        *old = None;
+                    }
+                }
+                if changes.is_empty() {
+                    changes.push(ItemChange::Updated {
+                        changed: Vec::new(),
+                    });
+                }
+            }
+            let appended = record(tx, &item, &changes, &actor)?;
+            Ok(broadcast_outcome(&appended, &now))
+        })
+        .await?;
+    Ok(broadcast_response(committed))
+}
+
+/// `POST /api/broadcast/{collection}/{id}`: update fields → `{kind}_updated`.
+pub async fn broadcast_update(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+    body: JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let fields = ItemFields::parse(kind, &object(body.value)?, &["id"])?;
+    broadcast(
+        &req,
+        &state,
+        &identity,
+        &body.raw,
+        kind,
+        item_id(&id)?,
+        move |tx, item, actor| {
+            check_track(tx, &fields)?;
+            let old_status = item.status;
+            let now = tx.now().to_owned();
+            let changed = rules::update_item(item, fields, &actor.agent, &now);
+            Ok(updated_changes(changed, old_status))
+        },
+    )
+    .await
+}
+
+/// `POST /api/broadcast/{collection}/{id}/status` → `status_changed`.
+pub async fn broadcast_status(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+    body: JsonBody<StatusRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let status = parse_status(&body.value)?;
+    broadcast(
+        &req,
+        &state,
+        &identity,
+        &body.raw,
+        kind,
+        item_id(&id)?,
+        move |tx, item, actor| {
+            let now = tx.now().to_owned();
+            Ok(status_changes(item, status, &actor.agent, &now))
+        },
+    )
+    .await
+}
+
+/// `POST /api/broadcast/{collection}/{id}/links` → `link_added`.
+pub async fn broadcast_link(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, String)>,
+    body: JsonBody<LinkRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (collection, id) = path.into_inner();
+    let kind = kind(&collection)?;
+    let id = item_id(&id)?;
+    let link = parse_link(&body.value, &id)?;
+    broadcast(
+        &req,
+        &state,
+        &identity,
+        &body.raw,
+        kind,
+        id,
+        move |tx, item, actor| link_changes(tx, item, link, actor),
+    )
+    .await
+}
+
+// ----- /api/sync -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncQuery {
+    cursor: Option<i64>,
+    collections: Option<String>,
+    // Identity parameters, read by `Identity`.
+    #[serde(rename = "session_id")]
+    _session_id: Option<String>,
+    #[serde(rename = "agent_id")]
+    _agent_id: Option<String>,
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
+}
+
+/// `GET /api/sync?cursor=N&collections=…`: every item changed after event N
+/// (tombstones as `deleted`), and the cursor to use next — all read in one
+/// snapshot, so the cursor and the data agree exactly.
+pub async fn sync(
+    state: web::Data<AppState>,
+    _identity: Identity,
+    query: web::Query<SyncQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let after = query.cursor.unwrap_or(0);
+    if after < 0 {
+        return Err(DomainError::validation("cursor", "must be a non-negative event id").into());
+    }
+    let kinds: Vec<Kind> = match query
+        .collections
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        None => Kind::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                Kind::from_collection(c).ok_or_else(|| {
+                    DomainError::validation(
+                        "collections",
+                        format!("unknown collection {c:?}; known: features, tracks, spikes"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let (head, changed) = state
+        .store
+        .read(move |conn| {
+            let head = events::head_id(conn)?;
+            let mut changed = Vec::new();
+            for kind in kinds {
+                changed.push((kind, items::changed_since(conn, kind, after)?));
+            }
+            Ok((head, changed))
+        })
+        .await?;
+    if after > head {
+        return Err(DomainError::validation(
+            "cursor",
+            format!("is ahead of the log's head ({head}); sync from 0"),
+        )
+        .into());
+    }
+    let mut collections = Map::new();
+    for (kind, list) in changed {
+        let (deleted, live): (Vec<WorkItem>, Vec<WorkItem>) =
+            list.into_iter().partition(|item| item.deleted);
+        collections.insert(
+            kind.collection().to_owned(),
+            json!({
+                "changed": live.iter().map(WorkItem::to_json).collect::<Vec<_>>(),
+                "deleted": deleted
+                    .iter()
+                    .map(|item| json!({ "id": item.id, "version": item.version, "deleted_at": item.updated_at }))
+                    .collect::<Vec<_>>(),
+            }),
+        );
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Event-Cursor", head.to_string()))
+        .json(json!({
+            "cursor": head,
+            "full": after == 0,
+            "collections": collections,
+            "server_time": format_timestamp(chrono::Utc::now()),
+        })))
+}
