@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use chrono::Utc;
+use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::ServeArgs;
@@ -24,6 +25,7 @@ pub struct Application {
     port: u16,
     server: Server,
     stopper: Stopper,
+    writer_thread: std::thread::JoinHandle<()>,
 }
 
 /// Stops the server the way SIGTERM does: streams end at once (clients resume
@@ -52,14 +54,15 @@ impl Application {
         let head_id = store.read(events::head_id).await?;
         let hub = Arc::new(Hub::new(head_id, args.stream_queue));
         let publisher = hub.clone();
-        let (writer, _thread) = Writer::start(
+        let (writer, writer_thread) = Writer::start(
             &url,
             WriterConfig::default(),
             Arc::new(move |committed| publisher.publish(committed)),
         )?;
 
         hub.set_presence_sink(presence_sink(writer.clone()));
-        spawn_retention(writer.clone(), args.retention);
+        spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
+        spawn_lock_sweeper(writer.clone(), hub.shutdown_signal());
 
         let listener = TcpListener::bind(&args.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
@@ -75,6 +78,7 @@ impl Application {
                 retry: args.retry,
             },
             max_body: args.max_body,
+            lock_ttl: args.lock_ttl,
             started: Instant::now(),
         });
         let mut server = HttpServer::new(move || {
@@ -100,6 +104,7 @@ impl Application {
             port,
             server,
             stopper,
+            writer_thread,
         })
     }
 
@@ -119,12 +124,24 @@ impl Application {
             tracing::info!("shutting down: ending streams, finishing requests");
             stopper.stop().await;
         });
-        self.server.await
+        self.run().await
     }
 
-    /// Serves until stopped through a `Stopper` (tests).
+    /// Serves until stopped through a `Stopper` (tests), then waits for the
+    /// writer to finish what was queued, so the database is released.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.stopper.hub.shut_down();
+        let thread = self.writer_thread;
+        let joined = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await;
+        if joined.is_err() {
+            tracing::warn!("the writer did not stop within 5 s");
+        }
+        result
     }
 }
 
@@ -152,12 +169,15 @@ async fn wait_for_signal() {
 
 /// Prunes expired events at start and then every minute (or sooner for short
 /// retentions), in small transactions through the writer.
-fn spawn_retention(writer: Writer, retention: Duration) {
+fn spawn_retention(writer: Writer, retention: Duration, mut shutdown: watch::Receiver<bool>) {
     let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(period);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
             let Ok(age) = chrono::Duration::from_std(retention) else {
                 return;
             };
@@ -166,6 +186,27 @@ fn spawn_retention(writer: Writer, retention: Duration) {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "retention pruned events"),
                 Err(err) => tracing::warn!(error = %err, "retention failed; will retry"),
+            }
+        }
+    });
+}
+
+/// How often expired file locks are looked for: a lease is released at most
+/// this long after it runs out.
+const LOCK_SWEEP_PERIOD: Duration = Duration::from_millis(250);
+
+/// Releases file locks whose lease ran out, announcing `lock_released`.
+fn spawn_lock_sweeper(writer: Writer, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(LOCK_SWEEP_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(err) = http::sweep_expired_locks(&writer).await {
+                tracing::warn!(error = %err, "lock sweep failed; will retry");
             }
         }
     });

@@ -5,6 +5,7 @@
 
 mod error;
 mod event;
+pub mod files;
 mod filter;
 mod ids;
 mod presence;

@@ -586,10 +586,19 @@ impl IfMatch {
 
     /// Fails with 412 and the current item unless the version matches.
     pub fn check(self, current: &WorkItem) -> Result<(), DomainError> {
+        self.check_version(current.version, || current.to_json())
+    }
+
+    /// Fails with 412 and `current()` in the details unless `version` matches.
+    pub fn check_version(
+        self,
+        version: i64,
+        current: impl FnOnce() -> Value,
+    ) -> Result<(), DomainError> {
         match self {
-            IfMatch::Version(v) if v != current.version => Err(DomainError::PreconditionFailed {
-                current: current.to_json(),
-            }),
+            IfMatch::Version(v) if v != version => {
+                Err(DomainError::PreconditionFailed { current: current() })
+            }
             _ => Ok(()),
         }
     }

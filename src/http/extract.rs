@@ -166,7 +166,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
 fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     if raw.is_empty() {
-        return Err(ApiError::InvalidJson("the body is empty".into()));
+        // An empty body is `null`: fine where the body is optional.
+        return serde_json::from_slice(b"null")
+            .map_err(|_| ApiError::InvalidJson("the body is empty".into()));
     }
     serde_json::from_slice(raw).map_err(|err| match err.classify() {
         serde_json::error::Category::Data => {

@@ -4,8 +4,10 @@
 
 mod events;
 mod extract;
+mod files;
 mod health;
 mod stream;
+mod sync;
 mod work_items;
 
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use extract::{Identity, JsonBody};
+pub use files::sweep_expired_locks;
 
 use crate::error::ApiError;
 use crate::hub::Hub;
@@ -38,6 +41,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub streams: StreamSettings,
     pub max_body: usize,
+    /// Default lease of a file lock.
+    pub lock_ttl: Duration,
     pub started: std::time::Instant,
 }
 
@@ -79,8 +84,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(method_not_allowed)),
             )
             .service(
+                web::resource("/files")
+                    .get(files::list_files)
+                    .post(files::create_file)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/files/delete")
+                    .post(files::bulk_delete)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/files/{id}")
+                    .get(files::get_file)
+                    .put(files::save_file)
+                    .delete(files::delete_file)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/files/{id}/lock")
+                    .post(files::acquire_lock)
+                    .delete(files::release_lock)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/files/{id}/versions")
+                    .get(files::list_versions)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/files/{id}/versions/{n}")
+                    .get(files::get_version)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
                 web::resource("/sync")
-                    .get(work_items::sync)
+                    .get(sync::sync)
                     .default_service(web::to(method_not_allowed)),
             )
             .service(

@@ -15,7 +15,7 @@ use super::{AppState, Identity, JsonBody};
 use crate::domain::work_items::{
     self as rules, Comment, IfMatch, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
 };
-use crate::domain::{format_timestamp, AgentId, DomainError, ResourceId, SessionId};
+use crate::domain::{AgentId, DomainError, ResourceId, SessionId};
 use crate::error::ApiError;
 use crate::store::work_items::{self as items, ListFilter};
 use crate::store::{events, Committed, Outcome, StoreError, Tx};
@@ -28,7 +28,7 @@ fn item_id(id: &str) -> Result<String, ApiError> {
     Ok(ResourceId::parse("id", id)?.into_string())
 }
 
-fn if_match(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
+pub(super) fn if_match(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
     req.headers()
         .get(header::IF_MATCH)
         .map(|value| {
@@ -776,96 +776,4 @@ pub async fn broadcast_link(
         move |tx, item, actor| link_changes(tx, item, link, actor),
     )
     .await
-}
-
-// ----- /api/sync -----
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyncQuery {
-    cursor: Option<i64>,
-    collections: Option<String>,
-    // Identity parameters, read by `Identity`.
-    #[serde(rename = "session_id")]
-    _session_id: Option<String>,
-    #[serde(rename = "agent_id")]
-    _agent_id: Option<String>,
-    #[serde(rename = "access_token")]
-    _access_token: Option<String>,
-}
-
-/// `GET /api/sync?cursor=N&collections=…`: every item changed after event N
-/// (tombstones as `deleted`), and the cursor to use next — all read in one
-/// snapshot, so the cursor and the data agree exactly.
-pub async fn sync(
-    state: web::Data<AppState>,
-    _identity: Identity,
-    query: web::Query<SyncQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
-    let after = query.cursor.unwrap_or(0);
-    if after < 0 {
-        return Err(DomainError::validation("cursor", "must be a non-negative event id").into());
-    }
-    let kinds: Vec<Kind> = match query
-        .collections
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-    {
-        None => Kind::ALL.to_vec(),
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(|c| {
-                Kind::from_collection(c).ok_or_else(|| {
-                    DomainError::validation(
-                        "collections",
-                        format!("unknown collection {c:?}; known: features, tracks, spikes"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let (head, changed) = state
-        .store
-        .read(move |conn| {
-            let head = events::head_id(conn)?;
-            let mut changed = Vec::new();
-            for kind in kinds {
-                changed.push((kind, items::changed_since(conn, kind, after)?));
-            }
-            Ok((head, changed))
-        })
-        .await?;
-    if after > head {
-        return Err(DomainError::validation(
-            "cursor",
-            format!("is ahead of the log's head ({head}); sync from 0"),
-        )
-        .into());
-    }
-    let mut collections = Map::new();
-    for (kind, list) in changed {
-        let (deleted, live): (Vec<WorkItem>, Vec<WorkItem>) =
-            list.into_iter().partition(|item| item.deleted);
-        collections.insert(
-            kind.collection().to_owned(),
-            json!({
-                "changed": live.iter().map(WorkItem::to_json).collect::<Vec<_>>(),
-                "deleted": deleted
-                    .iter()
-                    .map(|item| json!({ "id": item.id, "version": item.version, "deleted_at": item.updated_at }))
-                    .collect::<Vec<_>>(),
-            }),
-        );
-    }
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", head.to_string()))
-        .json(json!({
-            "cursor": head,
-            "full": after == 0,
-            "collections": collections,
-            "server_time": format_timestamp(chrono::Utc::now()),
-        })))
 }

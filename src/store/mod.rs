@@ -7,6 +7,7 @@
 mod db;
 mod error;
 pub mod events;
+pub mod files;
 mod idempotency;
 mod schema;
 pub mod work_items;

@@ -39,7 +39,6 @@ diesel::table! {
     }
 }
 
-
 diesel::table! {
     work_items (id) {
         id -> Text,
@@ -91,4 +90,38 @@ diesel::allow_tables_to_appear_in_same_query!(
     work_items,
     work_item_links,
     work_item_comments,
+    files,
+    file_versions,
 );
+
+diesel::table! {
+    files (stable_id) {
+        stable_id -> Text,
+        name -> Text,
+        label -> Nullable<Text>,
+        derived_from -> Nullable<Text>,
+        content -> Text,
+        version -> BigInt,
+        created_at -> Text,
+        updated_at -> Text,
+        created_by -> Text,
+        updated_by -> Text,
+        deleted -> Bool,
+        last_event_id -> BigInt,
+        lock_session_id -> Nullable<Text>,
+        lock_agent_id -> Nullable<Text>,
+        lock_expires_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    file_versions (stable_id, version) {
+        stable_id -> Text,
+        version -> BigInt,
+        content -> Text,
+        saved_at -> Text,
+        saved_by -> Text,
+    }
+}
+
+diesel::joinable!(file_versions -> files (stable_id));

@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +53,7 @@ pub struct Committed {
 pub struct Tx<'a> {
     conn: &'a mut SqliteConnection,
     now: &'a str,
+    now_time: DateTime<Utc>,
     events: Vec<Event>,
 }
 
@@ -64,6 +65,11 @@ impl Tx<'_> {
     /// The commit batch's time, RFC 3339 with microseconds.
     pub fn now(&self) -> &str {
         self.now
+    }
+
+    /// The same instant as `now`, for arithmetic.
+    pub fn now_time(&self) -> DateTime<Utc> {
+        self.now_time
     }
 
     /// Appends an event to the log in this transaction.
@@ -205,7 +211,7 @@ fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit
             let job: Job = std::mem::replace(&mut request.job, Box::new(|_| unreachable!()));
             let claim = request.claim.as_ref();
             let result = conn.transaction::<_, StoreError, _>(|conn| {
-                run_job(conn, &now, &keys_not_before, claim, job)
+                run_job(conn, (&now, now_time), &keys_not_before, claim, job)
             });
             results.push(result);
         }
@@ -261,7 +267,7 @@ fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit
 
 fn run_job(
     conn: &mut SqliteConnection,
-    now: &str,
+    (now, now_time): (&str, DateTime<Utc>),
     keys_not_before: &str,
     claim: Option<&IdempotencyClaim>,
     job: Job,
@@ -279,6 +285,7 @@ fn run_job(
     let mut tx = Tx {
         conn,
         now,
+        now_time,
         events: Vec::new(),
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)))

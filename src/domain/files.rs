@@ -1,0 +1,343 @@
+//! Shared files and their edit locks. A lock is a lease: one session holds it
+//! until it releases it or the lease runs out. Only the holder may save or
+//! delete. Times are the fixed-width RFC 3339 text of `format_timestamp`, so
+//! comparing them as text compares instants.
+
+use serde_json::{json, Value};
+
+use super::{
+    AgentId, ChannelName, DomainError, EventType, NewEvent, ResourceId, ResourceType, SessionId,
+};
+
+/// Who holds a file's lock, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLock {
+    pub session_id: String,
+    pub agent_id: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedFile {
+    pub stable_id: String,
+    pub name: String,
+    pub label: Option<String>,
+    pub derived_from: Option<String>,
+    pub content: String,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub created_by: String,
+    pub updated_by: String,
+    pub deleted: bool,
+    /// The lease as stored; it may have run out (see `active_lock`).
+    pub lock: Option<FileLock>,
+}
+
+pub const MAX_NAME: usize = 255;
+
+impl SharedFile {
+    /// The lock if its lease is still running at `now`.
+    pub fn active_lock(&self, now: &str) -> Option<&FileLock> {
+        self.lock
+            .as_ref()
+            .filter(|lock| lock.expires_at.as_str() > now)
+    }
+
+    /// Metadata and lock state as clients see them — never the content.
+    pub fn metadata(&self, now: &str) -> Value {
+        let lock = self.active_lock(now);
+        json!({
+            "stable_id": self.stable_id,
+            "name": self.name,
+            "label": self.label,
+            "derived_from": self.derived_from,
+            "size": self.content.len(),
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "created_by": self.created_by,
+            "updated_by": self.updated_by,
+            "locked_by": lock.map(|l| &l.agent_id),
+            "lock_session_id": lock.map(|l| &l.session_id),
+            "lock_expires_at": lock.map(|l| &l.expires_at),
+        })
+    }
+
+    /// Metadata plus `content`.
+    pub fn with_content(&self, now: &str) -> Value {
+        let mut value = self.metadata(now);
+        value["content"] = json!(self.content);
+        value
+    }
+
+    fn touch(&mut self, agent: &AgentId, now: &str) {
+        self.version += 1;
+        self.updated_at = now.to_owned();
+        self.updated_by = agent.as_str().to_owned();
+    }
+}
+
+pub fn validate_name(field: &str, name: &str) -> Result<String, DomainError> {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME
+        || name.chars().any(char::is_control)
+    {
+        return Err(DomainError::validation(
+            field,
+            format!("must be 1 to {MAX_NAME} characters without control characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+pub struct NewFile {
+    pub stable_id: String,
+    pub name: String,
+    pub label: Option<String>,
+    pub derived_from: Option<String>,
+    pub content: String,
+}
+
+pub fn create_file(
+    new: NewFile,
+    previous: Option<&SharedFile>,
+    agent: &AgentId,
+    now: &str,
+) -> SharedFile {
+    SharedFile {
+        stable_id: new.stable_id,
+        name: new.name,
+        label: new.label,
+        derived_from: new.derived_from,
+        content: new.content,
+        version: previous.map_or(1, |p| p.version + 1),
+        created_at: now.to_owned(),
+        updated_at: now.to_owned(),
+        created_by: agent.as_str().to_owned(),
+        updated_by: agent.as_str().to_owned(),
+        deleted: false,
+        lock: None,
+    }
+}
+
+fn lock_held(file: &SharedFile, lock: &FileLock) -> DomainError {
+    DomainError::Conflict {
+        code: "lock_held",
+        message: format!(
+            "{} is locked by {} until {}",
+            file.stable_id, lock.agent_id, lock.expires_at
+        ),
+        details: json!({
+            "stable_id": file.stable_id,
+            "locked_by": lock.agent_id,
+            "lock_session_id": lock.session_id,
+            "lock_expires_at": lock.expires_at,
+        }),
+    }
+}
+
+/// The caller must hold the file's lock now.
+pub fn require_lock(
+    file: &SharedFile,
+    session: Option<&SessionId>,
+    now: &str,
+) -> Result<(), DomainError> {
+    match (file.active_lock(now), session) {
+        (Some(lock), Some(session)) if lock.session_id == session.as_str() => Ok(()),
+        (lock, _) => Err(DomainError::Conflict {
+            code: "lock_required",
+            message: format!(
+                "acquire the lock of {} first (POST /api/files/{}/lock)",
+                file.stable_id, file.stable_id
+            ),
+            details: json!({
+                "stable_id": file.stable_id,
+                "locked_by": lock.map(|l| &l.agent_id),
+                "lock_session_id": lock.map(|l| &l.session_id),
+            }),
+        }),
+    }
+}
+
+/// What taking a lock did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// A new lease. `expired` names the holder whose lease had run out and
+    /// had not been swept yet: its release is announced first.
+    New { expired: Option<FileLock> },
+    /// The caller already held it: the lease is extended, nobody is told.
+    Renewed,
+}
+
+/// Takes or renews the lock for `session` until `expires_at`.
+pub fn acquire_lock(
+    file: &mut SharedFile,
+    session: &SessionId,
+    agent: &AgentId,
+    expires_at: String,
+    now: &str,
+) -> Result<Acquired, DomainError> {
+    let outcome = match file.active_lock(now) {
+        Some(lock) if lock.session_id == session.as_str() => Acquired::Renewed,
+        Some(lock) => return Err(lock_held(file, lock)),
+        None => Acquired::New {
+            expired: file.lock.clone(),
+        },
+    };
+    file.lock = Some(FileLock {
+        session_id: session.as_str().to_owned(),
+        agent_id: agent.as_str().to_owned(),
+        expires_at,
+    });
+    Ok(outcome)
+}
+
+/// Releases the caller's lock.
+pub fn release_lock(
+    file: &mut SharedFile,
+    session: Option<&SessionId>,
+    now: &str,
+) -> Result<(), DomainError> {
+    match (file.active_lock(now), session) {
+        (Some(lock), Some(session)) if lock.session_id == session.as_str() => {
+            file.lock = None;
+            Ok(())
+        }
+        (Some(lock), _) => Err(lock_held(file, lock)),
+        (None, _) => Err(DomainError::Conflict {
+            code: "conflict",
+            message: format!("{} is not locked", file.stable_id),
+            details: json!({ "stable_id": file.stable_id }),
+        }),
+    }
+}
+
+/// A save by the lock holder: the content becomes a new version.
+pub fn save_file(file: &mut SharedFile, content: String, agent: &AgentId, now: &str) {
+    file.content = content;
+    file.touch(agent, now);
+}
+
+pub fn delete_file(file: &mut SharedFile, agent: &AgentId, now: &str) {
+    file.deleted = true;
+    file.lock = None;
+    file.touch(agent, now);
+}
+
+/// What happened to a file, to be announced on `files`.
+#[derive(Debug, Clone)]
+pub enum FileChange {
+    Created,
+    Saved,
+    Deleted,
+    LockAcquired,
+    LockReleased { reason: &'static str },
+}
+
+pub fn file_event(
+    file: &SharedFile,
+    change: &FileChange,
+    now: &str,
+    agent: &AgentId,
+    session: Option<&SessionId>,
+) -> Result<NewEvent, DomainError> {
+    let (event_type, payload) = match change {
+        FileChange::Created => ("file_created", file.metadata(now)),
+        FileChange::Saved => ("file_saved", file.metadata(now)),
+        FileChange::Deleted => ("files_deleted", json!({ "stable_ids": [file.stable_id] })),
+        FileChange::LockAcquired => {
+            let lock = file
+                .lock
+                .as_ref()
+                .ok_or_else(|| DomainError::BadRequest("lock_acquired without a lock".into()))?;
+            (
+                "lock_acquired",
+                json!({
+                    "stable_id": file.stable_id,
+                    "locked_by": lock.agent_id,
+                    "session_id": lock.session_id,
+                    "expires_at": lock.expires_at,
+                }),
+            )
+        }
+        FileChange::LockReleased { reason } => (
+            "lock_released",
+            json!({ "stable_id": file.stable_id, "reason": reason }),
+        ),
+    };
+    Ok(NewEvent {
+        channel: ChannelName::parse("channel", "files")?,
+        event_type: EventType::parse("type", event_type)?,
+        resource_type: Some(ResourceType::parse("resource_type", "file")?),
+        resource_id: Some(ResourceId::parse("stable_id", &file.stable_id)?),
+        agent_id: agent.clone(),
+        session_id: session.cloned(),
+        payload: serde_json::value::to_raw_value(&payload)
+            .map_err(|e| DomainError::BadRequest(e.to_string()))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> SharedFile {
+        let new = NewFile {
+            stable_id: "file-1".into(),
+            name: "a.md".into(),
+            label: None,
+            derived_from: None,
+            content: "x".into(),
+        };
+        create_file(
+            new,
+            None,
+            &AgentId::parse("a", "alice").unwrap(),
+            "2026-01-01T00:00:00.000000Z",
+        )
+    }
+
+    fn session(s: &str) -> SessionId {
+        SessionId::parse("s", s).unwrap()
+    }
+
+    #[test]
+    fn the_first_session_wins_and_an_expired_lease_is_free_again() {
+        let mut f = file();
+        let agent = AgentId::parse("a", "alice").unwrap();
+        let t0 = "2026-01-01T00:00:00.000000Z";
+        let until = "2026-01-01T00:01:00.000000Z".to_owned();
+        assert_eq!(
+            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0),
+            Ok(Acquired::New { expired: None })
+        );
+        let err = acquire_lock(&mut f, &session("s2"), &agent, until.clone(), t0).unwrap_err();
+        assert!(matches!(
+            err,
+            DomainError::Conflict {
+                code: "lock_held",
+                ..
+            }
+        ));
+        assert_eq!(
+            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0),
+            Ok(Acquired::Renewed)
+        );
+        let later = "2026-01-01T00:02:00.000000Z";
+        let outcome = acquire_lock(
+            &mut f,
+            &session("s2"),
+            &agent,
+            "2026-01-01T00:03:00.000000Z".into(),
+            later,
+        )
+        .unwrap();
+        assert!(matches!(outcome, Acquired::New { expired: Some(ref l) } if l.session_id == "s1"));
+        assert!(require_lock(&f, Some(&session("s1")), later).is_err());
+        assert!(require_lock(&f, Some(&session("s2")), later).is_ok());
+        assert!(release_lock(&mut f, Some(&session("s1")), later).is_err());
+        assert!(release_lock(&mut f, Some(&session("s2")), later).is_ok());
+        assert!(f.lock.is_none());
+    }
+}

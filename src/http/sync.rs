@@ -1,0 +1,163 @@
+//! `GET /api/sync?cursor=N&collections=…`: every resource changed after event
+//! N, tombstones of deleted ones, and the new cursor. Everything is read in
+//! one snapshot, so the cursor and the data agree exactly. The answer comes
+//! from the resources' rows (each remembers the id of its last event), not
+//! from the log: it stays exact however old the cursor is.
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{AppState, Identity};
+use crate::domain::work_items::{Kind, WorkItem};
+use crate::domain::{format_timestamp, DomainError};
+use crate::error::ApiError;
+use crate::store::{events, files, work_items};
+
+/// A collection `/api/sync` can report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Collection {
+    WorkItems(Kind),
+    Files,
+}
+
+const NAMES: &str = "features, tracks, spikes, files";
+
+impl Collection {
+    fn all() -> Vec<Collection> {
+        let mut all: Vec<Collection> = Kind::ALL.into_iter().map(Collection::WorkItems).collect();
+        all.push(Collection::Files);
+        all
+    }
+
+    fn parse(name: &str) -> Option<Collection> {
+        match name {
+            "files" => Some(Collection::Files),
+            other => Kind::from_collection(other).map(Collection::WorkItems),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Collection::WorkItems(kind) => kind.collection(),
+            Collection::Files => "files",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncQuery {
+    cursor: Option<i64>,
+    collections: Option<String>,
+    // Identity parameters, read by `Identity`.
+    #[serde(rename = "session_id")]
+    _session_id: Option<String>,
+    #[serde(rename = "agent_id")]
+    _agent_id: Option<String>,
+    #[serde(rename = "access_token")]
+    _access_token: Option<String>,
+}
+
+/// `{"changed": [...], "deleted": [{id, version, deleted_at}]}`
+fn changes(live: Vec<Value>, deleted: Vec<(String, i64, String)>) -> Value {
+    json!({
+        "changed": live,
+        "deleted": deleted
+            .into_iter()
+            .map(|(id, version, at)| json!({ "id": id, "version": version, "deleted_at": at }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+pub async fn sync(
+    state: web::Data<AppState>,
+    _identity: Identity,
+    query: web::Query<SyncQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let after = query.cursor.unwrap_or(0);
+    if after < 0 {
+        return Err(DomainError::validation("cursor", "must be a non-negative event id").into());
+    }
+    let wanted: Vec<Collection> = match query
+        .collections
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        None => Collection::all(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                Collection::parse(c).ok_or_else(|| {
+                    DomainError::validation(
+                        "collections",
+                        format!("unknown collection {c:?}; known: {NAMES}"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let now = format_timestamp(Utc::now());
+    let lock_now = now.clone();
+    let (head, sections) = state
+        .store
+        .read(move |conn| {
+            let head = events::head_id(conn)?;
+            let mut sections = Vec::new();
+            for collection in wanted {
+                let section = match collection {
+                    Collection::WorkItems(kind) => {
+                        let (deleted, live): (Vec<WorkItem>, Vec<WorkItem>) =
+                            work_items::changed_since(conn, kind, after)?
+                                .into_iter()
+                                .partition(|i| i.deleted);
+                        changes(
+                            live.iter().map(WorkItem::to_json).collect(),
+                            deleted
+                                .into_iter()
+                                .map(|i| (i.id, i.version, i.updated_at))
+                                .collect(),
+                        )
+                    }
+                    Collection::Files => {
+                        let (deleted, live): (Vec<_>, Vec<_>) = files::changed_since(conn, after)?
+                            .into_iter()
+                            .partition(|f| f.deleted);
+                        changes(
+                            live.iter().map(|f| f.metadata(&lock_now)).collect(),
+                            deleted
+                                .into_iter()
+                                .map(|f| (f.stable_id, f.version, f.updated_at))
+                                .collect(),
+                        )
+                    }
+                };
+                sections.push((collection.name(), section));
+            }
+            Ok((head, sections))
+        })
+        .await?;
+    if after > head {
+        return Err(DomainError::validation(
+            "cursor",
+            format!("is ahead of the log's head ({head}); sync from 0"),
+        )
+        .into());
+    }
+    let collections: Map<String, Value> = sections
+        .into_iter()
+        .map(|(name, section)| (name.to_owned(), section))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Event-Cursor", head.to_string()))
+        .json(json!({
+            "cursor": head,
+            "full": after == 0,
+            "collections": collections,
+            "server_time": now,
+        })))
+}

@@ -1,0 +1,247 @@
+//! Shared files in SQLite: one row per file (tombstones included) with its
+//! lock lease, and the content of every version.
+
+use diesel::prelude::*;
+use diesel::sqlite::{Sqlite, SqliteConnection};
+
+use super::schema::{file_versions, files};
+use super::StoreError;
+use crate::domain::files::{FileLock, SharedFile};
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = files)]
+#[diesel(check_for_backend(Sqlite))]
+#[diesel(treat_none_as_null = true)]
+struct FileRow {
+    stable_id: String,
+    name: String,
+    label: Option<String>,
+    derived_from: Option<String>,
+    content: String,
+    version: i64,
+    created_at: String,
+    updated_at: String,
+    created_by: String,
+    updated_by: String,
+    deleted: bool,
+    last_event_id: i64,
+    lock_session_id: Option<String>,
+    lock_agent_id: Option<String>,
+    lock_expires_at: Option<String>,
+}
+
+impl FileRow {
+    fn from_file(file: &SharedFile, last_event_id: i64) -> Self {
+        let lock = file.lock.as_ref();
+        FileRow {
+            stable_id: file.stable_id.clone(),
+            name: file.name.clone(),
+            label: file.label.clone(),
+            derived_from: file.derived_from.clone(),
+            content: file.content.clone(),
+            version: file.version,
+            created_at: file.created_at.clone(),
+            updated_at: file.updated_at.clone(),
+            created_by: file.created_by.clone(),
+            updated_by: file.updated_by.clone(),
+            deleted: file.deleted,
+            last_event_id,
+            lock_session_id: lock.map(|l| l.session_id.clone()),
+            lock_agent_id: lock.map(|l| l.agent_id.clone()),
+            lock_expires_at: lock.map(|l| l.expires_at.clone()),
+        }
+    }
+
+    fn into_file(self) -> SharedFile {
+        let lock = match (
+            self.lock_session_id,
+            self.lock_agent_id,
+            self.lock_expires_at,
+        ) {
+            (Some(session_id), Some(agent_id), Some(expires_at)) => Some(FileLock {
+                session_id,
+                agent_id,
+                expires_at,
+            }),
+            _ => None,
+        };
+        SharedFile {
+            stable_id: self.stable_id,
+            name: self.name,
+            label: self.label,
+            derived_from: self.derived_from,
+            content: self.content,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by,
+            updated_by: self.updated_by,
+            deleted: self.deleted,
+            lock,
+        }
+    }
+}
+
+/// The file with this id, tombstones included.
+pub fn load(
+    conn: &mut SqliteConnection,
+    stable_id: &str,
+) -> Result<Option<SharedFile>, StoreError> {
+    Ok(files::table
+        .find(stable_id)
+        .select(FileRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(FileRow::into_file))
+}
+
+/// Writes the file's row; `last_event_id` is the newest event about it.
+pub fn save(
+    conn: &mut SqliteConnection,
+    file: &SharedFile,
+    last_event_id: i64,
+) -> Result<(), StoreError> {
+    let row = FileRow::from_file(file, last_event_id);
+    let updated = diesel::update(files::table.find(&file.stable_id))
+        .set(&row)
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(files::table)
+            .values(&row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Only the lease changed (a renewal): no event, so `last_event_id` stays.
+pub fn save_lock(conn: &mut SqliteConnection, file: &SharedFile) -> Result<(), StoreError> {
+    let lock = file.lock.as_ref();
+    diesel::update(files::table.find(&file.stable_id))
+        .set((
+            files::lock_session_id.eq(lock.map(|l| l.session_id.clone())),
+            files::lock_agent_id.eq(lock.map(|l| l.agent_id.clone())),
+            files::lock_expires_at.eq(lock.map(|l| l.expires_at.clone())),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Keeps the file's current content as its numbered version.
+pub fn keep_version(conn: &mut SqliteConnection, file: &SharedFile) -> Result<(), StoreError> {
+    diesel::replace_into(file_versions::table)
+        .values((
+            file_versions::stable_id.eq(&file.stable_id),
+            file_versions::version.eq(file.version),
+            file_versions::content.eq(&file.content),
+            file_versions::saved_at.eq(&file.updated_at),
+            file_versions::saved_by.eq(&file.updated_by),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A kept version, as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionInfo {
+    pub version: i64,
+    pub saved_at: String,
+    pub saved_by: String,
+    pub size: usize,
+}
+
+pub fn versions(
+    conn: &mut SqliteConnection,
+    stable_id: &str,
+) -> Result<Vec<VersionInfo>, StoreError> {
+    let rows: Vec<(i64, String, String, String)> = file_versions::table
+        .filter(file_versions::stable_id.eq(stable_id))
+        .order(file_versions::version.asc())
+        .select((
+            file_versions::version,
+            file_versions::saved_at,
+            file_versions::saved_by,
+            file_versions::content,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(version, saved_at, saved_by, content)| VersionInfo {
+            version,
+            saved_at,
+            saved_by,
+            size: content.len(),
+        })
+        .collect())
+}
+
+pub fn version(
+    conn: &mut SqliteConnection,
+    stable_id: &str,
+    n: i64,
+) -> Result<Option<(VersionInfo, String)>, StoreError> {
+    let row: Option<(i64, String, String, String)> = file_versions::table
+        .find((stable_id, n))
+        .select((
+            file_versions::version,
+            file_versions::saved_at,
+            file_versions::saved_by,
+            file_versions::content,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(version, saved_at, saved_by, content)| {
+        (
+            VersionInfo {
+                version,
+                saved_at,
+                saved_by,
+                size: content.len(),
+            },
+            content,
+        )
+    }))
+}
+
+/// Live files, by name.
+pub fn list(conn: &mut SqliteConnection) -> Result<Vec<SharedFile>, StoreError> {
+    Ok(files::table
+        .filter(files::deleted.eq(false))
+        .order((files::name.asc(), files::stable_id.asc()))
+        .select(FileRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(FileRow::into_file)
+        .collect())
+}
+
+/// Files whose lease ran out before `now`, at most `limit`.
+pub fn expired_locks(
+    conn: &mut SqliteConnection,
+    now: &str,
+    limit: i64,
+) -> Result<Vec<SharedFile>, StoreError> {
+    Ok(files::table
+        .filter(files::lock_expires_at.le(now))
+        .order(files::lock_expires_at.asc())
+        .limit(limit)
+        .select(FileRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(FileRow::into_file)
+        .collect())
+}
+
+/// Every file changed after event `cursor`, tombstones included.
+pub fn changed_since(
+    conn: &mut SqliteConnection,
+    cursor: i64,
+) -> Result<Vec<SharedFile>, StoreError> {
+    Ok(files::table
+        .filter(files::last_event_id.gt(cursor))
+        .order(files::last_event_id.asc())
+        .select(FileRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(FileRow::into_file)
+        .collect())
+}
