@@ -3,6 +3,7 @@
 //! Values are parsed at the edge (`ChannelName::parse`, `SessionId::parse`):
 //! past a handler, a value that exists is valid.
 
+pub mod conversations;
 mod error;
 mod event;
 pub mod files;

@@ -2,6 +2,7 @@
 //! and validate into domain types, call the store or the writer once, and turn
 //! the result into a response. No SQL here.
 
+mod conversations;
 mod events;
 mod extract;
 mod files;
@@ -115,6 +116,40 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/files/{id}/versions/{n}")
                     .get(files::get_version)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/conversations")
+                    .get(conversations::list_conversations)
+                    .post(conversations::create_conversation)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/conversations/sync")
+                    .get(conversations::sync_conversations)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/conversations/{id}")
+                    .get(conversations::get_conversation)
+                    .patch(conversations::rename_conversation)
+                    .delete(conversations::delete_conversation)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/conversations/{id}/messages")
+                    .get(conversations::list_messages)
+                    .post(conversations::create_message)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/conversations/{id}/messages/{message_id}/delta")
+                    .post(conversations::append_delta)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/conversations/{id}/messages/{message_id}/complete")
+                    .post(conversations::complete_message)
                     .default_service(web::to(method_not_allowed)),
             )
             .service(

@@ -10,30 +10,34 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{AppState, Identity};
+use crate::domain::conversations::Conversation;
 use crate::domain::work_items::{Kind, WorkItem};
 use crate::domain::{format_timestamp, DomainError};
 use crate::error::ApiError;
-use crate::store::{events, files, work_items};
+use crate::store::{conversations, events, files, work_items};
 
 /// A collection `/api/sync` can report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Collection {
     WorkItems(Kind),
     Files,
+    Conversations,
 }
 
-const NAMES: &str = "features, tracks, spikes, files";
+const NAMES: &str = "features, tracks, spikes, files, conversations";
 
 impl Collection {
     fn all() -> Vec<Collection> {
         let mut all: Vec<Collection> = Kind::ALL.into_iter().map(Collection::WorkItems).collect();
         all.push(Collection::Files);
+        all.push(Collection::Conversations);
         all
     }
 
     fn parse(name: &str) -> Option<Collection> {
         match name {
             "files" => Some(Collection::Files),
+            "conversations" => Some(Collection::Conversations),
             other => Kind::from_collection(other).map(Collection::WorkItems),
         }
     }
@@ -42,6 +46,7 @@ impl Collection {
         match self {
             Collection::WorkItems(kind) => kind.collection(),
             Collection::Files => "files",
+            Collection::Conversations => "conversations",
         }
     }
 }
@@ -132,6 +137,19 @@ pub async fn sync(
                             deleted
                                 .into_iter()
                                 .map(|f| (f.stable_id, f.version, f.updated_at))
+                                .collect(),
+                        )
+                    }
+                    Collection::Conversations => {
+                        let (deleted, live): (Vec<_>, Vec<_>) =
+                            conversations::changed_since(conn, after)?
+                                .into_iter()
+                                .partition(|c| c.deleted);
+                        changes(
+                            live.iter().map(Conversation::summary).collect(),
+                            deleted
+                                .into_iter()
+                                .map(|c| (c.id, c.version, c.updated_at))
                                 .collect(),
                         )
                     }

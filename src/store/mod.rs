@@ -4,6 +4,7 @@
 //! Everything above this module talks to `Store` (reads from the pool) and
 //! `Writer` (every change). No SQL leaves this module.
 
+pub mod conversations;
 mod db;
 mod error;
 pub mod events;

@@ -92,6 +92,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     work_item_comments,
     files,
     file_versions,
+    conversations,
+    messages,
 );
 
 diesel::table! {
@@ -125,3 +127,39 @@ diesel::table! {
 }
 
 diesel::joinable!(file_versions -> files (stable_id));
+
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        title -> Text,
+        message_count -> BigInt,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        version -> BigInt,
+        created_at -> Text,
+        updated_at -> Text,
+        created_by -> Text,
+        updated_by -> Text,
+        deleted -> Bool,
+        last_event_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+        role -> Text,
+        content -> Text,
+        content_units -> BigInt,
+        status -> Text,
+        input_tokens -> Nullable<BigInt>,
+        output_tokens -> Nullable<BigInt>,
+        created_at -> Text,
+        updated_at -> Text,
+        created_by -> Text,
+    }
+}
+
+diesel::joinable!(messages -> conversations (conversation_id));

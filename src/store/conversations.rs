@@ -1,0 +1,304 @@
+//! Conversations and messages in SQLite. A streaming message's text grows in
+//! place (`content = content || delta`), so a delta costs one small UPDATE
+//! however long the message already is.
+
+use diesel::prelude::*;
+use diesel::sqlite::{Sqlite, SqliteConnection};
+
+use super::schema::{conversations, messages};
+use super::StoreError;
+use crate::domain::conversations::{Conversation, Message, MessageStatus, Usage};
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = conversations)]
+#[diesel(check_for_backend(Sqlite))]
+struct ConversationRow {
+    id: String,
+    title: String,
+    message_count: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    version: i64,
+    created_at: String,
+    updated_at: String,
+    created_by: String,
+    updated_by: String,
+    deleted: bool,
+    last_event_id: i64,
+}
+
+impl ConversationRow {
+    fn from_conversation(c: &Conversation, last_event_id: i64) -> Self {
+        ConversationRow {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            message_count: c.message_count,
+            input_tokens: c.input_tokens,
+            output_tokens: c.output_tokens,
+            version: c.version,
+            created_at: c.created_at.clone(),
+            updated_at: c.updated_at.clone(),
+            created_by: c.created_by.clone(),
+            updated_by: c.updated_by.clone(),
+            deleted: c.deleted,
+            last_event_id,
+        }
+    }
+
+    fn into_conversation(self) -> Conversation {
+        Conversation {
+            id: self.id,
+            title: self.title,
+            message_count: self.message_count,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by,
+            updated_by: self.updated_by,
+            deleted: self.deleted,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = messages)]
+#[diesel(check_for_backend(Sqlite))]
+#[diesel(treat_none_as_null = true)]
+struct MessageRow {
+    id: String,
+    conversation_id: String,
+    seq: i64,
+    role: String,
+    content: String,
+    content_units: i64,
+    status: String,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    created_at: String,
+    updated_at: String,
+    created_by: String,
+}
+
+impl MessageRow {
+    fn from_message(m: &Message) -> Self {
+        MessageRow {
+            id: m.id.clone(),
+            conversation_id: m.conversation_id.clone(),
+            seq: m.seq,
+            role: m.role.clone(),
+            content: m.content.clone(),
+            content_units: m.content_units,
+            status: m.status.as_str().to_owned(),
+            input_tokens: m.usage.map(|u| u.input_tokens),
+            output_tokens: m.usage.map(|u| u.output_tokens),
+            created_at: m.created_at.clone(),
+            updated_at: m.updated_at.clone(),
+            created_by: m.created_by.clone(),
+        }
+    }
+
+    fn into_message(self) -> Result<Message, StoreError> {
+        let status = MessageStatus::parse("status", &self.status)
+            .map_err(|_| StoreError::Corrupt(format!("message {}: bad status", self.id)))?;
+        let usage = match (self.input_tokens, self.output_tokens) {
+            (None, None) => None,
+            (input, output) => Some(Usage {
+                input_tokens: input.unwrap_or(0),
+                output_tokens: output.unwrap_or(0),
+            }),
+        };
+        Ok(Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            seq: self.seq,
+            role: self.role,
+            content: self.content,
+            content_units: self.content_units,
+            status,
+            usage,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
+/// The conversation, tombstones included.
+pub fn load(conn: &mut SqliteConnection, id: &str) -> Result<Option<Conversation>, StoreError> {
+    Ok(conversations::table
+        .find(id)
+        .select(ConversationRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(ConversationRow::into_conversation))
+}
+
+pub fn save(
+    conn: &mut SqliteConnection,
+    c: &Conversation,
+    last_event_id: i64,
+) -> Result<(), StoreError> {
+    let row = ConversationRow::from_conversation(c, last_event_id);
+    let updated = diesel::update(conversations::table.find(&c.id))
+        .set(&row)
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(conversations::table)
+            .values(&row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn load_rows(
+    query: conversations::BoxedQuery<'_, Sqlite>,
+    conn: &mut SqliteConnection,
+) -> Result<Vec<Conversation>, StoreError> {
+    Ok(query
+        .select(ConversationRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(ConversationRow::into_conversation)
+        .collect())
+}
+
+/// Live conversations, most recently changed first.
+pub fn list(conn: &mut SqliteConnection) -> Result<Vec<Conversation>, StoreError> {
+    load_rows(
+        conversations::table
+            .filter(conversations::deleted.eq(false))
+            .order((conversations::updated_at.desc(), conversations::id.asc()))
+            .into_boxed(),
+        conn,
+    )
+}
+
+/// Conversations changed after event `cursor`, tombstones included.
+pub fn changed_since(
+    conn: &mut SqliteConnection,
+    cursor: i64,
+) -> Result<Vec<Conversation>, StoreError> {
+    load_rows(
+        conversations::table
+            .filter(conversations::last_event_id.gt(cursor))
+            .order(conversations::last_event_id.asc())
+            .into_boxed(),
+        conn,
+    )
+}
+
+/// Conversations whose `updated_at` is after `since`, tombstones included.
+pub fn updated_after(
+    conn: &mut SqliteConnection,
+    since: &str,
+) -> Result<Vec<Conversation>, StoreError> {
+    load_rows(
+        conversations::table
+            .filter(conversations::updated_at.gt(since.to_owned()))
+            .order(conversations::updated_at.asc())
+            .into_boxed(),
+        conn,
+    )
+}
+
+pub fn insert_message(conn: &mut SqliteConnection, message: &Message) -> Result<(), StoreError> {
+    diesel::insert_into(messages::table)
+        .values(MessageRow::from_message(message))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update_message(conn: &mut SqliteConnection, message: &Message) -> Result<(), StoreError> {
+    diesel::update(messages::table.find(&message.id))
+        .set(MessageRow::from_message(message))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn load_message(
+    conn: &mut SqliteConnection,
+    conversation_id: &str,
+    id: &str,
+) -> Result<Option<Message>, StoreError> {
+    messages::table
+        .find(id)
+        .filter(messages::conversation_id.eq(conversation_id))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(MessageRow::into_message)
+        .transpose()
+}
+
+pub fn message_exists(conn: &mut SqliteConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(messages::table
+        .find(id)
+        .select(messages::id)
+        .first::<String>(conn)
+        .optional()?
+        .is_some())
+}
+
+/// Appends `text` to a streaming message; returns the offset it was appended
+/// at, or `None` when no streaming message has that id.
+pub fn append_delta(
+    conn: &mut SqliteConnection,
+    conversation_id: &str,
+    id: &str,
+    text: &str,
+    units: i64,
+    now: &str,
+) -> Result<Option<i64>, StoreError> {
+    let new_length: Option<i64> = diesel::update(
+        messages::table
+            .find(id)
+            .filter(messages::conversation_id.eq(conversation_id))
+            .filter(messages::status.eq(MessageStatus::Streaming.as_str())),
+    )
+    .set((
+        messages::content.eq(messages::content.concat(text)),
+        messages::content_units.eq(messages::content_units + units),
+        messages::updated_at.eq(now),
+    ))
+    .returning(messages::content_units)
+    .get_result(conn)
+    .optional()?;
+    Ok(new_length.map(|length| length - units))
+}
+
+/// One page of messages, oldest first: the newest `limit` with a position
+/// below `before_seq` (all when `None`).
+pub fn messages_page(
+    conn: &mut SqliteConnection,
+    conversation_id: &str,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Message>, StoreError> {
+    let mut query = messages::table
+        .filter(messages::conversation_id.eq(conversation_id))
+        .into_boxed();
+    if let Some(before) = before_seq {
+        query = query.filter(messages::seq.lt(before));
+    }
+    let mut page = query
+        .order(messages::seq.desc())
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(MessageRow::into_message)
+        .collect::<Result<Vec<_>, _>>()?;
+    page.reverse();
+    Ok(page)
+}
+
+pub fn delete_messages(
+    conn: &mut SqliteConnection,
+    conversation_id: &str,
+) -> Result<(), StoreError> {
+    diesel::delete(messages::table.filter(messages::conversation_id.eq(conversation_id)))
+        .execute(conn)?;
+    Ok(())
+}
