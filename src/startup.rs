@@ -51,6 +51,7 @@ impl Application {
             tracing::info!(migrations = ?applied, database = %url.path.display(), "migrations applied");
         }
         let store = Store::new(open_pool(&url, args.read_pool)?);
+        crate::metrics::install();
         let head_id = store.read(events::head_id).await?;
         let hub = Arc::new(Hub::new(head_id, args.stream_queue));
         let publisher = hub.clone();
@@ -80,9 +81,11 @@ impl Application {
             max_body: args.max_body,
             lock_ttl: args.lock_ttl,
             started: Instant::now(),
+            database_path: url.path.clone(),
         });
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(measure_request))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(http::configure)
@@ -234,4 +237,26 @@ fn presence_sink(writer: Writer) -> PresenceSink {
             tracing::warn!(session_id = %session.session_id, ?change, "presence not recorded: the writer is busy");
         }
     })
+}
+
+/// Records each request's latency by route pattern (not by raw path, so ids
+/// do not explode the label set).
+async fn measure_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    crate::metrics::record_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    Ok(response)
 }

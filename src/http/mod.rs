@@ -7,6 +7,7 @@ mod events;
 mod extract;
 mod files;
 mod health;
+mod ops;
 mod stream;
 mod sync;
 mod work_items;
@@ -45,6 +46,8 @@ pub struct AppState {
     /// Default lease of a file lock.
     pub lock_ttl: Duration,
     pub started: std::time::Instant,
+    /// The SQLite file, for the size metric.
+    pub database_path: std::path::PathBuf,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -57,8 +60,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(ops::metrics))
     .service(
         web::scope("/api")
+            .service(
+                web::resource("/stats")
+                    .get(ops::stats)
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/sessions")
+                    .get(ops::sessions)
+                    .default_service(web::to(method_not_allowed)),
+            )
             .service(
                 web::resource("/stream")
                     .get(stream::open_stream)

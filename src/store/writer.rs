@@ -240,6 +240,7 @@ fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit
     } else {
         on_commit(&all_events)
     };
+    crate::metrics::record_commit(batch.len(), started.elapsed());
     tracing::trace!(
         requests = batch.len(),
         events = all_events.len(),

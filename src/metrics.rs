@@ -1,0 +1,131 @@
+//! Prometheus metrics (`GET /metrics`). Counters and histograms are recorded
+//! where things happen (requests, commits); gauges that describe the present
+//! (open streams, sessions, database size) are read when scraped.
+//!
+//! The recorder is global to the process and installed once.
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::hub::Hub;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
+
+/// Installs the recorder (once) and returns its handle.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("switchboard_writer_batch_requests".into()),
+                        &BATCH_BUCKETS,
+                    )
+                })
+                .map(PrometheusBuilder::build_recorder);
+            match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    // Another recorder may be installed already (an embedding program).
+                    metrics::set_global_recorder(recorder).ok()?;
+                    describe();
+                    Some(handle)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics disabled");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_histogram!(
+        "switchboard_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer a request (for streams: to send the headers), by route"
+    );
+    metrics::describe_histogram!(
+        "switchboard_writer_batch_requests",
+        "Requests committed per group commit"
+    );
+    metrics::describe_histogram!(
+        "switchboard_writer_commit_seconds",
+        metrics::Unit::Seconds,
+        "Time of one group commit, from BEGIN to COMMIT"
+    );
+    metrics::describe_counter!(
+        "switchboard_events_written_total",
+        "Events appended to the log"
+    );
+    metrics::describe_counter!("switchboard_deliveries_total", "Frames handed to streams");
+    metrics::describe_counter!(
+        "switchboard_lagging_streams_total",
+        "Times a stream's queue overflowed and it fell back to the log"
+    );
+    metrics::describe_gauge!("switchboard_open_streams", "Open SSE streams");
+    metrics::describe_gauge!(
+        "switchboard_active_sessions",
+        "Sessions with at least one open stream"
+    );
+    metrics::describe_gauge!("switchboard_head_event_id", "The newest event id");
+    metrics::describe_gauge!(
+        "switchboard_database_bytes",
+        "Size of the database file and its WAL"
+    );
+}
+
+/// One answered request.
+pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    metrics::histogram!(
+        "switchboard_http_request_duration_seconds",
+        "route" => route.to_owned(),
+        "method" => method.to_owned(),
+        "status" => status.to_string(),
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// One group commit.
+pub fn record_commit(requests: usize, elapsed: Duration) {
+    metrics::histogram!("switchboard_writer_batch_requests").record(requests as f64);
+    metrics::histogram!("switchboard_writer_commit_seconds").record(elapsed.as_secs_f64());
+}
+
+/// The text of `/metrics`: gauges are set from the hub and the disk first.
+pub fn render(hub: &Hub, database: &std::path::Path) -> String {
+    let Some(handle) = install() else {
+        return String::new();
+    };
+    let counters = &hub.counters;
+    metrics::counter!("switchboard_events_written_total")
+        .absolute(counters.events_published.load(Ordering::Relaxed));
+    metrics::counter!("switchboard_deliveries_total")
+        .absolute(counters.deliveries.load(Ordering::Relaxed));
+    metrics::counter!("switchboard_lagging_streams_total")
+        .absolute(counters.lagged.load(Ordering::Relaxed));
+    metrics::gauge!("switchboard_open_streams").set(hub.stream_count() as f64);
+    metrics::gauge!("switchboard_active_sessions").set(hub.sessions().len() as f64);
+    metrics::gauge!("switchboard_head_event_id").set(hub.head_id() as f64);
+    let size: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut path = database.as_os_str().to_owned();
+            path.push(suffix);
+            std::fs::metadata(path).ok()
+        })
+        .map(|m| m.len())
+        .sum();
+    metrics::gauge!("switchboard_database_bytes").set(size as f64);
+    handle.render()
+}
