@@ -17,6 +17,7 @@ use crate::domain::{format_timestamp, presence_event, PresenceChange};
 use crate::http::{self, AppState, StreamSettings};
 use crate::hub::{Hub, PresenceSink, SessionInfo};
 use crate::store::{self, events, open_pool, run_migrations, Outcome, Store, Writer, WriterConfig};
+use crate::telemetry::RequestSpan;
 
 /// Events deleted per retention transaction.
 const PRUNE_BATCH: i64 = 1000;
@@ -86,7 +87,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(measure_request))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(state.clone())
                 .configure(http::configure)
         })

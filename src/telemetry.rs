@@ -9,7 +9,11 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `RUST_LOG` overrides the default level.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -23,4 +27,66 @@ where
 {
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f))
+}
+
+/// The span of every request, and its one log line. It carries the request
+/// id, the route pattern (never the raw query string, which may hold a
+/// token), and who acts: agent and session.
+pub struct RequestSpan;
+
+fn header_or_query(request: &actix_web::dev::ServiceRequest, header: &str, query: &str) -> String {
+    if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
+        return value.chars().take(128).collect();
+    }
+    actix_web::web::Query::<Vec<(String, String)>>::from_query(request.query_string())
+        .ok()
+        .and_then(|q| {
+            q.into_inner()
+                .into_iter()
+                .find(|(k, _)| k == query)
+                .map(|(_, v)| v)
+        })
+        .map(|v| v.chars().take(128).collect())
+        .unwrap_or_default()
+}
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        use actix_web::HttpMessage;
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| request.path().to_owned());
+        tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            route = %route,
+            agent_id = %header_or_query(request, "X-Agent-ID", "agent_id"),
+            session_id = %header_or_query(request, "X-Session-ID", "session_id"),
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let status = match outcome {
+            Ok(response) => response.status().as_u16(),
+            Err(error) => error.as_response_error().status_code().as_u16(),
+        };
+        span.record("status", status);
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!("request answered");
+            } else {
+                tracing::info!("request answered");
+            }
+        });
+    }
 }
