@@ -3,6 +3,7 @@
 //! the result into a response. No SQL here.
 
 mod conversations;
+mod dashboard;
 mod events;
 mod extract;
 mod files;
@@ -58,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::bad_request(format!("invalid path: {err}")).into()),
     )
+    .route("/", web::get().to(dashboard::dashboard))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(ops::metrics))
