@@ -29,6 +29,8 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Prune events older than the retention once and exit.
     Prune(PruneArgs),
+    /// Run the load benchmark against a server it starts itself.
+    Bench(crate::cli::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -75,6 +77,9 @@ pub struct ServeArgs {
     /// The reconnection delay announced to clients (`retry:`).
     #[arg(long, env = "SWITCHBOARD_RETRY", default_value = "2s", value_parser = parse_duration)]
     pub retry: Duration,
+    /// How long a file lock lasts when the request names no `ttl_seconds`.
+    #[arg(long, env = "SWITCHBOARD_LOCK_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
     /// Largest request body accepted (`1MiB`, `512KiB`, bytes).
     #[arg(long, env = "SWITCHBOARD_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_body: usize,

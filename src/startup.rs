@@ -16,7 +16,9 @@ use crate::config::ServeArgs;
 use crate::domain::{format_timestamp, presence_event, PresenceChange};
 use crate::http::{self, AppState, StreamSettings};
 use crate::hub::{Hub, PresenceSink, SessionInfo};
-use crate::store::{self, events, open_pool, run_migrations, Outcome, Store, Writer, WriterConfig};
+use crate::store::{
+    self, events, open_pool, run_migrations, Outcome, Store, WeakWriter, Writer, WriterConfig,
+};
 use crate::telemetry::RequestSpan;
 
 /// Events deleted per retention transaction.
@@ -62,7 +64,7 @@ impl Application {
             Arc::new(move |committed| publisher.publish(committed)),
         )?;
 
-        hub.set_presence_sink(presence_sink(writer.clone()));
+        hub.set_presence_sink(presence_sink(writer.downgrade()));
         spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
         spawn_lock_sweeper(writer.clone(), hub.shutdown_signal());
 
@@ -220,19 +222,19 @@ fn spawn_lock_sweeper(writer: Writer, mut shutdown: watch::Receiver<bool>) {
 /// reports them under its lock and the writer's queue keeps their order;
 /// queueing never blocks. Presence is best effort: if the writer's queue is
 /// full the change is logged and not recorded.
-fn presence_sink(writer: Writer) -> PresenceSink {
+fn presence_sink(writer: WeakWriter) -> PresenceSink {
     Box::new(move |change: PresenceChange, session: &SessionInfo| {
         let connections = match change {
             PresenceChange::Joined => session.connections,
             PresenceChange::Left => 0,
         };
         let event = presence_event(change, &session.session_id, &session.agent_id, connections);
+        let Some(writer) = writer.upgrade() else {
+            return; // shutting down
+        };
         let queued = writer.write_detached(move |tx| {
             tx.append(&event?)?;
-            Ok(Outcome {
-                status: 200,
-                body: serde_json::Value::Null,
-            })
+            Ok(Outcome::new(200, serde_json::Value::Null))
         });
         if !queued {
             tracing::warn!(session_id = %session.session_id, ?change, "presence not recorded: the writer is busy");

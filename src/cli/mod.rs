@@ -1,6 +1,7 @@
-//! The commands besides `serve`: `migrate` and `prune`, and the client-side
-//! SSE parser they and the tests share.
+//! The commands besides `serve`: `migrate`, `prune` and `bench`, and the
+//! client-side SSE parser they and the tests share.
 
+pub mod bench;
 pub mod sse;
 
 use chrono::Utc;

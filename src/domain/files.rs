@@ -309,8 +309,8 @@ mod tests {
         let t0 = "2026-01-01T00:00:00.000000Z";
         let until = "2026-01-01T00:01:00.000000Z".to_owned();
         assert_eq!(
-            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0),
-            Ok(Acquired::New { expired: None })
+            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0).unwrap(),
+            Acquired::New { expired: None }
         );
         let err = acquire_lock(&mut f, &session("s2"), &agent, until.clone(), t0).unwrap_err();
         assert!(matches!(
@@ -321,8 +321,8 @@ mod tests {
             }
         ));
         assert_eq!(
-            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0),
-            Ok(Acquired::Renewed)
+            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0).unwrap(),
+            Acquired::Renewed
         );
         let later = "2026-01-01T00:02:00.000000Z";
         let outcome = acquire_lock(

@@ -122,10 +122,7 @@ pub async fn create_conversation(
             let conversation =
                 Conversation::new(id, title, previous.as_ref(), &actor.agent_id, &now);
             record(tx, &conversation, &[ConversationChange::Created], &actor)?;
-            Ok(Outcome {
-                status: 201,
-                body: conversation.summary(),
-            })
+            Ok(Outcome::new(201, conversation.summary()))
         })
         .await?;
     Ok(versioned(committed))
@@ -207,10 +204,7 @@ pub async fn rename_conversation(
                 conversation.touch(&actor.agent_id, &now);
                 record(tx, &conversation, &[ConversationChange::Updated], &actor)?;
             }
-            Ok(Outcome {
-                status: 200,
-                body: conversation.summary(),
-            })
+            Ok(Outcome::new(200, conversation.summary()))
         })
         .await?;
     Ok(versioned(committed))
@@ -239,10 +233,10 @@ pub async fn delete_conversation(
             let now = tx.now().to_owned();
             conversation.touch(&actor.agent_id, &now);
             record(tx, &conversation, &[ConversationChange::Deleted], &actor)?;
-            Ok(Outcome {
-                status: 200,
-                body: json!({ "id": conversation.id, "version": conversation.version, "deleted": true }),
-            })
+            Ok(Outcome::new(
+                200,
+                json!({ "id": conversation.id, "version": conversation.version, "deleted": true }),
+            ))
         })
         .await?;
     Ok(versioned(committed))
@@ -335,10 +329,7 @@ pub async fn create_message(
             conv.touch(&actor.agent_id, &now);
             changes.push(ConversationChange::Updated);
             record(tx, &conv, &changes, &actor)?;
-            Ok(Outcome {
-                status: 201,
-                body: message.to_json(),
-            })
+            Ok(Outcome::new(201, message.to_json()))
         })
         .await?;
     Ok(committed_response(committed))
@@ -402,10 +393,10 @@ pub async fn append_delta(
                 actor.session_id.as_ref(),
             )?;
             tx.append(&event)?;
-            Ok(Outcome {
-                status: 200,
-                body: json!({ "message_id": message, "offset": offset, "length": offset + units }),
-            })
+            Ok(Outcome::new(
+                200,
+                json!({ "message_id": message, "offset": offset, "length": offset + units }),
+            ))
         })
         .await?;
     Ok(committed_response(committed))
@@ -475,10 +466,7 @@ pub async fn complete_message(
                 changes.push(ConversationChange::Updated);
             }
             record(tx, &conv, &changes, &actor)?;
-            Ok(Outcome {
-                status: 200,
-                body: msg.to_json(),
-            })
+            Ok(Outcome::new(200, msg.to_json()))
         })
         .await?;
     Ok(committed_response(committed))

@@ -22,7 +22,9 @@ pub const MAX_PAGE: i64 = 1000;
 pub struct PublishRequest {
     #[serde(rename = "type")]
     event_type: Option<String>,
-    data: Option<Box<RawValue>>,
+    /// Missing → `{}`; `null` is kept as `null`.
+    #[serde(default = "empty_object")]
+    data: Box<RawValue>,
     resource_type: Option<String>,
     resource_id: Option<String>,
 }
@@ -33,7 +35,8 @@ pub struct BatchItem {
     channel: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<String>,
-    data: Option<Box<RawValue>>,
+    #[serde(default = "empty_object")]
+    data: Box<RawValue>,
     resource_type: Option<String>,
     resource_id: Option<String>,
 }
@@ -50,7 +53,7 @@ fn new_event(
     prefix: &str,
     channel: ChannelName,
     event_type: Option<&str>,
-    data: Option<Box<RawValue>>,
+    data: Box<RawValue>,
     resource_type: Option<&str>,
     resource_id: Option<&str>,
 ) -> Result<NewEvent, ApiError> {
@@ -74,7 +77,7 @@ fn new_event(
             .transpose()?,
         agent_id: identity.agent_id.clone(),
         session_id: identity.session_id.clone(),
-        payload: data.unwrap_or_else(empty_object),
+        payload: data,
     })
 }
 
@@ -94,8 +97,9 @@ pub fn committed_response(committed: Committed) -> HttpResponse {
         .body(committed.body)
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, crate::store::StoreError> {
-    serde_json::to_value(value).map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))
+#[derive(Serialize)]
+struct StoredEvents<'a> {
+    events: &'a [Event],
 }
 
 /// `POST /api/channels/{channel}/events` → 201 with the stored event.
@@ -123,10 +127,7 @@ pub async fn publish_event(
         .writer
         .write(claim, move |tx| {
             let stored = tx.append(&event)?;
-            Ok(Outcome {
-                status: 201,
-                body: to_json(stored)?,
-            })
+            Outcome::serialize(201, stored)
         })
         .await?;
     Ok(committed_response(committed))
@@ -179,10 +180,7 @@ pub async fn publish_batch(
             for event in &events {
                 stored.push(tx.append(event)?.clone());
             }
-            Ok(Outcome {
-                status: 201,
-                body: serde_json::json!({ "events": to_json(&stored)? }),
-            })
+            Outcome::serialize(201, &StoredEvents { events: &stored })
         })
         .await?;
     Ok(committed_response(committed))

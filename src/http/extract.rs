@@ -170,17 +170,30 @@ fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         return serde_json::from_slice(b"null")
             .map_err(|_| ApiError::InvalidJson("the body is empty".into()));
     }
-    serde_json::from_slice(raw).map_err(|err| match err.classify() {
-        serde_json::error::Category::Data => {
-            let message = err.to_string();
-            let field = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("field"))
+    // Syntax first, so broken JSON is always 400 `invalid_json`, whatever
+    // field error the typed parse would have met on the way.
+    serde_json::from_slice::<serde::de::IgnoredAny>(raw)
+        .map_err(|err| ApiError::InvalidJson(err.to_string()))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let message = inner.to_string();
+        // "unknown field `x`, expected …": the field is x, inside `path`.
+        let unknown = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (unknown, path.as_str()) {
+            // The path of an unknown field already ends with its name.
+            (Some(name), "." | "") => name.to_owned(),
+            (Some(_), path) => path.to_owned(),
+            (None, "." | "") => message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next())
                 .unwrap_or("body")
-                .to_owned();
-            ApiError::Domain(DomainError::Validation { field, message })
-        }
-        _ => ApiError::InvalidJson(err.to_string()),
+                .to_owned(),
+            (None, path) => path.to_owned(),
+        };
+        ApiError::Domain(DomainError::Validation { field, message })
     })
 }

@@ -160,10 +160,7 @@ pub async fn create_file(
                 )],
             )?;
             store::keep_version(tx.conn(), &file)?;
-            Ok(Outcome {
-                status: 201,
-                body: file.metadata(&now),
-            })
+            Ok(Outcome::new(201, file.metadata(&now)))
         })
         .await?;
     let version = version_of(&committed.body);
@@ -301,10 +298,7 @@ pub async fn save_file(
                 )],
             )?;
             store::keep_version(tx.conn(), &file)?;
-            Ok(Outcome {
-                status: 200,
-                body: file.metadata(&now),
-            })
+            Ok(Outcome::new(200, file.metadata(&now)))
         })
         .await?;
     let version = version_of(&committed.body);
@@ -368,10 +362,7 @@ async fn delete_files(
                     )],
                 )?;
             }
-            Ok(Outcome {
-                status: 200,
-                body: json!({ "stable_ids": ids }),
-            })
+            Ok(Outcome::new(200, json!({ "stable_ids": ids })))
         })
         .await?;
     Ok(committed_response(committed))
@@ -490,15 +481,15 @@ pub async fn acquire_lock(
                 .lock
                 .as_ref()
                 .ok_or_else(|| StoreError::Corrupt("lock vanished".into()))?;
-            Ok(Outcome {
-                status: 200,
-                body: json!({
+            Ok(Outcome::new(
+                200,
+                json!({
                     "stable_id": file.stable_id,
                     "locked_by": lock.agent_id,
                     "session_id": lock.session_id,
                     "expires_at": lock.expires_at,
                 }),
-            })
+            ))
         })
         .await?;
     Ok(committed_response(committed))
@@ -528,10 +519,10 @@ pub async fn release_lock(
                     actor.session_id.as_ref(),
                 )],
             )?;
-            Ok(Outcome {
-                status: 200,
-                body: json!({ "stable_id": file.stable_id, "released": true }),
-            })
+            Ok(Outcome::new(
+                200,
+                json!({ "stable_id": file.stable_id, "released": true }),
+            ))
         })
         .await?;
     Ok(committed_response(committed))
@@ -562,10 +553,7 @@ pub async fn sweep_expired_locks(writer: &crate::store::Writer) -> Result<usize,
                     )],
                 )?;
             }
-            Ok(Outcome {
-                status: 200,
-                body: json!(expired.len()),
-            })
+            Ok(Outcome::new(200, json!(expired.len())))
         })
         .await?;
     Ok(committed.body.parse().unwrap_or(0))

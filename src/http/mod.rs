@@ -68,158 +68,158 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(
                 web::resource("/stats")
                     .get(ops::stats)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/sessions")
                     .get(ops::sessions)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/stream")
                     .get(stream::open_stream)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/channels/{channel}/events")
                     .post(events::publish_event)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/events/batch")
                     .post(events::publish_batch)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/events")
                     .get(events::list_events)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/events/{id}")
                     .get(events::get_event)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/files")
                     .get(files::list_files)
                     .post(files::create_file)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/files/delete")
                     .post(files::bulk_delete)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/files/{id}")
                     .get(files::get_file)
                     .put(files::save_file)
                     .delete(files::delete_file)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET, PUT, DELETE")),
             )
             .service(
                 web::resource("/files/{id}/lock")
                     .post(files::acquire_lock)
                     .delete(files::release_lock)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST, DELETE")),
             )
             .service(
                 web::resource("/files/{id}/versions")
                     .get(files::list_versions)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/files/{id}/versions/{n}")
                     .get(files::get_version)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/conversations")
                     .get(conversations::list_conversations)
                     .post(conversations::create_conversation)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/conversations/sync")
                     .get(conversations::sync_conversations)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource("/conversations/{id}")
                     .get(conversations::get_conversation)
                     .patch(conversations::rename_conversation)
                     .delete(conversations::delete_conversation)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET, PATCH, DELETE")),
             )
             .service(
                 web::resource("/conversations/{id}/messages")
                     .get(conversations::list_messages)
                     .post(conversations::create_message)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET, POST")),
             )
             .service(
                 web::resource("/conversations/{id}/messages/{message_id}/delta")
                     .post(conversations::append_delta)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/conversations/{id}/messages/{message_id}/complete")
                     .post(conversations::complete_message)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/sync")
                     .get(sync::sync)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET")),
             )
             .service(
                 web::resource(format!("/broadcast/{WORK_ITEMS}/{{id}}"))
                     .post(work_items::broadcast_update)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource(format!("/broadcast/{WORK_ITEMS}/{{id}}/status"))
                     .post(work_items::broadcast_status)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource(format!("/broadcast/{WORK_ITEMS}/{{id}}/links"))
                     .post(work_items::broadcast_link)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource(format!("/{WORK_ITEMS}"))
                     .get(work_items::list_items)
                     .post(work_items::create_item)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET, POST")),
             )
             .service(
                 web::resource(format!("/{WORK_ITEMS}/{{id}}"))
                     .get(work_items::get_item)
                     .patch(work_items::patch_item)
                     .delete(work_items::delete_item)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("GET, PATCH, DELETE")),
             )
             .service(
                 web::resource(format!("/{WORK_ITEMS}/{{id}}/status"))
                     .post(work_items::set_status)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource(format!("/{WORK_ITEMS}/{{id}}/links"))
                     .post(work_items::add_link)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource(format!("/{WORK_ITEMS}/{{id}}/links/{{linked_id}}"))
                     .delete(work_items::remove_link)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("DELETE")),
             )
             .service(
                 web::resource(format!("/{WORK_ITEMS}/{{id}}/comments"))
                     .post(work_items::add_comment)
-                    .default_service(web::to(method_not_allowed)),
+                    .default_service(not_allowed("POST")),
             ),
     )
     .default_service(web::to(not_found));
@@ -229,6 +229,8 @@ async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
 
-async fn method_not_allowed(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// 405 with the `Allow` header naming the methods the resource answers.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::route()
+        .to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
 }

@@ -33,7 +33,7 @@ use super::{AppState, Identity};
 use crate::domain::{format_timestamp, ChannelPattern, DomainError, ResourceId, StreamFilter};
 use crate::error::ApiError;
 use crate::hub::{
-    comment_frame, frame_events, retry_frame, Frame, Hub, StreamOwner, SubscriberFlags,
+    comment_frame, frame_events, retry_frame, Frame, Framing, Hub, StreamOwner, SubscriberFlags,
     SubscriberId,
 };
 use crate::store::{events, Store, StoreError};
@@ -52,6 +52,7 @@ pub struct StreamQuery {
     last_event_id: Option<String>,
     replay: Option<String>,
     include_own: Option<String>,
+    plain: Option<String>,
 }
 
 /// Where a new stream starts.
@@ -158,6 +159,11 @@ pub async fn open_stream(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let include_own = parse_bool("include_own", query.include_own.as_deref())?;
+    let framing = if parse_bool("plain", query.plain.as_deref())? {
+        Framing::Plain
+    } else {
+        Framing::Named
+    };
     let filter = parse_filter(&query, &identity, include_own)?;
     let start = parse_start(&req, &query, state.streams.replay_count)?;
 
@@ -165,9 +171,12 @@ pub async fn open_stream(
         session_id: session.as_str().to_owned(),
         agent_id: identity.agent_id.as_str().to_owned(),
     });
-    let registration = state
-        .hub
-        .subscribe(filter.clone(), owner, &format_timestamp(Utc::now()));
+    let registration = state.hub.subscribe(
+        filter.clone(),
+        framing,
+        owner,
+        &format_timestamp(Utc::now()),
+    );
     tracing::info!(
         subscriber = registration.id,
         session_id = identity.session_id.as_ref().map(|s| s.as_str()),
@@ -183,6 +192,7 @@ pub async fn open_stream(
         queue: registration.queue,
         flags: registration.flags,
         filter: Arc::new(filter),
+        framing,
         cursor: 0,
         phase: Phase::Opening {
             start,
@@ -232,6 +242,7 @@ struct LogStream {
     queue: mpsc::Receiver<Frame>,
     flags: Arc<SubscriberFlags>,
     filter: Arc<StreamFilter>,
+    framing: Framing,
     /// The last event id sent (or skipped on purpose by replay or resync).
     cursor: i64,
     phase: Phase,
@@ -412,7 +423,7 @@ impl LogStream {
         let last = batch.last()?;
         self.cursor = self.cursor.max(last.id);
         self.events_sent += batch.len() as u64;
-        Some(frame_events(batch))
+        Some(frame_events(batch, self.framing))
     }
 
     /// The client's cursor cannot be resumed exactly: tell it to refetch, and

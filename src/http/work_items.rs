@@ -191,10 +191,7 @@ pub async fn create_item(
             let now = tx.now().to_owned();
             let item = rules::create_item(kind, id, fields, previous.as_ref(), &actor.agent, &now)?;
             record(tx, &item, &[ItemChange::Created], &actor)?;
-            Ok(Outcome {
-                status: 201,
-                body: item.to_json(),
-            })
+            Ok(Outcome::new(201, item.to_json()))
         })
         .await?;
     Ok(item_response(committed))
@@ -300,7 +297,7 @@ where
             } else {
                 item.to_json()
             };
-            Ok(Outcome { status, body })
+            Ok(Outcome::new(status, body))
         })
         .await?)
 }
@@ -602,15 +599,15 @@ fn broadcast_outcome(appended: &[(i64, String)], now: &str) -> Outcome {
         Some((id, ts)) => (Some(*id), ts.clone()),
         None => (None, now.to_owned()),
     };
-    Outcome {
-        status: 200,
-        body: json!({
+    Outcome::new(
+        200,
+        json!({
             "success": true,
             "event_id": event_id,
             "clients_notified": 0,
             "timestamp": timestamp,
         }),
-    }
+    )
 }
 
 fn broadcast_response(committed: Committed) -> HttpResponse {

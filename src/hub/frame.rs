@@ -12,11 +12,24 @@ pub struct Frame {
     pub bytes: Bytes,
 }
 
-fn write_event(out: &mut BytesMut, event: &Event) {
+/// How a stream wants its events framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// `event: <type>`: `EventSource` dispatches by type.
+    #[default]
+    Named,
+    /// No `event:` line: every event reaches `onmessage` (the type is in the JSON).
+    Plain,
+}
+
+fn write_event(out: &mut BytesMut, event: &Event, framing: Framing) {
     use std::fmt::Write as _;
     // Event types are `[A-Za-z0-9_.-]` and compact JSON has no raw newline, so
     // neither can break the frame.
-    let _ = write!(out, "id: {}\nevent: {}\ndata: ", event.id, event.event_type);
+    let _ = match framing {
+        Framing::Named => write!(out, "id: {}\nevent: {}\ndata: ", event.id, event.event_type),
+        Framing::Plain => write!(out, "id: {}\ndata: ", event.id),
+    };
     let mut writer = out.writer();
     // Serialising an `Event` to memory cannot fail: every field is a string,
     // a number or already-valid JSON.
@@ -25,18 +38,18 @@ fn write_event(out: &mut BytesMut, event: &Event) {
 }
 
 /// `id: …\nevent: …\ndata: {json}\n\n`
-pub fn event_frame(event: &Event) -> Bytes {
+pub fn event_frame(event: &Event, framing: Framing) -> Bytes {
     let mut out = BytesMut::with_capacity(256 + event.payload.get().len());
-    write_event(&mut out, event);
+    write_event(&mut out, event, framing);
     out.freeze()
 }
 
 /// Many events in one chunk, for replay from the log.
-pub fn frame_events(events: &[Event]) -> Bytes {
+pub fn frame_events(events: &[Event], framing: Framing) -> Bytes {
     let size: usize = events.iter().map(|e| 256 + e.payload.get().len()).sum();
     let mut out = BytesMut::with_capacity(size);
     for event in events {
-        write_event(&mut out, event);
+        write_event(&mut out, event, framing);
     }
     out.freeze()
 }
@@ -70,11 +83,18 @@ mod tests {
             timestamp: "2026-11-21T12:00:00.000000Z".into(),
             payload: RawValue::from_string(r#"{"text":"two\nlines"}"#.into()).unwrap(),
         };
-        let frame = event_frame(&event);
+        let frame = event_frame(&event, Framing::Named);
         let text = std::str::from_utf8(&frame).unwrap();
         assert!(text.starts_with("id: 7\nevent: note\ndata: {\"id\":7,"));
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 4, "{text}");
-        assert_eq!(frame_events(&[event.clone(), event]).len(), frame.len() * 2);
+        assert_eq!(
+            frame_events(&[event.clone(), event.clone()], Framing::Named).len(),
+            frame.len() * 2
+        );
+        let plain = event_frame(&event, Framing::Plain);
+        assert!(std::str::from_utf8(&plain)
+            .unwrap()
+            .starts_with("id: 7\ndata: {\"id\":7,"));
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-pub use frame::{comment_frame, event_frame, frame_events, retry_frame, Frame};
+pub use frame::{comment_frame, event_frame, frame_events, retry_frame, Frame, Framing};
 use index::ChannelIndex;
 
 use crate::domain::{Event, PresenceChange, StreamFilter};
@@ -50,6 +50,7 @@ struct Subscriber {
     /// Highest id pushed, so overlapping patterns never push an event twice.
     last_pushed: i64,
     session: Option<SessionKey>,
+    framing: Framing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -153,6 +154,7 @@ impl Hub {
     pub fn subscribe(
         &self,
         filter: StreamFilter,
+        framing: Framing,
         owner: Option<StreamOwner>,
         now: &str,
     ) -> Registration {
@@ -195,6 +197,7 @@ impl Hub {
                 flags: flags.clone(),
                 last_pushed: head_id,
                 session,
+                framing,
             },
         );
         Registration {
@@ -241,7 +244,10 @@ impl Hub {
     /// Hands committed events (in id order) to every matching stream.
     /// Returns, per event, the number of streams it was pushed to.
     pub fn publish(&self, events: &[Event]) -> Vec<usize> {
-        let frames: Vec<Bytes> = events.iter().map(event_frame).collect();
+        let frames: Vec<Bytes> = events
+            .iter()
+            .map(|e| event_frame(e, Framing::Named))
+            .collect();
         let mut state = self.lock();
         let State {
             head_id,
@@ -257,6 +263,8 @@ impl Hub {
             candidates.clear();
             index.collect(&event.channel, &mut candidates);
             let mut delivered = 0;
+            // The plain variant is framed once too, when a stream wants it.
+            let mut plain: Option<Bytes> = None;
             for id in &candidates {
                 let Some(subscriber) = subscribers.get_mut(id) else {
                     continue;
@@ -271,9 +279,15 @@ impl Hub {
                     continue;
                 }
                 subscriber.last_pushed = event.id;
+                let bytes = match subscriber.framing {
+                    Framing::Named => bytes.clone(),
+                    Framing::Plain => plain
+                        .get_or_insert_with(|| event_frame(event, Framing::Plain))
+                        .clone(),
+                };
                 match subscriber.queue.try_send(Frame {
                     id: event.id,
-                    bytes: bytes.clone(),
+                    bytes,
                 }) {
                     Ok(()) => delivered += 1,
                     Err(mpsc::error::TrySendError::Full(_)) => {

@@ -18,7 +18,7 @@ pub use db::{open_pool, run_migrations, DatabaseUrl, Pool, PooledConn};
 pub use error::StoreError;
 pub use events::{EventQuery, LogPosition, Order};
 pub use idempotency::IdempotencyClaim;
-pub use writer::{Committed, Outcome, Tx, Writer, WriterConfig};
+pub use writer::{Committed, Outcome, Tx, WeakWriter, Writer, WriterConfig};
 
 use std::sync::Arc;
 

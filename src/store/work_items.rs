@@ -95,11 +95,11 @@ impl WorkItemRow {
 type LinkRow = (String, String, String);
 type CommentRow = (String, String, String, String, String);
 
+/// Links and comments by item id.
+type Children = (HashMap<String, Vec<Link>>, HashMap<String, Vec<Comment>>);
+
 /// Links and comments of the given items, loaded in a few `IN` queries.
-fn children(
-    conn: &mut SqliteConnection,
-    ids: &[String],
-) -> Result<(HashMap<String, Vec<Link>>, HashMap<String, Vec<Comment>>), StoreError> {
+fn children(conn: &mut SqliteConnection, ids: &[String]) -> Result<Children, StoreError> {
     let mut links: HashMap<String, Vec<Link>> = HashMap::new();
     let mut comments: HashMap<String, Vec<Comment>> = HashMap::new();
     for chunk in ids.chunks(500) {

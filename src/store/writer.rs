@@ -31,7 +31,25 @@ use crate::domain::{format_timestamp, Event, NewEvent};
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub status: u16,
-    pub body: serde_json::Value,
+    /// The JSON body, already serialised.
+    pub body: String,
+}
+
+impl Outcome {
+    pub fn new(status: u16, body: serde_json::Value) -> Self {
+        Outcome {
+            status,
+            body: body.to_string(),
+        }
+    }
+
+    /// A body serialised from a typed value: raw JSON inside it (an event's
+    /// payload) is sent exactly as it was stored.
+    pub fn serialize(status: u16, body: &impl serde::Serialize) -> Result<Self, StoreError> {
+        let body = serde_json::to_string(body)
+            .map_err(|e| StoreError::Corrupt(format!("response body: {e}")))?;
+        Ok(Outcome { status, body })
+    }
 }
 
 /// A committed request, as the handler receives it.
@@ -115,6 +133,20 @@ pub struct Writer {
     queue: mpsc::Sender<Request>,
 }
 
+/// A handle that does not keep the writer alive (for the hub, which the
+/// writer itself holds: a strong handle there would be a cycle, and the
+/// writer thread would never end).
+#[derive(Clone)]
+pub struct WeakWriter {
+    queue: mpsc::WeakSender<Request>,
+}
+
+impl WeakWriter {
+    pub fn upgrade(&self) -> Option<Writer> {
+        self.queue.upgrade().map(|queue| Writer { queue })
+    }
+}
+
 impl Writer {
     /// Starts the writer thread on its own connection. The thread ends when
     /// the last `Writer` handle is dropped, after the requests already queued.
@@ -130,6 +162,12 @@ impl Writer {
             .spawn(move || run(conn, requests, config.max_batch, on_commit))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok((Writer { queue }, handle))
+    }
+
+    pub fn downgrade(&self) -> WeakWriter {
+        WeakWriter {
+            queue: self.queue.downgrade(),
+        }
     }
 
     /// Runs `job` in the next group commit and waits for the commit.
@@ -292,8 +330,7 @@ fn run_job(
     let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
         .map_err(|_| StoreError::Corrupt("a write job panicked".into()))??;
     let Tx { conn, events, .. } = tx;
-    let body = serde_json::to_string(&outcome.body)
-        .map_err(|e| StoreError::Corrupt(format!("response body: {e}")))?;
+    let body = outcome.body;
     if let Some(claim) = claim {
         idempotency::remember(conn, claim, outcome.status, &body, now)?;
     }
@@ -314,10 +351,7 @@ pub async fn prune_with(writer: &Writer, cutoff: String, batch: i64) -> Result<u
         let done = writer
             .write(None, move |tx| {
                 let deleted = events::prune_batch(tx.conn(), &cutoff, batch)?;
-                Ok(Outcome {
-                    status: 200,
-                    body: serde_json::json!(deleted),
-                })
+                Ok(Outcome::new(200, serde_json::json!(deleted)))
             })
             .await?;
         let deleted: usize = done.body.parse().unwrap_or(0);
@@ -330,10 +364,7 @@ pub async fn prune_with(writer: &Writer, cutoff: String, batch: i64) -> Result<u
     writer
         .write(None, move |tx| {
             idempotency::forget_expired(tx.conn(), &keys_cutoff, 10_000)?;
-            Ok(Outcome {
-                status: 200,
-                body: serde_json::Value::Null,
-            })
+            Ok(Outcome::new(200, serde_json::Value::Null))
         })
         .await?;
     Ok(total)

@@ -15,14 +15,30 @@ use tempfile::TempDir;
 /// How long a test waits for something that should happen.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long a stopped server may take to finish.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(15);
+
+/// A server running on a thread and runtime of its own, as `switchboard
+/// serve` runs: a server that does not shut down fails the test that stops
+/// it instead of hanging the test's runtime.
 pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub db_path: PathBuf,
     pub client: reqwest::Client,
     stopper: Stopper,
-    dir: TempDir,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The server's runtime, to stop it from `Drop`.
+    runtime: tokio::runtime::Handle,
+    /// Resolves when `Application::run` has returned.
+    finished: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
+    dir: Option<TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let stopper = self.stopper.clone();
+        self.runtime.spawn(async move { stopper.stop().await });
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -43,18 +59,38 @@ async fn start_in(dir: TempDir, configure: impl FnOnce(&mut ServeArgs)) -> TestA
     let url = DatabaseUrl::parse(db_path.to_str().expect("utf-8 path")).expect("db url");
     let mut args = ServeArgs::for_tests(url);
     configure(&mut args);
-    let app = Application::build(args).await.expect("server starts");
-    let port = app.port();
-    let stopper = app.stopper();
-    let task = tokio::spawn(app.run());
+    let (started, on_start) = tokio::sync::oneshot::channel();
+    let (finished, on_finish) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("test-server".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app = match Application::build(args).await {
+                    Ok(app) => app,
+                    Err(err) => {
+                        let _ = started.send(Err(format!("{err:#}")));
+                        return;
+                    }
+                };
+                let ready = (app.port(), app.stopper(), tokio::runtime::Handle::current());
+                let _ = started.send(Ok(ready));
+                let _ = finished.send(app.run().await);
+            })
+        })
+        .expect("a thread for the server");
+    let (port, stopper, runtime) = on_start
+        .await
+        .expect("the server thread reports")
+        .unwrap_or_else(|err| panic!("server starts: {err}"));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         db_path,
         client: reqwest::Client::new(),
         stopper,
-        dir,
-        task,
+        runtime,
+        finished: Some(on_finish),
+        dir: Some(dir),
     }
 }
 
@@ -63,12 +99,95 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// A cheap handle that can publish from other tasks.
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            client: self.client.clone(),
+            address: self.address.clone(),
+        }
+    }
+
+    /// Publishes a batch (`[{channel, type, data, …}, …]`) and returns the
+    /// stored events.
+    pub async fn publish_batch(&self, events: Vec<Value>) -> Vec<Value> {
+        self.publisher().publish_batch(events).await
+    }
+
+    /// The log's head id, as `X-Event-Cursor` reports it.
+    pub async fn head_id(&self) -> i64 {
+        let response = self.get("/api/events?limit=1").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.headers()["x-event-cursor"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .expect("X-Event-Cursor is an id")
+    }
+
+    /// The ids of every event in the log on `channel`, oldest first.
+    pub async fn ids_on(&self, channel: &str) -> Vec<i64> {
+        self.all_events()
+            .await
+            .iter()
+            .filter(|e| e["channel"] == channel)
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    /// Runs the real `switchboard prune` against this server's database,
+    /// while the server runs.
+    pub async fn prune_with_cli(&self, retention: &str) {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("prune")
+            .arg("--database")
+            .arg(&self.db_path)
+            .arg("--retention")
+            .arg(retention)
+            .output()
+            .await
+            .expect("switchboard prune runs");
+        assert!(
+            output.status.success(),
+            "switchboard prune failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Opens `GET /api/stream?{query}` and returns the raw response.
+    pub async fn stream_response(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self.get(&format!("/api/stream?{query}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("stream request")
+    }
+
     /// Stops the server gracefully and starts a new one on the same database
     /// (a new port), with the same settings plus `configure`.
-    pub async fn restart_with(self, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+    pub async fn restart_with(mut self, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+        self.stop().await;
+        let dir = self.dir.take().expect("the temp dir");
+        start_in(dir, configure).await
+    }
+
+    /// Stops the server gracefully; fails the test if it does not finish
+    /// within `STOP_DEADLINE`.
+    pub async fn stop(&mut self) {
         self.stopper.stop().await;
-        let _ = self.task.await;
-        start_in(self.dir, configure).await
+        if let Some(finished) = self.finished.take() {
+            let result = tokio::time::timeout(STOP_DEADLINE, finished)
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("the server did not finish within {STOP_DEADLINE:?} of being stopped")
+                });
+            if let Ok(result) = result {
+                result.expect("the server ran without an I/O error");
+            }
+        }
     }
 
     pub async fn restart(self) -> TestApp {
@@ -91,16 +210,9 @@ impl TestApp {
         data: Value,
         session: Option<&str>,
     ) -> Value {
-        let mut request = self
-            .post(&format!("/api/channels/{channel}/events"))
-            .header("X-Agent-ID", "tester")
-            .json(&json!({ "type": event_type, "data": data }));
-        if let Some(session) = session {
-            request = request.header("X-Session-ID", session);
-        }
-        let response = request.send().await.expect("publish request");
-        assert_eq!(response.status(), 201, "publish should be created");
-        response.json().await.expect("publish body")
+        self.publisher()
+            .publish(channel, event_type, data, session)
+            .await
     }
 
     /// Opens `GET /api/stream?{query}` with extra headers.
@@ -215,4 +327,100 @@ impl SseStream {
             panic!("expected no event, got {event:?}");
         }
     }
+}
+
+/// Publishes through the HTTP API; `Clone` and `Send`, for concurrent writers.
+#[derive(Clone)]
+pub struct Publisher {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl Publisher {
+    /// Publishes one event as `session` (if any) and returns the stored event.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        event_type: &str,
+        data: Value,
+        session: Option<&str>,
+    ) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/api/channels/{channel}/events", self.address))
+            .header("X-Agent-ID", "tester")
+            .json(&json!({ "type": event_type, "data": data }));
+        if let Some(session) = session {
+            request = request.header("X-Session-ID", session);
+        }
+        let response = request.send().await.expect("publish request");
+        assert_eq!(response.status(), 201, "publish should be created");
+        response.json().await.expect("publish body")
+    }
+
+    /// Publishes a batch and returns the stored events.
+    pub async fn publish_batch(&self, events: Vec<Value>) -> Vec<Value> {
+        let count = events.len();
+        let response = self
+            .client
+            .post(format!("{}/api/events/batch", self.address))
+            .header("X-Agent-ID", "tester")
+            .json(&json!({ "events": events }))
+            .send()
+            .await
+            .expect("batch request");
+        assert_eq!(response.status(), 201, "batch should be created");
+        let body: Value = response.json().await.expect("batch body");
+        let stored = body["events"].as_array().expect("events").clone();
+        assert_eq!(stored.len(), count);
+        stored
+    }
+}
+
+/// Asserts that `response` is an error with `status`, `code` and the
+/// contract's shape, and returns its body.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let actual = response.status().as_u16();
+    let text = response.text().await.expect("error body");
+    assert_eq!(actual, status, "status of an error answer; body: {text}");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text:?}"));
+    let error = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no error object in {body}"));
+    assert_eq!(error.len(), 3, "error has code, message, details: {body}");
+    assert_eq!(body["error"]["code"], code, "error code in {body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(!message.is_empty(), "an error has a message: {body}");
+    assert!(body["error"]["details"].is_object(), "details: {body}");
+    assert_leaks_nothing(&text);
+    body
+}
+
+/// No answer ever shows SQL, the ORM, a panic or a backtrace.
+pub fn assert_leaks_nothing(text: &str) {
+    for word in [
+        "SQL",
+        "sql",
+        "diesel",
+        "panicked",
+        "backtrace",
+        "src/",
+        ".rs:",
+    ] {
+        assert!(!text.contains(word), "the answer leaks {word:?}: {text}");
+    }
+}
+
+/// The numeric ids of `events`.
+pub fn ids(events: &[SseEvent]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| e.id_number().expect("an event has a numeric id"))
+        .collect()
+}
+
+/// The `id` fields of stored events.
+pub fn stored_ids(events: &[Value]) -> Vec<i64> {
+    events.iter().map(|e| e["id"].as_i64().unwrap()).collect()
 }

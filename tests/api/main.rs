@@ -1,5 +1,15 @@
 //! Black-box tests: a real server on port 0, a temporary SQLite file, real
 //! HTTP and real SSE.
 
+mod conversations;
+mod dashboard;
+mod errors;
+mod files;
 mod helpers;
+mod history;
+mod ops;
+mod process;
+mod publish;
 mod smoke;
+mod stream;
+mod work_items;

@@ -1,0 +1,354 @@
+//! `switchboard bench`: the load benchmark. It starts this same binary as a
+//! server in a separate process (fresh database, free loopback port) for
+//! every run of every scenario, drives it over real HTTP and SSE from a tokio
+//! runtime in this process, and reports per scenario the median of the runs
+//! against its target.
+//!
+//! ```text
+//! cargo run --release -- bench [--scenario fanout-100,idle] [--runs 3] [--json]
+//! ```
+//!
+//! Latency is measured per delivery at every subscriber: the time the frame
+//! was read minus the publisher's send time stamped into the payload
+//! (`{"sent_us": <unix µs>, "seq": N}`). Loss is counted per subscriber
+//! against the set of probes the server answered 2xx for.
+
+mod http;
+mod scenarios;
+mod server;
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+
+use crate::config::parse_duration;
+use scenarios::Load;
+use server::{raise_fd_limit, ServerProcess, TempRoot};
+use stats::{figure, goal, Figure, RunFigures, ScenarioReport, Target};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 100 subscribers × 1,000 events/s.
+    #[value(name = "fanout-100")]
+    Fanout100,
+    /// 1,000 subscribers × 100 events/s.
+    #[value(name = "fanout-1000")]
+    Fanout1000,
+    /// 8 publishers as fast as they are answered, 10 subscribers.
+    Flood,
+    /// Server memory per idle stream.
+    Idle,
+    /// Catch-up speed of a stream resuming from `Last-Event-ID: 0`.
+    Replay,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Scenarios to run (comma-separated or repeated); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub scenario: Vec<Scenario>,
+    /// Runs per scenario; the report gives each figure's median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
+    /// How long the fan-out and flood scenarios publish.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Streams the idle scenario opens.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=50_000))]
+    pub idle_streams: u64,
+    /// Print one JSON line per scenario instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Publishers of the flood scenario (the target is defined for 8).
+    #[arg(long, default_value_t = 8, hide = true)]
+    pub flood_publishers: usize,
+    /// `RUST_LOG` of the servers (for diagnosis; logging costs time).
+    #[arg(long, default_value = "warn", hide = true)]
+    pub server_log: String,
+    /// Keep the temporary directory (databases, server logs) and print it.
+    #[arg(long, hide = true)]
+    pub keep_dir: bool,
+}
+
+const FLOOD_SUBSCRIBERS: usize = 10;
+
+/// The figures of the scenarios that publish probes and count deliveries.
+fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
+    let p99 = match p99_target {
+        Some(limit) => goal("p99_ms", "latency p99 (ms)", 2, Target::AtMost(limit)),
+        None => figure("p99_ms", "latency p99 (ms)", 2),
+    };
+    vec![
+        figure("p50_ms", "latency p50 (ms)", 2),
+        p99,
+        figure("max_ms", "latency max (ms)", 2),
+        figure("published", "events published (2xx)", 0),
+        figure("publish_rate", "publish rate (events/s)", 0),
+        figure("publish_errors", "publish errors", 0),
+        figure("publish_rtt_p50_ms", "publish round trip p50 (ms)", 2),
+        figure("publish_rtt_p99_ms", "publish round trip p99 (ms)", 2),
+        figure("deliveries_expected", "deliveries expected", 0),
+        goal("loss", "loss (deliveries)", 0, Target::AtMost(0.0)),
+        goal("duplicates", "duplicates", 0, Target::AtMost(0.0)),
+        figure("order_violations", "out-of-order ids", 0),
+        figure("unexpected", "unexpected events", 0),
+        figure("stream_errors", "streams ended early", 0),
+        figure("server_cpu", "server CPU (cores)", 2),
+        figure("writer_cpu", "server writer thread CPU (cores)", 2),
+        figure("bench_cpu", "bench CPU (cores)", 2),
+        figure("other_cpu", "other CPU: kernel, other processes (cores)", 2),
+        figure("server_rss_mib", "server RSS (MiB)", 1),
+    ]
+}
+
+impl Scenario {
+    const ALL: [Scenario; 5] = [
+        Scenario::Fanout100,
+        Scenario::Fanout1000,
+        Scenario::Flood,
+        Scenario::Idle,
+        Scenario::Replay,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Fanout100 => "fanout-100",
+            Scenario::Fanout1000 => "fanout-1000",
+            Scenario::Flood => "flood",
+            Scenario::Idle => "idle",
+            Scenario::Replay => "replay",
+        }
+    }
+
+    fn about(self, args: &BenchArgs) -> String {
+        let secs = args.duration.as_secs_f64();
+        match self {
+            Scenario::Fanout100 => format!("100 subscribers × 1,000 events/s for {secs} s"),
+            Scenario::Fanout1000 => format!("1,000 subscribers × 100 events/s for {secs} s"),
+            Scenario::Flood => format!(
+                "{} sequential keep-alive publishers for {secs} s, {FLOOD_SUBSCRIBERS} subscribers",
+                args.flood_publishers
+            ),
+            Scenario::Idle => format!("{} idle streams, server VmRSS", args.idle_streams),
+            Scenario::Replay => {
+                "10,000 then 100,000 events replayed to Last-Event-ID: 0".to_owned()
+            }
+        }
+    }
+
+    fn figures(self) -> Vec<Figure> {
+        match self {
+            Scenario::Fanout100 => delivery_figures(Some(10.0)),
+            Scenario::Fanout1000 => delivery_figures(Some(25.0)),
+            Scenario::Flood => {
+                let mut figures = vec![goal(
+                    "publish_rate",
+                    "accepted publishes/s (2xx)",
+                    0,
+                    Target::AtLeast(15_000.0),
+                )];
+                figures.extend(
+                    delivery_figures(None)
+                        .into_iter()
+                        .filter(|f| f.key != "publish_rate"),
+                );
+                figures
+            }
+            Scenario::Idle => vec![
+                figure("streams_opened", "streams opened", 0),
+                figure("open_errors", "open errors", 0),
+                figure("open_rate", "streams opened/s", 0),
+                figure("rss_before_mib", "server RSS before (MiB)", 1),
+                figure("rss_open_mib", "server RSS, streams open (MiB)", 1),
+                goal(
+                    "rss_per_stream_kib",
+                    "server RSS per stream (KiB)",
+                    2,
+                    Target::AtMost(10.0),
+                ),
+                figure("bench_rss_mib", "bench RSS, streams open (MiB)", 1),
+            ],
+            Scenario::Replay => vec![
+                goal(
+                    "replay_10k_rate",
+                    "replay 10k (events/s)",
+                    0,
+                    Target::AtLeast(100_000.0),
+                ),
+                figure("replay_10k_ms", "replay 10k, time to last (ms)", 1),
+                goal(
+                    "replay_100k_rate",
+                    "replay 100k (events/s)",
+                    0,
+                    Target::AtLeast(100_000.0),
+                ),
+                figure("replay_100k_ms", "replay 100k, time to last (ms)", 1),
+                goal("loss", "events missing", 0, Target::AtMost(0.0)),
+                figure("order_violations", "out-of-order ids", 0),
+                figure("batch_publish_rate", "batch publish (events/s)", 0),
+                figure("server_rss_mib", "server RSS (MiB)", 1),
+            ],
+        }
+    }
+}
+
+/// `switchboard bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let finished = runtime.block_on(async {
+        // On Ctrl-C or SIGTERM the measurement is dropped: that kills the
+        // server of the run and removes the temporary directory.
+        tokio::select! {
+            result = run_all(args) => Some(result),
+            signal = interrupted() => {
+                eprintln!("bench interrupted by {signal}; its server is stopped");
+                None
+            }
+        }
+    });
+    match finished {
+        Some(result) => result,
+        None => std::process::exit(130),
+    }
+}
+
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores ({model}), shared by the server and the load generator")
+}
+
+async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; measure with `cargo run --release -- bench`");
+    }
+    let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| args.scenario.contains(s))
+            .collect()
+    };
+    let wanted_fds = args.idle_streams + 2048;
+    let fds = raise_fd_limit(wanted_fds);
+    if fds < wanted_fds {
+        eprintln!(
+            "warning: the open-file limit is {fds}, below the {wanted_fds} the idle scenario needs"
+        );
+    }
+    let root = TempRoot::create(args.keep_dir)?;
+    eprintln!(
+        "switchboard bench: {} run(s) per scenario; machine: {}",
+        args.runs,
+        machine()
+    );
+    let started = Instant::now();
+    let mut missed = Vec::new();
+    for scenario in scenarios {
+        let mut runs = Vec::new();
+        for run in 1..=args.runs {
+            let run_started = Instant::now();
+            eprintln!("{}: run {run}/{} …", scenario.name(), args.runs);
+            let result = run_once(scenario, args, &root, run).await;
+            match &result {
+                Ok(_) => eprintln!(
+                    "{}: run {run} done in {:.1} s",
+                    scenario.name(),
+                    run_started.elapsed().as_secs_f64()
+                ),
+                Err(err) => eprintln!("{}: run {run} failed: {err:#}", scenario.name()),
+            }
+            runs.push(result.map_err(|e| format!("{e:#}")));
+        }
+        let report = ScenarioReport {
+            name: scenario.name(),
+            about: scenario.about(args),
+            figures: scenario.figures(),
+            runs,
+        };
+        if args.json {
+            println!("{}", report.json_line());
+        } else {
+            print!("{}", report.table());
+        }
+        if !report.all_met() {
+            missed.push(scenario.name());
+        }
+    }
+    let summary = if missed.is_empty() {
+        "every target met".to_owned()
+    } else {
+        format!("targets not met in: {}", missed.join(", "))
+    };
+    eprintln!(
+        "bench finished in {:.0} s: {summary}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One run: a fresh server and database, the measurement, the server killed.
+async fn run_once(
+    scenario: Scenario,
+    args: &BenchArgs,
+    root: &TempRoot,
+    run: u32,
+) -> anyhow::Result<RunFigures> {
+    let label = format!("{}-{run}", scenario.name());
+    let mut server = ServerProcess::start(root.path(), &label, &args.server_log).await?;
+    server.keep_dir = args.keep_dir;
+    let result = match scenario {
+        Scenario::Fanout100 => {
+            scenarios::deliveries(&mut server, 100, Load::Paced { rate: 1000 }, args.duration).await
+        }
+        Scenario::Fanout1000 => {
+            scenarios::deliveries(&mut server, 1000, Load::Paced { rate: 100 }, args.duration).await
+        }
+        Scenario::Flood => {
+            scenarios::deliveries(
+                &mut server,
+                FLOOD_SUBSCRIBERS,
+                Load::Flood {
+                    publishers: args.flood_publishers,
+                },
+                args.duration,
+            )
+            .await
+        }
+        Scenario::Idle => scenarios::idle(&mut server, args.idle_streams as usize).await,
+        Scenario::Replay => scenarios::replay(&mut server).await,
+    };
+    let logged = server.log_lines();
+    if logged > 0 {
+        eprintln!("  the server logged {logged} warning/error line(s)");
+    }
+    server.stop();
+    result
+}

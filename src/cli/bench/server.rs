@@ -1,0 +1,309 @@
+//! The server under test: this same binary started as `serve` in a separate
+//! process, on a free loopback port, with a fresh database in its own
+//! temporary directory. Measured from outside through `/proc`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+
+use super::http::HttpConn;
+
+/// How long a server may take to answer `/readyz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct TempRoot {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempRoot {
+    /// With `keep`, the directory stays (and its path is printed).
+    pub fn create(keep: bool) -> anyhow::Result<Self> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let path =
+            std::env::temp_dir().join(format!("switchboard-bench-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        if keep {
+            eprintln!(
+                "keeping the databases and server logs in {}",
+                path.display()
+            );
+        }
+        Ok(TempRoot { path, keep })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A free port: bind port 0, read it, let it go.
+fn free_port() -> io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    dir: PathBuf,
+    /// Leave the database and log behind when stopped.
+    pub keep_dir: bool,
+}
+
+impl ServerProcess {
+    /// Starts `switchboard serve` in `root/<label>` and waits for `/readyz`.
+    /// `log_filter` is the server's `RUST_LOG`.
+    pub async fn start(root: &Path, label: &str, log_filter: &str) -> anyhow::Result<Self> {
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let port = free_port().context("finding a free port")?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = File::create(dir.join("server.log"))?;
+        let exe = std::env::current_exe().context("locating the switchboard binary")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("serve")
+            .arg("--bind")
+            .arg(addr.to_string())
+            .arg("--database")
+            .arg(dir.join("bench.db"))
+            .env("RUST_LOG", log_filter)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // If the bench dies without cleaning up, the server goes with it.
+            // SAFETY: prctl is async-signal-safe and touches no Rust state.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().context("starting the server")?;
+        let mut server = ServerProcess {
+            child,
+            addr,
+            dir,
+            keep_dir: false,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the server exited ({status}) before it was ready:\n{}",
+                    self.log_tail()
+                );
+            }
+            if let Ok(Ok(mut conn)) =
+                tokio::time::timeout(Duration::from_secs(1), HttpConn::connect(self.addr)).await
+            {
+                if let Ok(Ok(response)) =
+                    tokio::time::timeout(Duration::from_secs(2), conn.send("GET", "/readyz", None))
+                        .await
+                {
+                    if response.is_success() {
+                        return Ok(());
+                    }
+                }
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                bail!(
+                    "the server was not ready after {READY_TIMEOUT:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the server has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("the server exited ({status}):\n{}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        rss_kib(self.pid())
+    }
+
+    /// CPU time (user + system) the server has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.pid())).unwrap_or(0.0)
+    }
+
+    /// CPU seconds per server thread, by thread name (threads of the same
+    /// name summed).
+    pub fn thread_cpu(&self) -> BTreeMap<String, f64> {
+        let mut threads = BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return threads;
+        };
+        for task in tasks.flatten() {
+            let path = task.path();
+            let name = std::fs::read_to_string(path.join("comm"))
+                .map(|n| n.trim().to_owned())
+                .unwrap_or_default();
+            if let Some(cpu) = cpu_seconds(&path.join("stat").to_string_lossy()) {
+                *threads.entry(name).or_insert(0.0) += cpu;
+            }
+        }
+        threads
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Lines the server logged (warnings and errors with the default filter).
+    pub fn log_lines(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("server.log"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Kills the server and deletes its directory.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `VmRSS` of a process, in KiB.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+/// utime + stime of `/proc/.../stat`, in seconds.
+pub fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // The command name may hold spaces: the fields start after its `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    Some((utime + stime) / ticks)
+}
+
+/// CPU time the whole machine has been busy (all cores, all processes and
+/// the kernel), in seconds, from the first line of `/proc/stat`.
+pub fn machine_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = stat.lines().next() else {
+        return 0.0;
+    };
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let busy: f64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    busy / if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// This process's CPU time, in seconds.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/self/stat").unwrap_or(0.0)
+}
+
+/// Raises this process's open-file soft limit to at least `wanted` (up to
+/// the hard limit); the server inherits it. Returns the soft limit now set.
+pub fn raise_fd_limit(wanted: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        let current: u64 = limit.rlim_cur;
+        if current >= wanted {
+            return current;
+        }
+        let target = wanted.min(limit.rlim_max);
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            target
+        } else {
+            current
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The real `switchboard serve` process: it stops on SIGTERM, ending its
+//! streams, and a new process on the same database carries on.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{SseStream, DEADLINE};
+
+/// Starts `switchboard serve` on a free port; returns it once it listens
+/// (read from its JSON log line, no polling).
+async fn start_serve(database: &Path) -> (Child, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("serve")
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--database",
+        ])
+        .arg(database)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("switchboard starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let port = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("log line") {
+            if line.contains("switchboard listening") {
+                let entry: Value = serde_json::from_str(&line).expect("a JSON log line");
+                return entry["port"].as_u64().expect("port in the log line") as u16;
+            }
+        }
+        panic!("switchboard exited before listening");
+    })
+    .await
+    .expect("switchboard listens before the deadline");
+    // Keep reading the log, so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, port)
+}
+
+#[tokio::test]
+async fn the_server_exits_promptly_on_sigterm_and_a_new_one_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("switchboard.db");
+    let client = reqwest::Client::new();
+
+    let (mut child, port) = start_serve(&database).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let response = client
+        .post(format!("{base}/api/channels/global/events"))
+        .json(&json!({"type": "note", "data": {"n": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let stored: Value = response.json().await.unwrap();
+    let response = client
+        .get(format!("{base}/api/stream?replay=0&session_id=s-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = SseStream::new(response);
+
+    let pid = child.id().expect("running").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+
+    assert!(
+        stream.next_event_within(DEADLINE).await.is_none() && stream.ended,
+        "open streams end at shutdown"
+    );
+    let exit = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("switchboard did not exit within {DEADLINE:?} of SIGTERM"))
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+
+    // A new process on the same database has the event and goes on after it.
+    let (_child, port) = start_serve(&database).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let page: Value = client
+        .get(format!("{base}/api/events?channels=global"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["events"], json!([stored.clone()]));
+    let next: Value = client
+        .post(format!("{base}/api/channels/global/events"))
+        .json(&json!({"type": "note"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(next["id"].as_i64().unwrap() > stored["id"].as_i64().unwrap());
+}
