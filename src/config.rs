@@ -29,6 +29,10 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Prune events older than the retention once and exit.
     Prune(PruneArgs),
+    /// Print events as JSON lines, resuming with Last-Event-ID after disconnects.
+    Tail(crate::cli::tail::TailArgs),
+    /// Publish one event: CHANNEL TYPE '{"json": "data"}'.
+    Publish(crate::cli::publish::PublishArgs),
     /// Run the load benchmark against a server it starts itself.
     Bench(crate::cli::bench::BenchArgs),
 }

@@ -12,6 +12,8 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve(serve_args)) => serve(serve_args),
         Some(Command::Migrate(db)) => cli::migrate(&db),
         Some(Command::Prune(prune)) => cli::prune(&prune),
+        Some(Command::Tail(tail)) => cli::tail::run(&tail),
+        Some(Command::Publish(publish)) => cli::publish::run(&publish),
         Some(Command::Bench(bench)) => cli::bench::run(&bench),
     }
 }

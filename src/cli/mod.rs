@@ -1,8 +1,10 @@
-//! The commands besides `serve`: `migrate`, `prune` and `bench`, and the
-//! client-side SSE parser they and the tests share.
+//! The commands besides `serve`: `migrate`, `prune`, `tail`, `publish` and
+//! `bench`, and the client-side SSE parser they and the tests share.
 
 pub mod bench;
+pub mod publish;
 pub mod sse;
+pub mod tail;
 
 use chrono::Utc;
 

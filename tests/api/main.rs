@@ -1,6 +1,7 @@
 //! Black-box tests: a real server on port 0, a temporary SQLite file, real
 //! HTTP and real SSE.
 
+mod cli;
 mod conversations;
 mod dashboard;
 mod errors;
