@@ -96,6 +96,28 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     pub workers: Option<usize>,
+    /// A TOML file of tokens; without it the server is open (see docs/security.md).
+    #[arg(long, env = "SWITCHBOARD_TOKENS")]
+    pub tokens: Option<std::path::PathBuf>,
+    /// How long a stream ticket (`POST /api/stream-tickets`) stays valid.
+    #[arg(long, env = "SWITCHBOARD_TICKET_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub ticket_ttl: Duration,
+    /// Allow open mode (no tokens) on a non-loopback address.
+    #[arg(long, env = "SWITCHBOARD_ALLOW_OPEN")]
+    pub allow_open: bool,
+    /// Browser origins allowed to call the API (CORS); none by default.
+    #[arg(
+        long = "cors-origin",
+        env = "SWITCHBOARD_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Writes per second each agent may make (a burst of twice as many); 0 turns the limit off.
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT", default_value_t = 1000)]
+    pub rate_limit: u32,
+    /// Open streams the server accepts before answering 503.
+    #[arg(long, env = "SWITCHBOARD_MAX_STREAMS", default_value_t = 50_000)]
+    pub max_streams: usize,
     /// `text` for people, `json` for machines.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

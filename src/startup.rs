@@ -12,6 +12,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::Auth;
 use crate::config::ServeArgs;
 use crate::domain::{format_timestamp, presence_event, PresenceChange};
 use crate::http::{self, AppState, StreamSettings};
@@ -48,6 +49,25 @@ impl Stopper {
 
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
+        let auth = Arc::new(
+            match &args.tokens {
+                Some(path) => {
+                    Auth::from_file(path).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?
+                }
+                None => Auth::open(),
+            }
+            .with_ticket_lifetime(args.ticket_ttl),
+        );
+        let listener = TcpListener::bind(&args.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
+        let address = listener.local_addr()?;
+        if auth.is_open() && !address.ip().is_loopback() && !args.allow_open {
+            anyhow::bail!(
+                "refusing to serve {address} without authentication: anyone who can reach it could read \
+                 and write everything. Give --tokens FILE (see docs/security.md), bind a loopback address \
+                 (--bind 127.0.0.1:8000), or say --allow-open if this network is trusted."
+            );
+        }
         let url = args.db.database.clone();
         let applied = run_migrations(&url)?;
         if !applied.is_empty() {
@@ -67,10 +87,11 @@ impl Application {
         hub.set_presence_sink(presence_sink(writer.downgrade()));
         spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
         spawn_lock_sweeper(writer.clone(), hub.shutdown_signal());
+        if !auth.is_open() {
+            spawn_token_reloader(auth.clone(), hub.shutdown_signal());
+        }
 
-        let listener = TcpListener::bind(&args.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
-        let port = listener.local_addr()?.port();
+        let port = address.port();
         let state = web::Data::new(AppState {
             store,
             writer,
@@ -85,9 +106,15 @@ impl Application {
             lock_ttl: args.lock_ttl,
             started: Instant::now(),
             database_path: url.path.clone(),
+            auth: auth.clone(),
+            limiter: http::WriteLimiter::new(args.rate_limit),
+            max_streams: args.max_streams,
         });
+        let cors_origins = args.cors_origins.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::authenticate))
+                .wrap(cors(&cors_origins))
                 .wrap(actix_web::middleware::from_fn(measure_request))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(state.clone())
@@ -262,4 +289,46 @@ async fn measure_request(
         started.elapsed(),
     );
     Ok(response)
+}
+
+/// CORS for the configured browser origins; none (same-origin only) by default.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::IF_MATCH,
+        ])
+        .allowed_header("X-Agent-ID")
+        .allowed_header("X-Session-ID")
+        .allowed_header("Idempotency-Key")
+        .allowed_header("Last-Event-ID")
+        .expose_headers(["ETag", "X-Event-Cursor", "Retry-After"])
+        .supports_credentials()
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+/// Reloads the tokens file on SIGHUP; a broken file keeps the old tokens.
+fn spawn_token_reloader(auth: Arc<Auth>, mut shutdown: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hangups.recv() => match auth.reload() {
+                    Ok(count) => tracing::info!(tokens = count, "tokens reloaded"),
+                    Err(err) => tracing::error!(error = %err, "tokens not reloaded; the old ones stay"),
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
 }

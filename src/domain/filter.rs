@@ -10,6 +10,8 @@ pub struct StreamFilter {
     pub resource_ids: Option<Vec<String>>,
     /// The subscriber's session, unless it asked for `include_own=true`.
     pub exclude_session: Option<String>,
+    /// The channels the caller's token may read; `None` for all.
+    pub allowed: Option<Vec<ChannelPattern>>,
 }
 
 impl StreamFilter {
@@ -19,16 +21,23 @@ impl StreamFilter {
             patterns: vec![ChannelPattern::Prefix(String::new())],
             resource_ids: None,
             exclude_session: None,
+            allowed: None,
         }
     }
 
-    /// The checks that do not depend on the channel: the hub finds candidate
+    /// The checks besides the subscription patterns: the hub finds candidate
     /// subscribers through its channel index and only asks these.
-    pub fn accepts_origin_and_resource(
+    pub fn accepts(
         &self,
+        channel: &str,
         session_id: Option<&str>,
         resource_id: Option<&str>,
     ) -> bool {
+        if let Some(allowed) = &self.allowed {
+            if !allowed.iter().any(|p| p.matches(channel)) {
+                return false;
+            }
+        }
         if let (Some(own), Some(origin)) = (&self.exclude_session, session_id) {
             if own == origin {
                 return false;
@@ -43,7 +52,8 @@ impl StreamFilter {
 
     pub fn matches(&self, event: &Event) -> bool {
         self.patterns.iter().any(|p| p.matches(&event.channel))
-            && self.accepts_origin_and_resource(
+            && self.accepts(
+                &event.channel,
                 event.session_id.as_deref(),
                 event.resource_id.as_deref(),
             )

@@ -173,6 +173,15 @@ pub async fn publish_batch(
             )
         })
         .collect::<Result<_, ApiError>>()?;
+    let caller = super::principal(&req);
+    if let Some(event) = events
+        .iter()
+        .find(|e| !caller.write.allows(e.channel.as_str()))
+    {
+        return Err(
+            DomainError::Forbidden(format!("this token may not write {}", event.channel)).into(),
+        );
+    }
     let committed = state
         .writer
         .write(claim, move |tx| {
@@ -214,6 +223,7 @@ struct EventsPage {
 /// `next_cursor` is the last id of a full page: pass it as `after` (asc) or
 /// `before` (desc) for the next one; `null` when the page is the last.
 pub async fn list_events(
+    req: HttpRequest,
     state: web::Data<AppState>,
     _identity: Identity,
     query: web::Query<ListQuery>,
@@ -237,6 +247,7 @@ pub async fn list_events(
         agent_id: q.agent_id,
         session_id: q.session_id,
         order: q.order.unwrap_or_default(),
+        allowed: super::principal(&req).read.restriction(),
     };
     let (head_id, events) = state
         .store
@@ -255,6 +266,7 @@ pub async fn list_events(
 
 /// `GET /api/events/{id}`.
 pub async fn get_event(
+    req: HttpRequest,
     state: web::Data<AppState>,
     _identity: Identity,
     id: web::Path<i64>,
@@ -264,6 +276,7 @@ pub async fn get_event(
         .store
         .read(move |conn| events::find(conn, id))
         .await?
+        .filter(|event| super::principal(&req).read.allows(&event.channel))
         .ok_or_else(|| DomainError::NotFound(format!("event {id}")))?;
     Ok(HttpResponse::Ok().json(event))
 }

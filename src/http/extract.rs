@@ -51,11 +51,19 @@ fn header_or_query(
 impl Identity {
     pub fn from_request_parts(req: &HttpRequest) -> Result<Self, ApiError> {
         let bad = |_: &str, err: DomainError| ApiError::bad_request(err.to_string());
-        let agent_id = match header_or_query(req, "X-Agent-ID", "agent_id")? {
-            Some(value) => {
+        // A token names its agent (the gate checked that X-Agent-ID agrees).
+        let token_agent = {
+            use actix_web::HttpMessage;
+            req.extensions()
+                .get::<crate::auth::Principal>()
+                .and_then(|p| p.agent_id.clone())
+        };
+        let agent_id = match (token_agent, header_or_query(req, "X-Agent-ID", "agent_id")?) {
+            (Some(agent), _) => agent,
+            (None, Some(value)) => {
                 AgentId::parse("X-Agent-ID", &value).map_err(|e| bad("X-Agent-ID", e))?
             }
-            None => AgentId::anonymous(),
+            (None, None) => AgentId::anonymous(),
         };
         let session_id = header_or_query(req, "X-Session-ID", "session_id")?
             .map(|value| {

@@ -2,6 +2,7 @@
 //! and validate into domain types, call the store or the writer once, and turn
 //! the result into a response. No SQL here.
 
+mod auth;
 mod conversations;
 mod dashboard;
 mod events;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+pub use auth::{authenticate, principal, WriteLimiter};
 pub use extract::{Identity, JsonBody};
 pub use files::sweep_expired_locks;
 
@@ -47,6 +49,10 @@ pub struct AppState {
     /// Default lease of a file lock.
     pub lock_ttl: Duration,
     pub started: std::time::Instant,
+    pub auth: std::sync::Arc<crate::auth::Auth>,
+    pub limiter: WriteLimiter,
+    /// Open streams accepted before 503.
+    pub max_streams: usize,
     /// The SQLite file, for the size metric.
     pub database_path: std::path::PathBuf,
 }
@@ -74,6 +80,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::resource("/sessions")
                     .get(ops::sessions)
                     .default_service(not_allowed("GET")),
+            )
+            .service(
+                web::resource("/stream-tickets")
+                    .post(auth::issue_ticket)
+                    .default_service(not_allowed("POST")),
             )
             .service(
                 web::resource("/stream")

@@ -115,6 +115,7 @@ fn parse_filter(
     query: &StreamQuery,
     identity: &Identity,
     include_own: bool,
+    allowed: Option<Vec<ChannelPattern>>,
 ) -> Result<StreamFilter, ApiError> {
     let patterns = ChannelPattern::parse_list("channels", query.channels.as_deref())?;
     let resource_ids = match query
@@ -148,6 +149,7 @@ fn parse_filter(
             .as_ref()
             .filter(|_| !include_own)
             .map(|s| s.as_str().to_owned()),
+        allowed,
     })
 }
 
@@ -164,7 +166,18 @@ pub async fn open_stream(
     } else {
         Framing::Named
     };
-    let filter = parse_filter(&query, &identity, include_own)?;
+    let filter = parse_filter(
+        &query,
+        &identity,
+        include_own,
+        super::principal(&req).read.restriction(),
+    )?;
+    if state.hub.stream_count() >= state.max_streams {
+        return Err(ApiError::Unavailable(format!(
+            "{} streams are open, the most this server takes",
+            state.max_streams
+        )));
+    }
     let start = parse_start(&req, &query, state.streams.replay_count)?;
 
     let owner = identity.session_id.as_ref().map(|session| StreamOwner {

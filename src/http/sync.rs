@@ -77,10 +77,12 @@ fn changes(live: Vec<Value>, deleted: Vec<(String, i64, String)>) -> Value {
 }
 
 pub async fn sync(
+    req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     _identity: Identity,
     query: web::Query<SyncQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = super::principal(&req);
     let query = query.into_inner();
     let after = query.cursor.unwrap_or(0);
     if after < 0 {
@@ -91,7 +93,11 @@ pub async fn sync(
         .as_deref()
         .filter(|c| !c.trim().is_empty())
     {
-        None => Collection::all(),
+        // Without a list: every collection this caller may read.
+        None => Collection::all()
+            .into_iter()
+            .filter(|c| caller.read.allows(c.name()))
+            .collect(),
         Some(list) => list
             .split(',')
             .map(str::trim)
@@ -106,6 +112,11 @@ pub async fn sync(
             })
             .collect::<Result<_, _>>()?,
     };
+    if let Some(denied) = wanted.iter().find(|c| !caller.read.allows(c.name())) {
+        return Err(
+            DomainError::Forbidden(format!("this token may not read {}", denied.name())).into(),
+        );
+    }
     let now = format_timestamp(Utc::now());
     let lock_now = now.clone();
     let (head, sections) = state

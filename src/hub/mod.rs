@@ -271,7 +271,8 @@ impl Hub {
                 };
                 if subscriber.last_pushed >= event.id
                     || subscriber.flags.is_lagged()
-                    || !subscriber.filter.accepts_origin_and_resource(
+                    || !subscriber.filter.accepts(
+                        &event.channel,
                         event.session_id.as_deref(),
                         event.resource_id.as_deref(),
                     )

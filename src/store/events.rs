@@ -192,10 +192,23 @@ fn channel_condition(patterns: &[ChannelPattern]) -> Option<Condition> {
     condition
 }
 
+/// Keeps only the channels a token may read (`None`: all; empty: none).
+fn restrict<'a>(query: BoxedEvents<'a>, allowed: Option<&[ChannelPattern]>) -> BoxedEvents<'a> {
+    match allowed {
+        None => query,
+        Some([]) => query.filter(events::id.lt(0)),
+        Some(patterns) => match channel_condition(patterns) {
+            Some(condition) => query.filter(condition),
+            None => query,
+        },
+    }
+}
+
 fn apply_stream_filter<'a>(mut query: BoxedEvents<'a>, filter: &StreamFilter) -> BoxedEvents<'a> {
     if let Some(condition) = channel_condition(&filter.patterns) {
         query = query.filter(condition);
     }
+    query = restrict(query, filter.allowed.as_deref());
     if let Some(ids) = &filter.resource_ids {
         query = query.filter(events::resource_id.eq_any(ids.clone()));
     }
@@ -276,6 +289,8 @@ pub struct EventQuery {
     pub agent_id: Option<String>,
     pub session_id: Option<String>,
     pub order: Order,
+    /// The channels the caller may read; `None` for all.
+    pub allowed: Option<Vec<ChannelPattern>>,
 }
 
 pub fn query(conn: &mut SqliteConnection, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
@@ -283,6 +298,7 @@ pub fn query(conn: &mut SqliteConnection, q: &EventQuery) -> Result<Vec<Event>, 
     if let Some(condition) = channel_condition(&q.channels) {
         query = query.filter(condition);
     }
+    query = restrict(query, q.allowed.as_deref());
     if let Some(after) = q.after {
         query = query.filter(events::id.gt(after));
     }

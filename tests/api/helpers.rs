@@ -194,6 +194,20 @@ impl TestApp {
         self.restart_with(|_| {}).await
     }
 
+    /// Every event in the log, read with `token`.
+    pub async fn all_events_as(&self, token: &str) -> Vec<Value> {
+        let page: Value = self
+            .get("/api/events?limit=1000")
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["events"].as_array().unwrap().clone()
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.post(self.url(path))
     }

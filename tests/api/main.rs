@@ -11,6 +11,7 @@ mod history;
 mod ops;
 mod process;
 mod publish;
+mod security;
 mod smoke;
 mod stream;
 mod work_items;

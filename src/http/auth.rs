@@ -1,0 +1,225 @@
+//! The gate every request passes: authentication (token, ticket, cookie),
+//! the `X-Agent-ID` check, the route's channel scope, and the per-agent write
+//! rate. Handlers that serve many channels at once (the stream, the log,
+//! batches, sync) narrow their answers with the caller's `Principal` too.
+
+use std::num::NonZeroU32;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+
+use super::extract::query_param;
+use super::{AppState, Identity};
+use crate::auth::{Auth, Principal};
+use crate::domain::DomainError;
+use crate::error::ApiError;
+
+/// Writes per second per agent; `None` when unlimited.
+pub struct WriteLimiter(Option<DefaultKeyedRateLimiter<String>>);
+
+impl WriteLimiter {
+    pub fn new(per_second: u32) -> Self {
+        WriteLimiter(NonZeroU32::new(per_second).map(|rate| {
+            let burst = rate.saturating_mul(NonZeroU32::new(2).expect("2 is not zero"));
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        }))
+    }
+
+    fn check(&self, agent: &str) -> Result<(), ApiError> {
+        let Some(limiter) = &self.0 else {
+            return Ok(());
+        };
+        limiter.check_key(&agent.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            ApiError::RateLimited {
+                retry_after: wait.as_secs().max(1),
+            }
+        })
+    }
+}
+
+/// What a route needs from the caller's scopes.
+enum Need {
+    Read(String),
+    Write(String),
+    /// Any valid token; the handler narrows what it answers.
+    Token,
+}
+
+fn need(method: &Method, path: &str) -> Need {
+    let reading = matches!(*method, Method::GET | Method::HEAD);
+    let scoped = |channel: String| {
+        if reading {
+            Need::Read(channel)
+        } else {
+            Need::Write(channel)
+        }
+    };
+    let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
+    match segments.as_slice() {
+        [collection @ ("features" | "tracks" | "spikes" | "files"), ..] => {
+            scoped((*collection).to_owned())
+        }
+        ["broadcast", collection, ..] => Need::Write((*collection).to_owned()),
+        ["conversations", id, "messages", ..] => scoped(format!("conversation:{id}")),
+        ["conversations", ..] => scoped("conversations".to_owned()),
+        ["channels", channel, "events"] => Need::Write((*channel).to_owned()),
+        ["sessions"] => Need::Read("presence".to_owned()),
+        _ => Need::Token,
+    }
+}
+
+/// Routes anyone may call: health checks, the dashboard page (it holds no
+/// data; its API calls need a token), and the API's description.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/" | "/openapi.json")
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::Unauthorized(message.to_owned())
+}
+
+/// Finds the caller: `Authorization: Bearer`, then `?ticket=`, then
+/// `?access_token=`, then the `switchboard_token` cookie.
+fn principal_of(req: &ServiceRequest, auth: &Auth) -> Result<Principal, ApiError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| unauthorized("use Authorization: Bearer <token>"))?;
+        return auth
+            .authenticate(token.trim())
+            .ok_or_else(|| unauthorized("the token is not valid"));
+    }
+    if let Some(ticket) = query_param(req.request(), "ticket") {
+        return auth
+            .redeem_ticket(&ticket)
+            .ok_or_else(|| unauthorized("the ticket is unknown, used or expired"));
+    }
+    if let Some(token) = query_param(req.request(), "access_token") {
+        return auth
+            .authenticate(&token)
+            .ok_or_else(|| unauthorized("the token is not valid"));
+    }
+    if let Some(cookie) = req.cookie("switchboard_token") {
+        return auth
+            .authenticate(cookie.value())
+            .ok_or_else(|| unauthorized("the token is not valid"));
+    }
+    Err(unauthorized("a token is required"))
+}
+
+fn gate(req: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
+    if state.auth.is_open() {
+        req.extensions_mut().insert(Principal::open());
+    } else if !is_public(req.path()) {
+        let principal = principal_of(req, &state.auth)?;
+        let claimed = req
+            .headers()
+            .get("X-Agent-ID")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| query_param(req.request(), "agent_id"));
+        if let (Some(claimed), Some(agent)) = (claimed, &principal.agent_id) {
+            if claimed != agent.as_str() {
+                return Err(DomainError::Forbidden(format!(
+                    "this token acts as {agent}, not {claimed}"
+                ))
+                .into());
+            }
+        }
+        let allowed = match need(req.method(), req.path()) {
+            Need::Read(channel) => principal
+                .read
+                .allows(&channel)
+                .then_some(())
+                .ok_or(("read", channel)),
+            Need::Write(channel) => principal
+                .write
+                .allows(&channel)
+                .then_some(())
+                .ok_or(("write", channel)),
+            Need::Token => Ok(()),
+        };
+        if let Err((what, channel)) = allowed {
+            return Err(
+                DomainError::Forbidden(format!("this token may not {what} {channel}")).into(),
+            );
+        }
+        req.extensions_mut().insert(principal);
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        let agent = match req
+            .extensions()
+            .get::<Principal>()
+            .and_then(|p| p.agent_id.clone())
+        {
+            Some(agent) => agent.into_string(),
+            None => req
+                .headers()
+                .get("X-Agent-ID")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("anonymous")
+                .to_owned(),
+        };
+        state.limiter.check(&agent)?;
+    }
+    Ok(())
+}
+
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    if let Err(error) = gate(&req, &state) {
+        let response = error.error_response();
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// The caller as the gate found it (open mode: everything).
+pub fn principal(req: &HttpRequest) -> Principal {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or_else(Principal::open)
+}
+
+/// `POST /api/stream-tickets` → `{ticket, expires_at}`: a single-use stand-in
+/// for the caller's token, for `EventSource` (`?ticket=`), valid 30 s.
+pub async fn issue_ticket(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _identity: Identity,
+) -> Result<HttpResponse, ApiError> {
+    if state.auth.is_open() {
+        return Err(
+            DomainError::BadRequest("the server is open: streams need no ticket".into()).into(),
+        );
+    }
+    let (ticket, lifetime) = state.auth.issue_ticket(principal(&req));
+    let expires_at = crate::domain::format_timestamp(
+        chrono::Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or_default(),
+    );
+    Ok(HttpResponse::Created().json(json!({ "ticket": ticket, "expires_at": expires_at })))
+}
