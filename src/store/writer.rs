@@ -159,7 +159,10 @@ impl Writer {
         let (queue, requests) = mpsc::channel(config.queue);
         let handle = thread::Builder::new()
             .name("switchboard-writer".into())
-            .spawn(move || run(conn, requests, config.max_batch, on_commit))
+            .spawn({
+                let url = url.clone();
+                move || run(url, conn, requests, config.max_batch, on_commit)
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok((Writer { queue }, handle))
     }
@@ -211,6 +214,7 @@ impl Writer {
 }
 
 fn run(
+    url: DatabaseUrl,
     mut conn: SqliteConnection,
     mut requests: mpsc::Receiver<Request>,
     max_batch: usize,
@@ -225,7 +229,17 @@ fn run(
                 Err(_) => break,
             }
         }
-        commit_batch(&mut conn, &mut batch, &on_commit);
+        if !commit_batch(&mut conn, &mut batch, &on_commit) {
+            // The disk was full, read-only, or the file was locked: the
+            // requests got 503. Start the next batch on a fresh connection,
+            // so no half-open transaction state outlives the fault.
+            match url.connect() {
+                Ok(fresh) => conn = fresh,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot reopen the database; keeping the old connection")
+                }
+            }
+        }
     }
     tracing::debug!("writer stopped");
 }
@@ -237,7 +251,12 @@ struct Done {
     replayed: bool,
 }
 
-fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit: &OnCommit) {
+/// Runs and commits one batch; false when the commit failed.
+fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: &mut Vec<Request>,
+    on_commit: &OnCommit,
+) -> bool {
     let started = std::time::Instant::now();
     let now_time = Utc::now();
     let now = format_timestamp(now_time);
@@ -265,7 +284,7 @@ fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit
                 ))));
             }
         }
-        return;
+        return false;
     }
 
     let all_events: Vec<Event> = results
@@ -302,6 +321,7 @@ fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<Request>, on_commit
             let _ = reply.send(answer);
         }
     }
+    true
 }
 
 fn run_job(

@@ -5,6 +5,7 @@ mod cli;
 mod conversations;
 mod dashboard;
 mod errors;
+mod faults;
 mod files;
 mod helpers;
 mod history;

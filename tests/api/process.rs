@@ -12,7 +12,7 @@ use crate::helpers::{SseStream, DEADLINE};
 
 /// Starts `switchboard serve` on a free port; returns it once it listens
 /// (read from its JSON log line, no polling).
-async fn start_serve(database: &Path) -> (Child, u16) {
+pub async fn start_serve(database: &Path) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("serve")
         .args([
