@@ -207,6 +207,16 @@ pub fn principal(req: &HttpRequest) -> Principal {
 
 /// `POST /api/stream-tickets` → `{ticket, expires_at}`: a single-use stand-in
 /// for the caller's token, for `EventSource` (`?ticket=`), valid 30 s.
+#[utoipa::path(
+    post,
+    path = "/api/stream-tickets",
+    tag = "stream",
+    params(super::openapi::IdentityHeaders),
+    responses(
+        (status = 201, description = "A ticket that opens one stream as the caller", body = super::openapi::StreamTicket),
+        (status = 400, description = "`bad_request`: the server is open (no tokens file), so streams need no ticket; or a malformed identity header", body = super::openapi::ErrorBody),
+    ),
+)]
 pub async fn issue_ticket(
     req: HttpRequest,
     state: web::Data<AppState>,

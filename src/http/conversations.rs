@@ -80,14 +80,36 @@ fn versioned(committed: crate::store::Committed) -> HttpResponse {
     response
 }
 
-#[derive(Debug, Deserialize)]
+/// A new conversation. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateConversationRequest)]
 pub struct CreateRequest {
+    /// 1–64 characters of `[A-Za-z0-9._:-]`, not `sync`; missing → `conv-`
+    /// and random hex.
     id: Option<String>,
+    /// Not blank; at most 500 characters.
+    #[schema(value_type = String, min_length = 1, max_length = 500)]
     title: Option<String>,
 }
 
 /// `POST /api/conversations` `{id?, title}` → 201; `conversation_created`.
+#[utoipa::path(
+    post,
+    path = "/api/conversations",
+    tag = "conversations",
+    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "The new conversation's summary", body = super::openapi::ConversationSummary, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 409, description = "`already_exists`: a live conversation has this id", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn create_conversation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -129,6 +151,17 @@ pub async fn create_conversation(
 }
 
 /// `GET /api/conversations` → `{"conversations": [summaries], "cursor": N}`.
+#[utoipa::path(
+    get,
+    path = "/api/conversations",
+    tag = "conversations",
+    params(super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "Every live conversation's summary", body = super::openapi::ConversationList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn list_conversations(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -144,6 +177,27 @@ pub async fn list_conversations(
 }
 
 /// `GET /api/conversations/{id}` → the summary.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders),
+    responses(
+        (
+            status = 200,
+            description = "The conversation's summary",
+            body = super::openapi::ConversationSummary,
+            headers(
+                ("ETag" = String, description = "`\"<version>\"`"),
+                ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn get_conversation(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -167,13 +221,34 @@ pub async fn get_conversation(
         .json(conversation.summary()))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new title. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RenameConversationRequest)]
 pub struct RenameRequest {
+    /// Not blank; at most 500 characters.
+    #[schema(value_type = String, min_length = 1, max_length = 500)]
     title: Option<String>,
 }
 
 /// `PATCH /api/conversations/{id}` `{title}` → `conversation_updated`.
+#[utoipa::path(
+    patch,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    request_body = RenameRequest,
+    responses(
+        (status = 200, description = "The conversation's summary", body = super::openapi::ConversationSummary, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn rename_conversation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -211,6 +286,20 @@ pub async fn rename_conversation(
 }
 
 /// `DELETE /api/conversations/{id}` → `conversation_deleted`; a tombstone stays.
+#[utoipa::path(
+    delete,
+    path = "/api/conversations/{id}",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    responses(
+        (status = 200, description = "The tombstone", body = super::openapi::DeletedResource, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn delete_conversation(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -242,18 +331,44 @@ pub async fn delete_conversation(
     Ok(versioned(committed))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new message. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateMessageRequest, example = json!({"role": "assistant", "content": "", "status": "streaming"}))]
 pub struct MessageRequest {
+    /// 1–64 characters of `[A-Za-z0-9._:-]`; missing → `msg-` and random hex.
     id: Option<String>,
+    #[schema(value_type = super::openapi::MessageRole)]
     role: Option<String>,
+    /// Default empty: a streaming message gets its text by deltas.
     content: Option<String>,
+    /// Default `complete`.
+    #[schema(value_type = Option<super::openapi::MessageStatus>)]
     status: Option<String>,
+    /// Only for a message created complete.
+    #[schema(value_type = Option<super::openapi::Usage>)]
     usage: Option<Value>,
 }
 
 /// `POST /api/conversations/{id}/messages` → 201 with the message;
 /// `message_created` (+ `tokens_updated` with usage) and `conversation_updated`.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body = MessageRequest,
+    responses(
+        (status = 201, description = "The new message", body = super::openapi::Message),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`already_exists`: a message has this id", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn create_message(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -335,14 +450,34 @@ pub async fn create_message(
     Ok(committed_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+/// Text to append. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeltaRequest {
+    /// Not empty.
+    #[schema(value_type = String, min_length = 1)]
     text: Option<String>,
 }
 
 /// `POST …/messages/{mid}/delta` `{text}` → `{message_id, offset, length}`;
 /// `message_delta`. The server appends the text to what it keeps.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages/{message_id}/delta",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body = DeltaRequest,
+    responses(
+        (status = 200, description = "Where the text went", body = super::openapi::DeltaResult),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`conflict`: the message is complete and takes no more deltas", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn append_delta(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -402,15 +537,36 @@ pub async fn append_delta(
     Ok(committed_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+/// The final token usage. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CompleteMessageRequest)]
 pub struct CompleteRequest {
+    /// Missing → zero tokens.
+    #[schema(value_type = Option<super::openapi::Usage>)]
     usage: Option<Value>,
 }
 
 /// `POST …/messages/{mid}/complete` `{usage?}` → the final message;
 /// `message_completed`, `tokens_updated`, and `conversation_updated` when the
 /// usage changed the totals.
+#[utoipa::path(
+    post,
+    path = "/api/conversations/{id}/messages/{message_id}/complete",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body(content = Option<CompleteRequest>, description = "Optional; an empty body completes with zero usage"),
+    responses(
+        (status = 200, description = "The final message", body = super::openapi::Message),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`conflict`: the message is already complete; `details.message` is it", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn complete_message(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -472,16 +628,25 @@ pub async fn complete_message(
     Ok(committed_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// A message id: the page ends just before it (`next_before` of the
+    /// previous page). Missing → the newest messages.
+    #[param(value_type = String, required = false)]
     before: Option<String>,
+    /// 1–500, default 50.
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 500)]
     limit: Option<i64>,
     #[serde(rename = "session_id")]
+    #[param(ignore)]
     _session_id: Option<String>,
     #[serde(rename = "agent_id")]
+    #[param(ignore)]
     _agent_id: Option<String>,
     #[serde(rename = "access_token")]
+    #[param(ignore)]
     _access_token: Option<String>,
 }
 
@@ -491,6 +656,19 @@ pub struct PageQuery {
 /// streaming message has so far. `cursor` (also `X-Event-Cursor`) is the
 /// newest event this page includes: stream from it to get exactly the later
 /// deltas.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/{id}/messages",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation's id"), PageQuery, super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "One page of messages, oldest first", body = super::openapi::MessagesPage, headers(("X-Event-Cursor" = i64, description = "The newest event the page includes"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn list_messages(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -544,17 +722,28 @@ pub async fn list_messages(
         })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SyncQuery {
+    /// Conversations updated after this RFC 3339 time.
+    #[param(value_type = String, format = DateTime, required = false)]
     since: Option<String>,
+    /// `true`: every live conversation (wins over `since` and `cursor`).
+    #[param(value_type = bool, required = false)]
     full: Option<bool>,
+    /// Conversations changed after this event id; exact, unlike `since`
+    /// (wins over `since`).
+    #[param(value_type = i64, required = false, minimum = 0)]
     cursor: Option<i64>,
     #[serde(rename = "session_id")]
+    #[param(ignore)]
     _session_id: Option<String>,
     #[serde(rename = "agent_id")]
+    #[param(ignore)]
     _agent_id: Option<String>,
     #[serde(rename = "access_token")]
+    #[param(ignore)]
     _access_token: Option<String>,
 }
 
@@ -566,6 +755,20 @@ enum Since {
 
 /// `GET /api/conversations/sync?since=<time>&full=<bool>` (or `cursor=<id>`,
 /// which is exact) → `{conversations, deleted_ids, server_time, is_full_sync, cursor}`.
+///
+/// Without `since`, `cursor` or `full`: a full sync.
+#[utoipa::path(
+    get,
+    path = "/api/conversations/sync",
+    tag = "conversations",
+    params(SyncQuery, super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "Conversations changed since then", body = super::openapi::ConversationsSync, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn sync_conversations(
     state: web::Data<AppState>,
     _identity: Identity,

@@ -17,33 +17,49 @@ pub const MAX_BATCH: usize = 1000;
 /// The largest page of `GET /api/events`.
 pub const MAX_PAGE: i64 = 1000;
 
-#[derive(Debug, Deserialize)]
+/// One event to publish. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"type": "note", "data": {"text": "hi"}, "resource_type": "doc", "resource_id": "doc-1"}))]
 pub struct PublishRequest {
+    /// 1–64 characters of `[A-Za-z0-9_.-]`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]+$")]
     event_type: Option<String>,
     /// Missing → `{}`; `null` is kept as `null`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Value)]
     data: Box<RawValue>,
+    /// 1–64 characters of `[A-Za-z0-9_.-]`.
     resource_type: Option<String>,
+    /// 1–64 characters of `[A-Za-z0-9._:-]`.
     resource_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One event of a batch. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
+    /// 1–200 characters of `[A-Za-z0-9._:/-]`, not a built-in channel.
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9._:/-]+$")]
     channel: Option<String>,
+    /// 1–64 characters of `[A-Za-z0-9_.-]`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]+$")]
     event_type: Option<String>,
+    /// Missing → `{}`; `null` is kept as `null`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Value)]
     data: Box<RawValue>,
     resource_type: Option<String>,
     resource_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// 1 to 1000 events, stored all or nothing.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    #[schema(value_type = Vec<BatchItem>, min_items = 1, max_items = 1000)]
     events: Option<Vec<BatchItem>>,
 }
 
@@ -103,6 +119,30 @@ struct StoredEvents<'a> {
 }
 
 /// `POST /api/channels/{channel}/events` → 201 with the stored event.
+///
+/// The built-in channels (`features`, `tracks`, `spikes`, `files`,
+/// `conversations`, `conversation:*`, `presence`) are written only by the
+/// server → 403.
+#[utoipa::path(
+    post,
+    path = "/api/channels/{channel}/events",
+    tag = "events",
+    params(
+        ("channel" = String, Path, description = "1–200 characters of `[A-Za-z0-9._:/-]`", example = "global"),
+        super::openapi::IdentityHeaders,
+        super::openapi::IdempotencyHeader,
+    ),
+    request_body = PublishRequest,
+    responses(
+        (status = 201, description = "The stored event", body = super::openapi::Event),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn publish_event(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -135,6 +175,22 @@ pub async fn publish_event(
 
 /// `POST /api/events/batch` → 201 `{"events": [...]}`, all or nothing, with
 /// consecutive ids (one transaction, one writer).
+#[utoipa::path(
+    post,
+    path = "/api/events/batch",
+    tag = "events",
+    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body = BatchRequest,
+    responses(
+        (status = 201, description = "The stored events, in the order given", body = super::openapi::EventList),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn publish_batch(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -195,21 +251,41 @@ pub async fn publish_batch(
     Ok(committed_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only events with a larger id.
+    #[param(value_type = i64, required = false)]
     after: Option<i64>,
+    /// Only events with a smaller id.
+    #[param(value_type = i64, required = false)]
     before: Option<i64>,
+    /// 1–1000, default 100.
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// Comma-separated channel patterns, as for the stream.
+    #[param(value_type = String, required = false)]
     channels: Option<String>,
+    /// Only events of this type.
     #[serde(rename = "type")]
+    #[param(value_type = String, required = false)]
     event_type: Option<String>,
+    /// Only events about this resource.
+    #[param(value_type = String, required = false)]
     resource_id: Option<String>,
+    /// Only events of this agent.
+    #[param(value_type = String, required = false)]
     agent_id: Option<String>,
+    /// Only events of this session (a filter, not the caller's identity).
+    #[param(value_type = String, required = false)]
     session_id: Option<String>,
+    /// `asc` (default) or `desc`.
+    #[param(value_type = super::openapi::SortOrder, required = false)]
     order: Option<Order>,
     // `agent_id` and `session_id` are filters here; the token is `Identity`'s.
     #[serde(rename = "access_token")]
+    #[param(ignore)]
     _access_token: Option<String>,
 }
 
@@ -222,6 +298,23 @@ struct EventsPage {
 /// `GET /api/events`: one page of history, walking the primary key.
 /// `next_cursor` is the last id of a full page: pass it as `after` (asc) or
 /// `before` (desc) for the next one; `null` when the page is the last.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    params(ListQuery, super::openapi::IdentityHeaders),
+    responses(
+        (
+            status = 200,
+            description = "One page of the log",
+            body = super::openapi::EventsPage,
+            headers(("X-Event-Cursor" = i64, description = "The log's head id")),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn list_events(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -265,6 +358,21 @@ pub async fn list_events(
 }
 
 /// `GET /api/events/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/events/{id}",
+    tag = "events",
+    params(
+        ("id" = i64, Path, description = "The event's id"),
+        super::openapi::IdentityHeaders,
+    ),
+    responses(
+        (status = 200, description = "The event", body = super::openapi::Event),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn get_event(
     req: HttpRequest,
     state: web::Data<AppState>,

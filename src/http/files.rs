@@ -78,17 +78,43 @@ fn version_of(body: &str) -> Option<i64> {
         .as_i64()
 }
 
-#[derive(Debug, Deserialize)]
+/// A new file. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "plan.md", "content": "# Plan", "label": "draft"}))]
 pub struct CreateFileRequest {
+    /// 1–64 characters of `[A-Za-z0-9._:-]`, not `delete`; missing → `file-`
+    /// and random hex.
     stable_id: Option<String>,
+    /// 1–255 characters without control characters.
+    #[schema(value_type = String, min_length = 1, max_length = 255)]
     name: Option<String>,
+    /// UTF-8 text.
+    #[schema(value_type = String)]
     content: Option<String>,
+    /// 1–255 characters without control characters.
     label: Option<String>,
+    /// The `stable_id` of a live file this one was made from.
     derived_from: Option<String>,
 }
 
 /// `POST /api/files` → 201 with the file's metadata; `file_created`.
+#[utoipa::path(
+    post,
+    path = "/api/files",
+    tag = "files",
+    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body = CreateFileRequest,
+    responses(
+        (status = 201, description = "The new file's metadata", body = super::openapi::FileMetadata, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 409, description = "`already_exists`: a live file has this `stable_id`", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn create_file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -168,6 +194,17 @@ pub async fn create_file(
 }
 
 /// `GET /api/files` → `{"files": [metadata with lock state], "cursor": N}`.
+#[utoipa::path(
+    get,
+    path = "/api/files",
+    tag = "files",
+    params(super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "Every live file's metadata and lock state", body = super::openapi::FileList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn list_files(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -184,6 +221,27 @@ pub async fn list_files(
 }
 
 /// `GET /api/files/{id}` → metadata and content.
+#[utoipa::path(
+    get,
+    path = "/api/files/{id}",
+    tag = "files",
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders),
+    responses(
+        (
+            status = 200,
+            description = "The file's metadata, lock state and content",
+            body = super::openapi::FileWithContent,
+            headers(
+                ("ETag" = String, description = "`\"<version>\"`"),
+                ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn get_file(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -206,6 +264,19 @@ pub async fn get_file(
 }
 
 /// `GET /api/files/{id}/versions` → `{"stable_id", "versions": [{version, saved_at, saved_by, size}]}`.
+#[utoipa::path(
+    get,
+    path = "/api/files/{id}/versions",
+    tag = "files",
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "Every kept version, without content", body = super::openapi::FileVersions),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn list_versions(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -224,6 +295,23 @@ pub async fn list_versions(
 }
 
 /// `GET /api/files/{id}/versions/{n}` → that version with its content.
+#[utoipa::path(
+    get,
+    path = "/api/files/{id}/versions/{n}",
+    tag = "files",
+    params(
+        ("id" = String, Path, description = "The file's `stable_id`"),
+        ("n" = i64, Path, description = "The version number"),
+        super::openapi::IdentityHeaders,
+    ),
+    responses(
+        (status = 200, description = "The version with its content", body = super::openapi::FileVersion),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn get_version(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -255,14 +343,36 @@ pub async fn get_version(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+/// New content. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SaveFileRequest)]
 pub struct SaveRequest {
+    /// UTF-8 text; it becomes the next version.
+    #[schema(value_type = String)]
     content: Option<String>,
 }
 
 /// `PUT /api/files/{id}` `{content}` → `file_saved`. The caller's session must
 /// hold the lock; the new content becomes the next version.
+#[utoipa::path(
+    put,
+    path = "/api/files/{id}",
+    tag = "files",
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    request_body = SaveRequest,
+    responses(
+        (status = 200, description = "The file's metadata", body = super::openapi::FileMetadata, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`lock_required`: the caller's session (`X-Session-ID`) does not hold the file's lock", body = super::openapi::ErrorBody),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn save_file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -369,6 +479,21 @@ async fn delete_files(
 }
 
 /// `DELETE /api/files/{id}` → `files_deleted`; the caller must hold the lock.
+#[utoipa::path(
+    delete,
+    path = "/api/files/{id}",
+    tag = "files",
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    responses(
+        (status = 200, description = "The file is deleted", body = super::openapi::FilesDeleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`lock_required`: the caller's session does not hold the file's lock", body = super::openapi::ErrorBody),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn delete_file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -379,13 +504,38 @@ pub async fn delete_file(
     delete_files(&req, &state, &identity, b"", vec![id]).await
 }
 
-#[derive(Debug, Deserialize)]
+/// The files to delete, all or nothing. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkDeleteRequest {
+    /// 1 to 1000 `stable_id`s; duplicates count once.
+    #[schema(value_type = Vec<String>, min_items = 1, max_items = 1000)]
     stable_ids: Option<Vec<String>>,
 }
 
 /// `POST /api/files/delete` `{"stable_ids": [...]}`: all or nothing.
+///
+/// The caller's session must hold the lock of every file. `If-Match` applies
+/// when exactly one file is named.
+#[utoipa::path(
+    post,
+    path = "/api/files/delete",
+    tag = "files",
+    operation_id = "delete_files",
+    params(super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    request_body = BulkDeleteRequest,
+    responses(
+        (status = 200, description = "Every file named is deleted", body = super::openapi::FilesDeleted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`lock_required`: the caller's session does not hold every lock; `details.stable_ids` names the others", body = super::openapi::ErrorBody),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn bulk_delete(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -415,9 +565,13 @@ pub async fn bulk_delete(
     delete_files(&req, &state, &identity, &body.raw, ids).await
 }
 
-#[derive(Debug, Deserialize)]
+/// The lease asked for. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LockFileRequest)]
 pub struct LockRequest {
+    /// 1–3600; default 60 (`--lock-ttl`).
+    #[schema(minimum = 1, maximum = 3600)]
     ttl_seconds: Option<u64>,
 }
 
@@ -431,6 +585,27 @@ fn lock_session(identity: &Identity) -> Result<SessionId, ApiError> {
 /// `POST /api/files/{id}/lock` `{ttl_seconds?}` → 200 with the lock;
 /// `lock_acquired` unless the caller already held it (then it is renewed
 /// silently); 409 `lock_held` when another session holds it.
+///
+/// The lock belongs to the caller's session: `X-Session-ID` is required.
+/// When many sessions race for a free lock, exactly one wins.
+#[utoipa::path(
+    post,
+    path = "/api/files/{id}/lock",
+    tag = "files",
+    operation_id = "lock_file",
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body(content = Option<LockRequest>, description = "Optional; an empty body takes the default lease"),
+    responses(
+        (status = 200, description = "The caller's session holds the lock", body = super::openapi::FileLock),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`lock_held`: another session holds the lock; `details.locked_by`, `details.lock_session_id`, `details.lock_expires_at`", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn acquire_lock(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -496,6 +671,21 @@ pub async fn acquire_lock(
 }
 
 /// `DELETE /api/files/{id}/lock` → `lock_released`; only the holder.
+#[utoipa::path(
+    delete,
+    path = "/api/files/{id}/lock",
+    tag = "files",
+    operation_id = "unlock_file",
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    responses(
+        (status = 200, description = "The lock is released", body = super::openapi::LockReleased),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "`lock_held`: another session holds the lock, or `conflict`: the file is not locked", body = super::openapi::ErrorBody),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn release_lock(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod files;
 mod health;
+mod openapi;
 mod ops;
 mod stream;
 mod sync;
@@ -69,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .route("/metrics", web::get().to(ops::metrics))
+    .route("/openapi.json", web::get().to(openapi::openapi_json))
     .service(
         web::scope("/api")
             .service(

@@ -11,6 +11,17 @@ use crate::error::ApiError;
 use crate::store::events;
 
 /// `GET /metrics` — Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "Request latency by route, commit batches, streams, deliveries, database size",
+        content_type = "text/plain; version=0.0.4; charset=utf-8",
+        body = String,
+    )),
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let body = crate::metrics::render(&state.hub, &state.database_path);
     HttpResponse::Ok()
@@ -19,6 +30,20 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /api/stats`
+///
+/// Connected clients, active sessions, streams per channel pattern, the log's
+/// head and oldest id, events written, deliveries, uptime.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "operations",
+    params(super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "Server statistics", body = super::openapi::Stats),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn stats(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -41,6 +66,16 @@ pub async fn stats(
 }
 
 /// `GET /api/sessions` — sessions with an open stream on this server.
+#[utoipa::path(
+    get,
+    path = "/api/sessions",
+    tag = "operations",
+    params(super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "Sessions with an open stream", body = super::openapi::Sessions),
+        (status = 400, response = super::openapi::BadRequest),
+    ),
+)]
 pub async fn sessions(state: web::Data<AppState>, _identity: Identity) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "sessions": state.hub.sessions() }))
 }

@@ -45,13 +45,31 @@ const PAGE: i64 = 1000;
 /// The most resource ids one stream may filter on.
 const MAX_RESOURCE_IDS: usize = 100;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Comma-separated channel patterns (`features`, `conversation:*`, `*`);
+    /// default `*`.
+    #[param(value_type = String, required = false, example = "features,conversation:*")]
     channels: Option<String>,
+    /// Comma-separated filter on the events' `resource_id` (at most 100).
+    #[param(value_type = String, required = false)]
     resource_ids: Option<String>,
+    /// Resume after this event id, as `Last-Event-ID` does (the header wins).
+    /// Empty means no cursor.
+    #[param(value_type = i64, required = false, minimum = 0)]
     last_event_id: Option<String>,
+    /// Without a cursor: how many recent matching events to send first
+    /// (default 50, only those inside the replay window, 5 min by default);
+    /// `0` for none.
+    #[param(value_type = u32, required = false, minimum = 0, maximum = 1000)]
     replay: Option<String>,
+    /// `true` (or `1`) also sends the subscriber's own session's events.
+    #[param(value_type = bool, required = false)]
     include_own: Option<String>,
+    /// `true` (or `1`) leaves out the `event:` line, so that every event
+    /// reaches `EventSource.onmessage` (the type is in the JSON).
+    #[param(value_type = bool, required = false)]
     plain: Option<String>,
 }
 
@@ -154,6 +172,39 @@ fn parse_filter(
 }
 
 /// `GET /api/stream`
+///
+/// One Server-Sent-Events stream. Each event arrives as `id: <id>`,
+/// `event: <type>` and `data: <the Event as JSON>`; the stream starts with
+/// `retry: <ms>` and sends `: keep-alive` comments. Events arrive in id order,
+/// with no gap and no duplicate, across replay, live and reconnects with
+/// `Last-Event-ID`. A cursor older than the log (pruned) or newer than its
+/// head first gets `event: resync` with
+/// `{"reason": "cursor_expired" | "cursor_ahead", "head_id", "oldest_id"}`.
+/// Opening the first stream of a session publishes `session_joined` on
+/// `presence`; closing its last publishes `session_left`.
+#[utoipa::path(
+    get,
+    path = "/api/stream",
+    tag = "stream",
+    params(
+        StreamQuery,
+        super::openapi::StreamIdentityQuery,
+        super::openapi::LastEventIdHeader,
+        super::openapi::IdentityHeaders,
+    ),
+    responses(
+        (
+            status = 200,
+            description = "An endless `text/event-stream`; `Cache-Control: no-cache`, `X-Accel-Buffering: no`",
+            content_type = "text/event-stream",
+            body = String,
+            example = json!("retry: 2000\n\nid: 1234\nevent: note\ndata: {\"id\":1234,\"channel\":\"global\",\"type\":\"note\",\"resource_type\":null,\"resource_id\":null,\"agent_id\":\"alice\",\"session_id\":null,\"timestamp\":\"2026-11-21T12:00:00.123456Z\",\"payload\":{}}\n\n"),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn open_stream(
     req: HttpRequest,
     state: web::Data<AppState>,

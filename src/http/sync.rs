@@ -51,17 +51,27 @@ impl Collection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SyncQuery {
+    /// Every resource changed after this event id; default 0 (everything).
+    /// Ahead of the log's head → 422.
+    #[param(value_type = i64, required = false, minimum = 0)]
     cursor: Option<i64>,
+    /// Comma-separated: `features`, `tracks`, `spikes`, `files`,
+    /// `conversations`; default all.
+    #[param(value_type = String, required = false, example = "features,files")]
     collections: Option<String>,
     // Identity parameters, read by `Identity`.
     #[serde(rename = "session_id")]
+    #[param(ignore)]
     _session_id: Option<String>,
     #[serde(rename = "agent_id")]
+    #[param(ignore)]
     _agent_id: Option<String>,
     #[serde(rename = "access_token")]
+    #[param(ignore)]
     _access_token: Option<String>,
 }
 
@@ -76,6 +86,20 @@ fn changes(live: Vec<Value>, deleted: Vec<(String, i64, String)>) -> Value {
     })
 }
 
+/// `GET /api/sync?cursor=N&collections=…`: every resource changed after event
+/// `N`, tombstones of deleted ones, and the new cursor.
+#[utoipa::path(
+    get,
+    path = "/api/sync",
+    tag = "sync",
+    params(SyncQuery, super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "The changes, one section per collection asked for", body = super::openapi::SyncResponse, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn sync(
     req: actix_web::HttpRequest,
     state: web::Data<AppState>,

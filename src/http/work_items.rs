@@ -155,6 +155,23 @@ fn updated_changes(changed: Vec<&'static str>, old_status: Status) -> Vec<ItemCh
 // ----- the REST surface -----
 
 /// `POST /api/{collection}` → 201 and `{kind}_created`.
+#[utoipa::path(
+    post,
+    path = "/api/{collection}",
+    tag = "{collection}",
+    operation_id = "create_{kind}",
+    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body(content = ref("#/components/schemas/{Kind}Create")),
+    responses(
+        (status = 201, description = "The new {kind}", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 409, description = "`already_exists`: a live work item has this id", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn create_item(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -197,23 +214,48 @@ pub async fn create_item(
     Ok(item_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only items with this status.
+    #[param(value_type = super::openapi::WorkItemStatus, required = false)]
     status: Option<String>,
+    /// Only items of this track.
+    #[param(value_type = String, required = false)]
     track_id: Option<String>,
+    /// Only items with this tag.
+    #[param(value_type = String, required = false)]
     tag: Option<String>,
+    /// Only items changed by an event after this id.
+    #[param(value_type = i64, required = false)]
     updated_since_id: Option<i64>,
     // Identity parameters, read by `Identity`.
     #[serde(rename = "session_id")]
+    #[param(ignore)]
     _session_id: Option<String>,
     #[serde(rename = "agent_id")]
+    #[param(ignore)]
     _agent_id: Option<String>,
     #[serde(rename = "access_token")]
+    #[param(ignore)]
     _access_token: Option<String>,
 }
 
 /// `GET /api/{collection}` → `{"<collection>": [...], "cursor": N}` and `X-Event-Cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/{collection}",
+    tag = "{collection}",
+    operation_id = "list_{collection}",
+    params(ListQuery, super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "The live {collection}", body = ref("#/components/schemas/{Kind}List"), headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn list_items(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -243,6 +285,28 @@ pub async fn list_items(
 }
 
 /// `GET /api/{collection}/{id}` with `ETag` and `X-Event-Cursor`.
+#[utoipa::path(
+    get,
+    path = "/api/{collection}/{id}",
+    tag = "{collection}",
+    operation_id = "get_{kind}",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders),
+    responses(
+        (
+            status = 200,
+            description = "The {kind}",
+            body = ref("#/components/schemas/{Kind}"),
+            headers(
+                ("ETag" = String, description = "`\"<version>\"`"),
+                ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
+            ),
+        ),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn get_item(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -303,6 +367,27 @@ where
 }
 
 /// `PATCH /api/{collection}/{id}` → `{kind}_updated` (+ `status_changed`).
+///
+/// A partial update: the fields given change. Nothing is published when
+/// nothing changed.
+#[utoipa::path(
+    patch,
+    path = "/api/{collection}/{id}",
+    tag = "{collection}",
+    operation_id = "update_{kind}",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    request_body(content = ref("#/components/schemas/{Kind}Patch")),
+    responses(
+        (status = 200, description = "The {kind} as it is now", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn patch_item(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -333,6 +418,21 @@ pub async fn patch_item(
 }
 
 /// `DELETE /api/{collection}/{id}` → `{kind}_deleted`; the item becomes a tombstone.
+#[utoipa::path(
+    delete,
+    path = "/api/{collection}/{id}",
+    tag = "{collection}",
+    operation_id = "delete_{kind}",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    responses(
+        (status = 200, description = "The tombstone", body = super::openapi::DeletedResource, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn delete_item(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -359,9 +459,12 @@ pub async fn delete_item(
     Ok(item_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+/// A status change. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"new_status": "done"}))]
 pub struct StatusRequest {
+    #[schema(value_type = super::openapi::WorkItemStatus)]
     new_status: Option<String>,
 }
 
@@ -374,6 +477,24 @@ fn parse_status(request: &StatusRequest) -> Result<Status, ApiError> {
 }
 
 /// `POST /api/{collection}/{id}/status` → `status_changed` (nothing when unchanged).
+#[utoipa::path(
+    post,
+    path = "/api/{collection}/{id}/status",
+    tag = "{collection}",
+    operation_id = "set_{kind}_status",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    request_body = StatusRequest,
+    responses(
+        (status = 200, description = "The {kind} as it is now", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn set_status(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -413,10 +534,15 @@ fn status_changes(
     vec![ItemChange::StatusChanged { old: Some(old) }]
 }
 
-#[derive(Debug, Deserialize)]
+/// A link to another live work item (of any collection). Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"linked_feature_id": "feat-2", "link_type": "depends_on"}))]
 pub struct LinkRequest {
+    /// The linked item's id; not the item's own.
+    #[schema(value_type = String)]
     linked_feature_id: Option<String>,
+    #[schema(value_type = super::openapi::LinkType)]
     link_type: Option<String>,
 }
 
@@ -457,6 +583,24 @@ fn link_changes(
 }
 
 /// `POST /api/{collection}/{id}/links` → `link_added` (nothing when it exists).
+#[utoipa::path(
+    post,
+    path = "/api/{collection}/{id}/links",
+    tag = "{collection}",
+    operation_id = "add_{kind}_link",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    request_body = LinkRequest,
+    responses(
+        (status = 201, description = "The {kind} with the link (also when it already had it)", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn add_link(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -481,13 +625,38 @@ pub async fn add_link(
     Ok(item_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveLinkQuery {
+    /// Only the link of this type; without it every link to `linked_id` goes.
+    #[param(value_type = super::openapi::LinkType, required = false)]
     link_type: Option<String>,
 }
 
 /// `DELETE /api/{collection}/{id}/links/{linked_id}?link_type=…` → `link_removed`.
 /// Without `link_type`, every link to `linked_id` goes.
+#[utoipa::path(
+    delete,
+    path = "/api/{collection}/{id}/links/{linked_id}",
+    tag = "{collection}",
+    operation_id = "remove_{kind}_link",
+    params(
+        ("id" = String, Path, description = "The {kind}'s id"),
+        ("linked_id" = String, Path, description = "The linked item's id"),
+        RemoveLinkQuery,
+        super::openapi::IdentityHeaders,
+        super::openapi::IfMatchHeader,
+        super::openapi::IdempotencyHeader,
+    ),
+    responses(
+        (status = 200, description = "The {kind} without the link", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn remove_link(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -536,13 +705,34 @@ pub async fn remove_link(
     Ok(item_response(committed))
 }
 
-#[derive(Debug, Deserialize)]
+/// A comment; its author is the caller's agent. Any other field → 422.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentRequest {
+    /// Not blank; at most 100000 characters.
+    #[schema(value_type = String, min_length = 1, max_length = 100000)]
     comment_text: Option<String>,
 }
 
 /// `POST /api/{collection}/{id}/comments` → 201 and `comment_added`.
+#[utoipa::path(
+    post,
+    path = "/api/{collection}/{id}/comments",
+    tag = "{collection}",
+    operation_id = "add_{kind}_comment",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    request_body = CommentRequest,
+    responses(
+        (status = 201, description = "The {kind} with the comment", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn add_comment(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -697,6 +887,28 @@ where
 }
 
 /// `POST /api/broadcast/{collection}/{id}`: update fields → `{kind}_updated`.
+///
+/// Compatibility API: like `PATCH /api/{collection}/{id}`, but creates the
+/// {kind} (title = its id) when it does not exist, takes no `If-Match`, and
+/// answers `{success, event_id, clients_notified, timestamp}`. An `id` field
+/// in the body is ignored.
+#[utoipa::path(
+    post,
+    path = "/api/broadcast/{collection}/{id}",
+    tag = "broadcast",
+    operation_id = "broadcast_{kind}_update",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body(content = ref("#/components/schemas/{Kind}Patch")),
+    responses(
+        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = super::openapi::BroadcastResult),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn broadcast_update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -726,6 +938,25 @@ pub async fn broadcast_update(
 }
 
 /// `POST /api/broadcast/{collection}/{id}/status` → `status_changed`.
+///
+/// Compatibility API: creates the {kind} when it does not exist.
+#[utoipa::path(
+    post,
+    path = "/api/broadcast/{collection}/{id}/status",
+    tag = "broadcast",
+    operation_id = "broadcast_{kind}_status",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body = StatusRequest,
+    responses(
+        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = super::openapi::BroadcastResult),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn broadcast_status(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -752,6 +983,25 @@ pub async fn broadcast_status(
 }
 
 /// `POST /api/broadcast/{collection}/{id}/links` → `link_added`.
+///
+/// Compatibility API: creates the {kind} when it does not exist.
+#[utoipa::path(
+    post,
+    path = "/api/broadcast/{collection}/{id}/links",
+    tag = "broadcast",
+    operation_id = "broadcast_{kind}_link",
+    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    request_body = LinkRequest,
+    responses(
+        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = super::openapi::BroadcastResult),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::ValidationFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+)]
 pub async fn broadcast_link(
     req: HttpRequest,
     state: web::Data<AppState>,

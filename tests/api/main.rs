@@ -9,6 +9,7 @@ mod faults;
 mod files;
 mod helpers;
 mod history;
+mod openapi;
 mod ops;
 mod process;
 mod publish;

@@ -8,6 +8,14 @@ use actix_web::HttpResponse;
 
 const PAGE: &str = include_str!("index.html");
 
+/// `GET /`: the live dashboard (event feed, work items, files and locks,
+/// sessions), one self-contained HTML page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    responses((status = 200, description = "The dashboard page", content_type = "text/html; charset=utf-8", body = String)),
+)]
 pub async fn dashboard() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
