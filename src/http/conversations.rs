@@ -648,6 +648,9 @@ pub struct PageQuery {
     #[serde(rename = "access_token")]
     #[param(ignore)]
     _access_token: Option<String>,
+    #[serde(rename = "ticket")]
+    #[param(ignore)]
+    _ticket: Option<String>,
 }
 
 /// `GET /api/conversations/{id}/messages?before=&limit=` →
@@ -745,6 +748,9 @@ pub struct SyncQuery {
     #[serde(rename = "access_token")]
     #[param(ignore)]
     _access_token: Option<String>,
+    #[serde(rename = "ticket")]
+    #[param(ignore)]
+    _ticket: Option<String>,
 }
 
 enum Since {

@@ -287,6 +287,9 @@ pub struct ListQuery {
     #[serde(rename = "access_token")]
     #[param(ignore)]
     _access_token: Option<String>,
+    #[serde(rename = "ticket")]
+    #[param(ignore)]
+    _ticket: Option<String>,
 }
 
 #[derive(Serialize)]

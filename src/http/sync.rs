@@ -73,6 +73,9 @@ pub struct SyncQuery {
     #[serde(rename = "access_token")]
     #[param(ignore)]
     _access_token: Option<String>,
+    #[serde(rename = "ticket")]
+    #[param(ignore)]
+    _ticket: Option<String>,
 }
 
 /// `{"changed": [...], "deleted": [{id, version, deleted_at}]}`

@@ -240,6 +240,9 @@ pub struct ListQuery {
     #[serde(rename = "access_token")]
     #[param(ignore)]
     _access_token: Option<String>,
+    #[serde(rename = "ticket")]
+    #[param(ignore)]
+    _ticket: Option<String>,
 }
 
 /// `GET /api/{collection}` → `{"<collection>": [...], "cursor": N}` and `X-Event-Cursor`.
