@@ -111,7 +111,8 @@ async fn a_locked_database_answers_503_writes_nothing_and_recovers_by_itself() {
     let holder = std::thread::spawn(move || {
         let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
         // Wait for the server's own short transactions (the lock sweeper).
-        conn.batch_execute("PRAGMA busy_timeout = 5000; BEGIN EXCLUSIVE").unwrap();
+        conn.batch_execute("PRAGMA busy_timeout = 5000; BEGIN EXCLUSIVE")
+            .unwrap();
         locked_tx.send(()).unwrap();
         release_rx.recv().unwrap();
         conn.batch_execute("COMMIT").unwrap();
