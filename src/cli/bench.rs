@@ -24,7 +24,7 @@ use clap::{Args, ValueEnum};
 
 use crate::config::parse_duration;
 use scenarios::Load;
-use server::{raise_fd_limit, ServerProcess, TempRoot};
+use server::{raise_fd_limit, wait_for_quiet, ServerProcess, TempRoot};
 use stats::{figure, goal, Figure, RunFigures, ScenarioReport, Target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -61,8 +61,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Publishers of the flood scenario (the target is defined for 8).
-    #[arg(long, default_value_t = 8, hide = true)]
-    pub flood_publishers: usize,
+    #[arg(long, default_value_t = 8, hide = true, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub flood_publishers: u16,
     /// `RUST_LOG` of the servers (for diagnosis; logging costs time).
     #[arg(long, default_value = "warn", hide = true)]
     pub server_log: String,
@@ -72,6 +72,9 @@ pub struct BenchArgs {
 }
 
 const FLOOD_SUBSCRIBERS: usize = 10;
+const OTHER_CPU: &str = "other CPU: kernel, other processes (cores)";
+/// How long to wait before a run for the machine to calm down.
+const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 /// The figures of the scenarios that publish probes and count deliveries.
 fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
@@ -97,7 +100,7 @@ fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
         figure("server_cpu", "server CPU (cores)", 2),
         figure("writer_cpu", "server writer thread CPU (cores)", 2),
         figure("bench_cpu", "bench CPU (cores)", 2),
-        figure("other_cpu", "other CPU: kernel, other processes (cores)", 2),
+        figure("other_cpu", OTHER_CPU, 2),
         figure("server_rss_mib", "server RSS (MiB)", 1),
     ]
 }
@@ -168,6 +171,7 @@ impl Scenario {
                     Target::AtMost(10.0),
                 ),
                 figure("bench_rss_mib", "bench RSS, streams open (MiB)", 1),
+                figure("other_cpu", OTHER_CPU, 2),
             ],
             Scenario::Replay => vec![
                 goal(
@@ -188,6 +192,7 @@ impl Scenario {
                 figure("order_violations", "out-of-order ids", 0),
                 figure("batch_publish_rate", "batch publish (events/s)", 0),
                 figure("server_rss_mib", "server RSS (MiB)", 1),
+                figure("other_cpu", OTHER_CPU, 2),
             ],
         }
     }
@@ -248,6 +253,10 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; measure with `cargo run --release -- bench`");
     }
+    anyhow::ensure!(
+        !args.duration.is_zero() && args.duration <= Duration::from_secs(600),
+        "--duration must be more than 0 and at most 10m"
+    );
     let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
         Scenario::ALL.to_vec()
     } else {
@@ -274,6 +283,12 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
     for scenario in scenarios {
         let mut runs = Vec::new();
         for run in 1..=args.runs {
+            let busy = wait_for_quiet(QUIET_WAIT).await;
+            if busy > 0.2 {
+                eprintln!(
+                    "  the machine is busy ({busy:.2} cores used by others); measuring anyway"
+                );
+            }
             let run_started = Instant::now();
             eprintln!("{}: run {run}/{} …", scenario.name(), args.runs);
             let result = run_once(scenario, args, &root, run).await;
@@ -336,7 +351,7 @@ async fn run_once(
                 &mut server,
                 FLOOD_SUBSCRIBERS,
                 Load::Flood {
-                    publishers: args.flood_publishers,
+                    publishers: usize::from(args.flood_publishers),
                 },
                 args.duration,
             )

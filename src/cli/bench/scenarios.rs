@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::{timeout, timeout_at, Instant, MissedTickBehavior};
 
 use super::http::{HttpConn, SseConn};
-use super::server::{machine_busy_seconds, own_cpu_seconds, rss_kib, ServerProcess};
+use super::server::{rss_kib, CpuMeter, ServerProcess};
 use super::stats::{summarise, RunFigures, SeqSet};
 use crate::cli::sse::SseMessage;
 
@@ -353,9 +353,7 @@ pub async fn deliveries(
 
     let seqs = Arc::new(AtomicU64::new(0));
     let threads_before = server.thread_cpu();
-    let cpu_server = server.cpu_seconds();
-    let cpu_bench = own_cpu_seconds();
-    let cpu_machine = machine_busy_seconds();
+    let cpu = CpuMeter::start(server);
     let started = Instant::now();
     let mut publisher_tasks = JoinSet::new();
     match load {
@@ -399,9 +397,7 @@ pub async fn deliveries(
     })
     .await;
     let wall = started.elapsed().as_secs_f64();
-    let server_cpu = (server.cpu_seconds() - cpu_server) / wall;
-    let bench_cpu = (own_cpu_seconds() - cpu_bench) / wall;
-    let machine_cpu = (machine_busy_seconds() - cpu_machine) / wall;
+    let cpu = cpu.read(server);
     let server_rss = server.rss_kib()?;
     let threads = thread_load(&threads_before, &server.thread_cpu(), wall);
     let _ = stop_tx.send(true);
@@ -466,10 +462,10 @@ pub async fn deliveries(
     figures.insert("order_violations", order as f64);
     figures.insert("unexpected", (unexpected + foreign) as f64);
     figures.insert("stream_errors", stream_errors as f64);
-    figures.insert("server_cpu", server_cpu);
+    figures.insert("server_cpu", cpu.server);
     figures.insert("writer_cpu", writer_cpu);
-    figures.insert("bench_cpu", bench_cpu);
-    figures.insert("other_cpu", (machine_cpu - server_cpu - bench_cpu).max(0.0));
+    figures.insert("bench_cpu", cpu.bench);
+    figures.insert("other_cpu", cpu.other);
     figures.insert("server_rss_mib", mib(server_rss));
     Ok(figures)
 }
@@ -547,10 +543,12 @@ pub async fn idle(server: &mut ServerProcess, count: usize) -> anyhow::Result<Ru
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.rss_kib()?;
 
+    let cpu = CpuMeter::start(server);
     let started = Instant::now();
     let (open, errors, first_error) =
         open_many(addr, count, 256, started + Duration::from_secs(120)).await;
     let open_time = started.elapsed();
+    let cpu = cpu.read(server);
     if let Some(err) = &first_error {
         eprintln!("  {errors} stream(s) could not be opened; first: {err}");
     }
@@ -575,6 +573,7 @@ pub async fn idle(server: &mut ServerProcess, count: usize) -> anyhow::Result<Ru
         after.saturating_sub(before) as f64 / opened as f64,
     );
     figures.insert("bench_rss_mib", mib(bench_rss));
+    figures.insert("other_cpu", cpu.other);
     Ok(figures)
 }
 
@@ -694,6 +693,7 @@ pub async fn replay(server: &mut ServerProcess) -> anyhow::Result<RunFigures> {
     let mut publish_time = Duration::ZERO;
     let mut loss = 0u64;
     let mut order = 0u64;
+    let mut other_cpu = 0f64;
     for (total, rate_key, time_key) in [
         (10_000usize, "replay_10k_rate", "replay_10k_ms"),
         (100_000, "replay_100k_rate", "replay_100k_ms"),
@@ -702,7 +702,9 @@ pub async fn replay(server: &mut ServerProcess) -> anyhow::Result<RunFigures> {
         let last_id = publish_batches(&mut conn, published as u64, total - published).await?;
         publish_time += started.elapsed();
         published = total;
+        let meter = CpuMeter::start(server);
         let replay = measure_replay(addr, last_id).await?;
+        other_cpu = other_cpu.max(meter.read(server).other);
         loss += (total as u64).saturating_sub(replay.events);
         order += replay.order_violations;
         figures.insert(
@@ -719,5 +721,6 @@ pub async fn replay(server: &mut ServerProcess) -> anyhow::Result<RunFigures> {
     figures.insert("loss", loss as f64);
     figures.insert("order_violations", order as f64);
     figures.insert("server_rss_mib", mib(server.rss_kib()?));
+    figures.insert("other_cpu", other_cpu);
     Ok(figures)
 }

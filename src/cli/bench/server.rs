@@ -87,6 +87,10 @@ impl ServerProcess {
             .arg(addr.to_string())
             .arg("--database")
             .arg(dir.join("bench.db"))
+            // The benchmark measures capacity, not the per-agent write
+            // policy: every publisher here is the same (anonymous) agent.
+            .arg("--rate-limit")
+            .arg("0")
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -101,6 +105,13 @@ impl ServerProcess {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                     Ok(())
                 });
+            }
+        }
+        // Settings from the environment (tokens, limits) would make runs
+        // differ from machine to machine: the server gets only the defaults.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("SWITCHBOARD_") {
+                command.env_remove(name);
             }
         }
         let child = command.spawn().context("starting the server")?;
@@ -272,6 +283,63 @@ pub fn machine_busy_seconds() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     busy / if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// CPU use over a measurement, in cores: the server's, the bench's, and the
+/// rest of the machine's (other processes and the kernel's own work).
+pub struct CpuMeter {
+    started: Instant,
+    machine: f64,
+    server: f64,
+    bench: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CpuUse {
+    pub server: f64,
+    pub bench: f64,
+    pub other: f64,
+}
+
+impl CpuMeter {
+    pub fn start(server: &ServerProcess) -> Self {
+        CpuMeter {
+            started: Instant::now(),
+            machine: machine_busy_seconds(),
+            server: server.cpu_seconds(),
+            bench: own_cpu_seconds(),
+        }
+    }
+
+    pub fn read(&self, server: &ServerProcess) -> CpuUse {
+        let wall = self.started.elapsed().as_secs_f64().max(1e-6);
+        let server_cores = (server.cpu_seconds() - self.server) / wall;
+        let bench = (own_cpu_seconds() - self.bench) / wall;
+        let machine = (machine_busy_seconds() - self.machine) / wall;
+        CpuUse {
+            server: server_cores,
+            bench,
+            other: (machine - server_cores - bench).max(0.0),
+        }
+    }
+}
+
+/// Waits (at most `limit`) until the machine has been nearly idle for a
+/// second: the bench shares its cores with whatever else runs. Returns the
+/// cores busy in the last half second.
+pub async fn wait_for_quiet(limit: Duration) -> f64 {
+    const WINDOW: Duration = Duration::from_millis(500);
+    let deadline = Instant::now() + limit;
+    let mut quiet_windows = 0;
+    loop {
+        let before = machine_busy_seconds();
+        tokio::time::sleep(WINDOW).await;
+        let busy = (machine_busy_seconds() - before) / WINDOW.as_secs_f64();
+        quiet_windows = if busy <= 0.2 { quiet_windows + 1 } else { 0 };
+        if quiet_windows >= 2 || Instant::now() >= deadline {
+            return busy;
+        }
+    }
 }
 
 /// This process's CPU time, in seconds.

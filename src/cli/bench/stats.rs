@@ -6,6 +6,10 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
+/// Cores of load from outside the bench and its server above which a run's
+/// timings are flagged as disturbed.
+pub const NOISY_CPU: f64 = 0.3;
+
 /// A set of sequence numbers (a growable bitset).
 #[derive(Debug, Default, Clone)]
 pub struct SeqSet {
@@ -270,8 +274,19 @@ impl ScenarioReport {
             let _ = writeln!(out, "{}", line.trim_end());
         }
         for (i, run) in self.runs.iter().enumerate() {
-            if let Err(err) = run {
-                let _ = writeln!(out, "run {} failed: {err}", i + 1);
+            match run {
+                Err(err) => {
+                    let _ = writeln!(out, "run {} failed: {err}", i + 1);
+                }
+                Ok(values) => {
+                    if let Some(other) = values.get("other_cpu").filter(|v| **v > NOISY_CPU) {
+                        let _ = writeln!(
+                            out,
+                            "note: run {} shared the machine with {other:.2} cores of other load; its timings are pessimistic",
+                            i + 1
+                        );
+                    }
+                }
             }
         }
         let _ = writeln!(
