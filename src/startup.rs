@@ -87,6 +87,7 @@ impl Application {
         hub.set_presence_sink(presence_sink(writer.downgrade()));
         spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
         spawn_lock_sweeper(writer.clone(), hub.shutdown_signal());
+        spawn_checkpointer(store.clone(), hub.shutdown_signal());
         if !auth.is_open() {
             spawn_token_reloader(auth.clone(), hub.shutdown_signal());
         }
@@ -114,7 +115,10 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(http::authenticate))
-                .wrap(cors(&cors_origins))
+                .wrap(actix_web::middleware::Condition::new(
+                    !cors_origins.is_empty(),
+                    cors(&cors_origins),
+                ))
                 .wrap(actix_web::middleware::from_fn(measure_request))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(state.clone())
@@ -227,6 +231,33 @@ fn spawn_retention(writer: Writer, retention: Duration, mut shutdown: watch::Rec
 /// How often expired file locks are looked for: a lease is released at most
 /// this long after it runs out.
 const LOCK_SWEEP_PERIOD: Duration = Duration::from_millis(250);
+
+/// How often the WAL is checkpointed beside the writer.
+const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
+
+/// Checkpoints the WAL from a pooled connection, so commits never stall on
+/// one (see `store::checkpoint`).
+fn spawn_checkpointer(store: Store, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(CHECKPOINT_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let pool = store.pool().clone();
+            let done = crate::telemetry::spawn_blocking_in_span(move || {
+                let mut conn = pool.get()?;
+                store::checkpoint(&mut conn)
+            })
+            .await;
+            if let Ok(Err(err)) = done {
+                tracing::warn!(error = %err, "checkpoint failed; will retry");
+            }
+        }
+    });
+}
 
 /// Releases file locks whose lease ran out, announcing `lock_released`.
 fn spawn_lock_sweeper(writer: Writer, mut shutdown: watch::Receiver<bool>) {

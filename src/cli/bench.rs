@@ -13,6 +13,7 @@
 //! (`{"sent_us": <unix µs>, "seq": N}`). Loss is counted per subscriber
 //! against the set of probes the server answered 2xx for.
 
+mod deltas;
 mod http;
 mod scenarios;
 mod server;
@@ -41,6 +42,8 @@ pub enum Scenario {
     Idle,
     /// Catch-up speed of a stream resuming from `Last-Event-ID: 0`.
     Replay,
+    /// Streaming-message deltas/s: one conversation, then 100 at once.
+    Deltas,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -106,12 +109,13 @@ fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 6] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
         Scenario::Idle,
         Scenario::Replay,
+        Scenario::Deltas,
     ];
 
     fn name(self) -> &'static str {
@@ -121,6 +125,7 @@ impl Scenario {
             Scenario::Flood => "flood",
             Scenario::Idle => "idle",
             Scenario::Replay => "replay",
+            Scenario::Deltas => "deltas",
         }
     }
 
@@ -137,6 +142,9 @@ impl Scenario {
             Scenario::Replay => {
                 "10,000 then 100,000 events replayed to Last-Event-ID: 0".to_owned()
             }
+            Scenario::Deltas => format!(
+                "message deltas for {secs} s from 1 client on 1 conversation, then {secs} s from 100 clients on 100"
+            ),
         }
     }
 
@@ -193,6 +201,30 @@ impl Scenario {
                 figure("batch_publish_rate", "batch publish (events/s)", 0),
                 figure("server_rss_mib", "server RSS (MiB)", 1),
                 figure("other_cpu", OTHER_CPU, 2),
+            ],
+            Scenario::Deltas => vec![
+                figure("deltas_1_rate", "1 conversation (deltas/s)", 0),
+                figure(
+                    "delta_rtt_p50_ms",
+                    "1 conversation, delta round trip p50 (ms)",
+                    2,
+                ),
+                figure(
+                    "delta_rtt_p99_ms",
+                    "1 conversation, delta round trip p99 (ms)",
+                    2,
+                ),
+                figure(
+                    "deltas_100_rate",
+                    "100 conversations (deltas/s, all together)",
+                    0,
+                ),
+                goal(
+                    "text_mismatches",
+                    "messages whose stored text lost a delta",
+                    0,
+                    Target::AtMost(0.0),
+                ),
             ],
         }
     }
@@ -359,6 +391,7 @@ async fn run_once(
         }
         Scenario::Idle => scenarios::idle(&mut server, args.idle_streams as usize).await,
         Scenario::Replay => scenarios::replay(&mut server).await,
+        Scenario::Deltas => deltas::deltas(&mut server, args.duration).await,
     };
     let logged = server.log_lines();
     if logged > 0 {

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::{AppState, Identity};
@@ -267,7 +267,13 @@ pub async fn open_stream(
         keepalive: settings.keepalive,
         keepalive_timer: Box::pin(tokio::time::sleep(settings.keepalive)),
         last_sent: Instant::now(),
-        shutdown: state.hub.shutdown_signal(),
+        shutdown: {
+            // One future for the stream's whole life, not one per frame.
+            let mut signal = state.hub.shutdown_signal();
+            Box::pin(async move {
+                let _ = signal.changed().await;
+            })
+        },
         opened: Instant::now(),
         events_sent: 0,
     };
@@ -315,7 +321,8 @@ struct LogStream {
     keepalive: Duration,
     keepalive_timer: Pin<Box<Sleep>>,
     last_sent: Instant,
-    shutdown: watch::Receiver<bool>,
+    /// Resolves when the server shuts down (polled only until it does).
+    shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     opened: Instant,
     events_sent: u64,
 }
@@ -447,7 +454,7 @@ impl LogStream {
             }
             tokio::select! {
                 biased;
-                _ = self.shutdown.changed() => {
+                _ = self.shutdown.as_mut() => {
                     self.phase = Phase::Finished;
                     return Ok(None);
                 }

@@ -75,3 +75,12 @@ pub fn prune_direct(url: &DatabaseUrl, cutoff: &str, batch: i64) -> Result<usize
         }
     }
 }
+
+/// Copies committed WAL frames into the database file (a passive checkpoint:
+/// it waits for no one and nobody waits for it). Run periodically beside the
+/// writer, which does not checkpoint by itself.
+pub fn checkpoint(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
+    Ok(())
+}

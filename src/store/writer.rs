@@ -155,7 +155,7 @@ impl Writer {
         config: WriterConfig,
         on_commit: OnCommit,
     ) -> Result<(Writer, thread::JoinHandle<()>), StoreError> {
-        let conn = url.connect()?;
+        let conn = writer_connection(url)?;
         let (queue, requests) = mpsc::channel(config.queue);
         let handle = thread::Builder::new()
             .name("switchboard-writer".into())
@@ -233,7 +233,7 @@ fn run(
             // The disk was full, read-only, or the file was locked: the
             // requests got 503. Start the next batch on a fresh connection,
             // so no half-open transaction state outlives the fault.
-            match url.connect() {
+            match writer_connection(&url) {
                 Ok(fresh) => conn = fresh,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot reopen the database; keeping the old connection")
@@ -249,6 +249,17 @@ struct Done {
     body: String,
     events: Vec<Event>,
     replayed: bool,
+}
+
+/// The writer's own connection. It never checkpoints the WAL itself: a
+/// checkpoint inside a commit (SQLite's automatic one) stalls that commit on
+/// an fsync for milliseconds. `store::checkpoint` does it from a pooled
+/// connection instead, beside the writer.
+fn writer_connection(url: &DatabaseUrl) -> Result<SqliteConnection, StoreError> {
+    use diesel::connection::SimpleConnection;
+    let mut conn = url.connect()?;
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
+    Ok(conn)
 }
 
 /// Runs and commits one batch; false when the commit failed.
