@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::events::committed_response;
+use super::events::{committed_response, versioned_response};
 use super::work_items::if_match;
 use super::{AppState, Identity, JsonBody};
 use crate::domain::conversations::{
@@ -63,21 +63,6 @@ fn load_live(tx: &mut Tx<'_>, id: &str) -> Result<Conversation, StoreError> {
     store::load(tx.conn(), id)?
         .filter(|c| !c.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("conversation {id}")).into())
-}
-
-fn versioned(committed: crate::store::Committed) -> HttpResponse {
-    let version = serde_json::from_str::<Value>(&committed.body)
-        .ok()
-        .and_then(|v| v.get("version").and_then(Value::as_i64));
-    let mut response = committed_response(committed);
-    if let Some(value) = version
-        .and_then(|v| actix_web::http::header::HeaderValue::from_str(&format!("\"{v}\"")).ok())
-    {
-        response
-            .headers_mut()
-            .insert(actix_web::http::header::ETAG, value);
-    }
-    response
 }
 
 /// A new conversation. Any other field → 422.
@@ -147,7 +132,7 @@ pub async fn create_conversation(
             Ok(Outcome::new(201, conversation.summary()))
         })
         .await?;
-    Ok(versioned(committed))
+    Ok(versioned_response(committed))
 }
 
 /// `GET /api/conversations` → `{"conversations": [summaries], "cursor": N}`.
@@ -282,7 +267,7 @@ pub async fn rename_conversation(
             Ok(Outcome::new(200, conversation.summary()))
         })
         .await?;
-    Ok(versioned(committed))
+    Ok(versioned_response(committed))
 }
 
 /// `DELETE /api/conversations/{id}` → `conversation_deleted`; a tombstone stays.
@@ -328,7 +313,7 @@ pub async fn delete_conversation(
             ))
         })
         .await?;
-    Ok(versioned(committed))
+    Ok(versioned_response(committed))
 }
 
 /// A new message. Any other field → 422.

@@ -113,6 +113,28 @@ pub fn committed_response(committed: Committed) -> HttpResponse {
         .body(committed.body)
 }
 
+/// A committed change of a versioned resource: the answer plus
+/// `ETag: "<version>"`, read from the body's `version` (so a stored
+/// idempotent answer gets the same header).
+pub fn versioned_response(committed: Committed) -> HttpResponse {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: Option<i64>,
+    }
+    let version = serde_json::from_str::<Versioned>(&committed.body)
+        .ok()
+        .and_then(|v| v.version);
+    let mut response = committed_response(committed);
+    if let Some(value) = version
+        .and_then(|v| actix_web::http::header::HeaderValue::from_str(&format!("\"{v}\"")).ok())
+    {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ETAG, value);
+    }
+    response
+}
+
 #[derive(Serialize)]
 struct StoredEvents<'a> {
     events: &'a [Event],

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::events::committed_response;
+use super::events::{committed_response, versioned_response};
 use super::work_items::if_match;
 use super::{AppState, Identity, JsonBody};
 use crate::domain::files::{self as rules, Acquired, FileChange, NewFile, SharedFile};
@@ -60,22 +60,6 @@ fn load_live(tx: &mut Tx<'_>, id: &str) -> Result<SharedFile, StoreError> {
     store::load(tx.conn(), id)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("file {id}")).into())
-}
-
-fn with_etag(mut response: HttpResponse, version: Option<i64>) -> HttpResponse {
-    if let Some(value) =
-        version.and_then(|v| header::HeaderValue::from_str(&format!("\"{v}\"")).ok())
-    {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-}
-
-fn version_of(body: &str) -> Option<i64> {
-    serde_json::from_str::<Value>(body)
-        .ok()?
-        .get("version")?
-        .as_i64()
 }
 
 /// A new file. Any other field → 422.
@@ -189,8 +173,7 @@ pub async fn create_file(
             Ok(Outcome::new(201, file.metadata(&now)))
         })
         .await?;
-    let version = version_of(&committed.body);
-    Ok(with_etag(committed_response(committed), version))
+    Ok(versioned_response(committed))
 }
 
 /// `GET /api/files` → `{"files": [metadata with lock state], "cursor": N}`.
@@ -411,8 +394,7 @@ pub async fn save_file(
             Ok(Outcome::new(200, file.metadata(&now)))
         })
         .await?;
-    let version = version_of(&committed.body);
-    Ok(with_etag(committed_response(committed), version))
+    Ok(versioned_response(committed))
 }
 
 /// Deletes `ids` — all or nothing — if the caller holds every lock.

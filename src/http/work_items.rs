@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::events::committed_response;
+use super::events::{committed_response, versioned_response};
 use super::{AppState, Identity, JsonBody};
 use crate::domain::work_items::{
     self as rules, Comment, IfMatch, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
@@ -45,24 +45,6 @@ fn object(value: Value) -> Result<Map<String, Value>, ApiError> {
         Value::Object(map) => Ok(map),
         _ => Err(DomainError::validation("body", "must be a JSON object").into()),
     }
-}
-
-/// A committed item change: the item body with its `ETag`.
-fn item_response(committed: Committed) -> HttpResponse {
-    #[derive(Deserialize)]
-    struct Versioned {
-        version: Option<i64>,
-    }
-    let etag = serde_json::from_str::<Versioned>(&committed.body)
-        .ok()
-        .and_then(|v| v.version);
-    let mut response = committed_response(committed);
-    if let Some(version) = etag {
-        if let Ok(value) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
-            response.headers_mut().insert(header::ETAG, value);
-        }
-    }
-    response
 }
 
 /// Who acts, as the writer jobs need it.
@@ -211,7 +193,7 @@ pub async fn create_item(
             Ok(Outcome::new(201, item.to_json()))
         })
         .await?;
-    Ok(item_response(committed))
+    Ok(versioned_response(committed))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -417,7 +399,7 @@ pub async fn patch_item(
         },
     )
     .await?;
-    Ok(item_response(committed))
+    Ok(versioned_response(committed))
 }
 
 /// `DELETE /api/{collection}/{id}` → `{kind}_deleted`; the item becomes a tombstone.
@@ -459,7 +441,7 @@ pub async fn delete_item(
         },
     )
     .await?;
-    Ok(item_response(committed))
+    Ok(versioned_response(committed))
 }
 
 /// A status change. Any other field → 422.
@@ -521,7 +503,7 @@ pub async fn set_status(
         },
     )
     .await?;
-    Ok(item_response(committed))
+    Ok(versioned_response(committed))
 }
 
 fn status_changes(
@@ -625,7 +607,7 @@ pub async fn add_link(
         move |tx, item, actor| Ok((201, link_changes(tx, item, link, actor)?)),
     )
     .await?;
-    Ok(item_response(committed))
+    Ok(versioned_response(committed))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -705,7 +687,7 @@ pub async fn remove_link(
         },
     )
     .await?;
-    Ok(item_response(committed))
+    Ok(versioned_response(committed))
 }
 
 /// A comment; its author is the caller's agent. Any other field → 422.
@@ -779,7 +761,7 @@ pub async fn add_comment(
         },
     )
     .await?;
-    Ok(item_response(committed))
+    Ok(versioned_response(committed))
 }
 
 // ----- the compatibility broadcast API -----
