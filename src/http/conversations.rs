@@ -787,6 +787,10 @@ pub async fn sync_conversations(
         Since::Everything
     };
     let full = matches!(since, Since::Everything);
+    let asked_after = match since {
+        Since::Cursor(after) => Some(after),
+        _ => None,
+    };
     let (cursor, server_time, changed) = state
         .store
         .read(move |conn| {
@@ -800,6 +804,15 @@ pub async fn sync_conversations(
             Ok((cursor, server_time, changed))
         })
         .await?;
+    if asked_after.is_some_and(|after| after > cursor) {
+        // As /api/sync: a cursor from another database (or a restored
+        // backup) would silently hide changes.
+        return Err(DomainError::validation(
+            "cursor",
+            format!("is ahead of the log's head ({cursor}); sync with full=true"),
+        )
+        .into());
+    }
     let (deleted, live): (Vec<Conversation>, Vec<Conversation>) =
         changed.into_iter().partition(|c| c.deleted);
     Ok(HttpResponse::Ok()

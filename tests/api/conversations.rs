@@ -542,6 +542,18 @@ async fn polling_with_since_returns_what_changed_after_the_last_server_time() {
         (status, bad["error"]["details"]["field"].as_str()),
         (422, Some("since"))
     );
+    let (status, ahead) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/conversations/sync?cursor=999999",
+        "p",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, ahead["error"]["details"]["field"].as_str()),
+        (422, Some("cursor"))
+    );
 }
 
 #[tokio::test]
