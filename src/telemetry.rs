@@ -35,19 +35,11 @@ where
 pub struct RequestSpan;
 
 fn header_or_query(request: &actix_web::dev::ServiceRequest, header: &str, query: &str) -> String {
-    if let Some(value) = request.headers().get(header).and_then(|v| v.to_str().ok()) {
-        return value.chars().take(128).collect();
-    }
-    actix_web::web::Query::<Vec<(String, String)>>::from_query(request.query_string())
-        .ok()
-        .and_then(|q| {
-            q.into_inner()
-                .into_iter()
-                .find(|(k, _)| k == query)
-                .map(|(_, v)| v)
-        })
-        .map(|v| v.chars().take(128).collect())
-        .unwrap_or_default()
+    let value = match request.headers().get(header).and_then(|v| v.to_str().ok()) {
+        Some(value) => value.to_owned(),
+        None => crate::http::query_param(request.request(), query).unwrap_or_default(),
+    };
+    value.chars().take(128).collect()
 }
 
 impl tracing_actix_web::RootSpanBuilder for RequestSpan {

@@ -25,7 +25,7 @@ pub struct Identity {
 }
 
 /// A query parameter's value, percent-decoded.
-pub(super) fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+pub(crate) fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
     web::Query::<Vec<(String, String)>>::from_query(req.query_string())
         .ok()?
         .into_inner()

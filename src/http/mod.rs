@@ -21,6 +21,7 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use auth::{authenticate, principal, WriteLimiter};
+pub(crate) use extract::query_param;
 pub use extract::{Identity, JsonBody};
 pub use files::sweep_expired_locks;
 

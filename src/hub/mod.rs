@@ -243,7 +243,7 @@ impl Hub {
 
     /// Hands committed events (in id order) to every matching stream.
     /// Returns, per event, the number of streams it was pushed to.
-    pub fn publish(&self, events: &[Event]) -> Vec<usize> {
+    pub fn publish(&self, events: &[&Event]) -> Vec<usize> {
         let frames: Vec<Bytes> = events
             .iter()
             .map(|e| event_frame(e, Framing::Named))

@@ -102,7 +102,7 @@ type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send>;
 
 /// Called with the events of each committed batch, in id order; returns, per
 /// event, how many streams it was handed to.
-pub type OnCommit = Arc<dyn Fn(&[Event]) -> Vec<usize> + Send + Sync>;
+pub type OnCommit = Arc<dyn Fn(&[&Event]) -> Vec<usize> + Send + Sync>;
 
 struct Request {
     claim: Option<IdempotencyClaim>,
@@ -298,10 +298,11 @@ fn commit_batch(
         return false;
     }
 
-    let all_events: Vec<Event> = results
+    // Borrowed, not cloned: each request keeps its own events for its answer.
+    let all_events: Vec<&Event> = results
         .iter()
         .filter_map(|r| r.as_ref().ok())
-        .flat_map(|done| done.events.iter().cloned())
+        .flat_map(|done| done.events.iter())
         .collect();
     let delivered = if all_events.is_empty() {
         Vec::new()
