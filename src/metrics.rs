@@ -103,7 +103,7 @@ pub fn record_commit(requests: usize, elapsed: Duration) {
 }
 
 /// The text of `/metrics`: gauges are set from the hub and the disk first.
-pub fn render(hub: &Hub, database: &std::path::Path) -> String {
+pub fn render(hub: &Hub, sqlite_file: Option<&std::path::Path>) -> String {
     let Some(handle) = install() else {
         return String::new();
     };
@@ -117,6 +117,9 @@ pub fn render(hub: &Hub, database: &std::path::Path) -> String {
     metrics::gauge!("switchboard_open_streams").set(hub.stream_count() as f64);
     metrics::gauge!("switchboard_active_sessions").set(hub.sessions().len() as f64);
     metrics::gauge!("switchboard_head_event_id").set(hub.head_id() as f64);
+    let Some(database) = sqlite_file else {
+        return handle.render();
+    };
     let size: u64 = ["", "-wal"]
         .iter()
         .filter_map(|suffix| {

@@ -71,18 +71,39 @@ impl Application {
         let url = args.db.database.clone();
         let applied = run_migrations(&url)?;
         if !applied.is_empty() {
-            tracing::info!(migrations = ?applied, database = %url.path.display(), "migrations applied");
+            tracing::info!(migrations = ?applied, database = %url, "migrations applied");
         }
         let store = Store::new(open_pool(&url, args.read_pool)?);
         crate::metrics::install();
         let head_id = store.read(events::head_id).await?;
         let hub = Arc::new(Hub::new(head_id, args.stream_queue));
         let publisher = hub.clone();
+        // With a shared database, commits this node cannot publish directly
+        // (another node's events came between) are read from the log.
+        let follower_wake = Arc::new(tokio::sync::Notify::new());
+        let wake = follower_wake.clone();
         let (writer, writer_thread) = Writer::start(
             &url,
             WriterConfig::default(),
-            Arc::new(move |committed| publisher.publish(committed)),
+            Arc::new(move |before, committed| match before {
+                None => publisher.publish(committed),
+                Some(before) => publisher
+                    .publish_after(before, committed)
+                    .unwrap_or_else(|| {
+                        wake.notify_one();
+                        vec![0; committed.len()]
+                    }),
+            }),
         )?;
+        if let store::DatabaseUrl::Postgres { url } = &url {
+            crate::follow::spawn(
+                url.clone(),
+                store.clone(),
+                hub.clone(),
+                follower_wake,
+                hub.shutdown_signal(),
+            );
+        }
 
         hub.set_presence_sink(presence_sink(writer.downgrade()));
         spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
@@ -106,7 +127,7 @@ impl Application {
             max_body: args.max_body,
             lock_ttl: args.lock_ttl,
             started: Instant::now(),
-            database_path: url.path.clone(),
+            database: url.clone(),
             auth: auth.clone(),
             limiter: http::WriteLimiter::new(args.rate_limit),
             max_streams: args.max_streams,
@@ -136,7 +157,7 @@ impl Application {
             hub,
             handle: server.handle(),
         };
-        tracing::info!(address = %args.bind, port, database = %url.path.display(), head_id, "switchboard listening");
+        tracing::info!(address = %args.bind, port, database = %url, head_id, "switchboard listening");
         Ok(Application {
             port,
             server,

@@ -16,7 +16,7 @@ use crate::store;
 pub fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     let applied = store::run_migrations(&args.database)?;
     if applied.is_empty() {
-        println!("{}: up to date", args.database.path.display());
+        println!("{}: up to date", args.database);
     }
     for name in applied {
         println!("applied {name}");

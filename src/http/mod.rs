@@ -56,7 +56,7 @@ pub struct AppState {
     /// Open streams accepted before 503.
     pub max_streams: usize,
     /// The SQLite file, for the size metric.
-    pub database_path: std::path::PathBuf,
+    pub database: crate::store::DatabaseUrl,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

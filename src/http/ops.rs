@@ -23,7 +23,7 @@ use crate::store::events;
     )),
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let body = crate::metrics::render(&state.hub, &state.database_path);
+    let body = crate::metrics::render(&state.hub, state.database.sqlite_path());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body)

@@ -362,7 +362,10 @@ impl LogStream {
         match start {
             Start::After(cursor) => {
                 let position = self.store.read(events::position).await?;
-                if cursor > upto {
+                // Ahead of the log, not merely of this node's hub: with a
+                // shared database a client may resume here with an id that
+                // another node delivered a moment before this one heard of it.
+                if cursor > upto.max(position.head_id) {
                     return Ok(Some(self.resync("cursor_ahead", upto, position.oldest_id)));
                 }
                 if cursor < position.pruned_through {

@@ -244,11 +244,27 @@ impl Hub {
     /// Hands committed events (in id order) to every matching stream.
     /// Returns, per event, the number of streams it was pushed to.
     pub fn publish(&self, events: &[&Event]) -> Vec<usize> {
+        self.publish_checked(None, events)
+            .expect("an unconditional publish always runs")
+    }
+
+    /// Publishes a node's own commit only if the hub's head is `before`, the
+    /// head when that commit began (with a shared database, other nodes'
+    /// events may sit between; then nothing is published, `None` is
+    /// returned, and the events arrive later through `publish` from the log).
+    pub fn publish_after(&self, before: i64, events: &[&Event]) -> Option<Vec<usize>> {
+        self.publish_checked(Some(before), events)
+    }
+
+    fn publish_checked(&self, before: Option<i64>, events: &[&Event]) -> Option<Vec<usize>> {
         let frames: Vec<Bytes> = events
             .iter()
             .map(|e| event_frame(e, Framing::Named))
             .collect();
         let mut state = self.lock();
+        if before.is_some_and(|before| before != state.head_id) {
+            return None;
+        }
         let State {
             head_id,
             subscribers,
@@ -259,7 +275,12 @@ impl Hub {
         let mut lagged = 0u64;
         let mut candidates = Vec::new();
         for (event, bytes) in events.iter().zip(frames) {
-            *head_id = (*head_id).max(event.id);
+            if event.id <= *head_id {
+                // Already published (read from a shared log twice).
+                counts.push(0);
+                continue;
+            }
+            *head_id = event.id;
             candidates.clear();
             index.collect(&event.channel, &mut candidates);
             let mut delivered = 0;
@@ -308,7 +329,7 @@ impl Hub {
             .deliveries
             .fetch_add(counts.iter().sum::<usize>() as u64, Ordering::Relaxed);
         self.counters.lagged.fetch_add(lagged, Ordering::Relaxed);
-        counts
+        Some(counts)
     }
 
     /// Open streams.

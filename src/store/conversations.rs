@@ -3,7 +3,7 @@
 //! however long the message already is.
 
 use diesel::prelude::*;
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use super::db::{DbConn, MultiBackend};
 
 use super::schema::{conversations, messages};
 use super::StoreError;
@@ -11,7 +11,7 @@ use crate::domain::conversations::{Conversation, Message, MessageStatus, Usage};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = conversations)]
-#[diesel(check_for_backend(Sqlite))]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 struct ConversationRow {
     id: String,
     title: String,
@@ -64,7 +64,7 @@ impl ConversationRow {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = messages)]
-#[diesel(check_for_backend(Sqlite))]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 struct MessageRow {
     id: String,
@@ -126,7 +126,7 @@ impl MessageRow {
 }
 
 /// The conversation, tombstones included.
-pub fn load(conn: &mut SqliteConnection, id: &str) -> Result<Option<Conversation>, StoreError> {
+pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<Conversation>, StoreError> {
     Ok(conversations::table
         .find(id)
         .select(ConversationRow::as_select())
@@ -136,7 +136,7 @@ pub fn load(conn: &mut SqliteConnection, id: &str) -> Result<Option<Conversation
 }
 
 pub fn save(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     c: &Conversation,
     last_event_id: i64,
 ) -> Result<(), StoreError> {
@@ -153,8 +153,8 @@ pub fn save(
 }
 
 fn load_rows(
-    query: conversations::BoxedQuery<'_, Sqlite>,
-    conn: &mut SqliteConnection,
+    query: conversations::BoxedQuery<'_, MultiBackend>,
+    conn: &mut DbConn,
 ) -> Result<Vec<Conversation>, StoreError> {
     Ok(query
         .select(ConversationRow::as_select())
@@ -165,7 +165,7 @@ fn load_rows(
 }
 
 /// Live conversations, most recently changed first.
-pub fn list(conn: &mut SqliteConnection) -> Result<Vec<Conversation>, StoreError> {
+pub fn list(conn: &mut DbConn) -> Result<Vec<Conversation>, StoreError> {
     load_rows(
         conversations::table
             .filter(conversations::deleted.eq(false))
@@ -177,7 +177,7 @@ pub fn list(conn: &mut SqliteConnection) -> Result<Vec<Conversation>, StoreError
 
 /// Conversations changed after event `cursor`, tombstones included.
 pub fn changed_since(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     cursor: i64,
 ) -> Result<Vec<Conversation>, StoreError> {
     load_rows(
@@ -191,7 +191,7 @@ pub fn changed_since(
 
 /// Conversations whose `updated_at` is after `since`, tombstones included.
 pub fn updated_after(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     since: &str,
 ) -> Result<Vec<Conversation>, StoreError> {
     load_rows(
@@ -203,14 +203,14 @@ pub fn updated_after(
     )
 }
 
-pub fn insert_message(conn: &mut SqliteConnection, message: &Message) -> Result<(), StoreError> {
+pub fn insert_message(conn: &mut DbConn, message: &Message) -> Result<(), StoreError> {
     diesel::insert_into(messages::table)
         .values(MessageRow::from_message(message))
         .execute(conn)?;
     Ok(())
 }
 
-pub fn update_message(conn: &mut SqliteConnection, message: &Message) -> Result<(), StoreError> {
+pub fn update_message(conn: &mut DbConn, message: &Message) -> Result<(), StoreError> {
     diesel::update(messages::table.find(&message.id))
         .set(MessageRow::from_message(message))
         .execute(conn)?;
@@ -218,7 +218,7 @@ pub fn update_message(conn: &mut SqliteConnection, message: &Message) -> Result<
 }
 
 pub fn load_message(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation_id: &str,
     id: &str,
 ) -> Result<Option<Message>, StoreError> {
@@ -232,7 +232,7 @@ pub fn load_message(
         .transpose()
 }
 
-pub fn message_exists(conn: &mut SqliteConnection, id: &str) -> Result<bool, StoreError> {
+pub fn message_exists(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
     Ok(messages::table
         .find(id)
         .select(messages::id)
@@ -244,7 +244,7 @@ pub fn message_exists(conn: &mut SqliteConnection, id: &str) -> Result<bool, Sto
 /// Appends `text` to a streaming message; returns the offset it was appended
 /// at, or `None` when no streaming message has that id.
 pub fn append_delta(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation_id: &str,
     id: &str,
     text: &str,
@@ -271,7 +271,7 @@ pub fn append_delta(
 /// One page of messages, oldest first: the newest `limit` with a position
 /// below `before_seq` (all when `None`).
 pub fn messages_page(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation_id: &str,
     before_seq: Option<i64>,
     limit: i64,
@@ -295,7 +295,7 @@ pub fn messages_page(
 }
 
 pub fn delete_messages(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     conversation_id: &str,
 ) -> Result<(), StoreError> {
     diesel::delete(messages::table.filter(messages::conversation_id.eq(conversation_id)))

@@ -1,37 +1,90 @@
-//! Opening the SQLite database: the connection pool with the pragmas a server
-//! needs, and the migrations embedded in the binary.
+//! Opening the database: SQLite (the default, a file next to the server) or
+//! PostgreSQL (several nodes sharing one database), the connection pool with
+//! the settings a server needs, and the migrations embedded in the binary.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, PooledConnection};
+use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
+use diesel::r2d2::{ManageConnection, PooledConnection, R2D2Connection};
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::StoreError;
 
-pub type Pool = diesel::r2d2::Pool<ConnectionManager<SqliteConnection>>;
-pub type PooledConn = PooledConnection<ConnectionManager<SqliteConnection>>;
+/// One connection to either backend. Queries written with diesel's DSL run
+/// on it unchanged; the few that differ between the backends (upserts) match
+/// on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Pg(PgConnection),
+}
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+impl DbConn {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DbConn::Pg(_))
+    }
+}
+
+pub type Pool = diesel::r2d2::Pool<Manager>;
+pub type PooledConn = PooledConnection<Manager>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// How long a connection waits for a lock before SQLite answers "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the database lives: `--database` as a file path or `sqlite://PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatabaseUrl {
-    pub path: PathBuf,
+/// The session-level advisory lock held while migrations run, so that nodes
+/// starting together do not apply the same migration twice.
+const MIGRATION_LOCK: i64 = 7_346_200;
+
+/// Where the database lives: `--database` as a file path, `sqlite://PATH`,
+/// or `postgres://…` / `postgresql://…`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite { path: PathBuf },
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Shown in logs: the path, or the PostgreSQL URL without its password.
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite { path } => write!(f, "{}", path.display()),
+            DatabaseUrl::Postgres { url } => write!(f, "{}", redact_password(url)),
+        }
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 impl DatabaseUrl {
     pub fn parse(value: &str) -> Result<Self, String> {
         if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-            return Err(
-                "PostgreSQL is not supported by this build yet; use a SQLite file path".into(),
-            );
+            return Ok(DatabaseUrl::Postgres {
+                url: value.to_owned(),
+            });
         }
         let path = value
             .strip_prefix("sqlite://")
@@ -40,26 +93,45 @@ impl DatabaseUrl {
         if path.is_empty() {
             return Err("the database path is empty".into());
         }
-        Ok(DatabaseUrl {
+        Ok(DatabaseUrl::Sqlite {
             path: PathBuf::from(path),
         })
     }
 
-    fn as_diesel_url(&self) -> String {
-        self.path.to_string_lossy().into_owned()
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DatabaseUrl::Postgres { .. })
+    }
+
+    /// The SQLite file, if this is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            DatabaseUrl::Sqlite { path } => Some(path),
+            DatabaseUrl::Postgres { .. } => None,
+        }
     }
 
     /// A connection set up like every pooled one, for the writer and the CLI.
-    pub fn connect(&self) -> Result<SqliteConnection, StoreError> {
-        let mut conn = SqliteConnection::establish(&self.as_diesel_url()).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", self.path.display()))
-        })?;
-        configure(&mut conn)?;
-        Ok(conn)
+    pub fn connect(&self) -> Result<DbConn, StoreError> {
+        match self {
+            DatabaseUrl::Sqlite { path } => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+                    })?;
+                configure_sqlite(&mut conn)?;
+                Ok(DbConn::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres { url } => {
+                let conn = PgConnection::establish(url).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot connect to {self}: {e}"))
+                })?;
+                Ok(DbConn::Pg(conn))
+            }
+        }
     }
 }
 
-fn configure(conn: &mut SqliteConnection) -> Result<(), diesel::result::Error> {
+fn configure_sqlite(conn: &mut SqliteConnection) -> Result<(), diesel::result::Error> {
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {};
          PRAGMA journal_mode = WAL;
@@ -70,31 +142,135 @@ fn configure(conn: &mut SqliteConnection) -> Result<(), diesel::result::Error> {
     ))
 }
 
+/// Opens pooled connections for the one backend `--database` names (never
+/// guessing from the string, so a PostgreSQL URL can never become a file).
 #[derive(Debug)]
-struct Pragmas;
+pub struct Manager {
+    url: DatabaseUrl,
+}
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        configure(conn).map_err(diesel::r2d2::Error::QueryError)
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        self.url
+            .connect()
+            .map_err(|e| diesel::r2d2::Error::ConnectionError(
+                diesel::ConnectionError::BadConnection(e.to_string()),
+            ))
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || conn.is_broken()
     }
 }
 
 /// The read pool. Writes never go through it: they go to the one writer.
 pub fn open_pool(url: &DatabaseUrl, size: u32) -> Result<Pool, StoreError> {
-    let manager = ConnectionManager::<SqliteConnection>::new(url.as_diesel_url());
     diesel::r2d2::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(10))
-        .connection_customizer(Box::new(Pragmas))
-        .build(manager)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", url.path.display())))
+        .build(Manager { url: url.clone() })
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))
 }
 
 /// Applies the embedded migrations that this database lacks.
 pub fn run_migrations(url: &DatabaseUrl) -> Result<Vec<String>, StoreError> {
     let mut conn = url.connect()?;
-    let applied = conn
-        .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| StoreError::Unavailable(format!("migrations failed: {e}")))?;
-    Ok(applied.iter().map(ToString::to_string).collect())
+    let failed = |e| StoreError::Unavailable(format!("migrations failed: {e}"));
+    let applied = match &mut conn {
+        DbConn::Sqlite(_) => conn
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|applied| applied.iter().map(ToString::to_string).collect())
+            .map_err(failed)?,
+        DbConn::Pg(_) => {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let result = conn
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|applied| applied.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(failed);
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+            result?
+        }
+    };
+    Ok(applied)
+}
+
+/// What a transaction is for; it decides how the transaction begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxMode {
+    /// Every statement sees one snapshot: SQLite's deferred transaction in
+    /// WAL mode, PostgreSQL's REPEATABLE READ (READ COMMITTED would give each
+    /// statement its own).
+    Read,
+    /// Takes the write lock at once: SQLite's `BEGIN IMMEDIATE` (waiting out
+    /// the busy timeout instead of failing half-way); on PostgreSQL the
+    /// caller takes the cluster-wide write lock as its first statement.
+    Write,
+}
+
+/// Runs `f` in a transaction begun the way `mode` needs; commits when `f`
+/// succeeds, rolls back when it fails.
+pub fn transaction<T, E>(
+    conn: &mut DbConn,
+    mode: TxMode,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConn as Connection>::TransactionManager;
+    match (&mut *conn, mode) {
+        (DbConn::Sqlite(c), TxMode::Read) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?,
+        (DbConn::Sqlite(c), TxMode::Write) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
+        (DbConn::Pg(c), TxMode::Read) => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+        (DbConn::Pg(c), TxMode::Write) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?,
+    }
+    match f(conn) {
+        Ok(value) => match Manager::commit_transaction(conn) {
+            Ok(()) => Ok(value),
+            Err(err) => {
+                let _ = Manager::rollback_transaction(conn);
+                Err(err.into())
+            }
+        },
+        Err(err) => {
+            let _ = Manager::rollback_transaction(conn);
+            Err(err)
+        }
+    }
+}
+
+/// The transaction-scoped advisory lock every write transaction of every node
+/// takes first on PostgreSQL. Writes are serialised across nodes, so event
+/// ids become visible in id order and every read-check-write (locks,
+/// versions, idempotency keys) sees the one latest state, as on SQLite.
+pub const WRITE_LOCK: i64 = 7_346_201;
+
+/// A write transaction: SQLite's `BEGIN IMMEDIATE`, or PostgreSQL's `BEGIN`
+/// followed by the cluster-wide write lock.
+pub fn write_transaction<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    transaction(conn, TxMode::Write, |conn| {
+        if conn.is_postgres() {
+            conn.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
+        }
+        f(conn)
+    })
 }

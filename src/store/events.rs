@@ -5,11 +5,11 @@
 //! together with the watermark check, so a page can never silently miss rows
 //! that retention deleted between two statements.
 
-use diesel::dsl::min;
+use diesel::dsl::{max, min};
 use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use super::db::{DbConn, MultiBackend};
 use serde_json::value::RawValue;
 
 use super::schema::{events, log_state, sqlite_sequence};
@@ -18,7 +18,7 @@ use crate::domain::{ChannelPattern, Event, NewEvent, StreamFilter};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = events)]
-#[diesel(check_for_backend(Sqlite))]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 struct EventRow {
     id: i64,
     channel: String,
@@ -70,15 +70,15 @@ fn into_events(rows: Vec<EventRow>) -> Result<Vec<Event>, StoreError> {
 
 /// Runs `f` in one read transaction: every statement sees the same snapshot.
 pub fn read_transaction<T>(
-    conn: &mut SqliteConnection,
-    f: impl FnOnce(&mut SqliteConnection) -> Result<T, StoreError>,
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.transaction(f)
+    super::db::transaction(conn, super::db::TxMode::Read, f)
 }
 
 /// Appends one event; `now` is the commit batch's timestamp.
 pub fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     event: &NewEvent,
     now: &str,
 ) -> Result<Event, StoreError> {
@@ -120,7 +120,13 @@ pub struct LogPosition {
     pub oldest_id: i64,
 }
 
-pub fn head_id(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+pub fn head_id(conn: &mut DbConn) -> Result<i64, StoreError> {
+    if conn.is_postgres() {
+        // No sqlite_sequence: the newest visible id, or, when retention
+        // deleted every row, the highest id it deleted.
+        let newest: Option<i64> = events::table.select(max(events::id)).first(conn)?;
+        return Ok(newest.unwrap_or(0).max(pruned_through(conn)?));
+    }
     let seq: Option<i64> = sqlite_sequence::table
         .filter(sqlite_sequence::name.eq("events"))
         .select(sqlite_sequence::seq)
@@ -129,7 +135,7 @@ pub fn head_id(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
     Ok(seq.unwrap_or(0))
 }
 
-pub fn pruned_through(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+pub fn pruned_through(conn: &mut DbConn) -> Result<i64, StoreError> {
     Ok(log_state::table
         .select(log_state::pruned_through)
         .first(conn)
@@ -137,7 +143,7 @@ pub fn pruned_through(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
         .unwrap_or(0))
 }
 
-pub fn position(conn: &mut SqliteConnection) -> Result<LogPosition, StoreError> {
+pub fn position(conn: &mut DbConn) -> Result<LogPosition, StoreError> {
     let head_id = head_id(conn)?;
     let pruned_through = pruned_through(conn)?;
     let oldest: Option<i64> = events::table.select(min(events::id)).first(conn)?;
@@ -148,8 +154,8 @@ pub fn position(conn: &mut SqliteConnection) -> Result<LogPosition, StoreError> 
     })
 }
 
-type BoxedEvents<'a> = events::BoxedQuery<'a, Sqlite>;
-type Condition = Box<dyn BoxableExpression<events::table, Sqlite, SqlType = Bool>>;
+type BoxedEvents<'a> = events::BoxedQuery<'a, MultiBackend>;
+type Condition = Box<dyn BoxableExpression<events::table, MultiBackend, SqlType = Bool>>;
 
 /// The first string greater than every string that starts with `prefix`.
 /// Channel names are ASCII below 0x7f, so bumping the last byte stays ASCII.
@@ -213,14 +219,30 @@ fn apply_stream_filter<'a>(mut query: BoxedEvents<'a>, filter: &StreamFilter) ->
         query = query.filter(events::resource_id.eq_any(ids.clone()));
     }
     if let Some(own) = &filter.exclude_session {
-        query = query.filter(events::session_id.is_not(own.clone()));
+        query = query.filter(
+            events::session_id
+                .is_null()
+                .or(events::session_id.ne(own.clone())),
+        );
     }
     query
 }
 
+/// Every event above `after`, oldest first, at most `limit` (a node
+/// following a shared log).
+pub fn read_after(conn: &mut DbConn, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+    let rows = events::table
+        .filter(events::id.gt(after))
+        .order(events::id.asc())
+        .limit(limit)
+        .select(EventRow::as_select())
+        .load(conn)?;
+    into_events(rows)
+}
+
 /// Matching events with `after < id <= upto`, oldest first, at most `limit`.
 pub fn read_range(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     filter: &StreamFilter,
     after: i64,
     upto: i64,
@@ -242,7 +264,7 @@ pub fn read_range(
 /// `created_at` index: ids and commit times grow together), so a rare channel
 /// never makes SQLite walk the whole log backwards.
 pub fn read_recent(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     filter: &StreamFilter,
     upto: i64,
     since: &str,
@@ -293,7 +315,7 @@ pub struct EventQuery {
     pub allowed: Option<Vec<ChannelPattern>>,
 }
 
-pub fn query(conn: &mut SqliteConnection, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+pub fn query(conn: &mut DbConn, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
     let mut query = events::table.into_boxed();
     if let Some(condition) = channel_condition(&q.channels) {
         query = query.filter(condition);
@@ -329,7 +351,7 @@ pub fn query(conn: &mut SqliteConnection, q: &EventQuery) -> Result<Vec<Event>, 
     )
 }
 
-pub fn find(conn: &mut SqliteConnection, id: i64) -> Result<Option<Event>, StoreError> {
+pub fn find(conn: &mut DbConn, id: i64) -> Result<Option<Event>, StoreError> {
     events::table
         .find(id)
         .select(EventRow::as_select())
@@ -343,7 +365,7 @@ pub fn find(conn: &mut SqliteConnection, id: i64) -> Result<Option<Event>, Store
 /// raises the pruned watermark to the highest id deleted. Returns how many
 /// rows went. Small batches keep each write transaction short.
 pub fn prune_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     cutoff: &str,
     limit: i64,
 ) -> Result<usize, StoreError> {

@@ -2,7 +2,7 @@
 //! lock lease, and the content of every version.
 
 use diesel::prelude::*;
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use super::db::DbConn;
 
 use super::schema::{file_versions, files};
 use super::StoreError;
@@ -10,7 +10,7 @@ use crate::domain::files::{FileLock, SharedFile};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = files)]
-#[diesel(check_for_backend(Sqlite))]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 struct FileRow {
     stable_id: String,
@@ -84,7 +84,7 @@ impl FileRow {
 
 /// The file with this id, tombstones included.
 pub fn load(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     stable_id: &str,
 ) -> Result<Option<SharedFile>, StoreError> {
     Ok(files::table
@@ -97,7 +97,7 @@ pub fn load(
 
 /// Writes the file's row; `last_event_id` is the newest event about it.
 pub fn save(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     file: &SharedFile,
     last_event_id: i64,
 ) -> Result<(), StoreError> {
@@ -114,7 +114,7 @@ pub fn save(
 }
 
 /// Only the lease changed (a renewal): no event, so `last_event_id` stays.
-pub fn save_lock(conn: &mut SqliteConnection, file: &SharedFile) -> Result<(), StoreError> {
+pub fn save_lock(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreError> {
     let lock = file.lock.as_ref();
     diesel::update(files::table.find(&file.stable_id))
         .set((
@@ -127,8 +127,16 @@ pub fn save_lock(conn: &mut SqliteConnection, file: &SharedFile) -> Result<(), S
 }
 
 /// Keeps the file's current content as its numbered version.
-pub fn keep_version(conn: &mut SqliteConnection, file: &SharedFile) -> Result<(), StoreError> {
-    diesel::replace_into(file_versions::table)
+pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreError> {
+    // Delete-then-insert replaces on both backends (no upsert needed: every
+    // write runs under the one writer lock).
+    diesel::delete(
+        file_versions::table
+            .filter(file_versions::stable_id.eq(&file.stable_id))
+            .filter(file_versions::version.eq(file.version)),
+    )
+    .execute(conn)?;
+    diesel::insert_into(file_versions::table)
         .values((
             file_versions::stable_id.eq(&file.stable_id),
             file_versions::version.eq(file.version),
@@ -150,7 +158,7 @@ pub struct VersionInfo {
 }
 
 pub fn versions(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     stable_id: &str,
 ) -> Result<Vec<VersionInfo>, StoreError> {
     let rows: Vec<(i64, String, String, String)> = file_versions::table
@@ -175,7 +183,7 @@ pub fn versions(
 }
 
 pub fn version(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     stable_id: &str,
     n: i64,
 ) -> Result<Option<(VersionInfo, String)>, StoreError> {
@@ -203,7 +211,7 @@ pub fn version(
 }
 
 /// Live files, by name.
-pub fn list(conn: &mut SqliteConnection) -> Result<Vec<SharedFile>, StoreError> {
+pub fn list(conn: &mut DbConn) -> Result<Vec<SharedFile>, StoreError> {
     Ok(files::table
         .filter(files::deleted.eq(false))
         .order((files::name.asc(), files::stable_id.asc()))
@@ -216,7 +224,7 @@ pub fn list(conn: &mut SqliteConnection) -> Result<Vec<SharedFile>, StoreError> 
 
 /// Files whose lease ran out before `now`, at most `limit`.
 pub fn expired_locks(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     now: &str,
     limit: i64,
 ) -> Result<Vec<SharedFile>, StoreError> {
@@ -233,7 +241,7 @@ pub fn expired_locks(
 
 /// Every file changed after event `cursor`, tombstones included.
 pub fn changed_since(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     cursor: i64,
 ) -> Result<Vec<SharedFile>, StoreError> {
     Ok(files::table

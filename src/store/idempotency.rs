@@ -3,7 +3,7 @@
 //! a retry either finds it or runs the change: never both, never neither.
 
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
+use super::db::DbConn;
 use sha2::{Digest, Sha256};
 
 use super::schema::idempotency_keys;
@@ -58,7 +58,7 @@ pub struct StoredResponse {
 /// The stored response for this claim if the key is live; an error if the key
 /// was used for a different request.
 pub fn lookup(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     claim: &IdempotencyClaim,
     not_before: &str,
 ) -> Result<Option<StoredResponse>, StoreError> {
@@ -87,13 +87,20 @@ pub fn lookup(
 
 /// Remembers the first response (replacing an expired record of the key).
 pub fn remember(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     claim: &IdempotencyClaim,
     status: u16,
     body: &str,
     now: &str,
 ) -> Result<(), StoreError> {
-    diesel::replace_into(idempotency_keys::table)
+    // Delete-then-insert replaces an expired record on both backends.
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::agent_id.eq(claim.agent_id.as_str()))
+            .filter(idempotency_keys::idem_key.eq(claim.key.as_str())),
+    )
+    .execute(conn)?;
+    diesel::insert_into(idempotency_keys::table)
         .values((
             idempotency_keys::agent_id.eq(claim.agent_id.as_str()),
             idempotency_keys::idem_key.eq(claim.key.as_str()),
@@ -108,7 +115,7 @@ pub fn remember(
 
 /// Forgets up to `limit` keys older than `cutoff`.
 pub fn forget_expired(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     cutoff: &str,
     limit: i64,
 ) -> Result<usize, StoreError> {

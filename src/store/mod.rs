@@ -10,19 +10,20 @@ mod error;
 pub mod events;
 pub mod files;
 mod idempotency;
+pub mod listen;
 mod schema;
 pub mod work_items;
 mod writer;
 
-pub use db::{open_pool, run_migrations, DatabaseUrl, Pool, PooledConn};
+pub use db::{open_pool, run_migrations, DatabaseUrl, DbConn, Pool, PooledConn};
 pub use error::StoreError;
 pub use events::{EventQuery, LogPosition, Order};
 pub use idempotency::IdempotencyClaim;
+pub use db::{transaction, write_transaction, TxMode};
 pub use writer::{Committed, Outcome, Tx, WeakWriter, Writer, WriterConfig};
 
 use std::sync::Arc;
 
-use diesel::sqlite::SqliteConnection;
 
 /// Read access to the database through the connection pool. Reads run on
 /// tokio's blocking threads and see a consistent WAL snapshot each.
@@ -41,7 +42,7 @@ impl Store {
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
         crate::telemetry::spawn_blocking_in_span(move || {
@@ -68,7 +69,7 @@ pub fn prune_direct(url: &DatabaseUrl, cutoff: &str, batch: i64) -> Result<usize
     let mut conn = url.connect()?;
     let mut total = 0;
     loop {
-        let deleted = conn.immediate_transaction(|c| events::prune_batch(c, cutoff, batch))?;
+        let deleted = db::write_transaction(&mut conn, |c| events::prune_batch(c, cutoff, batch))?;
         total += deleted;
         if deleted < batch as usize {
             return Ok(total);
@@ -79,8 +80,11 @@ pub fn prune_direct(url: &DatabaseUrl, cutoff: &str, batch: i64) -> Result<usize
 /// Copies committed WAL frames into the database file (a passive checkpoint:
 /// it waits for no one and nobody waits for it). Run periodically beside the
 /// writer, which does not checkpoint by itself.
-pub fn checkpoint(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+pub fn checkpoint(conn: &mut DbConn) -> Result<(), StoreError> {
     use diesel::connection::SimpleConnection;
+    if conn.is_postgres() {
+        return Ok(());
+    }
     conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use diesel::sqlite::{Sqlite, SqliteConnection};
+use super::db::DbConn;
 
 use super::schema::{work_item_comments, work_item_links, work_items};
 use super::StoreError;
@@ -12,7 +12,7 @@ use crate::domain::work_items::{Comment, Kind, Link, LinkType, Priority, Status,
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = work_items)]
-#[diesel(check_for_backend(Sqlite))]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 #[diesel(treat_none_as_null = true)]
 struct WorkItemRow {
     id: String,
@@ -99,7 +99,7 @@ type CommentRow = (String, String, String, String, String);
 type Children = (HashMap<String, Vec<Link>>, HashMap<String, Vec<Comment>>);
 
 /// Links and comments of the given items, loaded in a few `IN` queries.
-fn children(conn: &mut SqliteConnection, ids: &[String]) -> Result<Children, StoreError> {
+fn children(conn: &mut DbConn, ids: &[String]) -> Result<Children, StoreError> {
     let mut links: HashMap<String, Vec<Link>> = HashMap::new();
     let mut comments: HashMap<String, Vec<Comment>> = HashMap::new();
     for chunk in ids.chunks(500) {
@@ -150,7 +150,7 @@ fn children(conn: &mut SqliteConnection, ids: &[String]) -> Result<Children, Sto
 }
 
 fn assemble(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     rows: Vec<WorkItemRow>,
 ) -> Result<Vec<WorkItem>, StoreError> {
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
@@ -165,7 +165,7 @@ fn assemble(
 }
 
 /// The item with this id, of any kind, tombstones included.
-pub fn load(conn: &mut SqliteConnection, id: &str) -> Result<Option<WorkItem>, StoreError> {
+pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<WorkItem>, StoreError> {
     let row: Option<WorkItemRow> = work_items::table
         .find(id)
         .select(WorkItemRow::as_select())
@@ -179,7 +179,7 @@ pub fn load(conn: &mut SqliteConnection, id: &str) -> Result<Option<WorkItem>, S
 
 /// Writes the item's own row (not its links or comments).
 pub fn save(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     item: &WorkItem,
     last_event_id: i64,
 ) -> Result<(), StoreError> {
@@ -196,7 +196,7 @@ pub fn save(
 }
 
 pub fn insert_link(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     item_id: &str,
     link: &Link,
     agent: &str,
@@ -215,7 +215,7 @@ pub fn insert_link(
 }
 
 pub fn delete_link(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     item_id: &str,
     link: &Link,
 ) -> Result<(), StoreError> {
@@ -230,7 +230,7 @@ pub fn delete_link(
 }
 
 pub fn insert_comment(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     item_id: &str,
     comment: &Comment,
 ) -> Result<(), StoreError> {
@@ -247,7 +247,7 @@ pub fn insert_comment(
 }
 
 /// Removes an item's links and comments (when it is deleted).
-pub fn delete_children(conn: &mut SqliteConnection, item_id: &str) -> Result<(), StoreError> {
+pub fn delete_children(conn: &mut DbConn, item_id: &str) -> Result<(), StoreError> {
     diesel::delete(work_item_links::table.filter(work_item_links::item_id.eq(item_id)))
         .execute(conn)?;
     diesel::delete(work_item_comments::table.filter(work_item_comments::item_id.eq(item_id)))
@@ -267,7 +267,7 @@ pub struct ListFilter {
 
 /// The live items of a kind, oldest first.
 pub fn list(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     kind: Kind,
     filter: &ListFilter,
 ) -> Result<Vec<WorkItem>, StoreError> {
@@ -298,7 +298,7 @@ pub fn list(
 /// Every item of a kind changed after event `cursor`, tombstones included,
 /// in the order of their last change.
 pub fn changed_since(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     kind: Kind,
     cursor: i64,
 ) -> Result<Vec<WorkItem>, StoreError> {

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::thread;
 
 use chrono::{DateTime, Utc};
-use diesel::sqlite::SqliteConnection;
+use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::idempotency::{self, IdempotencyClaim, KEY_LIFETIME};
+use super::db::{self, DbConn};
 use super::{events, DatabaseUrl, StoreError};
 use crate::domain::{format_timestamp, Event, NewEvent};
 
@@ -69,14 +70,14 @@ pub struct Committed {
 /// The transaction a job runs in: the connection, the batch's timestamp, and
 /// the events the job appends.
 pub struct Tx<'a> {
-    conn: &'a mut SqliteConnection,
+    conn: &'a mut DbConn,
     now: &'a str,
     now_time: DateTime<Utc>,
     events: Vec<Event>,
 }
 
 impl Tx<'_> {
-    pub fn conn(&mut self) -> &mut SqliteConnection {
+    pub fn conn(&mut self) -> &mut DbConn {
         self.conn
     }
 
@@ -101,8 +102,14 @@ impl Tx<'_> {
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send>;
 
 /// Called with the events of each committed batch, in id order; returns, per
-/// event, how many streams it was handed to.
-pub type OnCommit = Arc<dyn Fn(&[&Event]) -> Vec<usize> + Send + Sync>;
+/// event, how many streams it was handed to. On PostgreSQL the first argument
+/// is the log's head when the batch took the write lock: every id up to it
+/// was committed before, every id above it belongs to this batch.
+pub type OnCommit = Arc<dyn Fn(Option<i64>, &[&Event]) -> Vec<usize> + Send + Sync>;
+
+/// The channel on which a PostgreSQL node announces a commit (payload: the
+/// new head id). Every node LISTENs on it and reads new events from the log.
+pub const NOTIFY_CHANNEL: &str = "switchboard_events";
 
 struct Request {
     claim: Option<IdempotencyClaim>,
@@ -215,7 +222,7 @@ impl Writer {
 
 fn run(
     url: DatabaseUrl,
-    mut conn: SqliteConnection,
+    mut conn: DbConn,
     mut requests: mpsc::Receiver<Request>,
     max_batch: usize,
     on_commit: OnCommit,
@@ -255,16 +262,17 @@ struct Done {
 /// checkpoint inside a commit (SQLite's automatic one) stalls that commit on
 /// an fsync for milliseconds. `store::checkpoint` does it from a pooled
 /// connection instead, beside the writer.
-fn writer_connection(url: &DatabaseUrl) -> Result<SqliteConnection, StoreError> {
-    use diesel::connection::SimpleConnection;
+fn writer_connection(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
     let mut conn = url.connect()?;
-    conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
+    if !conn.is_postgres() {
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
+    }
     Ok(conn)
 }
 
 /// Runs and commits one batch; false when the commit failed.
 fn commit_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     batch: &mut Vec<Request>,
     on_commit: &OnCommit,
 ) -> bool {
@@ -274,7 +282,12 @@ fn commit_batch(
     let keys_not_before = format_timestamp(now_time - KEY_LIFETIME);
     let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
 
-    let committed = conn.immediate_transaction::<_, StoreError, _>(|conn| {
+    let mut before = None;
+    let committed = db::write_transaction::<_, StoreError>(conn, |conn| {
+        if conn.is_postgres() {
+            // Under the write lock: every id up to here is committed.
+            before = Some(events::head_id(conn)?);
+        }
         for request in batch.iter_mut() {
             let job: Job = std::mem::replace(&mut request.job, Box::new(|_| unreachable!()));
             let claim = request.claim.as_ref();
@@ -282,6 +295,18 @@ fn commit_batch(
                 run_job(conn, (&now, now_time), &keys_not_before, claim, job)
             });
             results.push(result);
+        }
+        if conn.is_postgres() {
+            let last = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .filter_map(|done| done.events.last())
+                .map(|event| event.id)
+                .max();
+            if let Some(last) = last {
+                // Delivered by PostgreSQL at COMMIT, to every node.
+                conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}, '{last}'"))?;
+            }
         }
         Ok(())
     });
@@ -307,7 +332,7 @@ fn commit_batch(
     let delivered = if all_events.is_empty() {
         Vec::new()
     } else {
-        on_commit(&all_events)
+        on_commit(before, &all_events)
     };
     crate::metrics::record_commit(batch.len(), started.elapsed());
     tracing::trace!(
@@ -337,7 +362,7 @@ fn commit_batch(
 }
 
 fn run_job(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConn,
     (now, now_time): (&str, DateTime<Utc>),
     keys_not_before: &str,
     claim: Option<&IdempotencyClaim>,

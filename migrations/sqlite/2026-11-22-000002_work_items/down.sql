@@ -1,0 +1,3 @@
+DROP TABLE work_item_comments;
+DROP TABLE work_item_links;
+DROP TABLE work_items;

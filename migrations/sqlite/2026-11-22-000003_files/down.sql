@@ -1,0 +1,2 @@
+DROP TABLE file_versions;
+DROP TABLE files;

@@ -1,0 +1,104 @@
+//! Cross-node fan-out for a shared PostgreSQL database.
+//!
+//! Every node's hub is fed in id order from one position, the hub's head:
+//! - its own writer publishes a commit directly when nothing committed in
+//!   between (`Hub::publish_after`: the head it saw under the write lock is
+//!   still the hub's head);
+//! - otherwise, and for every other node's commit, this follower reads the
+//!   log above the hub's head and publishes what it finds.
+//!
+//! The follower wakes on `NOTIFY` (sent by every commit with events), on its
+//! own writer's request, and on a timer, so a lost notification (the LISTEN
+//! connection dropped) costs latency, never an event. Events are read by id
+//! from the hub's head, so notifications that arrive late, out of order or
+//! coalesced change nothing. Reads that fail (the database is gone) are
+//! retried; the node catches up as soon as it can read again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use crate::hub::Hub;
+use crate::store::listen::Listener;
+use crate::store::{events, Store};
+
+/// Events read from the log per query.
+const PAGE: i64 = 2000;
+/// Polling while the LISTEN connection is down.
+const POLL_WITHOUT_LISTENER: Duration = Duration::from_millis(250);
+/// Polling beside a working LISTEN connection (a safety net only).
+const POLL_WITH_LISTENER: Duration = Duration::from_secs(2);
+/// The longest wait between two attempts to reconnect.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub fn spawn(
+    url: String,
+    store: Store,
+    hub: Arc<Hub>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut listener: Option<Listener> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if listener.is_none() {
+                match Listener::connect(&url).await {
+                    Ok(connected) => {
+                        tracing::info!("listening for other nodes' commits");
+                        listener = Some(connected);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, retry_in = ?backoff, "cannot LISTEN; polling the log meanwhile");
+                    }
+                }
+            }
+            // After (re)connecting, and on every wake: read what is new.
+            if let Err(err) = catch_up(&store, &hub).await {
+                tracing::warn!(error = %err, "cannot read the shared log; retrying");
+            }
+            let poll = if listener.is_some() {
+                POLL_WITH_LISTENER
+            } else {
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                POLL_WITHOUT_LISTENER.min(backoff)
+            };
+            tokio::select! {
+                heard = async {
+                    match listener.as_mut() {
+                        Some(l) => l.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if !heard {
+                        tracing::warn!("lost the LISTEN connection; reconnecting");
+                        listener = None;
+                    }
+                }
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+}
+
+/// Publishes every event above the hub's head, in id order.
+async fn catch_up(store: &Store, hub: &Hub) -> Result<(), crate::store::StoreError> {
+    loop {
+        let after = hub.head_id();
+        let page = store
+            .read(move |conn| events::read_after(conn, after, PAGE))
+            .await?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<_> = page.iter().collect();
+        hub.publish(&refs);
+        if (page.len() as i64) < PAGE {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Hearing other nodes' commits on PostgreSQL: a `LISTEN` connection of its
+//! own (tokio-postgres, because sync diesel cannot wait for a notification).
+//! The payload is not trusted for anything: a notification only means "the
+//! log may have grown", and the reader goes to the log from its own position,
+//! so late, reordered or coalesced notifications lose and repeat nothing.
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::writer::NOTIFY_CHANNEL;
+use super::StoreError;
+
+pub struct Listener {
+    heard: mpsc::UnboundedReceiver<()>,
+    // Keeps the connection open; dropping it ends the LISTEN.
+    _client: tokio_postgres::Client,
+}
+
+impl Listener {
+    /// Connects and starts listening. Notifications sent before this returns
+    /// may be missed: read the log after it.
+    pub async fn connect(url: &str) -> Result<Listener, StoreError> {
+        let unavailable = |e: tokio_postgres::Error| {
+            StoreError::Unavailable(format!("cannot listen for other nodes' commits: {e}"))
+        };
+        let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(unavailable)?;
+        let (tell, heard) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        if tell.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the LISTEN connection failed");
+                        return;
+                    }
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+            .await
+            .map_err(unavailable)?;
+        Ok(Listener {
+            heard,
+            _client: client,
+        })
+    }
+
+    /// Waits for the next notification (several that arrived meanwhile count
+    /// as one). Returns false when the connection is gone.
+    pub async fn next(&mut self) -> bool {
+        if self.heard.recv().await.is_none() {
+            return false;
+        }
+        while self.heard.try_recv().is_ok() {}
+        true
+    }
+}
