@@ -25,6 +25,8 @@ pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub db_path: PathBuf,
+    /// What `--database` says for this server (a path or a PostgreSQL URL).
+    pub database: String,
     pub client: reqwest::Client,
     stopper: Stopper,
     /// The server's runtime, to stop it from `Drop`.
@@ -32,6 +34,8 @@ pub struct TestApp {
     /// Resolves when `Application::run` has returned.
     finished: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
     dir: Option<TempDir>,
+    /// The PostgreSQL database this server uses (dropped with the last user).
+    postgres: Option<std::sync::Arc<PgDatabase>>,
 }
 
 impl Drop for TestApp {
@@ -48,15 +52,33 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a server; `configure` may change any setting before it starts.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    start_in(dir, configure).await
+    let postgres = match BACKEND.try_with(|b| *b) {
+        Ok(Backend::Postgres) => Some(std::sync::Arc::new(PgDatabase::create().await)),
+        Err(_) => None,
+    };
+    start_in(dir, postgres, configure).await
 }
 
-async fn start_in(dir: TempDir, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
+/// Starts another server (another node) on the same PostgreSQL database.
+pub async fn spawn_node(database: &std::sync::Arc<PgDatabase>) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    start_in(dir, Some(database.clone()), |_| {}).await
+}
+
+async fn start_in(
+    dir: TempDir,
+    postgres: Option<std::sync::Arc<PgDatabase>>,
+    configure: impl FnOnce(&mut ServeArgs),
+) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         switchboard::telemetry::init(switchboard::config::LogFormat::Text);
     }
     let db_path = dir.path().join("switchboard.db");
-    let url = DatabaseUrl::parse(db_path.to_str().expect("utf-8 path")).expect("db url");
+    let database = match &postgres {
+        Some(pg) => pg.url.clone(),
+        None => db_path.to_str().expect("utf-8 path").to_owned(),
+    };
+    let url = DatabaseUrl::parse(&database).expect("db url");
     let mut args = ServeArgs::for_tests(url);
     configure(&mut args);
     let (started, on_start) = tokio::sync::oneshot::channel();
@@ -86,11 +108,13 @@ async fn start_in(dir: TempDir, configure: impl FnOnce(&mut ServeArgs)) -> TestA
         address: format!("http://127.0.0.1:{port}"),
         port,
         db_path,
+        database,
         client: reqwest::Client::new(),
         stopper,
         runtime,
         finished: Some(on_finish),
         dir: Some(dir),
+        postgres,
     }
 }
 
@@ -140,7 +164,7 @@ impl TestApp {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .arg("prune")
             .arg("--database")
-            .arg(&self.db_path)
+            .arg(&self.database)
             .arg("--retention")
             .arg(retention)
             .output()
@@ -171,7 +195,7 @@ impl TestApp {
     pub async fn restart_with(mut self, configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
         self.stop().await;
         let dir = self.dir.take().expect("the temp dir");
-        start_in(dir, configure).await
+        start_in(dir, self.postgres.take(), configure).await
     }
 
     /// Stops the server gracefully; fails the test if it does not finish
@@ -437,4 +461,128 @@ pub fn ids(events: &[SseEvent]) -> Vec<i64> {
 /// The `id` fields of stored events.
 pub fn stored_ids(events: &[Value]) -> Vec<i64> {
     events.iter().map(|e| e["id"].as_i64().unwrap()).collect()
+}
+
+/// Which database a test's servers use when not the default SQLite file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+}
+
+tokio::task_local! {
+    /// Set by `on_postgres`: `spawn_app*` then starts servers on a fresh
+    /// PostgreSQL database instead of a temporary SQLite file.
+    pub static BACKEND: Backend;
+}
+
+/// The variable naming the PostgreSQL server the PostgreSQL tests use, e.g.
+/// `postgres://postgres@127.0.0.1:5432/test` (each test creates and drops a
+/// database of its own there).
+pub const POSTGRES_ENV: &str = "SWITCHBOARD_TEST_POSTGRES";
+
+/// The PostgreSQL admin URL, or `None` (with a note) when none is configured.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "SKIPPED PostgreSQL test: set {POSTGRES_ENV}=postgres://USER@HOST:PORT/DB to run it"
+            );
+            None
+        }
+    }
+}
+
+/// Runs a test body with every server on PostgreSQL; skips (passing, with a
+/// note) when no PostgreSQL is configured.
+pub async fn on_postgres<F: std::future::Future<Output = ()>>(test: F) {
+    if postgres_admin_url().is_none() {
+        return;
+    }
+    BACKEND.scope(Backend::Postgres, test).await
+}
+
+/// A database created for one test on the configured PostgreSQL server and
+/// dropped (with any connection left) when the test is done with it.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+static NEXT_DATABASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        let admin_url = postgres_admin_url().expect("a PostgreSQL server is configured");
+        let name = format!(
+            "switchboard_test_{}_{}",
+            std::process::id(),
+            NEXT_DATABASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        admin_execute(&admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        admin_execute(&admin_url, &format!("CREATE DATABASE {name}")).await;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("the PostgreSQL URL names a database");
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop may run inside a runtime: use a thread with one of its own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(admin_execute(&admin_url, &statement))
+        })
+        .join();
+    }
+}
+
+pub async fn admin_execute(admin_url: &str, statement: &str) {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}={admin_url}: {e}"));
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    drop(client);
+    let _ = driver.await;
+}
+
+/// Turns each listed `async fn` into two tests: `sqlite::NAME` on a temporary
+/// SQLite file and `postgres::NAME` on a fresh PostgreSQL database (skipped,
+/// with a note, when no PostgreSQL is configured).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::helpers::on_postgres(super::$name()).await
+                }
+            )*
+        }
+    };
 }

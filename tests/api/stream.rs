@@ -15,7 +15,6 @@ fn note(channel: &str, n: usize) -> Value {
     json!({ "channel": channel, "type": "note", "data": { "n": n } })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_keeps_reconnecting_gets_every_event_exactly_once_in_order() {
     const WRITERS: usize = 4;
     const PER_WRITER: usize = 250;
@@ -107,7 +106,6 @@ async fn a_subscriber_that_keeps_reconnecting_gets_every_event_exactly_once_in_o
     tail.assert_quiet(QUIET).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_published_while_streams_are_connecting_are_delivered_exactly_once() {
     const TOTAL: usize = 300;
     const STREAMS: usize = 24;
@@ -152,7 +150,6 @@ async fn events_published_while_streams_are_connecting_are_delivered_exactly_onc
     }
 }
 
-#[tokio::test]
 async fn the_originating_session_never_receives_its_own_events_unless_it_asks_for_them() {
     let app = spawn_app().await;
     let mut alpha = app
@@ -214,7 +211,6 @@ async fn the_originating_session_never_receives_its_own_events_unless_it_asks_fo
     assert_eq!(ids(&resumed_own.take_events(3).await), vec![a, b, c]);
 }
 
-#[tokio::test]
 async fn a_new_stream_without_a_cursor_replays_the_last_fifty_matching_events() {
     let app = spawn_app().await;
     // 60 events on `global`, interleaved with 60 on another channel.
@@ -265,7 +261,6 @@ async fn a_new_stream_without_a_cursor_replays_the_last_fifty_matching_events() 
     all.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn the_default_replay_count_follows_the_setting() {
     let app = spawn_app_with(|a| a.replay_count = 3).await;
     let stored = stored_ids(
@@ -277,7 +272,6 @@ async fn the_default_replay_count_follows_the_setting() {
     stream.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn events_older_than_the_replay_window_are_not_replayed() {
     let app = spawn_app_with(|a| a.replay_window = Duration::from_secs(1)).await;
     let old = stored_ids(
@@ -304,7 +298,6 @@ async fn events_older_than_the_replay_window_are_not_replayed() {
     resumed.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn channel_patterns_and_resource_ids_filter_live_replayed_and_resumed_events() {
     let app = spawn_app().await;
     let batch = vec![
@@ -365,7 +358,6 @@ async fn channel_patterns_and_resource_ids_filter_live_replayed_and_resumed_even
     }
 }
 
-#[tokio::test]
 async fn a_stream_starts_with_retry_sends_keep_alives_when_idle_and_is_never_cached() {
     let app = spawn_app_with(|a| a.keepalive = Duration::from_millis(200)).await;
     let stored = app.publish("global", "note", json!({}), None).await;
@@ -411,7 +403,6 @@ async fn a_stream_starts_with_retry_sends_keep_alives_when_idle_and_is_never_cac
     assert_eq!(stream.next_event().await.id_number(), later["id"].as_i64());
 }
 
-#[tokio::test]
 async fn the_announced_retry_delay_follows_the_setting() {
     let app = spawn_app_with(|a| a.retry = Duration::from_millis(750)).await;
     let mut stream = app.stream("", &[]).await;
@@ -434,7 +425,6 @@ fn assert_resync(event: &switchboard::cli::sse::SseEvent, reason: &str, head: i6
     );
 }
 
-#[tokio::test]
 async fn a_cursor_ahead_of_the_head_gets_a_resync_and_then_live_events() {
     let app = spawn_app().await;
     let stored = stored_ids(
@@ -459,7 +449,6 @@ async fn a_cursor_ahead_of_the_head_gets_a_resync_and_then_live_events() {
     header.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn a_pruned_cursor_gets_a_resync_and_a_cursor_still_held_resumes_exactly() {
     let app = spawn_app().await;
     let mut watching = app
@@ -527,7 +516,6 @@ async fn a_pruned_cursor_gets_a_resync_and_a_cursor_still_held_resumes_exactly()
     }
 }
 
-#[tokio::test]
 async fn resume_works_across_restarts_and_ids_are_never_reused() {
     let app = spawn_app().await;
     let before = stored_ids(
@@ -587,7 +575,6 @@ async fn resume_works_across_restarts_and_ids_are_never_reused() {
     resumed.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn a_session_joins_with_its_first_stream_and_leaves_with_its_last() {
     // Short keep-alives, so the server notices closed streams at once (see
     // `a_closed_stream_is_noticed_without_waiting_for_a_keep_alive`).
@@ -643,7 +630,6 @@ async fn a_session_joins_with_its_first_stream_and_leaves_with_its_last() {
     assert_eq!(presence_of_s1, vec!["session_joined", "session_left"]);
 }
 
-#[tokio::test]
 async fn presence_uses_the_query_parameters_and_skips_the_sessions_own_streams() {
     let app = spawn_app_with(|a| a.keepalive = Duration::from_millis(100)).await;
     let mut watcher = app
@@ -675,7 +661,6 @@ async fn presence_uses_the_query_parameters_and_skips_the_sessions_own_streams()
 /// actix notices a vanished client only when a write to it fails (actix-web
 /// #1313), so a closed stream is noticed at its next keep-alive at the
 /// latest: the keep-alive period bounds how late `session_left` comes.
-#[tokio::test]
 async fn a_closed_stream_is_noticed_within_a_keep_alive_period() {
     let keepalive = Duration::from_millis(300);
     let app = spawn_app_with(|a| a.keepalive = keepalive).await;
@@ -708,7 +693,6 @@ async fn a_closed_stream_is_noticed_within_a_keep_alive_period() {
     assert_eq!(stats["connected_clients"], 1, "only the watcher is left");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_catches_up_from_the_log_without_slowing_anyone() {
     const SINGLES: usize = 200;
     const TOTAL: usize = 1000 + 800 + SINGLES;
@@ -776,3 +760,22 @@ async fn a_stalled_stream_catches_up_from_the_log_without_slowing_anyone() {
     stalled.assert_quiet(QUIET).await;
     assert_eq!(steady_reader.await.unwrap(), expected);
 }
+
+crate::on_both_backends!(
+    a_subscriber_that_keeps_reconnecting_gets_every_event_exactly_once_in_order,
+    events_published_while_streams_are_connecting_are_delivered_exactly_once,
+    the_originating_session_never_receives_its_own_events_unless_it_asks_for_them,
+    a_new_stream_without_a_cursor_replays_the_last_fifty_matching_events,
+    the_default_replay_count_follows_the_setting,
+    events_older_than_the_replay_window_are_not_replayed,
+    channel_patterns_and_resource_ids_filter_live_replayed_and_resumed_events,
+    a_stream_starts_with_retry_sends_keep_alives_when_idle_and_is_never_cached,
+    the_announced_retry_delay_follows_the_setting,
+    a_cursor_ahead_of_the_head_gets_a_resync_and_then_live_events,
+    a_pruned_cursor_gets_a_resync_and_a_cursor_still_held_resumes_exactly,
+    resume_works_across_restarts_and_ids_are_never_reused,
+    a_session_joins_with_its_first_stream_and_leaves_with_its_last,
+    presence_uses_the_query_parameters_and_skips_the_sessions_own_streams,
+    a_closed_stream_is_noticed_within_a_keep_alive_period,
+    a_stalled_stream_catches_up_from_the_log_without_slowing_anyone,
+);
