@@ -148,7 +148,6 @@ async fn head_for(app: &TestApp, session: &str) -> i64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
 async fn the_list_agrees_across_three_sessions_through_deletes_and_reconnects() {
     let app = spawn_app().await;
     post(
@@ -266,7 +265,6 @@ fn apply_message_event(text: &mut String, event: &Value) {
     }
 }
 
-#[tokio::test]
 async fn a_late_joiner_mid_stream_ends_with_the_same_text_and_tokens() {
     let app = spawn_app().await;
     post(
@@ -391,7 +389,6 @@ async fn a_late_joiner_mid_stream_ends_with_the_same_text_and_tokens() {
     assert_eq!(summary["message_count"], 2);
 }
 
-#[tokio::test]
 async fn polling_with_a_cursor_never_misses_a_concurrent_update() {
     let app = spawn_app().await;
     for i in 0..5 {
@@ -472,7 +469,6 @@ async fn polling_with_a_cursor_never_misses_a_concurrent_update() {
     assert!(!copy.contains_key("p4"));
 }
 
-#[tokio::test]
 async fn polling_with_since_returns_what_changed_after_the_last_server_time() {
     let app = spawn_app().await;
     post(
@@ -556,7 +552,6 @@ async fn polling_with_since_returns_what_changed_after_the_last_server_time() {
     );
 }
 
-#[tokio::test]
 async fn unread_count_is_the_server_message_count_minus_what_was_seen() {
     let app = spawn_app().await;
     post(
@@ -665,7 +660,6 @@ async fn unread_count_is_the_server_message_count_minus_what_was_seen() {
     assert_eq!(oldest["next_before"], Value::Null);
 }
 
-#[tokio::test]
 async fn streaming_rules_and_bad_input_are_enforced() {
     let app = spawn_app().await;
     post(
@@ -785,3 +779,12 @@ async fn streaming_rules_and_bad_input_are_enforced() {
     .await;
     assert_eq!(status, 409);
 }
+
+crate::on_both_backends!(
+    the_list_agrees_across_three_sessions_through_deletes_and_reconnects,
+    a_late_joiner_mid_stream_ends_with_the_same_text_and_tokens,
+    polling_with_a_cursor_never_misses_a_concurrent_update,
+    polling_with_since_returns_what_changed_after_the_last_server_time,
+    unread_count_is_the_server_message_count_minus_what_was_seen,
+    streaming_rules_and_bad_input_are_enforced,
+);

@@ -69,7 +69,6 @@ async fn lock(app: &TestApp, id: &str, session: &str, ttl: Option<u64>) -> (u16,
     .await
 }
 
-#[tokio::test]
 async fn when_twenty_sessions_race_for_a_free_lock_exactly_one_wins_every_time() {
     let app = spawn_app().await;
     for round in 0..10 {
@@ -109,7 +108,6 @@ async fn when_twenty_sessions_race_for_a_free_lock_exactly_one_wins_every_time()
     }
 }
 
-#[tokio::test]
 async fn a_watcher_sees_the_whole_editing_sequence_in_order_and_the_actor_sees_none() {
     let app = spawn_app().await;
     let mut watcher = app
@@ -219,7 +217,6 @@ async fn a_watcher_sees_the_whole_editing_sequence_in_order_and_the_actor_sees_n
     assert_eq!(status, 404, "{body}");
 }
 
-#[tokio::test]
 async fn a_lease_runs_out_and_is_released_with_reason_expired() {
     let app = spawn_app().await;
     create(&app, "lease", "x").await;
@@ -261,7 +258,6 @@ async fn a_lease_runs_out_and_is_released_with_reason_expired() {
     assert_eq!(body["error"]["code"], "lock_required");
 }
 
-#[tokio::test]
 async fn renewing_a_held_lock_extends_it_without_waking_anyone() {
     let app = spawn_app().await;
     create(&app, "renew", "x").await;
@@ -279,7 +275,6 @@ async fn renewing_a_held_lock_extends_it_without_waking_anyone() {
     assert_eq!(file["lock_expires_at"], second["expires_at"]);
 }
 
-#[tokio::test]
 async fn only_the_holder_releases_and_saves_or_deletes_without_the_lock_change_nothing() {
     let app = spawn_app().await;
     create(&app, "guarded", "original").await;
@@ -380,7 +375,6 @@ async fn only_the_holder_releases_and_saves_or_deletes_without_the_lock_change_n
     assert_eq!(status, 200);
 }
 
-#[tokio::test]
 async fn a_bulk_delete_with_one_file_not_locked_by_the_caller_changes_nothing() {
     let app = spawn_app().await;
     for id in ["a", "b", "c"] {
@@ -439,7 +433,6 @@ async fn a_bulk_delete_with_one_file_not_locked_by_the_caller_changes_nothing() 
     assert_eq!(list["files"][0]["locked_by"], "agent-someone-else");
 }
 
-#[tokio::test]
 async fn every_save_keeps_a_numbered_version() {
     let app = spawn_app().await;
     create(&app, "hist", "one").await;
@@ -519,7 +512,6 @@ async fn every_save_keeps_a_numbered_version() {
     assert_eq!(sync["collections"]["files"]["changed"][0]["version"], 3);
 }
 
-#[tokio::test]
 async fn invalid_file_requests_are_refused_with_the_field_named() {
     let app = spawn_app().await;
     create(&app, "ok", "x").await;
@@ -560,3 +552,14 @@ async fn invalid_file_requests_are_refused_with_the_field_named() {
         (409, Some("already_exists"))
     );
 }
+
+crate::on_both_backends!(
+    when_twenty_sessions_race_for_a_free_lock_exactly_one_wins_every_time,
+    a_watcher_sees_the_whole_editing_sequence_in_order_and_the_actor_sees_none,
+    a_lease_runs_out_and_is_released_with_reason_expired,
+    renewing_a_held_lock_extends_it_without_waking_anyone,
+    only_the_holder_releases_and_saves_or_deletes_without_the_lock_change_nothing,
+    a_bulk_delete_with_one_file_not_locked_by_the_caller_changes_nothing,
+    every_save_keeps_a_numbered_version,
+    invalid_file_requests_are_refused_with_the_field_named,
+);

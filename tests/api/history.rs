@@ -36,7 +36,6 @@ async fn publish_many(app: &TestApp, count: usize) -> Vec<i64> {
     stored_ids(&app.publish_batch(batch).await)
 }
 
-#[tokio::test]
 async fn pages_after_a_cursor_walk_every_event_exactly_once() {
     let app = spawn_app().await;
     let all = publish_many(&app, 250).await;
@@ -80,7 +79,6 @@ async fn pages_after_a_cursor_walk_every_event_exactly_once() {
     assert_eq!(between, all[10..20].to_vec());
 }
 
-#[tokio::test]
 async fn pages_in_descending_order_walk_back_with_before() {
     let app = spawn_app().await;
     let all = publish_many(&app, 130).await;
@@ -105,7 +103,6 @@ async fn pages_in_descending_order_walk_back_with_before() {
     assert_eq!(ids, vec![all[0], all[1], all[2]]);
 }
 
-#[tokio::test]
 async fn history_filters_by_channel_pattern_type_resource_agent_and_session() {
     let app = spawn_app().await;
     let specs = [
@@ -173,7 +170,6 @@ async fn history_filters_by_channel_pattern_type_resource_agent_and_session() {
     assert_eq!((ids, next), (vec![], None));
 }
 
-#[tokio::test]
 async fn x_event_cursor_is_the_head_id_also_when_the_log_is_empty_or_pruned() {
     let app = spawn_app().await;
     let (ids, next, cursor) = page(&app, "").await;
@@ -189,7 +185,6 @@ async fn x_event_cursor_is_the_head_id_also_when_the_log_is_empty_or_pruned() {
     assert_eq!(cursor, all[4], "the head survives pruning");
 }
 
-#[tokio::test]
 async fn one_event_is_fetched_by_id_and_an_unknown_id_is_not_found() {
     let app = spawn_app().await;
     let stored = app
@@ -212,7 +207,6 @@ async fn one_event_is_fetched_by_id_and_an_unknown_id_is_not_found() {
     expect_error(response, 400, "bad_request").await;
 }
 
-#[tokio::test]
 async fn a_page_limit_outside_one_to_a_thousand_is_refused() {
     let app = spawn_app().await;
     publish_many(&app, 3).await;
@@ -245,3 +239,12 @@ async fn a_page_limit_outside_one_to_a_thousand_is_refused() {
         expect_error(response, status, code).await;
     }
 }
+
+crate::on_both_backends!(
+    pages_after_a_cursor_walk_every_event_exactly_once,
+    pages_in_descending_order_walk_back_with_before,
+    history_filters_by_channel_pattern_type_resource_agent_and_session,
+    x_event_cursor_is_the_head_id_also_when_the_log_is_empty_or_pruned,
+    one_event_is_fetched_by_id_and_an_unknown_id_is_not_found,
+    a_page_limit_outside_one_to_a_thousand_is_refused,
+);

@@ -30,7 +30,6 @@ async fn post_event(app: &TestApp, channel: &str, body: &str) -> reqwest::Respon
         .unwrap()
 }
 
-#[tokio::test]
 async fn publishing_returns_201_with_the_stored_event() {
     let app = spawn_app().await;
     let mut watcher = app.stream("channels=global", &[]).await;
@@ -86,7 +85,6 @@ async fn publishing_returns_201_with_the_stored_event() {
     assert_eq!(app.all_events().await, vec![event]);
 }
 
-#[tokio::test]
 async fn an_event_without_identity_headers_is_anonymous_and_without_session() {
     let app = spawn_app().await;
     let response = post_event(&app, "global", r#"{"type": "note"}"#).await;
@@ -99,7 +97,6 @@ async fn an_event_without_identity_headers_is_anonymous_and_without_session() {
     assert_eq!(event["payload"], json!({}), "data defaults to {{}}");
 }
 
-#[tokio::test]
 async fn the_payload_is_sent_back_exactly_as_it_was_received() {
     // docs/api.md: `data` "is stored and sent back byte for byte as it was
     // received (after JSON validation)".
@@ -151,7 +148,6 @@ async fn the_payload_is_sent_back_exactly_as_it_was_received() {
 /// `1e999999` is valid JSON that no f64 holds. The payload is kept as the
 /// text it was sent as, so it is stored and sent back exactly, never turned
 /// into a 500 or silently rounded.
-#[tokio::test]
 async fn a_number_no_float_can_hold_is_stored_and_sent_back_exactly() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -189,7 +185,6 @@ async fn a_number_no_float_can_hold_is_stored_and_sent_back_exactly() {
     assert!(first.data.contains("1e999999"), "{}", first.data);
 }
 
-#[tokio::test]
 async fn publishing_on_a_built_in_channel_is_forbidden() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -226,7 +221,6 @@ async fn publishing_on_a_built_in_channel_is_forbidden() {
     }
 }
 
-#[tokio::test]
 async fn a_batch_is_stored_in_order_with_consecutive_ids() {
     let app = spawn_app().await;
     app.publish("global", "first", json!({}), None).await;
@@ -272,7 +266,6 @@ async fn a_batch_is_stored_in_order_with_consecutive_ids() {
     assert_eq!(app.all_events().await[1..], stored[..]);
 }
 
-#[tokio::test]
 async fn a_batch_with_one_invalid_event_stores_and_streams_nothing() {
     let app = spawn_app().await;
     app.publish("global", "before", json!({}), None).await;
@@ -323,7 +316,6 @@ async fn a_batch_with_one_invalid_event_stores_and_streams_nothing() {
     watcher.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn a_batch_item_with_a_wrongly_typed_or_unknown_field_is_named_by_its_place() {
     let app = spawn_app().await;
     let good = json!({"channel": "global", "type": "note"});
@@ -354,7 +346,6 @@ async fn a_batch_item_with_a_wrongly_typed_or_unknown_field_is_named_by_its_plac
     assert!(app.all_events().await.is_empty());
 }
 
-#[tokio::test]
 async fn a_batch_holds_one_to_a_thousand_events() {
     let app = spawn_app().await;
     let item = json!({"channel": "global", "type": "t"});
@@ -406,7 +397,6 @@ async fn post_with_key(
     (status, replayed, response.text().await.unwrap())
 }
 
-#[tokio::test]
 async fn a_retry_with_the_same_idempotency_key_returns_the_first_answer_and_publishes_nothing() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -433,7 +423,6 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_answer_and_publ
     assert_eq!(app.all_events().await.len(), 1);
 }
 
-#[tokio::test]
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let app = spawn_app().await;
     let body = r#"{"type": "note", "data": {"n": 1}}"#;
@@ -461,7 +450,6 @@ async fn an_idempotency_key_reused_for_another_request_is_refused() {
     assert_eq!(again, first);
 }
 
-#[tokio::test]
 async fn an_idempotency_key_belongs_to_one_agent() {
     let app = spawn_app().await;
     let body = r#"{"type": "note"}"#;
@@ -476,7 +464,6 @@ async fn an_idempotency_key_belongs_to_one_agent() {
     assert_eq!(app.all_events().await.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retries_with_one_idempotency_key_publish_once() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -501,7 +488,6 @@ async fn concurrent_retries_with_one_idempotency_key_publish_once() {
     watcher.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn a_batch_retried_with_its_idempotency_key_publishes_nothing_new() {
     let app = spawn_app().await;
     let body = json!({"events": [
@@ -524,7 +510,6 @@ async fn a_batch_retried_with_its_idempotency_key_publishes_nothing_new() {
     assert_eq!(app.all_events().await.len(), 2);
 }
 
-#[tokio::test]
 async fn a_failed_request_does_not_use_up_its_idempotency_key() {
     let app = spawn_app().await;
     let (status, _, _) = post_with_key(
@@ -545,3 +530,21 @@ async fn a_failed_request_does_not_use_up_its_idempotency_key() {
     assert_eq!((status, replayed), (201, None));
     assert_eq!(app.all_events().await.len(), 1);
 }
+
+crate::on_both_backends!(
+    publishing_returns_201_with_the_stored_event,
+    an_event_without_identity_headers_is_anonymous_and_without_session,
+    the_payload_is_sent_back_exactly_as_it_was_received,
+    a_number_no_float_can_hold_is_stored_and_sent_back_exactly,
+    publishing_on_a_built_in_channel_is_forbidden,
+    a_batch_is_stored_in_order_with_consecutive_ids,
+    a_batch_with_one_invalid_event_stores_and_streams_nothing,
+    a_batch_item_with_a_wrongly_typed_or_unknown_field_is_named_by_its_place,
+    a_batch_holds_one_to_a_thousand_events,
+    a_retry_with_the_same_idempotency_key_returns_the_first_answer_and_publishes_nothing,
+    an_idempotency_key_reused_for_another_request_is_refused,
+    an_idempotency_key_belongs_to_one_agent,
+    concurrent_retries_with_one_idempotency_key_publish_once,
+    a_batch_retried_with_its_idempotency_key_publishes_nothing_new,
+    a_failed_request_does_not_use_up_its_idempotency_key,
+);

@@ -63,7 +63,6 @@ fn assert_validation(status: u16, body: &Value, field: &str) {
     assert_eq!(body["error"]["details"]["field"], field, "{body}");
 }
 
-#[tokio::test]
 async fn every_write_by_one_session_reaches_the_other_with_its_type_and_payload() {
     let app = spawn_app().await;
     let (mut a, mut b) = watchers(&app, "features,tracks,spikes").await;
@@ -230,7 +229,6 @@ async fn every_write_by_one_session_reaches_the_other_with_its_type_and_payload(
     b.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn a_stale_if_match_is_refused_with_the_current_item_and_changes_nothing() {
     let app = spawn_app().await;
     post(&app, "/api/features", json!({"id": "feat-x", "title": "X"})).await;
@@ -299,7 +297,6 @@ async fn a_stale_if_match_is_refused_with_the_current_item_and_changes_nothing()
     assert_eq!(item["version"], 4);
 }
 
-#[tokio::test]
 async fn invalid_fields_are_refused_with_the_field_named_and_nothing_written() {
     let app = spawn_app().await;
     post(
@@ -410,7 +407,6 @@ async fn invalid_fields_are_refused_with_the_field_named_and_nothing_written() {
     assert_eq!(answer["error"]["code"], "already_exists");
 }
 
-#[tokio::test]
 async fn lists_filter_by_status_track_tag_and_last_change() {
     let app = spawn_app().await;
     post(&app, "/api/tracks", json!({"id": "trk-1", "title": "T"})).await;
@@ -492,7 +488,6 @@ async fn lists_filter_by_status_track_tag_and_last_change() {
     assert_validation(status, &body, "status");
 }
 
-#[tokio::test]
 async fn the_compatibility_broadcast_api_creates_missing_items_and_emits_the_documented_types() {
     let app = spawn_app().await;
     let (mut a, mut b) = watchers(&app, "features,spikes").await;
@@ -589,7 +584,6 @@ async fn the_compatibility_broadcast_api_creates_missing_items_and_emits_the_doc
     a.assert_quiet(QUIET).await;
 }
 
-#[tokio::test]
 async fn sync_returns_changes_and_tombstones_after_a_cursor() {
     let app = spawn_app().await;
     post(&app, "/api/features", json!({"id": "f1", "title": "one"})).await;
@@ -671,7 +665,6 @@ fn apply(state: &mut BTreeMap<String, Value>, event: &Value) {
     }
 }
 
-#[tokio::test]
 async fn a_snapshot_plus_its_cursor_plus_the_stream_ends_with_exactly_the_server_state() {
     let app = spawn_app().await;
     for i in 0..20 {
@@ -776,3 +769,13 @@ async fn a_snapshot_plus_its_cursor_plus_the_stream_ends_with_exactly_the_server
         assert_eq!(mine["status"], item["status"], "{id}");
     }
 }
+
+crate::on_both_backends!(
+    every_write_by_one_session_reaches_the_other_with_its_type_and_payload,
+    a_stale_if_match_is_refused_with_the_current_item_and_changes_nothing,
+    invalid_fields_are_refused_with_the_field_named_and_nothing_written,
+    lists_filter_by_status_track_tag_and_last_change,
+    the_compatibility_broadcast_api_creates_missing_items_and_emits_the_documented_types,
+    sync_returns_changes_and_tombstones_after_a_cursor,
+    a_snapshot_plus_its_cursor_plus_the_stream_ends_with_exactly_the_server_state,
+);
