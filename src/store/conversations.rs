@@ -2,8 +2,8 @@
 //! place (`content = content || delta`), so a delta costs one small UPDATE
 //! however long the message already is.
 
-use diesel::prelude::*;
 use super::db::{DbConn, MultiBackend};
+use diesel::prelude::*;
 
 use super::schema::{conversations, messages};
 use super::StoreError;
@@ -135,11 +135,7 @@ pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<Conversation>, StoreEr
         .map(ConversationRow::into_conversation))
 }
 
-pub fn save(
-    conn: &mut DbConn,
-    c: &Conversation,
-    last_event_id: i64,
-) -> Result<(), StoreError> {
+pub fn save(conn: &mut DbConn, c: &Conversation, last_event_id: i64) -> Result<(), StoreError> {
     let row = ConversationRow::from_conversation(c, last_event_id);
     let updated = diesel::update(conversations::table.find(&c.id))
         .set(&row)
@@ -176,10 +172,7 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<Conversation>, StoreError> {
 }
 
 /// Conversations changed after event `cursor`, tombstones included.
-pub fn changed_since(
-    conn: &mut DbConn,
-    cursor: i64,
-) -> Result<Vec<Conversation>, StoreError> {
+pub fn changed_since(conn: &mut DbConn, cursor: i64) -> Result<Vec<Conversation>, StoreError> {
     load_rows(
         conversations::table
             .filter(conversations::last_event_id.gt(cursor))
@@ -190,10 +183,7 @@ pub fn changed_since(
 }
 
 /// Conversations whose `updated_at` is after `since`, tombstones included.
-pub fn updated_after(
-    conn: &mut DbConn,
-    since: &str,
-) -> Result<Vec<Conversation>, StoreError> {
+pub fn updated_after(conn: &mut DbConn, since: &str) -> Result<Vec<Conversation>, StoreError> {
     load_rows(
         conversations::table
             .filter(conversations::updated_at.gt(since.to_owned()))
@@ -294,10 +284,7 @@ pub fn messages_page(
     Ok(page)
 }
 
-pub fn delete_messages(
-    conn: &mut DbConn,
-    conversation_id: &str,
-) -> Result<(), StoreError> {
+pub fn delete_messages(conn: &mut DbConn, conversation_id: &str) -> Result<(), StoreError> {
     diesel::delete(messages::table.filter(messages::conversation_id.eq(conversation_id)))
         .execute(conn)?;
     Ok(())

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::sqlite::SqliteConnection;
 use diesel::r2d2::{ManageConnection, PooledConnection, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -114,8 +114,8 @@ impl DatabaseUrl {
     pub fn connect(&self) -> Result<DbConn, StoreError> {
         match self {
             DatabaseUrl::Sqlite { path } => {
-                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
-                    .map_err(|e| {
+                let mut conn =
+                    SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| {
                         StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
                     })?;
                 configure_sqlite(&mut conn)?;
@@ -154,11 +154,11 @@ impl ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<DbConn, Self::Error> {
-        self.url
-            .connect()
-            .map_err(|e| diesel::r2d2::Error::ConnectionError(
-                diesel::ConnectionError::BadConnection(e.to_string()),
+        self.url.connect().map_err(|e| {
+            diesel::r2d2::Error::ConnectionError(diesel::ConnectionError::BadConnection(
+                e.to_string(),
             ))
+        })
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
@@ -227,7 +227,9 @@ where
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     type Manager = <DbConn as Connection>::TransactionManager;
     match (&mut *conn, mode) {
-        (DbConn::Sqlite(c), TxMode::Read) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?,
+        (DbConn::Sqlite(c), TxMode::Read) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?
+        }
         (DbConn::Sqlite(c), TxMode::Write) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
@@ -235,7 +237,9 @@ where
             c,
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )?,
-        (DbConn::Pg(c), TxMode::Write) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?,
+        (DbConn::Pg(c), TxMode::Write) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?
+        }
     }
     match f(conn) {
         Ok(value) => match Manager::commit_transaction(conn) {

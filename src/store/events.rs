@@ -5,11 +5,11 @@
 //! together with the watermark check, so a page can never silently miss rows
 //! that retention deleted between two statements.
 
+use super::db::{DbConn, MultiBackend};
 use diesel::dsl::{max, min};
 use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
-use super::db::{DbConn, MultiBackend};
 use serde_json::value::RawValue;
 
 use super::schema::{events, log_state, sqlite_sequence};
@@ -77,11 +77,7 @@ pub fn read_transaction<T>(
 }
 
 /// Appends one event; `now` is the commit batch's timestamp.
-pub fn append(
-    conn: &mut DbConn,
-    event: &NewEvent,
-    now: &str,
-) -> Result<Event, StoreError> {
+pub fn append(conn: &mut DbConn, event: &NewEvent, now: &str) -> Result<Event, StoreError> {
     let row = NewEventRow {
         channel: event.channel.as_str(),
         event_type: event.event_type.as_str(),
@@ -364,11 +360,7 @@ pub fn find(conn: &mut DbConn, id: i64) -> Result<Option<Event>, StoreError> {
 /// Deletes up to `limit` of the oldest events written before `cutoff` and
 /// raises the pruned watermark to the highest id deleted. Returns how many
 /// rows went. Small batches keep each write transaction short.
-pub fn prune_batch(
-    conn: &mut DbConn,
-    cutoff: &str,
-    limit: i64,
-) -> Result<usize, StoreError> {
+pub fn prune_batch(conn: &mut DbConn, cutoff: &str, limit: i64) -> Result<usize, StoreError> {
     let doomed: Vec<i64> = events::table
         .filter(events::created_at.lt(cutoff.to_owned()))
         .order(events::id.asc())

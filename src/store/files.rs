@@ -1,8 +1,8 @@
 //! Shared files in SQLite: one row per file (tombstones included) with its
 //! lock lease, and the content of every version.
 
-use diesel::prelude::*;
 use super::db::DbConn;
+use diesel::prelude::*;
 
 use super::schema::{file_versions, files};
 use super::StoreError;
@@ -83,10 +83,7 @@ impl FileRow {
 }
 
 /// The file with this id, tombstones included.
-pub fn load(
-    conn: &mut DbConn,
-    stable_id: &str,
-) -> Result<Option<SharedFile>, StoreError> {
+pub fn load(conn: &mut DbConn, stable_id: &str) -> Result<Option<SharedFile>, StoreError> {
     Ok(files::table
         .find(stable_id)
         .select(FileRow::as_select())
@@ -96,11 +93,7 @@ pub fn load(
 }
 
 /// Writes the file's row; `last_event_id` is the newest event about it.
-pub fn save(
-    conn: &mut DbConn,
-    file: &SharedFile,
-    last_event_id: i64,
-) -> Result<(), StoreError> {
+pub fn save(conn: &mut DbConn, file: &SharedFile, last_event_id: i64) -> Result<(), StoreError> {
     let row = FileRow::from_file(file, last_event_id);
     let updated = diesel::update(files::table.find(&file.stable_id))
         .set(&row)
@@ -157,10 +150,7 @@ pub struct VersionInfo {
     pub size: usize,
 }
 
-pub fn versions(
-    conn: &mut DbConn,
-    stable_id: &str,
-) -> Result<Vec<VersionInfo>, StoreError> {
+pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
     let rows: Vec<(i64, String, String, String)> = file_versions::table
         .filter(file_versions::stable_id.eq(stable_id))
         .order(file_versions::version.asc())
@@ -240,10 +230,7 @@ pub fn expired_locks(
 }
 
 /// Every file changed after event `cursor`, tombstones included.
-pub fn changed_since(
-    conn: &mut DbConn,
-    cursor: i64,
-) -> Result<Vec<SharedFile>, StoreError> {
+pub fn changed_since(conn: &mut DbConn, cursor: i64) -> Result<Vec<SharedFile>, StoreError> {
     Ok(files::table
         .filter(files::last_event_id.gt(cursor))
         .order(files::last_event_id.asc())

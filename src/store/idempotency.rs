@@ -2,8 +2,8 @@
 //! the request's fingerprint in the same transaction as the change itself, so
 //! a retry either finds it or runs the change: never both, never neither.
 
-use diesel::prelude::*;
 use super::db::DbConn;
+use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::schema::idempotency_keys;
@@ -114,11 +114,7 @@ pub fn remember(
 }
 
 /// Forgets up to `limit` keys older than `cutoff`.
-pub fn forget_expired(
-    conn: &mut DbConn,
-    cutoff: &str,
-    limit: i64,
-) -> Result<usize, StoreError> {
+pub fn forget_expired(conn: &mut DbConn, cutoff: &str, limit: i64) -> Result<usize, StoreError> {
     let doomed: Vec<(String, String)> = idempotency_keys::table
         .filter(idempotency_keys::created_at.lt(cutoff))
         .limit(limit)

@@ -16,14 +16,13 @@ pub mod work_items;
 mod writer;
 
 pub use db::{open_pool, run_migrations, DatabaseUrl, DbConn, Pool, PooledConn};
+pub use db::{transaction, write_transaction, TxMode};
 pub use error::StoreError;
 pub use events::{EventQuery, LogPosition, Order};
 pub use idempotency::IdempotencyClaim;
-pub use db::{transaction, write_transaction, TxMode};
 pub use writer::{Committed, Outcome, Tx, WeakWriter, Writer, WriterConfig};
 
 use std::sync::Arc;
-
 
 /// Read access to the database through the connection pool. Reads run on
 /// tokio's blocking threads and see a consistent WAL snapshot each.

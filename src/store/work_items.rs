@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use diesel::prelude::*;
 use super::db::DbConn;
+use diesel::prelude::*;
 
 use super::schema::{work_item_comments, work_item_links, work_items};
 use super::StoreError;
@@ -149,10 +149,7 @@ fn children(conn: &mut DbConn, ids: &[String]) -> Result<Children, StoreError> {
     Ok((links, comments))
 }
 
-fn assemble(
-    conn: &mut DbConn,
-    rows: Vec<WorkItemRow>,
-) -> Result<Vec<WorkItem>, StoreError> {
+fn assemble(conn: &mut DbConn, rows: Vec<WorkItemRow>) -> Result<Vec<WorkItem>, StoreError> {
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let (mut links, mut comments) = children(conn, &ids)?;
     rows.into_iter()
@@ -178,11 +175,7 @@ pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<WorkItem>, StoreError>
 }
 
 /// Writes the item's own row (not its links or comments).
-pub fn save(
-    conn: &mut DbConn,
-    item: &WorkItem,
-    last_event_id: i64,
-) -> Result<(), StoreError> {
+pub fn save(conn: &mut DbConn, item: &WorkItem, last_event_id: i64) -> Result<(), StoreError> {
     let row = WorkItemRow::from_item(item, last_event_id);
     let updated = diesel::update(work_items::table.find(&item.id))
         .set(&row)
@@ -214,11 +207,7 @@ pub fn insert_link(
     Ok(())
 }
 
-pub fn delete_link(
-    conn: &mut DbConn,
-    item_id: &str,
-    link: &Link,
-) -> Result<(), StoreError> {
+pub fn delete_link(conn: &mut DbConn, item_id: &str, link: &Link) -> Result<(), StoreError> {
     diesel::delete(
         work_item_links::table
             .filter(work_item_links::item_id.eq(item_id))

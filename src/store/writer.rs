@@ -23,8 +23,8 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::idempotency::{self, IdempotencyClaim, KEY_LIFETIME};
 use super::db::{self, DbConn};
+use super::idempotency::{self, IdempotencyClaim, KEY_LIFETIME};
 use super::{events, DatabaseUrl, StoreError};
 use crate::domain::{format_timestamp, Event, NewEvent};
 
@@ -271,11 +271,7 @@ fn writer_connection(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
 }
 
 /// Runs and commits one batch; false when the commit failed.
-fn commit_batch(
-    conn: &mut DbConn,
-    batch: &mut Vec<Request>,
-    on_commit: &OnCommit,
-) -> bool {
+fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommit) -> bool {
     let started = std::time::Instant::now();
     let now_time = Utc::now();
     let now = format_timestamp(now_time);

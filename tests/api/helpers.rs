@@ -520,7 +520,11 @@ impl PgDatabase {
             std::process::id(),
             NEXT_DATABASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        admin_execute(&admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        admin_execute(
+            &admin_url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await;
         admin_execute(&admin_url, &format!("CREATE DATABASE {name}")).await;
         let (base, _) = admin_url
             .rsplit_once('/')

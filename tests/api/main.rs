@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod process;
 mod publish;
+mod scale_out;
 mod security;
 mod smoke;
 mod stream;

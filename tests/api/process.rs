@@ -1,7 +1,6 @@
 //! The real `switchboard serve` process: it stops on SIGTERM, ending its
 //! streams, and a new process on the same database carries on.
 
-use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::{json, Value};
@@ -12,7 +11,7 @@ use crate::helpers::{SseStream, DEADLINE};
 
 /// Starts `switchboard serve` on a free port; returns it once it listens
 /// (read from its JSON log line, no polling).
-pub async fn start_serve(database: &Path) -> (Child, u16) {
+pub async fn start_serve(database: impl AsRef<std::ffi::OsStr>) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("serve")
         .args([

@@ -1,0 +1,459 @@
+//! Several nodes on one PostgreSQL database: cross-node fan-out, a client
+//! hopping from node to node with `Last-Event-ID`, locks and idempotency keys
+//! shared by all nodes, a node killed with SIGKILL mid-load, and nodes whose
+//! database connections are cut. Skipped (with a note) unless
+//! `SWITCHBOARD_TEST_POSTGRES` names a PostgreSQL server.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    admin_execute, postgres_admin_url, spawn_node, PgDatabase, SseStream, TestApp, DEADLINE,
+};
+use crate::process::start_serve;
+
+async fn nodes(count: usize) -> Option<(Arc<PgDatabase>, Vec<TestApp>)> {
+    postgres_admin_url()?;
+    let database = Arc::new(PgDatabase::create().await);
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        nodes.push(spawn_node(&database).await);
+    }
+    Some((database, nodes))
+}
+
+/// Every stored event on `channel`, oldest first, read from `base`.
+async fn log_on(client: &reqwest::Client, base: &str, channel: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{base}/api/events?channels={channel}&after={after}&limit=1000"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = page["events"].as_array().unwrap().clone();
+        if let Some(last) = events.last() {
+            after = last["id"].as_i64().unwrap();
+        }
+        let done = page["next_cursor"].is_null();
+        all.extend(events);
+        if done {
+            return all;
+        }
+    }
+}
+
+fn event_ids(events: &[Value]) -> Vec<i64> {
+    events.iter().map(|e| e["id"].as_i64().unwrap()).collect()
+}
+
+/// Reads events (skipping presence and other channels' events) until `want`
+/// of them arrived or the deadline passed.
+async fn collect(stream: &mut SseStream, channel: &str, want: usize) -> Vec<i64> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while seen.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(event) = stream.next_event_within(left).await else {
+            break;
+        };
+        let value = event.json().unwrap();
+        if value["channel"] == channel {
+            seen.push(value["id"].as_i64().unwrap());
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_spread_over_three_nodes_reach_every_node_and_a_hopping_subscriber_exactly_once() {
+    let Some((_database, nodes)) = nodes(3).await else {
+        return;
+    };
+    // One watcher per node, connected before anything is written.
+    let mut watchers = Vec::new();
+    for node in &nodes {
+        watchers.push(node.stream("channels=spread&replay=0", &[]).await);
+    }
+
+    const PER_NODE: usize = 150;
+    let mut writers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let publisher = node.publisher();
+        writers.push(tokio::spawn(async move {
+            for i in 0..PER_NODE {
+                let session = format!("writer-{n}");
+                publisher
+                    .publish(
+                        "spread",
+                        "write",
+                        json!({"node": n, "i": i}),
+                        Some(&session),
+                    )
+                    .await;
+            }
+        }));
+    }
+
+    // A subscriber that hops node to node every few events, resuming with
+    // Last-Event-ID, while the writers run.
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    let hopper = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut received: Vec<i64> = Vec::new();
+        let mut hop = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while received.len() < 3 * PER_NODE && Instant::now() < deadline {
+            let base = &addresses[hop % addresses.len()];
+            let mut request = client.get(format!("{base}/api/stream?channels=spread&replay=0"));
+            if let Some(last) = received.last() {
+                request = request.header("Last-Event-ID", last.to_string());
+            } else {
+                request = request.query(&[("last_event_id", "0")]);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            let mut stream = SseStream::new(response);
+            let got = collect_some(&mut stream, 25).await;
+            received.extend(got);
+            hop += 1;
+        }
+        (received, hop)
+    });
+
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let log = log_on(&nodes[0].client, &nodes[0].address, "spread").await;
+    let logged = event_ids(&log);
+    assert_eq!(logged.len(), 3 * PER_NODE, "every write is in the log once");
+    for (n, node) in nodes.iter().enumerate() {
+        let seen_by_node: HashSet<i64> =
+            event_ids(&log_on(&node.client, &node.address, "spread").await)
+                .into_iter()
+                .collect();
+        assert_eq!(
+            seen_by_node.len(),
+            logged.len(),
+            "node {n} reads the same log"
+        );
+    }
+
+    for (n, watcher) in watchers.iter_mut().enumerate() {
+        let seen = collect(watcher, "spread", logged.len()).await;
+        assert_eq!(
+            seen, logged,
+            "the watcher on node {n} got every event of every node once, in id order"
+        );
+    }
+
+    let (received, hops) = hopper.await.unwrap();
+    assert!(
+        hops >= 10,
+        "the subscriber hopped between nodes ({hops} hops)"
+    );
+    assert_eq!(
+        received, logged,
+        "the hopping subscriber got every event exactly once, in id order"
+    );
+}
+
+/// Reads up to `n` events from a stream (or what comes within a short wait).
+async fn collect_some(stream: &mut SseStream, n: usize) -> Vec<i64> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let Some(event) = stream.next_event_within(Duration::from_millis(500)).await else {
+            break;
+        };
+        assert_ne!(
+            event.event, "resync",
+            "a hop never needs a resync: {event:?}"
+        );
+        got.push(event.id.unwrap().parse().unwrap());
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_and_idempotency_keys_hold_across_nodes() {
+    let Some((_database, nodes)) = nodes(2).await else {
+        return;
+    };
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let call = |node: &TestApp, method: reqwest::Method, path: &str, session: &str, body: Value| {
+        node.client
+            .request(method, node.url(path))
+            .header("X-Agent-ID", format!("agent-{session}"))
+            .header("X-Session-ID", session.to_owned())
+            .json(&body)
+            .send()
+    };
+    let created = call(
+        a,
+        reqwest::Method::POST,
+        "/api/files",
+        "alice",
+        json!({"stable_id": "plan", "name": "plan.md", "content": "v1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let locked = call(
+        a,
+        reqwest::Method::POST,
+        "/api/files/plan/lock",
+        "alice",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(locked.status(), 200, "alice locks on node A");
+    let refused = call(
+        b,
+        reqwest::Method::POST,
+        "/api/files/plan/lock",
+        "bob",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 409, "the lock taken on A is held on B");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "lock_held");
+    assert_eq!(body["error"]["details"]["locked_by"], "agent-alice");
+    let save = call(
+        b,
+        reqwest::Method::PUT,
+        "/api/files/plan",
+        "bob",
+        json!({"content": "bob was here"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(save.status(), 409, "B refuses a save without the lock");
+
+    let released = call(
+        a,
+        reqwest::Method::DELETE,
+        "/api/files/plan/lock",
+        "alice",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(released.status(), 200);
+    let taken = call(
+        b,
+        reqwest::Method::POST,
+        "/api/files/plan/lock",
+        "bob",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.status(), 200, "once released on A, B can take it");
+
+    // The same Idempotency-Key sent to both nodes publishes once.
+    let mut answers = Vec::new();
+    for node in [a, b, a] {
+        let response = node
+            .post("/api/channels/idem/events")
+            .header("X-Agent-ID", "retrier")
+            .header("Idempotency-Key", "k-1")
+            .json(&json!({"type": "once", "data": {"n": 1}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let replayed = response.headers().get("Idempotent-Replayed").is_some();
+        let body: Value = response.json().await.unwrap();
+        answers.push((body["id"].as_i64().unwrap(), replayed));
+    }
+    assert_eq!(answers[0].0, answers[1].0);
+    assert_eq!(answers[0].0, answers[2].0);
+    assert_eq!(
+        answers.iter().map(|a| a.1).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    assert_eq!(log_on(&b.client, &b.address, "idem").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_one_node_mid_load_loses_nothing_acknowledged_and_the_others_deliver_it() {
+    if postgres_admin_url().is_none() {
+        return;
+    }
+    let database = PgDatabase::create().await;
+    let (mut doomed, doomed_port) = start_serve(&database.url).await;
+    let (_survivor, survivor_port) = start_serve(&database.url).await;
+    let survivor = format!("http://127.0.0.1:{survivor_port}");
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{survivor}/api/stream?channels=crash&replay=0"))
+        .send()
+        .await
+        .unwrap();
+    let mut watcher = SseStream::new(response);
+
+    let stop_at = Instant::now() + Duration::from_millis(1500);
+    let mut writers = Vec::new();
+    for writer in 0..8 {
+        let port = if writer % 2 == 0 {
+            doomed_port
+        } else {
+            survivor_port
+        };
+        writers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut acked: Vec<(i64, Value)> = Vec::new();
+            for n in 0.. {
+                let data = json!({ "writer": writer, "n": n });
+                let sent = client
+                    .post(format!("http://127.0.0.1:{port}/api/channels/crash/events"))
+                    .header("X-Agent-ID", format!("writer-{writer}"))
+                    .json(&json!({ "type": "write", "data": data }))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 201 => {
+                        let Ok(event) = response.json::<Value>().await else {
+                            break;
+                        };
+                        acked.push((event["id"].as_i64().unwrap(), data));
+                    }
+                    _ => break, // that node is gone: unacknowledged writes may be lost
+                }
+                if Instant::now() > stop_at + Duration::from_secs(1) {
+                    break;
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep_until(stop_at.into()).await;
+    doomed.start_kill().unwrap(); // SIGKILL, mid-run
+    doomed.wait().await.unwrap();
+
+    let mut acked = BTreeMap::new();
+    let mut acked_by_doomed = 0;
+    for (w, writer) in writers.into_iter().enumerate() {
+        for (id, data) in writer.await.unwrap() {
+            acked_by_doomed += usize::from(w % 2 == 0);
+            assert!(
+                acked.insert(id, data).is_none(),
+                "an id was acknowledged twice"
+            );
+        }
+    }
+    assert!(
+        acked_by_doomed > 50,
+        "the killed node was busy: {acked_by_doomed}"
+    );
+
+    let stored: BTreeMap<i64, Value> = log_on(&client, &survivor, "crash")
+        .await
+        .into_iter()
+        .map(|e| (e["id"].as_i64().unwrap(), e["payload"].clone()))
+        .collect();
+    for (id, data) in &acked {
+        assert_eq!(
+            stored.get(id),
+            Some(data),
+            "acknowledged event {id} is in the log"
+        );
+    }
+    // The survivor delivered everything that committed, its own and the
+    // killed node's, once and in order.
+    let logged: Vec<i64> = stored.keys().copied().collect();
+    let seen = collect(&mut watcher, "crash", logged.len()).await;
+    assert_eq!(
+        seen, logged,
+        "the survivor's watcher got every committed event once"
+    );
+
+    // A new node joins and carries on above the head.
+    let (_joined, joined_port) = start_serve(&database.url).await;
+    let response = client
+        .post(format!(
+            "http://127.0.0.1:{joined_port}/api/channels/crash/events"
+        ))
+        .json(&json!({"type": "after", "data": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let event: Value = response.json().await.unwrap();
+    assert!(event["id"].as_i64().unwrap() > *logged.last().unwrap());
+    let next = collect(&mut watcher, "crash", 1).await;
+    assert_eq!(next, vec![event["id"].as_i64().unwrap()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_whose_database_connections_are_cut_reconnect_and_catch_up() {
+    let Some((database, nodes)) = nodes(2).await else {
+        return;
+    };
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut watcher = b.stream("channels=cut&replay=0", &[]).await;
+    let first = a.publish("cut", "before", json!({}), None).await;
+    assert_eq!(
+        collect(&mut watcher, "cut", 1).await,
+        vec![first["id"].as_i64().unwrap()]
+    );
+
+    // Every connection of every node to this database is terminated: the
+    // writers', the pools', the listeners'.
+    let admin = postgres_admin_url().unwrap();
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    admin_execute(
+        &admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ),
+    )
+    .await;
+
+    // Writes fail at most briefly (503, which a client retries), then succeed.
+    let mut published = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while published.len() < 20 {
+        let response = a
+            .post("/api/channels/cut/events")
+            .header("X-Agent-ID", "writer")
+            .json(&json!({"type": "after", "data": {"n": published.len()}}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            201 => {
+                let event: Value = response.json().await.unwrap();
+                published.push(event["id"].as_i64().unwrap());
+            }
+            503 => {
+                assert!(Instant::now() < deadline, "node A never recovered");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // The stream on B, open all along, gets them once, in order.
+    assert_eq!(
+        collect(&mut watcher, "cut", published.len()).await,
+        published
+    );
+    watcher.assert_quiet(Duration::from_millis(300)).await;
+    // And B's own writes work again too.
+    let from_b = b.publish("cut", "from-b", json!({}), None).await;
+    assert!(from_b["id"].as_i64().unwrap() > *published.last().unwrap());
+}
