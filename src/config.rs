@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// Open streams the server accepts before answering 503.
     #[arg(long, env = "SWITCHBOARD_MAX_STREAMS", default_value_t = 50_000)]
     pub max_streams: usize,
+    /// With PostgreSQL: a node that has not refreshed its heartbeat for this
+    /// long is considered gone, and its sessions leave (heartbeats are sent
+    /// five times per period).
+    #[arg(long, env = "SWITCHBOARD_NODE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub node_timeout: Duration,
     /// `text` for people, `json` for machines.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

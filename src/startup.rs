@@ -30,6 +30,8 @@ pub struct Application {
     server: Server,
     stopper: Stopper,
     writer_thread: std::thread::JoinHandle<()>,
+    /// With PostgreSQL: this node, removed from the shared tables on stop.
+    farewell: Option<(Node, Writer)>,
 }
 
 /// Stops the server the way SIGTERM does: streams end at once (clients resume
@@ -95,6 +97,7 @@ impl Application {
                     }),
             }),
         )?;
+        let writer_for_farewell = writer.clone();
         if let store::DatabaseUrl::Postgres { url } = &url {
             crate::follow::spawn(
                 url.clone(),
@@ -105,7 +108,19 @@ impl Application {
             );
         }
 
-        hub.set_presence_sink(presence_sink(writer.downgrade()));
+        let node = match &url {
+            store::DatabaseUrl::Postgres { .. } => {
+                let node = Node::new();
+                node.register(&writer, &hub).await?;
+                spawn_heartbeat(node.clone(), writer.clone(), hub.clone(), args.node_timeout);
+                hub.set_presence_sink(node.presence_sink(writer.downgrade()));
+                Some(node)
+            }
+            store::DatabaseUrl::Sqlite { .. } => {
+                hub.set_presence_sink(presence_sink(writer.downgrade()));
+                None
+            }
+        };
         spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
         spawn_lock_sweeper(writer.clone(), hub.shutdown_signal());
         spawn_checkpointer(store.clone(), hub.shutdown_signal());
@@ -128,6 +143,10 @@ impl Application {
             lock_ttl: args.lock_ttl,
             started: Instant::now(),
             database: url.clone(),
+            node: node.as_ref().map(|n| crate::http::NodeInfo {
+                node_id: n.id.clone(),
+                timeout: args.node_timeout,
+            }),
             auth: auth.clone(),
             limiter: http::WriteLimiter::new(args.rate_limit),
             max_streams: args.max_streams,
@@ -163,6 +182,7 @@ impl Application {
             server,
             stopper,
             writer_thread,
+            farewell: node.map(|node| (node, writer_for_farewell)),
         })
     }
 
@@ -190,6 +210,9 @@ impl Application {
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.stopper.hub.shut_down();
+        if let Some((node, writer)) = self.farewell {
+            node.leave(&writer).await;
+        }
         let thread = self.writer_thread;
         let joined = tokio::time::timeout(
             Duration::from_secs(5),
@@ -380,6 +403,130 @@ fn spawn_token_reloader(auth: Arc<Auth>, mut shutdown: watch::Receiver<bool>) {
                     Err(err) => tracing::error!(error = %err, "tokens not reloaded; the old ones stay"),
                 },
                 _ = shutdown.changed() => return,
+            }
+        }
+    });
+}
+
+/// This process as one of several nodes on a shared PostgreSQL database: its
+/// id, its heartbeat, and presence kept in the shared tables.
+#[derive(Clone)]
+struct Node {
+    id: String,
+    started_at: String,
+}
+
+impl Node {
+    fn new() -> Self {
+        Node {
+            id: format!("{:016x}", rand::random::<u64>()),
+            started_at: format_timestamp(Utc::now()),
+        }
+    }
+
+    fn rows(&self, sessions: &[SessionInfo]) -> Vec<store::presence::PresenceRow> {
+        sessions.iter().map(|s| self.row(s)).collect()
+    }
+
+    fn row(&self, session: &SessionInfo) -> store::presence::PresenceRow {
+        store::presence::PresenceRow {
+            node_id: self.id.clone(),
+            session_id: session.session_id.clone(),
+            agent_id: session.agent_id.clone(),
+            connections: session.connections as i64,
+            channels: serde_json::to_string(&session.channels).unwrap_or_else(|_| "[]".into()),
+            connected_at: session.connected_at.clone(),
+        }
+    }
+
+    async fn register(&self, writer: &Writer, hub: &Hub) -> anyhow::Result<()> {
+        self.beat(writer, hub, None).await?;
+        tracing::info!(node_id = %self.id, "joined the nodes sharing this database");
+        Ok(())
+    }
+
+    /// Refreshes this node's heartbeat and, with `timeout`, removes nodes
+    /// whose heartbeat is older than that.
+    async fn beat(
+        &self,
+        writer: &Writer,
+        hub: &Hub,
+        timeout: Option<Duration>,
+    ) -> Result<(), store::StoreError> {
+        let node = self.clone();
+        let rows = self.rows(&hub.sessions());
+        writer
+            .write(None, move |tx| {
+                store::presence::heartbeat(tx, &node.id, &node.started_at, &rows)?;
+                if let Some(timeout) = timeout.and_then(|t| chrono::Duration::from_std(t).ok()) {
+                    let cutoff = format_timestamp(tx.now_time() - timeout);
+                    let gone = store::presence::remove_nodes(tx, &cutoff, None)?;
+                    if gone > 0 {
+                        tracing::warn!(
+                            nodes = gone,
+                            "removed nodes that stopped heart-beating; their sessions left"
+                        );
+                    }
+                }
+                Ok(Outcome::new(200, serde_json::Value::Null))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes this node and its sessions (on a graceful stop).
+    async fn leave(&self, writer: &Writer) {
+        let id = self.id.clone();
+        let done = writer
+            .write(None, move |tx| {
+                store::presence::remove_nodes(tx, "", Some(&id))?;
+                Ok(Outcome::new(200, serde_json::Value::Null))
+            })
+            .await;
+        if let Err(err) = done {
+            tracing::warn!(error = %err, "could not remove this node; the others will after its timeout");
+        }
+    }
+
+    /// Presence through the shared tables: a session joins with its first
+    /// stream on any node and leaves with its last on all of them.
+    fn presence_sink(&self, writer: WeakWriter) -> PresenceSink {
+        let node = self.clone();
+        Box::new(move |change: PresenceChange, session: &SessionInfo| {
+            let Some(writer) = writer.upgrade() else {
+                return; // shutting down
+            };
+            let row = node.row(session);
+            let queued = writer.write_detached(move |tx| {
+                match change {
+                    PresenceChange::Joined => store::presence::joined(tx, row)?,
+                    PresenceChange::Left => {
+                        store::presence::left(tx, &row.node_id, &row.session_id, &row.agent_id)?
+                    }
+                }
+                Ok(Outcome::new(200, serde_json::Value::Null))
+            });
+            if !queued {
+                tracing::warn!(session_id = %session.session_id, ?change, "presence not recorded: the writer is busy");
+            }
+        })
+    }
+}
+
+/// Refreshes the heartbeat five times per node timeout and removes nodes
+/// that stopped.
+fn spawn_heartbeat(node: Node, writer: Writer, hub: Arc<Hub>, timeout: Duration) {
+    let mut shutdown = hub.shutdown_signal();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(timeout / 5);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(err) = node.beat(&writer, &hub, Some(timeout)).await {
+                tracing::warn!(error = %err, "heartbeat failed; will retry");
             }
         }
     });

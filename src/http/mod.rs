@@ -42,6 +42,13 @@ pub struct StreamSettings {
 }
 
 /// What every handler can reach.
+/// This node, when several share a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub timeout: std::time::Duration,
+}
+
 pub struct AppState {
     pub store: Store,
     pub writer: Writer,
@@ -57,6 +64,8 @@ pub struct AppState {
     pub max_streams: usize,
     /// The SQLite file, for the size metric.
     pub database: crate::store::DatabaseUrl,
+    /// With PostgreSQL: this node's id and the node timeout.
+    pub node: Option<NodeInfo>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -632,7 +632,7 @@ pub struct Stats {
     uptime_seconds: u64,
 }
 
-/// A session with an open stream on this server.
+/// A session with an open stream.
 #[derive(ToSchema)]
 pub struct SessionInfo {
     session_id: String,
@@ -644,11 +644,19 @@ pub struct SessionInfo {
     /// When its first open stream opened (RFC 3339, microseconds).
     #[schema(format = DateTime)]
     connected_at: String,
+    /// With PostgreSQL: the nodes it has streams on.
+    nodes: Option<Vec<String>>,
 }
 
 /// `GET /api/sessions`.
 #[derive(ToSchema)]
 pub struct Sessions {
+    /// `node` (SQLite: this server's sessions) or `cluster` (PostgreSQL:
+    /// every node's).
+    #[schema(pattern = "^(node|cluster)$")]
+    scope: String,
+    /// With PostgreSQL: the id of the node that answered.
+    node_id: Option<String>,
     sessions: Vec<SessionInfo>,
 }
 

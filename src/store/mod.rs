@@ -11,6 +11,7 @@ pub mod events;
 pub mod files;
 mod idempotency;
 pub mod listen;
+pub mod presence;
 mod schema;
 pub mod work_items;
 mod writer;

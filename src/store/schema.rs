@@ -163,3 +163,26 @@ diesel::table! {
 }
 
 diesel::joinable!(messages -> conversations (conversation_id));
+
+// PostgreSQL only (migrations/postgres/…_nodes_presence): nodes sharing the
+// database and the sessions open on each.
+diesel::table! {
+    nodes (node_id) {
+        node_id -> Text,
+        started_at -> Text,
+        heartbeat_at -> Text,
+    }
+}
+
+diesel::table! {
+    presence (node_id, session_id) {
+        node_id -> Text,
+        session_id -> Text,
+        agent_id -> Text,
+        connections -> BigInt,
+        channels -> Text,
+        connected_at -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(nodes, presence);

@@ -61,8 +61,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeArgs)) -> TestApp {
 
 /// Starts another server (another node) on the same PostgreSQL database.
 pub async fn spawn_node(database: &std::sync::Arc<PgDatabase>) -> TestApp {
+    spawn_node_with(database, |_| {}).await
+}
+
+pub async fn spawn_node_with(
+    database: &std::sync::Arc<PgDatabase>,
+    configure: impl FnOnce(&mut ServeArgs),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    start_in(dir, Some(database.clone()), |_| {}).await
+    start_in(dir, Some(database.clone()), configure).await
 }
 
 async fn start_in(

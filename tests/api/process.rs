@@ -12,6 +12,14 @@ use crate::helpers::{SseStream, DEADLINE};
 /// Starts `switchboard serve` on a free port; returns it once it listens
 /// (read from its JSON log line, no polling).
 pub async fn start_serve(database: impl AsRef<std::ffi::OsStr>) -> (Child, u16) {
+    start_serve_with(database, &[]).await
+}
+
+/// `start_serve` with extra `SWITCHBOARD_*` settings in the environment.
+pub async fn start_serve_with(
+    database: impl AsRef<std::ffi::OsStr>,
+    env: &[(&str, &str)],
+) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("serve")
         .args([
@@ -23,6 +31,7 @@ pub async fn start_serve(database: impl AsRef<std::ffi::OsStr>) -> (Child, u16) 
         ])
         .arg(database)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

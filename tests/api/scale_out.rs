@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    admin_execute, postgres_admin_url, spawn_node, PgDatabase, SseStream, TestApp, DEADLINE,
+    admin_execute, postgres_admin_url, spawn_node, spawn_node_with, PgDatabase, SseStream, TestApp,
+    DEADLINE,
 };
-use crate::process::start_serve;
+use crate::process::{start_serve, start_serve_with};
 
 async fn nodes(count: usize) -> Option<(Arc<PgDatabase>, Vec<TestApp>)> {
     postgres_admin_url()?;
@@ -456,4 +457,132 @@ async fn nodes_whose_database_connections_are_cut_reconnect_and_catch_up() {
     // And B's own writes work again too.
     let from_b = b.publish("cut", "from-b", json!({}), None).await;
     assert!(from_b["id"].as_i64().unwrap() > *published.last().unwrap());
+}
+
+/// The next presence event (its type and session), skipping keep-alives.
+async fn next_presence(stream: &mut SseStream, within: Duration) -> Option<(String, String, i64)> {
+    let event = stream.next_event_within(within).await?;
+    let value = event.json().unwrap();
+    Some((
+        value["type"].as_str().unwrap().to_owned(),
+        value["payload"]["session_id"].as_str().unwrap().to_owned(),
+        value["payload"]["connections"].as_i64().unwrap(),
+    ))
+}
+
+async fn sessions_on(node: &TestApp) -> Value {
+    node.get("/api/sessions")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_with_streams_on_several_nodes_joins_once_and_leaves_once() {
+    if postgres_admin_url().is_none() {
+        return;
+    }
+    let database = Arc::new(PgDatabase::create().await);
+    let configure = |a: &mut switchboard::config::ServeArgs| {
+        a.keepalive = Duration::from_millis(100);
+        a.node_timeout = Duration::from_secs(1);
+    };
+    let a = spawn_node_with(&database, configure).await;
+    let b = spawn_node_with(&database, configure).await;
+    let mut watcher = a
+        .stream("channels=presence&replay=0", &[("X-Session-ID", "watcher")])
+        .await;
+    const QUIET: Duration = Duration::from_millis(600);
+
+    let on_a = a
+        .stream(
+            "channels=global",
+            &[("X-Session-ID", "s1"), ("X-Agent-ID", "ag")],
+        )
+        .await;
+    assert_eq!(
+        next_presence(&mut watcher, DEADLINE).await,
+        Some(("session_joined".into(), "s1".into(), 1))
+    );
+    let on_b = b
+        .stream(
+            "channels=files",
+            &[("X-Session-ID", "s1"), ("X-Agent-ID", "ag")],
+        )
+        .await;
+    watcher.assert_quiet(QUIET).await; // already present, on node A
+
+    // Both nodes list s1 once, with both streams, both channels, both nodes.
+    for node in [&a, &b] {
+        let listed = sessions_on(node).await;
+        assert_eq!(listed["scope"], "cluster");
+        let s1: Vec<&Value> = listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["session_id"] == "s1")
+            .collect();
+        assert_eq!(s1.len(), 1, "{listed}");
+        assert_eq!(s1[0]["connections"], 2, "{listed}");
+        assert_eq!(s1[0]["nodes"].as_array().unwrap().len(), 2, "{listed}");
+        let channels: HashSet<&str> = s1[0]["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(channels, HashSet::from(["global", "files"]));
+    }
+
+    drop(on_a);
+    watcher.assert_quiet(QUIET).await; // still present on node B
+    drop(on_b);
+    assert_eq!(
+        next_presence(&mut watcher, DEADLINE).await,
+        Some(("session_left".into(), "s1".into(), 0))
+    );
+
+    // A node killed with SIGKILL: its sessions leave once the others notice
+    // that its heartbeat stopped.
+    let (mut doomed, port) =
+        start_serve_with(&database.url, &[("SWITCHBOARD_NODE_TIMEOUT", "1s")]).await;
+    let response = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{port}/api/stream?channels=global"
+        ))
+        .header("X-Session-ID", "s2")
+        .header("X-Agent-ID", "ag")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let _open_on_doomed = SseStream::new(response);
+    assert_eq!(
+        next_presence(&mut watcher, DEADLINE).await,
+        Some(("session_joined".into(), "s2".into(), 1))
+    );
+    doomed.start_kill().unwrap();
+    doomed.wait().await.unwrap();
+    let killed_at = Instant::now();
+    assert_eq!(
+        next_presence(&mut watcher, DEADLINE).await,
+        Some(("session_left".into(), "s2".into(), 0))
+    );
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(4),
+        "noticed within the node timeout and a heartbeat: {:?}",
+        killed_at.elapsed()
+    );
+    let listed = sessions_on(&b).await;
+    assert!(
+        listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["session_id"] != "s2"),
+        "{listed}"
+    );
 }
