@@ -44,6 +44,15 @@ pub enum Scenario {
     Replay,
     /// Streaming-message deltas/s: one conversation, then 100 at once.
     Deltas,
+    /// Scale-out: 1 node on PostgreSQL, 300 subscribers × 500 events/s.
+    #[value(name = "nodes-1")]
+    Nodes1,
+    /// The same load spread over 2 nodes sharing one PostgreSQL database.
+    #[value(name = "nodes-2")]
+    Nodes2,
+    /// The same load spread over 3 nodes sharing one PostgreSQL database.
+    #[value(name = "nodes-3")]
+    Nodes3,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -60,6 +69,11 @@ pub struct BenchArgs {
     /// Streams the idle scenario opens.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=50_000))]
     pub idle_streams: u64,
+    /// A PostgreSQL server for the `nodes-*` scenarios (each run creates and
+    /// drops a database of its own there), e.g. postgres://postgres@127.0.0.1:5432/test.
+    /// Without it those scenarios are skipped.
+    #[arg(long, env = "SWITCHBOARD_BENCH_POSTGRES")]
+    pub postgres: Option<String>,
     /// Print one JSON line per scenario instead of the tables.
     #[arg(long)]
     pub json: bool,
@@ -75,6 +89,9 @@ pub struct BenchArgs {
 }
 
 const FLOOD_SUBSCRIBERS: usize = 10;
+/// The scale-out scenarios' load, the same whatever the number of nodes.
+const NODES_SUBSCRIBERS: usize = 300;
+const NODES_RATE: u64 = 300;
 const OTHER_CPU: &str = "other CPU: kernel, other processes (cores)";
 /// How long to wait before a run for the machine to calm down.
 const QUIET_WAIT: Duration = Duration::from_secs(10);
@@ -95,6 +112,7 @@ fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
         figure("publish_rtt_p50_ms", "publish round trip p50 (ms)", 2),
         figure("publish_rtt_p99_ms", "publish round trip p99 (ms)", 2),
         figure("deliveries_expected", "deliveries expected", 0),
+        figure("delivery_rate", "deliveries/s (all streams)", 0),
         goal("loss", "loss (deliveries)", 0, Target::AtMost(0.0)),
         goal("duplicates", "duplicates", 0, Target::AtMost(0.0)),
         figure("order_violations", "out-of-order ids", 0),
@@ -109,14 +127,27 @@ fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 9] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
         Scenario::Idle,
         Scenario::Replay,
         Scenario::Deltas,
+        Scenario::Nodes1,
+        Scenario::Nodes2,
+        Scenario::Nodes3,
     ];
+
+    /// Nodes on a shared PostgreSQL database, for the scale-out scenarios.
+    fn nodes(self) -> Option<usize> {
+        match self {
+            Scenario::Nodes1 => Some(1),
+            Scenario::Nodes2 => Some(2),
+            Scenario::Nodes3 => Some(3),
+            _ => None,
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -126,6 +157,9 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Replay => "replay",
             Scenario::Deltas => "deltas",
+            Scenario::Nodes1 => "nodes-1",
+            Scenario::Nodes2 => "nodes-2",
+            Scenario::Nodes3 => "nodes-3",
         }
     }
 
@@ -144,6 +178,10 @@ impl Scenario {
             }
             Scenario::Deltas => format!(
                 "message deltas for {secs} s from 1 client on 1 conversation, then {secs} s from 100 clients on 100"
+            ),
+            Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => format!(
+                "{} node(s) on one PostgreSQL database: {NODES_SUBSCRIBERS} subscribers × {NODES_RATE} events/s for {secs} s, spread over the nodes",
+                self.nodes().unwrap_or(1)
             ),
         }
     }
@@ -226,6 +264,7 @@ impl Scenario {
                     Target::AtMost(0.0),
                 ),
             ],
+            Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => delivery_figures(None),
         }
     }
 }
@@ -290,8 +329,18 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
         "--duration must be more than 0 and at most 10m"
     );
     let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
-        Scenario::ALL.to_vec()
+        if args.postgres.is_none() {
+            eprintln!("note: the nodes-* scenarios need --postgres URL; skipping them");
+        }
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| s.nodes().is_none() || args.postgres.is_some())
+            .collect()
     } else {
+        anyhow::ensure!(
+            args.postgres.is_some() || args.scenario.iter().all(|s| s.nodes().is_none()),
+            "the nodes-* scenarios need --postgres URL (a PostgreSQL server where the bench may create databases)"
+        );
         Scenario::ALL
             .into_iter()
             .filter(|s| args.scenario.contains(s))
@@ -369,18 +418,42 @@ async fn run_once(
     run: u32,
 ) -> anyhow::Result<RunFigures> {
     let label = format!("{}-{run}", scenario.name());
+    if let (Some(nodes), Some(admin_url)) = (scenario.nodes(), &args.postgres) {
+        let database = server::PgDatabase::create(admin_url, &label).await?;
+        let mut servers = Vec::with_capacity(nodes);
+        for node in 0..nodes {
+            let label = format!("{label}-node{node}");
+            let mut server =
+                ServerProcess::start_on(root.path(), &label, &args.server_log, Some(&database.url))
+                    .await?;
+            server.keep_dir = args.keep_dir;
+            servers.push(server);
+        }
+        let result = scenarios::deliveries(
+            &mut servers,
+            NODES_SUBSCRIBERS,
+            Load::Paced { rate: NODES_RATE },
+            args.duration,
+        )
+        .await;
+        for server in servers {
+            server.stop();
+        }
+        database.drop_database().await;
+        return result;
+    }
     let mut server = ServerProcess::start(root.path(), &label, &args.server_log).await?;
     server.keep_dir = args.keep_dir;
     let result = match scenario {
         Scenario::Fanout100 => {
-            scenarios::deliveries(&mut server, 100, Load::Paced { rate: 1000 }, args.duration).await
+            scenarios::deliveries(std::slice::from_mut(&mut server), 100, Load::Paced { rate: 1000 }, args.duration).await
         }
         Scenario::Fanout1000 => {
-            scenarios::deliveries(&mut server, 1000, Load::Paced { rate: 100 }, args.duration).await
+            scenarios::deliveries(std::slice::from_mut(&mut server), 1000, Load::Paced { rate: 100 }, args.duration).await
         }
         Scenario::Flood => {
             scenarios::deliveries(
-                &mut server,
+                std::slice::from_mut(&mut server),
                 FLOOD_SUBSCRIBERS,
                 Load::Flood {
                     publishers: usize::from(args.flood_publishers),
@@ -392,6 +465,9 @@ async fn run_once(
         Scenario::Idle => scenarios::idle(&mut server, args.idle_streams as usize).await,
         Scenario::Replay => scenarios::replay(&mut server).await,
         Scenario::Deltas => deltas::deltas(&mut server, args.duration).await,
+        Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => {
+            unreachable!("the nodes-* scenarios start their own servers above")
+        }
     };
     let logged = server.log_lines();
     if logged > 0 {

@@ -94,7 +94,8 @@ struct SubscriberReport {
 /// Shared by a scenario's subscribers.
 #[derive(Clone)]
 struct SubscriberShared {
-    addr: SocketAddr,
+    /// The nodes; subscriber `i` connects to `addrs[i % len]`.
+    addrs: Arc<Vec<SocketAddr>>,
     connected: Arc<AtomicUsize>,
     /// Distinct probes received, summed over subscribers.
     progress: Arc<AtomicU64>,
@@ -103,7 +104,8 @@ struct SubscriberShared {
 
 /// One measuring stream: records, per delivered probe, receive time minus
 /// the publisher's stamp, until told to stop.
-async fn subscriber(shared: SubscriberShared, expected: usize) -> SubscriberReport {
+async fn subscriber(shared: SubscriberShared, index: usize, expected: usize) -> SubscriberReport {
+    let addr = shared.addrs[index % shared.addrs.len()];
     let mut report = SubscriberReport {
         latencies_us: Vec::with_capacity(expected),
         ..Default::default()
@@ -111,7 +113,7 @@ async fn subscriber(shared: SubscriberShared, expected: usize) -> SubscriberRepo
     let mut stop = shared.stop;
     let opened = tokio::select! {
         _ = stop.changed() => return report,
-        opened = timeout(CONNECT_TIMEOUT, SseConn::open(shared.addr, STREAM_PATH, "", 16 * 1024)) => opened,
+        opened = timeout(CONNECT_TIMEOUT, SseConn::open(addr, STREAM_PATH, "", 16 * 1024)) => opened,
     };
     let mut conn = match opened {
         Ok(Ok(conn)) => conn,
@@ -307,16 +309,19 @@ pub enum Load {
 
 /// `subscribers` streams on `bench`, all connected before the first
 /// publish; then the load for `duration`; then the deliveries are counted.
+/// With several servers (nodes on one database), subscribers and publishers
+/// are spread over them round-robin.
 pub async fn deliveries(
-    server: &mut ServerProcess,
+    servers: &mut [ServerProcess],
     subscribers: usize,
     load: Load,
     duration: Duration,
 ) -> anyhow::Result<RunFigures> {
-    let addr = server.addr;
+    let addrs: Arc<Vec<SocketAddr>> = Arc::new(servers.iter().map(|s| s.addr).collect());
+    let addr_of = |i: usize| addrs[i % addrs.len()];
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = SubscriberShared {
-        addr,
+        addrs: addrs.clone(),
         connected: Arc::new(AtomicUsize::new(0)),
         progress: Arc::new(AtomicU64::new(0)),
         stop: stop_rx,
@@ -326,8 +331,8 @@ pub async fn deliveries(
         Load::Flood { .. } => 0,
     };
     let mut subscriber_tasks = JoinSet::new();
-    for _ in 0..subscribers {
-        subscriber_tasks.spawn(subscriber(shared.clone(), expected_each));
+    for i in 0..subscribers {
+        subscriber_tasks.spawn(subscriber(shared.clone(), i, expected_each));
     }
     let connected = shared.connected.clone();
     let all_connected = wait_until(Instant::now() + CONNECT_TIMEOUT, || {
@@ -352,8 +357,8 @@ pub async fn deliveries(
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let seqs = Arc::new(AtomicU64::new(0));
-    let threads_before = server.thread_cpu();
-    let cpu = CpuMeter::start(server);
+    let threads_before = threads_of(servers);
+    let cpu = CpuMeter::start(servers);
     let started = Instant::now();
     let mut publisher_tasks = JoinSet::new();
     match load {
@@ -368,7 +373,7 @@ pub async fn deliveries(
                 // Stagger the publishers evenly inside one period.
                 let start = first_tick + period.mul_f64(i as f64 / publishers as f64);
                 publisher_tasks.spawn(paced_publisher(
-                    addr,
+                    addr_of(i as usize),
                     seqs.clone(),
                     count,
                     period,
@@ -379,8 +384,8 @@ pub async fn deliveries(
         }
         Load::Flood { publishers } => {
             let until = started + duration;
-            for _ in 0..publishers {
-                publisher_tasks.spawn(flood_publisher(addr, seqs.clone(), until));
+            for i in 0..publishers {
+                publisher_tasks.spawn(flood_publisher(addr_of(i), seqs.clone(), until));
             }
         }
     }
@@ -397,9 +402,12 @@ pub async fn deliveries(
     })
     .await;
     let wall = started.elapsed().as_secs_f64();
-    let cpu = cpu.read(server);
-    let server_rss = server.rss_kib()?;
-    let threads = thread_load(&threads_before, &server.thread_cpu(), wall);
+    let cpu = cpu.read(servers);
+    let mut server_rss = 0;
+    for server in servers.iter() {
+        server_rss += server.rss_kib()?;
+    }
+    let threads = thread_load(&threads_before, &threads_of(servers), wall);
     let _ = stop_tx.send(true);
 
     let mut latencies = Vec::new();
@@ -423,7 +431,9 @@ pub async fn deliveries(
             latencies.extend_from_slice(&report.latencies_us);
         }
     }
-    server.check_alive()?;
+    for server in servers.iter_mut() {
+        server.check_alive()?;
+    }
     if let Some(err) = &first_stream_error {
         eprintln!("  {stream_errors} stream(s) ended early; first: {err}");
     }
@@ -457,6 +467,10 @@ pub async fn deliveries(
     figures.insert("publish_rtt_p50_ms", rtt.p50_ms);
     figures.insert("publish_rtt_p99_ms", rtt.p99_ms);
     figures.insert("deliveries_expected", expected_total as f64);
+    figures.insert(
+        "delivery_rate",
+        (expected_total - loss) as f64 / publish_time.as_secs_f64(),
+    );
     figures.insert("loss", loss as f64);
     figures.insert("duplicates", duplicates as f64);
     figures.insert("order_violations", order as f64);
@@ -468,6 +482,17 @@ pub async fn deliveries(
     figures.insert("other_cpu", cpu.other);
     figures.insert("server_rss_mib", mib(server_rss));
     Ok(figures)
+}
+
+/// CPU seconds per thread name, summed over the servers.
+fn threads_of(servers: &[ServerProcess]) -> BTreeMap<String, f64> {
+    let mut threads = BTreeMap::new();
+    for server in servers {
+        for (name, cpu) in server.thread_cpu() {
+            *threads.entry(name).or_insert(0.0) += cpu;
+        }
+    }
+    threads
 }
 
 /// Cores each server thread used between two snapshots `wall` seconds apart.
@@ -543,12 +568,12 @@ pub async fn idle(server: &mut ServerProcess, count: usize) -> anyhow::Result<Ru
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.rss_kib()?;
 
-    let cpu = CpuMeter::start(server);
+    let cpu = CpuMeter::start(std::slice::from_ref(server));
     let started = Instant::now();
     let (open, errors, first_error) =
         open_many(addr, count, 256, started + Duration::from_secs(120)).await;
     let open_time = started.elapsed();
-    let cpu = cpu.read(server);
+    let cpu = cpu.read(std::slice::from_ref(server));
     if let Some(err) = &first_error {
         eprintln!("  {errors} stream(s) could not be opened; first: {err}");
     }
@@ -702,9 +727,9 @@ pub async fn replay(server: &mut ServerProcess) -> anyhow::Result<RunFigures> {
         let last_id = publish_batches(&mut conn, published as u64, total - published).await?;
         publish_time += started.elapsed();
         published = total;
-        let meter = CpuMeter::start(server);
+        let meter = CpuMeter::start(std::slice::from_ref(server));
         let replay = measure_replay(addr, last_id).await?;
-        other_cpu = other_cpu.max(meter.read(server).other);
+        other_cpu = other_cpu.max(meter.read(std::slice::from_ref(server)).other);
         loss += (total as u64).saturating_sub(replay.events);
         order += replay.order_violations;
         figures.insert(

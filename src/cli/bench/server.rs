@@ -74,6 +74,17 @@ impl ServerProcess {
     /// Starts `switchboard serve` in `root/<label>` and waits for `/readyz`.
     /// `log_filter` is the server's `RUST_LOG`.
     pub async fn start(root: &Path, label: &str, log_filter: &str) -> anyhow::Result<Self> {
+        Self::start_on(root, label, log_filter, None).await
+    }
+
+    /// `start` on the given `--database` (a PostgreSQL URL shared by several
+    /// servers) instead of a fresh SQLite file.
+    pub async fn start_on(
+        root: &Path,
+        label: &str,
+        log_filter: &str,
+        database: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let dir = root.join(label);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let port = free_port().context("finding a free port")?;
@@ -86,7 +97,10 @@ impl ServerProcess {
             .arg("--bind")
             .arg(addr.to_string())
             .arg("--database")
-            .arg(dir.join("bench.db"))
+            .arg(match database {
+                Some(url) => std::ffi::OsString::from(url),
+                None => dir.join("bench.db").into_os_string(),
+            })
             // The benchmark measures capacity, not the per-agent write
             // policy: every publisher here is the same (anonymous) agent.
             .arg("--rate-limit")
@@ -302,18 +316,20 @@ pub struct CpuUse {
 }
 
 impl CpuMeter {
-    pub fn start(server: &ServerProcess) -> Self {
+    /// Measures from now; "server" is the sum over `servers`.
+    pub fn start(servers: &[ServerProcess]) -> Self {
         CpuMeter {
             started: Instant::now(),
             machine: machine_busy_seconds(),
-            server: server.cpu_seconds(),
+            server: servers.iter().map(ServerProcess::cpu_seconds).sum(),
             bench: own_cpu_seconds(),
         }
     }
 
-    pub fn read(&self, server: &ServerProcess) -> CpuUse {
+    pub fn read(&self, servers: &[ServerProcess]) -> CpuUse {
         let wall = self.started.elapsed().as_secs_f64().max(1e-6);
-        let server_cores = (server.cpu_seconds() - self.server) / wall;
+        let used: f64 = servers.iter().map(ServerProcess::cpu_seconds).sum();
+        let server_cores = (used - self.server) / wall;
         let bench = (own_cpu_seconds() - self.bench) / wall;
         let machine = (machine_busy_seconds() - self.machine) / wall;
         CpuUse {
@@ -374,4 +390,52 @@ pub fn raise_fd_limit(wanted: u64) -> u64 {
             current
         }
     }
+}
+
+/// A database of one run on the PostgreSQL server given with `--postgres`.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl PgDatabase {
+    pub async fn create(admin_url: &str, label: &str) -> anyhow::Result<Self> {
+        let name = format!(
+            "switchboard_bench_{}_{}",
+            std::process::id(),
+            label.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .context("--postgres must name a database, e.g. postgres://postgres@127.0.0.1:5432/test")?;
+        admin_execute(admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        admin_execute(admin_url, &format!("CREATE DATABASE {name}")).await?;
+        Ok(PgDatabase {
+            url: format!("{base}/{name}"),
+            name,
+            admin_url: admin_url.to_owned(),
+        })
+    }
+
+    pub async fn drop_database(self) {
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(err) = admin_execute(&self.admin_url, &statement).await {
+            eprintln!("  could not drop {}: {err:#}", self.name);
+        }
+    }
+}
+
+async fn admin_execute(admin_url: &str, statement: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {admin_url}"))?;
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(statement)
+        .await
+        .with_context(|| statement.to_owned())?;
+    drop(client);
+    let _ = driver.await;
+    Ok(())
 }
