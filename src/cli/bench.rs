@@ -53,6 +53,12 @@ pub enum Scenario {
     /// The same load spread over 3 nodes sharing one PostgreSQL database.
     #[value(name = "nodes-3")]
     Nodes3,
+    /// Writes as fast as they are answered, 1 node on PostgreSQL.
+    #[value(name = "nodes-flood-1")]
+    NodesFlood1,
+    /// The same publishers spread over 3 nodes on one database.
+    #[value(name = "nodes-flood-3")]
+    NodesFlood3,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -92,6 +98,7 @@ const FLOOD_SUBSCRIBERS: usize = 10;
 /// The scale-out scenarios' load, the same whatever the number of nodes.
 const NODES_SUBSCRIBERS: usize = 300;
 const NODES_RATE: u64 = 300;
+const NODES_FLOOD_PUBLISHERS: usize = 24;
 const OTHER_CPU: &str = "other CPU: kernel, other processes (cores)";
 /// How long to wait before a run for the machine to calm down.
 const QUIET_WAIT: Duration = Duration::from_secs(10);
@@ -127,7 +134,7 @@ fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 9] = [
+    const ALL: [Scenario; 11] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
@@ -137,6 +144,8 @@ impl Scenario {
         Scenario::Nodes1,
         Scenario::Nodes2,
         Scenario::Nodes3,
+        Scenario::NodesFlood1,
+        Scenario::NodesFlood3,
     ];
 
     /// Nodes on a shared PostgreSQL database, for the scale-out scenarios.
@@ -145,6 +154,8 @@ impl Scenario {
             Scenario::Nodes1 => Some(1),
             Scenario::Nodes2 => Some(2),
             Scenario::Nodes3 => Some(3),
+            Scenario::NodesFlood1 => Some(1),
+            Scenario::NodesFlood3 => Some(3),
             _ => None,
         }
     }
@@ -160,6 +171,8 @@ impl Scenario {
             Scenario::Nodes1 => "nodes-1",
             Scenario::Nodes2 => "nodes-2",
             Scenario::Nodes3 => "nodes-3",
+            Scenario::NodesFlood1 => "nodes-flood-1",
+            Scenario::NodesFlood3 => "nodes-flood-3",
         }
     }
 
@@ -181,6 +194,10 @@ impl Scenario {
             ),
             Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => format!(
                 "{} node(s) on one PostgreSQL database: {NODES_SUBSCRIBERS} subscribers × {NODES_RATE} events/s for {secs} s, spread over the nodes",
+                self.nodes().unwrap_or(1)
+            ),
+            Scenario::NodesFlood1 | Scenario::NodesFlood3 => format!(
+                "{} node(s) on one PostgreSQL database: {NODES_FLOOD_PUBLISHERS} sequential publishers for {secs} s, spread over the nodes, {FLOOD_SUBSCRIBERS} subscribers",
                 self.nodes().unwrap_or(1)
             ),
         }
@@ -264,7 +281,11 @@ impl Scenario {
                     Target::AtMost(0.0),
                 ),
             ],
-            Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => delivery_figures(None),
+            Scenario::Nodes1
+            | Scenario::Nodes2
+            | Scenario::Nodes3
+            | Scenario::NodesFlood1
+            | Scenario::NodesFlood3 => delivery_figures(None),
         }
     }
 }
@@ -429,13 +450,16 @@ async fn run_once(
             server.keep_dir = args.keep_dir;
             servers.push(server);
         }
-        let result = scenarios::deliveries(
-            &mut servers,
-            NODES_SUBSCRIBERS,
-            Load::Paced { rate: NODES_RATE },
-            args.duration,
-        )
-        .await;
+        let (subscribers, load) = match scenario {
+            Scenario::NodesFlood1 | Scenario::NodesFlood3 => (
+                FLOOD_SUBSCRIBERS,
+                Load::Flood {
+                    publishers: NODES_FLOOD_PUBLISHERS,
+                },
+            ),
+            _ => (NODES_SUBSCRIBERS, Load::Paced { rate: NODES_RATE }),
+        };
+        let result = scenarios::deliveries(&mut servers, subscribers, load, args.duration).await;
         for server in servers {
             server.stop();
         }
@@ -465,7 +489,11 @@ async fn run_once(
         Scenario::Idle => scenarios::idle(&mut server, args.idle_streams as usize).await,
         Scenario::Replay => scenarios::replay(&mut server).await,
         Scenario::Deltas => deltas::deltas(&mut server, args.duration).await,
-        Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => {
+        Scenario::Nodes1
+        | Scenario::Nodes2
+        | Scenario::Nodes3
+        | Scenario::NodesFlood1
+        | Scenario::NodesFlood3 => {
             unreachable!("the nodes-* scenarios start their own servers above")
         }
     };
