@@ -470,10 +470,22 @@ async fn run_once(
     server.keep_dir = args.keep_dir;
     let result = match scenario {
         Scenario::Fanout100 => {
-            scenarios::deliveries(std::slice::from_mut(&mut server), 100, Load::Paced { rate: 1000 }, args.duration).await
+            scenarios::deliveries(
+                std::slice::from_mut(&mut server),
+                100,
+                Load::Paced { rate: 1000 },
+                args.duration,
+            )
+            .await
         }
         Scenario::Fanout1000 => {
-            scenarios::deliveries(std::slice::from_mut(&mut server), 1000, Load::Paced { rate: 100 }, args.duration).await
+            scenarios::deliveries(
+                std::slice::from_mut(&mut server),
+                1000,
+                Load::Paced { rate: 100 },
+                args.duration,
+            )
+            .await
         }
         Scenario::Flood => {
             scenarios::deliveries(

@@ -406,10 +406,14 @@ impl PgDatabase {
             std::process::id(),
             label.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
         );
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .context("--postgres must name a database, e.g. postgres://postgres@127.0.0.1:5432/test")?;
-        admin_execute(admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+        let (base, _) = admin_url.rsplit_once('/').context(
+            "--postgres must name a database, e.g. postgres://postgres@127.0.0.1:5432/test",
+        )?;
+        admin_execute(
+            admin_url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await?;
         admin_execute(admin_url, &format!("CREATE DATABASE {name}")).await?;
         Ok(PgDatabase {
             url: format!("{base}/{name}"),
