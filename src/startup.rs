@@ -123,7 +123,9 @@ impl Application {
         };
         spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
         spawn_lock_sweeper(writer.clone(), hub.shutdown_signal());
-        spawn_checkpointer(store.clone(), hub.shutdown_signal());
+        if !url.is_postgres() {
+            spawn_checkpointer(store.clone(), hub.shutdown_signal());
+        }
         if !auth.is_open() {
             spawn_token_reloader(auth.clone(), hub.shutdown_signal());
         }

@@ -24,19 +24,30 @@ pub enum StoreError {
 
 impl From<DieselError> for StoreError {
     fn from(err: DieselError) -> Self {
+        if let DieselError::BrokenTransactionManager = &err {
+            return StoreError::Unavailable("the database connection broke".into());
+        }
         if let DieselError::DatabaseError(kind, info) = &err {
             let message = info.message();
-            let transient = matches!(kind, DatabaseErrorKind::Unknown)
-                && [
-                    "locked",
-                    "busy",
-                    "full",
-                    "readonly",
-                    "read-only",
-                    "disk I/O",
-                ]
-                .iter()
-                .any(|needle| message.contains(needle));
+            // SQLite: locked, full, read-only. PostgreSQL: the connection
+            // was cut, or the server is starting up or shutting down.
+            let transient = matches!(kind, DatabaseErrorKind::ClosedConnection)
+                || matches!(kind, DatabaseErrorKind::Unknown)
+                    && [
+                        "locked",
+                        "busy",
+                        "full",
+                        "readonly",
+                        "read-only",
+                        "disk I/O",
+                        "terminating connection",
+                        "server closed the connection",
+                        "connection to server",
+                        "no connection to the server",
+                        "the database system is",
+                    ]
+                    .iter()
+                    .any(|needle| message.contains(needle));
             if transient {
                 return StoreError::Unavailable(message.to_owned());
             }
