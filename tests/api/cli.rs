@@ -10,7 +10,6 @@ use crate::helpers::spawn_app;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
-#[tokio::test]
 async fn tail_resumes_across_a_server_restart_without_a_duplicate() {
     let app = spawn_app().await;
     let port = app.port;
@@ -82,7 +81,6 @@ async fn tail_resumes_across_a_server_restart_without_a_duplicate() {
     );
 }
 
-#[tokio::test]
 async fn publish_prints_the_stored_event_and_fails_clearly_on_bad_input() {
     let app = spawn_app().await;
     let output = tokio::process::Command::new(BIN)
@@ -139,3 +137,8 @@ async fn publish_prints_the_stored_event_and_fails_clearly_on_bad_input() {
         "nothing else was published"
     );
 }
+
+crate::on_both_backends!(
+    tail_resumes_across_a_server_restart_without_a_duplicate,
+    publish_prints_the_stored_event_and_fails_clearly_on_bad_input,
+);

@@ -24,7 +24,6 @@ fn raw(app: &TestApp, path: &str, content_type: &str, body: &str) -> reqwest::Re
         .body(body.to_owned())
 }
 
-#[tokio::test]
 async fn a_body_that_is_not_json_is_refused_with_400_invalid_json() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -59,7 +58,6 @@ async fn a_body_that_is_not_json_is_refused_with_400_invalid_json() {
     assert_nothing_changed(&app, &mut watcher).await;
 }
 
-#[tokio::test]
 async fn a_body_with_another_content_type_is_refused_with_415() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -92,7 +90,6 @@ async fn a_body_with_another_content_type_is_refused_with_415() {
     assert_eq!(response.status(), 201);
 }
 
-#[tokio::test]
 async fn a_body_over_the_limit_is_refused_with_413() {
     let app = spawn_app_with(|a| a.max_body = 1024).await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -160,7 +157,6 @@ fn bad_identities() -> Vec<HeaderValue> {
     ]
 }
 
-#[tokio::test]
 async fn malformed_identity_headers_are_refused_with_400() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -210,7 +206,6 @@ async fn malformed_identity_headers_are_refused_with_400() {
     assert_eq!(response.status(), 201);
 }
 
-#[tokio::test]
 async fn an_invalid_channel_in_the_path_is_refused_with_400() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -233,7 +228,6 @@ async fn an_invalid_channel_in_the_path_is_refused_with_400() {
     assert_eq!(stored["channel"], longest);
 }
 
-#[tokio::test]
 async fn an_invalid_field_is_refused_with_422_naming_the_field() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -265,7 +259,6 @@ async fn an_invalid_field_is_refused_with_422_naming_the_field() {
     assert_nothing_changed(&app, &mut watcher).await;
 }
 
-#[tokio::test]
 async fn an_unknown_route_is_404_and_a_wrong_method_is_405() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -308,7 +301,6 @@ async fn an_unknown_route_is_404_and_a_wrong_method_is_405() {
     assert_nothing_changed(&app, &mut watcher).await;
 }
 
-#[tokio::test]
 async fn a_405_answer_names_the_allowed_methods() {
     let app = spawn_app().await;
     for (method, path, allowed) in [
@@ -331,7 +323,6 @@ async fn a_405_answer_names_the_allowed_methods() {
     }
 }
 
-#[tokio::test]
 async fn a_malformed_last_event_id_is_refused_with_400() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -349,7 +340,6 @@ async fn a_malformed_last_event_id_is_refused_with_400() {
     assert_nothing_changed(&app, &mut watcher).await;
 }
 
-#[tokio::test]
 async fn stream_parameters_out_of_range_are_refused_with_422() {
     let app = spawn_app().await;
     let mut watcher = app.stream("replay=0", &[]).await;
@@ -374,7 +364,6 @@ async fn stream_parameters_out_of_range_are_refused_with_422() {
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
 async fn an_invalid_idempotency_key_is_refused_with_400() {
     let app = spawn_app().await;
     for key in [
@@ -394,7 +383,6 @@ async fn an_invalid_idempotency_key_is_refused_with_400() {
     assert!(app.all_events().await.is_empty());
 }
 
-#[tokio::test]
 async fn health_and_readiness_answer_200() {
     let app = spawn_app().await;
     let response = app.get("/healthz").send().await.unwrap();
@@ -421,7 +409,6 @@ async fn health_and_readiness_answer_200() {
     assert_eq!(ready["head_id"], 1);
 }
 
-#[tokio::test]
 async fn odd_inputs_never_leak_internals() {
     let app = spawn_app().await;
     let probes = [
@@ -454,3 +441,19 @@ async fn odd_inputs_never_leak_internals() {
     assert_eq!(status, 200);
     assert_eq!(events["events"], json!([]));
 }
+
+crate::on_both_backends!(
+    a_body_that_is_not_json_is_refused_with_400_invalid_json,
+    a_body_with_another_content_type_is_refused_with_415,
+    a_body_over_the_limit_is_refused_with_413,
+    malformed_identity_headers_are_refused_with_400,
+    an_invalid_channel_in_the_path_is_refused_with_400,
+    an_invalid_field_is_refused_with_422_naming_the_field,
+    an_unknown_route_is_404_and_a_wrong_method_is_405,
+    a_405_answer_names_the_allowed_methods,
+    a_malformed_last_event_id_is_refused_with_400,
+    stream_parameters_out_of_range_are_refused_with_422,
+    an_invalid_idempotency_key_is_refused_with_400,
+    health_and_readiness_answer_200,
+    odd_inputs_never_leak_internals,
+);

@@ -68,7 +68,6 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-#[tokio::test]
 async fn every_route_without_a_token_is_refused_with_401() {
     let (app, _dir) = secured(|_| {}).await;
     let routes = [
@@ -156,7 +155,6 @@ async fn every_route_without_a_token_is_refused_with_401() {
     );
 }
 
-#[tokio::test]
 async fn a_token_acts_as_its_agent_and_a_different_agent_id_is_forbidden() {
     let (app, _dir) = secured(|_| {}).await;
     let response = app
@@ -183,7 +181,6 @@ async fn a_token_acts_as_its_agent_and_a_different_agent_id_is_forbidden() {
     assert_eq!(stored["agent_id"], "claude-1", "the token names the agent");
 }
 
-#[tokio::test]
 async fn a_read_only_token_reads_but_cannot_publish() {
     let (app, _dir) = secured(|_| {}).await;
     let response = app
@@ -220,7 +217,6 @@ async fn a_read_only_token_reads_but_cannot_publish() {
     assert!(app.all_events_as(ADMIN).await.is_empty());
 }
 
-#[tokio::test]
 async fn a_token_limited_to_features_sees_no_files_events_live_or_replayed() {
     let (app, _dir) = secured(|_| {}).await;
     let admin = |path: &str| app.post(path).header("Authorization", bearer(ADMIN));
@@ -314,7 +310,6 @@ async fn a_token_limited_to_features_sees_no_files_events_live_or_replayed() {
     );
 }
 
-#[tokio::test]
 async fn a_stream_ticket_works_once_and_expires() {
     let (app, _dir) = secured(|a| a.ticket_ttl = Duration::from_millis(400)).await;
     let ticket = |app: &TestApp| {
@@ -369,7 +364,6 @@ async fn a_stream_ticket_works_once_and_expires() {
     assert_eq!(response.status(), 200);
 }
 
-#[tokio::test]
 async fn writes_over_the_agents_rate_get_429_with_retry_after() {
     let app = spawn_app_with(|a| a.rate_limit = 5).await;
     let mut limited = None;
@@ -417,7 +411,6 @@ async fn writes_over_the_agents_rate_get_429_with_retry_after() {
     );
 }
 
-#[tokio::test]
 async fn streams_beyond_the_maximum_get_503_with_retry_after() {
     let app = spawn_app_with(|a| a.max_streams = 2).await;
     let _a = app.stream("replay=0", &[]).await;
@@ -429,7 +422,6 @@ async fn streams_beyond_the_maximum_get_503_with_retry_after() {
     assert_eq!(body["error"]["code"], "unavailable");
 }
 
-#[tokio::test]
 async fn open_mode_refuses_a_public_address_unless_told() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("open.db");
@@ -451,3 +443,14 @@ async fn open_mode_refuses_a_public_address_unless_told() {
         "{stderr}"
     );
 }
+
+crate::on_both_backends!(
+    every_route_without_a_token_is_refused_with_401,
+    a_token_acts_as_its_agent_and_a_different_agent_id_is_forbidden,
+    a_read_only_token_reads_but_cannot_publish,
+    a_token_limited_to_features_sees_no_files_events_live_or_replayed,
+    a_stream_ticket_works_once_and_expires,
+    writes_over_the_agents_rate_get_429_with_retry_after,
+    streams_beyond_the_maximum_get_503_with_retry_after,
+    open_mode_refuses_a_public_address_unless_told,
+);
