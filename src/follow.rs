@@ -7,11 +7,12 @@
 //! - otherwise, and for every other node's commit, this follower reads the
 //!   log above the hub's head and publishes what it finds.
 //!
-//! The follower wakes on `NOTIFY` (sent by every commit with events), on its
-//! own writer's request, and on a timer, so a lost notification (the LISTEN
-//! connection dropped) costs latency, never an event. Events are read by id
-//! from the hub's head, so notifications that arrive late, out of order or
-//! coalesced change nothing. Reads that fail (the database is gone) are
+//! The follower wakes on `NOTIFY` (sent by every commit with events; its
+//! payload, the commit's last id, lets it skip reading when the hub is already
+//! past it, as for the node's own commits), on its own writer's request, and
+//! on a timer, so a lost notification (the LISTEN connection dropped) costs
+//! latency, never an event. Events are read by id from the hub's head, so
+//! notifications that arrive late, out of order or coalesced change nothing. Reads that fail (the database is gone) are
 //! retried; the node catches up as soon as it can read again.
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut listener: Option<Listener> = None;
         let mut backoff = Duration::from_millis(100);
+        let mut read_log = true;
         loop {
             if listener.is_none() {
                 match Listener::connect(&url).await {
@@ -49,16 +51,21 @@ pub fn spawn(
                         tracing::info!("listening for other nodes' commits");
                         listener = Some(connected);
                         backoff = Duration::from_millis(100);
+                        // Commits announced while not listening were missed.
+                        read_log = true;
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, retry_in = ?backoff, "cannot LISTEN; polling the log meanwhile");
                     }
                 }
             }
-            // After (re)connecting, and on every wake: read what is new.
-            if let Err(err) = catch_up(&store, &hub).await {
-                tracing::warn!(error = %err, "cannot read the shared log; retrying");
+            if read_log {
+                if let Err(err) = catch_up(&store, &hub).await {
+                    tracing::warn!(error = %err, "cannot read the shared log; retrying");
+                }
             }
+            // Unless a wake-up says otherwise, the next round reads the log.
+            read_log = true;
             let poll = if listener.is_some() {
                 POLL_WITH_LISTENER
             } else {
@@ -71,12 +78,15 @@ pub fn spawn(
                         Some(l) => l.next().await,
                         None => std::future::pending().await,
                     }
-                } => {
-                    if !heard {
+                } => match heard {
+                    // This node's own commit, already published by its
+                    // writer, or one the follower already read: nothing new.
+                    Some(last_id) => read_log = last_id > hub.head_id(),
+                    None => {
                         tracing::warn!("lost the LISTEN connection; reconnecting");
                         listener = None;
                     }
-                }
+                },
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => return,

@@ -1,8 +1,9 @@
 //! Hearing other nodes' commits on PostgreSQL: a `LISTEN` connection of its
 //! own (tokio-postgres, because sync diesel cannot wait for a notification).
-//! The payload is not trusted for anything: a notification only means "the
-//! log may have grown", and the reader goes to the log from its own position,
-//! so late, reordered or coalesced notifications lose and repeat nothing.
+//! The payload (the last id of the commit) is only a hint: a reader already
+//! past it may skip reading; otherwise it reads the log from its own
+//! position, so late, reordered or coalesced notifications lose and repeat
+//! nothing.
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use super::writer::NOTIFY_CHANNEL;
 use super::StoreError;
 
 pub struct Listener {
-    heard: mpsc::UnboundedReceiver<()>,
+    heard: mpsc::UnboundedReceiver<i64>,
     // Keeps the connection open; dropping it ends the LISTEN.
     _client: tokio_postgres::Client,
 }
@@ -32,8 +33,10 @@ impl Listener {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(_)) => {
-                        if tell.send(()).is_err() {
+                    Ok(AsyncMessage::Notification(note)) => {
+                        // An unreadable payload means "read the log".
+                        let last_id = note.payload().parse().unwrap_or(i64::MAX);
+                        if tell.send(last_id).is_err() {
                             return;
                         }
                     }
@@ -55,13 +58,14 @@ impl Listener {
         })
     }
 
-    /// Waits for the next notification (several that arrived meanwhile count
-    /// as one). Returns false when the connection is gone.
-    pub async fn next(&mut self) -> bool {
-        if self.heard.recv().await.is_none() {
-            return false;
+    /// Waits for the next notification and returns the highest id announced
+    /// (several that arrived meanwhile count as one), or `None` when the
+    /// connection is gone.
+    pub async fn next(&mut self) -> Option<i64> {
+        let mut highest = self.heard.recv().await?;
+        while let Ok(more) = self.heard.try_recv() {
+            highest = highest.max(more);
         }
-        while self.heard.try_recv().is_ok() {}
-        true
+        Some(highest)
     }
 }
