@@ -20,7 +20,6 @@ use std::thread;
 
 use chrono::{DateTime, Utc};
 use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db::{self, DbConn};
@@ -284,12 +283,23 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
             // Under the write lock: every id up to here is committed.
             before = Some(events::head_id(conn)?);
         }
+        // One savepoint per request, managed here rather than by nested
+        // diesel transactions so that releasing one and opening the next is
+        // one round trip (it matters on PostgreSQL); COMMIT releases the last.
+        let mut savepoint_open = false;
         for request in batch.iter_mut() {
             let job: Job = std::mem::replace(&mut request.job, Box::new(|_| unreachable!()));
             let claim = request.claim.as_ref();
-            let result = conn.transaction::<_, StoreError, _>(|conn| {
-                run_job(conn, (&now, now_time), &keys_not_before, claim, job)
-            });
+            conn.batch_execute(if savepoint_open {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            } else {
+                "SAVEPOINT job"
+            })?;
+            let result = run_job(conn, (&now, now_time), &keys_not_before, claim, job);
+            savepoint_open = result.is_ok();
+            if !savepoint_open {
+                conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+            }
             results.push(result);
         }
         if conn.is_postgres() {

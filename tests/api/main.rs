@@ -18,3 +18,4 @@ mod security;
 mod smoke;
 mod stream;
 mod work_items;
+mod writer;
