@@ -30,8 +30,11 @@ const PAGE: i64 = 2000;
 const POLL_WITHOUT_LISTENER: Duration = Duration::from_millis(250);
 /// Polling beside a working LISTEN connection (a safety net only).
 const POLL_WITH_LISTENER: Duration = Duration::from_secs(2);
-/// The longest wait between two attempts to reconnect.
+/// The waits between two attempts to reconnect the LISTEN connection.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one attempt may take (an unreachable host would take minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn spawn(
     url: String,
@@ -42,20 +45,27 @@ pub fn spawn(
 ) {
     tokio::spawn(async move {
         let mut listener: Option<Listener> = None;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = MIN_BACKOFF;
+        let mut next_attempt = tokio::time::Instant::now();
         let mut read_log = true;
         loop {
-            if listener.is_none() {
-                match Listener::connect(&url).await {
-                    Ok(connected) => {
+            if listener.is_none() && tokio::time::Instant::now() >= next_attempt {
+                match tokio::time::timeout(CONNECT_TIMEOUT, Listener::connect(&url)).await {
+                    Ok(Ok(connected)) => {
                         tracing::info!("listening for other nodes' commits");
                         listener = Some(connected);
-                        backoff = Duration::from_millis(100);
+                        backoff = MIN_BACKOFF;
                         // Commits announced while not listening were missed.
                         read_log = true;
                     }
-                    Err(err) => {
-                        tracing::warn!(error = %err, retry_in = ?backoff, "cannot LISTEN; polling the log meanwhile");
+                    failed => {
+                        let error = match failed {
+                            Ok(Err(err)) => err.to_string(),
+                            _ => format!("no answer within {CONNECT_TIMEOUT:?}"),
+                        };
+                        tracing::warn!(%error, retry_in = ?backoff, "cannot LISTEN; polling the log meanwhile");
+                        next_attempt = tokio::time::Instant::now() + backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
@@ -69,8 +79,7 @@ pub fn spawn(
             let poll = if listener.is_some() {
                 POLL_WITH_LISTENER
             } else {
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                POLL_WITHOUT_LISTENER.min(backoff)
+                POLL_WITHOUT_LISTENER
             };
             tokio::select! {
                 heard = async {
