@@ -87,6 +87,9 @@ async fn start_in(
     };
     let url = DatabaseUrl::parse(&database).expect("db url");
     let mut args = ServeArgs::for_tests(url);
+    if postgres.is_some() {
+        args.read_pool = TEST_READ_POOL;
+    }
     configure(&mut args);
     let (started, on_start) = tokio::sync::oneshot::channel();
     let (finished, on_finish) = tokio::sync::oneshot::channel();
@@ -515,13 +518,27 @@ pub struct PgDatabase {
     pub url: String,
     name: String,
     admin_url: String,
+    /// Held while the database exists (see `PG_DATABASES`).
+    _slot: tokio::sync::SemaphorePermit<'static>,
 }
+
+/// At most this many test databases exist at once, so that a machine running
+/// many tests in parallel stays under PostgreSQL's connection limit (100 by
+/// default; a test server holds `TEST_READ_POOL` + 2 connections per node).
+static PG_DATABASES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// The read pool of test servers on PostgreSQL.
+pub const TEST_READ_POOL: u32 = 3;
 
 static NEXT_DATABASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl PgDatabase {
     pub async fn create() -> PgDatabase {
         let admin_url = postgres_admin_url().expect("a PostgreSQL server is configured");
+        let slot = PG_DATABASES
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let name = format!(
             "switchboard_test_{}_{}",
             std::process::id(),
@@ -540,6 +557,7 @@ impl PgDatabase {
             url: format!("{base}/{name}"),
             name,
             admin_url,
+            _slot: slot,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::helpers::{
     admin_execute, postgres_admin_url, spawn_node, spawn_node_with, PgDatabase, SseStream, TestApp,
     DEADLINE,
 };
-use crate::process::{start_serve, start_serve_with};
+use crate::process::start_serve_with;
 
 async fn nodes(count: usize) -> Option<(Arc<PgDatabase>, Vec<TestApp>)> {
     postgres_admin_url()?;
@@ -295,8 +295,10 @@ async fn kill_9_one_node_mid_load_loses_nothing_acknowledged_and_the_others_deli
         return;
     }
     let database = PgDatabase::create().await;
-    let (mut doomed, doomed_port) = start_serve(&database.url).await;
-    let (_survivor, survivor_port) = start_serve(&database.url).await;
+    let (mut doomed, doomed_port) =
+        start_serve_with(&database.url, &[("SWITCHBOARD_READ_POOL", "3")]).await;
+    let (_survivor, survivor_port) =
+        start_serve_with(&database.url, &[("SWITCHBOARD_READ_POOL", "3")]).await;
     let survivor = format!("http://127.0.0.1:{survivor_port}");
     let client = reqwest::Client::new();
     let response = client
@@ -383,7 +385,8 @@ async fn kill_9_one_node_mid_load_loses_nothing_acknowledged_and_the_others_deli
     );
 
     // A new node joins and carries on above the head.
-    let (_joined, joined_port) = start_serve(&database.url).await;
+    let (_joined, joined_port) =
+        start_serve_with(&database.url, &[("SWITCHBOARD_READ_POOL", "3")]).await;
     let response = client
         .post(format!(
             "http://127.0.0.1:{joined_port}/api/channels/crash/events"
@@ -547,8 +550,14 @@ async fn a_session_with_streams_on_several_nodes_joins_once_and_leaves_once() {
 
     // A node killed with SIGKILL: its sessions leave once the others notice
     // that its heartbeat stopped.
-    let (mut doomed, port) =
-        start_serve_with(&database.url, &[("SWITCHBOARD_NODE_TIMEOUT", "1s")]).await;
+    let (mut doomed, port) = start_serve_with(
+        &database.url,
+        &[
+            ("SWITCHBOARD_NODE_TIMEOUT", "1s"),
+            ("SWITCHBOARD_READ_POOL", "3"),
+        ],
+    )
+    .await;
     let response = reqwest::Client::new()
         .get(format!(
             "http://127.0.0.1:{port}/api/stream?channels=global"
