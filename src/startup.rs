@@ -22,6 +22,18 @@ use crate::store::{
 };
 use crate::telemetry::RequestSpan;
 
+/// The group commit's limits. On PostgreSQL each request of a batch is a
+/// subtransaction (its savepoint); past 64 of them in one transaction the
+/// server's per-backend cache of subtransaction ids overflows and every
+/// other session's snapshot gets slower, so batches stay within it.
+fn writer_config(url: &store::DatabaseUrl) -> WriterConfig {
+    let mut config = WriterConfig::default();
+    if url.is_postgres() {
+        config.max_batch = 64;
+    }
+    config
+}
+
 /// Events deleted per retention transaction.
 const PRUNE_BATCH: i64 = 1000;
 
@@ -86,7 +98,7 @@ impl Application {
         let wake = follower_wake.clone();
         let (writer, writer_thread) = Writer::start(
             &url,
-            WriterConfig::default(),
+            writer_config(&url),
             Arc::new(move |before, committed| match before {
                 None => publisher.publish(committed),
                 Some(before) => publisher
