@@ -12,8 +12,9 @@
 //! past it, as for the node's own commits), on its own writer's request, and
 //! on a timer, so a lost notification (the LISTEN connection dropped) costs
 //! latency, never an event. Events are read by id from the hub's head, so
-//! notifications that arrive late, out of order or coalesced change nothing. Reads that fail (the database is gone) are
-//! retried; the node catches up as soon as it can read again.
+//! notifications that arrive late, out of order or coalesced change nothing.
+//! Reads that fail (the database is gone) are retried; the node catches up
+//! as soon as it can read again.
 
 use std::sync::Arc;
 use std::time::Duration;

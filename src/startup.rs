@@ -18,7 +18,8 @@ use crate::domain::{format_timestamp, presence_event, PresenceChange};
 use crate::http::{self, AppState, StreamSettings};
 use crate::hub::{Hub, PresenceSink, SessionInfo};
 use crate::store::{
-    self, events, open_pool, run_migrations, Outcome, Store, WeakWriter, Writer, WriterConfig,
+    self, events, open_pool, run_migrations, Outcome, Store, StoreError, Tx, WeakWriter, Writer,
+    WriterConfig,
 };
 use crate::telemetry::RequestSpan;
 
@@ -109,7 +110,6 @@ impl Application {
                     }),
             }),
         )?;
-        let writer_for_farewell = writer.clone();
         if let store::DatabaseUrl::Postgres { url } = &url {
             crate::follow::spawn(
                 url.clone(),
@@ -125,11 +125,14 @@ impl Application {
                 let node = Node::new();
                 node.register(&writer, &hub).await?;
                 spawn_heartbeat(node.clone(), writer.clone(), hub.clone(), args.node_timeout);
-                hub.set_presence_sink(node.presence_sink(writer.downgrade()));
+                let recorder = node.clone();
+                hub.set_presence_sink(presence_sink(writer.downgrade(), move |change, session| {
+                    recorder.record_presence(change, session)
+                }));
                 Some(node)
             }
             store::DatabaseUrl::Sqlite { .. } => {
-                hub.set_presence_sink(presence_sink(writer.downgrade()));
+                hub.set_presence_sink(presence_sink(writer.downgrade(), record_presence_event));
                 None
             }
         };
@@ -143,6 +146,9 @@ impl Application {
         }
 
         let port = address.port();
+        // With PostgreSQL, a handle to remove this node from the shared
+        // tables once the server has stopped.
+        let farewell = node.clone().map(|node| (node, writer.clone()));
         let state = web::Data::new(AppState {
             store,
             writer,
@@ -196,7 +202,7 @@ impl Application {
             server,
             stopper,
             writer_thread,
-            farewell: node.map(|node| (node, writer_for_farewell)),
+            farewell,
         })
     }
 
@@ -334,28 +340,42 @@ fn spawn_lock_sweeper(writer: Writer, mut shutdown: watch::Receiver<bool>) {
     });
 }
 
-/// Presence changes become `session_joined` / `session_left` events. The hub
-/// reports them under its lock and the writer's queue keeps their order;
-/// queueing never blocks. Presence is best effort: if the writer's queue is
-/// full the change is logged and not recorded.
-fn presence_sink(writer: WeakWriter) -> PresenceSink {
+/// Presence changes become writer jobs made by `record` (events on one
+/// server, shared rows with several). The hub reports them under its lock
+/// and the writer's queue keeps their order; queueing never blocks. Presence
+/// is best effort: if the writer's queue is full the change is logged and
+/// not recorded.
+fn presence_sink<J>(
+    writer: WeakWriter,
+    record: impl Fn(PresenceChange, &SessionInfo) -> J + Send + Sync + 'static,
+) -> PresenceSink
+where
+    J: FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static,
+{
     Box::new(move |change: PresenceChange, session: &SessionInfo| {
-        let connections = match change {
-            PresenceChange::Joined => session.connections,
-            PresenceChange::Left => 0,
-        };
-        let event = presence_event(change, &session.session_id, &session.agent_id, connections);
         let Some(writer) = writer.upgrade() else {
             return; // shutting down
         };
-        let queued = writer.write_detached(move |tx| {
-            tx.append(&event?)?;
-            Ok(Outcome::new(200, serde_json::Value::Null))
-        });
-        if !queued {
+        if !writer.write_detached(record(change, session)) {
             tracing::warn!(session_id = %session.session_id, ?change, "presence not recorded: the writer is busy");
         }
     })
+}
+
+/// Presence on one server: a `session_joined` / `session_left` event.
+fn record_presence_event(
+    change: PresenceChange,
+    session: &SessionInfo,
+) -> impl FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static {
+    let connections = match change {
+        PresenceChange::Joined => session.connections,
+        PresenceChange::Left => 0,
+    };
+    let event = presence_event(change, &session.session_id, &session.agent_id, connections);
+    move |tx| {
+        tx.append(&event?)?;
+        Ok(Outcome::new(200, serde_json::Value::Null))
+    }
 }
 
 /// Records each request's latency by route pattern (not by raw path, so ids
@@ -504,26 +524,21 @@ impl Node {
 
     /// Presence through the shared tables: a session joins with its first
     /// stream on any node and leaves with its last on all of them.
-    fn presence_sink(&self, writer: WeakWriter) -> PresenceSink {
-        let node = self.clone();
-        Box::new(move |change: PresenceChange, session: &SessionInfo| {
-            let Some(writer) = writer.upgrade() else {
-                return; // shutting down
-            };
-            let row = node.row(session);
-            let queued = writer.write_detached(move |tx| {
-                match change {
-                    PresenceChange::Joined => store::presence::joined(tx, row)?,
-                    PresenceChange::Left => {
-                        store::presence::left(tx, &row.node_id, &row.session_id, &row.agent_id)?
-                    }
+    fn record_presence(
+        &self,
+        change: PresenceChange,
+        session: &SessionInfo,
+    ) -> impl FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static {
+        let row = self.row(session);
+        move |tx| {
+            match change {
+                PresenceChange::Joined => store::presence::joined(tx, row)?,
+                PresenceChange::Left => {
+                    store::presence::left(tx, &row.node_id, &row.session_id, &row.agent_id)?
                 }
-                Ok(Outcome::new(200, serde_json::Value::Null))
-            });
-            if !queued {
-                tracing::warn!(session_id = %session.session_id, ?change, "presence not recorded: the writer is busy");
             }
-        })
+            Ok(Outcome::new(200, serde_json::Value::Null))
+        }
     }
 }
 

@@ -21,9 +21,11 @@ mod stats;
 
 use std::time::{Duration, Instant};
 
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 
 use crate::config::parse_duration;
+use crate::store::scratch::ScratchDatabase;
 use scenarios::Load;
 use server::{raise_fd_limit, wait_for_quiet, ServerProcess, TempRoot};
 use stats::{figure, goal, Figure, RunFigures, ScenarioReport, Target};
@@ -439,80 +441,92 @@ async fn run_once(
     run: u32,
 ) -> anyhow::Result<RunFigures> {
     let label = format!("{}-{run}", scenario.name());
-    if let (Some(nodes), Some(admin_url)) = (scenario.nodes(), &args.postgres) {
-        let database = server::PgDatabase::create(admin_url, &label).await?;
-        let mut servers = Vec::with_capacity(nodes);
-        for node in 0..nodes {
-            let label = format!("{label}-node{node}");
-            let mut server =
-                ServerProcess::start_on(root.path(), &label, &args.server_log, Some(&database.url))
-                    .await?;
-            server.keep_dir = args.keep_dir;
-            servers.push(server);
+    let database = match (scenario.nodes(), &args.postgres) {
+        (None, _) => None,
+        (Some(_), Some(admin_url)) => {
+            let name = format!("switchboard_bench_{}_{}", std::process::id(), label)
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
+            Some(ScratchDatabase::create(admin_url, &name).await?)
         }
-        let (subscribers, load) = match scenario {
-            Scenario::NodesFlood1 | Scenario::NodesFlood3 => (
-                FLOOD_SUBSCRIBERS,
-                Load::Flood {
-                    publishers: NODES_FLOOD_PUBLISHERS,
-                },
-            ),
-            _ => (NODES_SUBSCRIBERS, Load::Paced { rate: NODES_RATE }),
-        };
-        let result = scenarios::deliveries(&mut servers, subscribers, load, args.duration).await;
-        for server in servers {
-            server.stop();
+        (Some(_), None) => bail!("{} needs --postgres URL", scenario.name()),
+    };
+    let result = match start_servers(scenario, args, root, &label, database.as_ref()).await {
+        Ok(mut servers) => {
+            let result = measure(scenario, args, &mut servers).await;
+            for server in servers {
+                let logged = server.log_lines();
+                if logged > 0 {
+                    eprintln!("  the server logged {logged} warning/error line(s)");
+                }
+                server.stop();
+            }
+            result
         }
-        database.drop_database().await;
-        return result;
+        Err(err) => Err(err),
+    };
+    if let Some(database) = database {
+        if let Err(err) = database.drop_database().await {
+            eprintln!("  could not drop the run's database: {err}");
+        }
     }
-    let mut server = ServerProcess::start(root.path(), &label, &args.server_log).await?;
-    server.keep_dir = args.keep_dir;
-    let result = match scenario {
+    result
+}
+
+/// A fresh server on its own SQLite file, or the scenario's nodes on the
+/// run's PostgreSQL database.
+async fn start_servers(
+    scenario: Scenario,
+    args: &BenchArgs,
+    root: &TempRoot,
+    label: &str,
+    database: Option<&ScratchDatabase>,
+) -> anyhow::Result<Vec<ServerProcess>> {
+    let url = database.map(|d| d.url.as_str());
+    let mut servers = Vec::new();
+    for node in 0..scenario.nodes().unwrap_or(1) {
+        let label = match url {
+            Some(_) => format!("{label}-node{node}"),
+            None => label.to_owned(),
+        };
+        let mut server = ServerProcess::start(root.path(), &label, &args.server_log, url).await?;
+        server.keep_dir = args.keep_dir;
+        servers.push(server);
+    }
+    Ok(servers)
+}
+
+/// The scenario's measurement; the single-server scenarios use the first.
+async fn measure(
+    scenario: Scenario,
+    args: &BenchArgs,
+    servers: &mut [ServerProcess],
+) -> anyhow::Result<RunFigures> {
+    let duration = args.duration;
+    match scenario {
         Scenario::Fanout100 => {
-            scenarios::deliveries(
-                std::slice::from_mut(&mut server),
-                100,
-                Load::Paced { rate: 1000 },
-                args.duration,
-            )
-            .await
+            scenarios::deliveries(servers, 100, Load::Paced { rate: 1000 }, duration).await
         }
         Scenario::Fanout1000 => {
-            scenarios::deliveries(
-                std::slice::from_mut(&mut server),
-                1000,
-                Load::Paced { rate: 100 },
-                args.duration,
-            )
-            .await
+            scenarios::deliveries(servers, 1000, Load::Paced { rate: 100 }, duration).await
         }
         Scenario::Flood => {
-            scenarios::deliveries(
-                std::slice::from_mut(&mut server),
-                FLOOD_SUBSCRIBERS,
-                Load::Flood {
-                    publishers: usize::from(args.flood_publishers),
-                },
-                args.duration,
-            )
-            .await
+            let load = Load::Flood {
+                publishers: usize::from(args.flood_publishers),
+            };
+            scenarios::deliveries(servers, FLOOD_SUBSCRIBERS, load, duration).await
         }
-        Scenario::Idle => scenarios::idle(&mut server, args.idle_streams as usize).await,
-        Scenario::Replay => scenarios::replay(&mut server).await,
-        Scenario::Deltas => deltas::deltas(&mut server, args.duration).await,
-        Scenario::Nodes1
-        | Scenario::Nodes2
-        | Scenario::Nodes3
-        | Scenario::NodesFlood1
-        | Scenario::NodesFlood3 => {
-            unreachable!("the nodes-* scenarios start their own servers above")
+        Scenario::Idle => scenarios::idle(&mut servers[0], args.idle_streams as usize).await,
+        Scenario::Replay => scenarios::replay(&mut servers[0]).await,
+        Scenario::Deltas => deltas::deltas(&mut servers[0], duration).await,
+        Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => {
+            let load = Load::Paced { rate: NODES_RATE };
+            scenarios::deliveries(servers, NODES_SUBSCRIBERS, load, duration).await
         }
-    };
-    let logged = server.log_lines();
-    if logged > 0 {
-        eprintln!("  the server logged {logged} warning/error line(s)");
+        Scenario::NodesFlood1 | Scenario::NodesFlood3 => {
+            let load = Load::Flood {
+                publishers: NODES_FLOOD_PUBLISHERS,
+            };
+            scenarios::deliveries(servers, FLOOD_SUBSCRIBERS, load, duration).await
+        }
     }
-    server.stop();
-    result
 }

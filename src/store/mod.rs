@@ -13,6 +13,7 @@ mod idempotency;
 pub mod listen;
 pub mod presence;
 mod schema;
+pub mod scratch;
 pub mod work_items;
 mod writer;
 

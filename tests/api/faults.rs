@@ -8,7 +8,7 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{events_at, spawn_app, spawn_app_with, write_until_refused};
 use crate::process::start_serve;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,35 +21,12 @@ async fn kill_9_mid_run_loses_no_acknowledged_write() {
     let stop_at = Instant::now() + Duration::from_millis(1500);
     let mut writers = Vec::new();
     for writer in 0..8 {
-        let base = base.clone();
-        writers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut acked: Vec<(i64, Value)> = Vec::new();
-            let mut n = 0;
-            loop {
-                let data = json!({ "writer": writer, "n": n });
-                let sent = client
-                    .post(format!("{base}/api/channels/crash/events"))
-                    .header("X-Agent-ID", format!("writer-{writer}"))
-                    .json(&json!({ "type": "write", "data": data }))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == 201 => {
-                        let Ok(event) = response.json::<Value>().await else {
-                            break;
-                        };
-                        acked.push((event["id"].as_i64().unwrap(), data));
-                    }
-                    _ => break, // the server is gone: what was not acknowledged may be lost
-                }
-                n += 1;
-                if Instant::now() > stop_at + Duration::from_secs(5) {
-                    break;
-                }
-            }
-            acked
-        }));
+        writers.push(tokio::spawn(write_until_refused(
+            base.clone(),
+            "crash",
+            writer,
+            stop_at + Duration::from_secs(5),
+        )));
     }
     tokio::time::sleep_until(stop_at.into()).await;
     child.start_kill().unwrap(); // SIGKILL, mid-run
@@ -67,28 +44,19 @@ async fn kill_9_mid_run_loses_no_acknowledged_write() {
 
     let (_restarted, port) = start_serve(&database).await;
     let client = reqwest::Client::new();
+    let logged = events_at(
+        &client,
+        &format!("http://127.0.0.1:{port}"),
+        "channels=crash",
+    )
+    .await;
     let mut stored = BTreeMap::new();
     let mut after = 0;
-    loop {
-        let page: Value = client
-            .get(format!(
-                "http://127.0.0.1:{port}/api/events?channels=crash&after={after}&limit=1000"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for event in page["events"].as_array().unwrap() {
-            let id = event["id"].as_i64().unwrap();
-            assert!(id > after, "ids increase");
-            after = id;
-            stored.insert(id, event["payload"].clone());
-        }
-        if page["next_cursor"].is_null() {
-            break;
-        }
+    for event in &logged {
+        let id = event["id"].as_i64().unwrap();
+        assert!(id > after, "ids increase");
+        after = id;
+        stored.insert(id, event["payload"].clone());
     }
     for (id, data) in &acked {
         assert_eq!(

@@ -9,8 +9,9 @@ use crate::helpers::{spawn_app, TestApp};
 
 const QUIET: Duration = Duration::from_millis(300);
 
-/// Sends a request as `session` and returns status and body.
-async fn call(
+/// Sends a request as `session` (agent `agent-{session}`) and returns status
+/// and body.
+pub(crate) async fn call(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,

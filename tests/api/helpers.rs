@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use switchboard::cli::sse::{SseEvent, SseMessage, SseParser};
 use switchboard::config::ServeArgs;
 use switchboard::startup::{Application, Stopper};
+use switchboard::store::scratch::ScratchDatabase;
 use switchboard::store::DatabaseUrl;
 use tempfile::TempDir;
 
@@ -280,25 +281,70 @@ impl TestApp {
 
     /// Every event in the log, oldest first, through the history API.
     pub async fn all_events(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let page: Value = self
-                .get(&format!("/api/events?after={after}&limit=1000"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let events = page["events"].as_array().unwrap().clone();
-            all.extend(events);
-            match page["next_cursor"].as_i64() {
-                Some(next) => after = next,
-                None => return all,
-            }
+        events_at(&self.client, &self.address, "").await
+    }
+}
+
+/// Every stored event matching `filter` (a query string such as
+/// `channels=x`, or empty), oldest first, read from the server at `base`
+/// a page at a time.
+pub async fn events_at(client: &reqwest::Client, base: &str, filter: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{base}/api/events?after={after}&limit=1000&{filter}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = page["events"].as_array().unwrap().clone();
+        all.extend(events);
+        match page["next_cursor"].as_i64() {
+            Some(next) => after = next,
+            None => return all,
         }
     }
+}
+
+/// Publishes `{writer, n}` for n = 0, 1, … on `channel` at `base`, as agent
+/// `writer-{writer}`, one after another, until the server stops answering
+/// 201 (it was killed) or `until` has passed. Returns the acknowledged events
+/// as (id, data).
+pub async fn write_until_refused(
+    base: String,
+    channel: &'static str,
+    writer: usize,
+    until: std::time::Instant,
+) -> Vec<(i64, Value)> {
+    let client = reqwest::Client::new();
+    let mut acked = Vec::new();
+    for n in 0.. {
+        let data = json!({ "writer": writer, "n": n });
+        let sent = client
+            .post(format!("{base}/api/channels/{channel}/events"))
+            .header("X-Agent-ID", format!("writer-{writer}"))
+            .json(&json!({ "type": "write", "data": data }))
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status() == 201 => {
+                let Ok(event) = response.json::<Value>().await else {
+                    break;
+                };
+                acked.push((event["id"].as_i64().unwrap(), data));
+            }
+            _ => break, // the server is gone: what was not acknowledged may be lost
+        }
+        if std::time::Instant::now() > until {
+            break;
+        }
+    }
+    acked
 }
 
 /// An open SSE response, parsed as it arrives.
@@ -515,9 +561,7 @@ pub async fn on_postgres<F: std::future::Future<Output = ()>>(test: F) {
 /// A database created for one test on the configured PostgreSQL server and
 /// dropped (with any connection left) when the test is done with it.
 pub struct PgDatabase {
-    pub url: String,
-    name: String,
-    admin_url: String,
+    scratch: ScratchDatabase,
     /// Held while the database exists (see `PG_DATABASES`).
     _slot: tokio::sync::SemaphorePermit<'static>,
 }
@@ -544,51 +588,37 @@ impl PgDatabase {
             std::process::id(),
             NEXT_DATABASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        admin_execute(
-            &admin_url,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .await;
-        admin_execute(&admin_url, &format!("CREATE DATABASE {name}")).await;
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .expect("the PostgreSQL URL names a database");
+        let scratch = ScratchDatabase::create(&admin_url, &name)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin_url}: {e}"));
         PgDatabase {
-            url: format!("{base}/{name}"),
-            name,
-            admin_url,
+            scratch,
             _slot: slot,
         }
     }
 }
 
+impl std::ops::Deref for PgDatabase {
+    type Target = ScratchDatabase;
+
+    fn deref(&self) -> &ScratchDatabase {
+        &self.scratch
+    }
+}
+
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let scratch = self.scratch.clone();
         // Drop may run inside a runtime: use a thread with one of its own.
         let _ = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime")
-                .block_on(admin_execute(&admin_url, &statement))
+                .block_on(scratch.drop_database())
         })
         .join();
     }
-}
-
-pub async fn admin_execute(admin_url: &str, statement: &str) {
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV}={admin_url}: {e}"));
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(statement)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    drop(client);
-    let _ = driver.await;
 }
 
 /// Turns each listed `async fn` into two tests: `sqlite::NAME` on a temporary

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::files::call;
 use crate::helpers::{
-    admin_execute, postgres_admin_url, spawn_node, spawn_node_with, PgDatabase, SseStream, TestApp,
-    DEADLINE,
+    events_at, postgres_admin_url, spawn_node, spawn_node_with, write_until_refused, PgDatabase,
+    SseStream, TestApp, DEADLINE,
 };
 use crate::process::start_serve_with;
 
@@ -28,29 +29,7 @@ async fn nodes(count: usize) -> Option<(Arc<PgDatabase>, Vec<TestApp>)> {
 
 /// Every stored event on `channel`, oldest first, read from `base`.
 async fn log_on(client: &reqwest::Client, base: &str, channel: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let page: Value = client
-            .get(format!(
-                "{base}/api/events?channels={channel}&after={after}&limit=1000"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let events = page["events"].as_array().unwrap().clone();
-        if let Some(last) = events.last() {
-            after = last["id"].as_i64().unwrap();
-        }
-        let done = page["next_cursor"].is_null();
-        all.extend(events);
-        if done {
-            return all;
-        }
-    }
+    events_at(client, base, &format!("channels={channel}")).await
 }
 
 fn event_ids(events: &[Value]) -> Vec<i64> {
@@ -190,79 +169,31 @@ async fn locks_and_idempotency_keys_hold_across_nodes() {
         return;
     };
     let (a, b) = (&nodes[0], &nodes[1]);
-    let call = |node: &TestApp, method: reqwest::Method, path: &str, session: &str, body: Value| {
-        node.client
-            .request(method, node.url(path))
-            .header("X-Agent-ID", format!("agent-{session}"))
-            .header("X-Session-ID", session.to_owned())
-            .json(&body)
-            .send()
-    };
-    let created = call(
+    use reqwest::Method;
+    let (status, _) = call(
         a,
-        reqwest::Method::POST,
+        Method::POST,
         "/api/files",
         "alice",
-        json!({"stable_id": "plan", "name": "plan.md", "content": "v1"}),
+        Some(json!({"stable_id": "plan", "name": "plan.md", "content": "v1"})),
     )
-    .await
-    .unwrap();
-    assert_eq!(created.status(), 201);
+    .await;
+    assert_eq!(status, 201);
 
-    let locked = call(
-        a,
-        reqwest::Method::POST,
-        "/api/files/plan/lock",
-        "alice",
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(locked.status(), 200, "alice locks on node A");
-    let refused = call(
-        b,
-        reqwest::Method::POST,
-        "/api/files/plan/lock",
-        "bob",
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(refused.status(), 409, "the lock taken on A is held on B");
-    let body: Value = refused.json().await.unwrap();
+    let (status, _) = call(a, Method::POST, "/api/files/plan/lock", "alice", None).await;
+    assert_eq!(status, 200, "alice locks on node A");
+    let (status, body) = call(b, Method::POST, "/api/files/plan/lock", "bob", None).await;
+    assert_eq!(status, 409, "the lock taken on A is held on B");
     assert_eq!(body["error"]["code"], "lock_held");
     assert_eq!(body["error"]["details"]["locked_by"], "agent-alice");
-    let save = call(
-        b,
-        reqwest::Method::PUT,
-        "/api/files/plan",
-        "bob",
-        json!({"content": "bob was here"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(save.status(), 409, "B refuses a save without the lock");
+    let save = Some(json!({"content": "bob was here"}));
+    let (status, _) = call(b, Method::PUT, "/api/files/plan", "bob", save).await;
+    assert_eq!(status, 409, "B refuses a save without the lock");
 
-    let released = call(
-        a,
-        reqwest::Method::DELETE,
-        "/api/files/plan/lock",
-        "alice",
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(released.status(), 200);
-    let taken = call(
-        b,
-        reqwest::Method::POST,
-        "/api/files/plan/lock",
-        "bob",
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(taken.status(), 200, "once released on A, B can take it");
+    let (status, _) = call(a, Method::DELETE, "/api/files/plan/lock", "alice", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(b, Method::POST, "/api/files/plan/lock", "bob", None).await;
+    assert_eq!(status, 200, "once released on A, B can take it");
 
     // The same Idempotency-Key sent to both nodes publishes once.
     let mut answers = Vec::new();
@@ -316,32 +247,12 @@ async fn kill_9_one_node_mid_load_loses_nothing_acknowledged_and_the_others_deli
         } else {
             survivor_port
         };
-        writers.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut acked: Vec<(i64, Value)> = Vec::new();
-            for n in 0.. {
-                let data = json!({ "writer": writer, "n": n });
-                let sent = client
-                    .post(format!("http://127.0.0.1:{port}/api/channels/crash/events"))
-                    .header("X-Agent-ID", format!("writer-{writer}"))
-                    .json(&json!({ "type": "write", "data": data }))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == 201 => {
-                        let Ok(event) = response.json::<Value>().await else {
-                            break;
-                        };
-                        acked.push((event["id"].as_i64().unwrap(), data));
-                    }
-                    _ => break, // that node is gone: unacknowledged writes may be lost
-                }
-                if Instant::now() > stop_at + Duration::from_secs(1) {
-                    break;
-                }
-            }
-            acked
-        }));
+        writers.push(tokio::spawn(write_until_refused(
+            format!("http://127.0.0.1:{port}"),
+            "crash",
+            writer,
+            stop_at + Duration::from_secs(1),
+        )));
     }
     tokio::time::sleep_until(stop_at.into()).await;
     doomed.start_kill().unwrap(); // SIGKILL, mid-run
@@ -419,14 +330,15 @@ async fn nodes_whose_database_connections_are_cut_reconnect_and_catch_up() {
     // writers', the pools', the listeners'.
     let admin = postgres_admin_url().unwrap();
     let name = database.url.rsplit('/').next().unwrap().to_owned();
-    admin_execute(
+    switchboard::store::scratch::execute(
         &admin,
         &format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = '{name}' AND pid <> pg_backend_pid()"
         ),
     )
-    .await;
+    .await
+    .expect("connections terminated");
 
     // Writes fail at most briefly (503, which a client retries), then succeed.
     let mut published = Vec::new();

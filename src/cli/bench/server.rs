@@ -72,14 +72,10 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `switchboard serve` in `root/<label>` and waits for `/readyz`.
-    /// `log_filter` is the server's `RUST_LOG`.
-    pub async fn start(root: &Path, label: &str, log_filter: &str) -> anyhow::Result<Self> {
-        Self::start_on(root, label, log_filter, None).await
-    }
-
-    /// `start` on the given `--database` (a PostgreSQL URL shared by several
-    /// servers) instead of a fresh SQLite file.
-    pub async fn start_on(
+    /// `log_filter` is the server's `RUST_LOG`. Its database is a fresh
+    /// SQLite file there, or `database` (a PostgreSQL URL shared by several
+    /// servers).
+    pub async fn start(
         root: &Path,
         label: &str,
         log_filter: &str,
@@ -390,56 +386,4 @@ pub fn raise_fd_limit(wanted: u64) -> u64 {
             current
         }
     }
-}
-
-/// A database of one run on the PostgreSQL server given with `--postgres`.
-pub struct PgDatabase {
-    pub url: String,
-    name: String,
-    admin_url: String,
-}
-
-impl PgDatabase {
-    pub async fn create(admin_url: &str, label: &str) -> anyhow::Result<Self> {
-        let name = format!(
-            "switchboard_bench_{}_{}",
-            std::process::id(),
-            label.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-        );
-        let (base, _) = admin_url.rsplit_once('/').context(
-            "--postgres must name a database, e.g. postgres://postgres@127.0.0.1:5432/test",
-        )?;
-        admin_execute(
-            admin_url,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .await?;
-        admin_execute(admin_url, &format!("CREATE DATABASE {name}")).await?;
-        Ok(PgDatabase {
-            url: format!("{base}/{name}"),
-            name,
-            admin_url: admin_url.to_owned(),
-        })
-    }
-
-    pub async fn drop_database(self) {
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(err) = admin_execute(&self.admin_url, &statement).await {
-            eprintln!("  could not drop {}: {err:#}", self.name);
-        }
-    }
-}
-
-async fn admin_execute(admin_url: &str, statement: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connecting to {admin_url}"))?;
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(statement)
-        .await
-        .with_context(|| statement.to_owned())?;
-    drop(client);
-    let _ = driver.await;
-    Ok(())
 }
