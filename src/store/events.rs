@@ -116,6 +116,22 @@ pub struct LogPosition {
     pub oldest_id: i64,
 }
 
+/// The time of the newest event still held, if any.
+pub fn newest_time(conn: &mut DbConn) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    let newest: Option<String> = events::table
+        .order(events::id.desc())
+        .select(events::created_at)
+        .first(conn)
+        .optional()?;
+    newest
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|time| time.with_timezone(&chrono::Utc))
+                .map_err(|e| StoreError::Corrupt(format!("event time {text:?}: {e}")))
+        })
+        .transpose()
+}
+
 pub fn head_id(conn: &mut DbConn) -> Result<i64, StoreError> {
     if conn.is_postgres() {
         // No sqlite_sequence: the newest visible id, or, when retention

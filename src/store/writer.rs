@@ -272,17 +272,24 @@ fn writer_connection(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
 /// Runs and commits one batch; false when the commit failed.
 fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommit) -> bool {
     let started = std::time::Instant::now();
-    let now_time = Utc::now();
-    let now = format_timestamp(now_time);
-    let keys_not_before = format_timestamp(now_time - KEY_LIFETIME);
     let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
 
     let mut before = None;
     let committed = db::write_transaction::<_, StoreError>(conn, |conn| {
+        // The batch's time, taken under the write lock, so that event times
+        // grow with ids (replay windows and retention rely on it).
+        let mut now_time = Utc::now();
         if conn.is_postgres() {
             // Under the write lock: every id up to here is committed.
             before = Some(events::head_id(conn)?);
+            // Another node's clock may be ahead of this one's: never go
+            // below the newest event's time.
+            if let Some(newest) = events::newest_time(conn)? {
+                now_time = now_time.max(newest);
+            }
         }
+        let now = format_timestamp(now_time);
+        let keys_not_before = format_timestamp(now_time - KEY_LIFETIME);
         // One savepoint per request, managed here rather than by nested
         // diesel transactions so that releasing one and opening the next is
         // one round trip (it matters on PostgreSQL); COMMIT releases the last.

@@ -507,3 +507,27 @@ async fn a_session_with_streams_on_several_nodes_joins_once_and_leaves_once() {
         "{listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_times_grow_with_ids_even_when_another_nodes_clock_is_ahead() {
+    let Some((database, nodes)) = nodes(1).await else {
+        return;
+    };
+    // An event committed by a node whose clock runs far ahead.
+    let ahead = "2099-01-01T00:00:00.000000Z";
+    switchboard::store::scratch::execute(
+        &database.url,
+        &format!(
+            "INSERT INTO events (channel, event_type, agent_id, created_at, payload) \
+             VALUES ('clock', 'ahead', 'other-node', '{ahead}', '{{}}')"
+        ),
+    )
+    .await
+    .expect("the row is inserted");
+    let event = nodes[0].publish("clock", "after", json!({}), None).await;
+    let time = event["timestamp"].as_str().unwrap();
+    assert!(
+        time >= ahead,
+        "a later id never gets an earlier time: {time} < {ahead}"
+    );
+}
