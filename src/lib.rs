@@ -2,6 +2,7 @@
 //! with its event into a durable log, and every other session sees it over a
 //! Server-Sent-Events stream that resumes exactly with `Last-Event-ID`.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;

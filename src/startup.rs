@@ -18,7 +18,7 @@ use crate::domain::{format_timestamp, presence_event, PresenceChange};
 use crate::http::{self, AppState, StreamSettings};
 use crate::hub::{Hub, PresenceSink, SessionInfo};
 use crate::store::{
-    self, events, open_pool, run_migrations, Outcome, Store, StoreError, Tx, WeakWriter, Writer,
+    self, events, open_pool, run_migrations, Store, StoreError, Tx, WeakWriter, Writer,
     WriterConfig,
 };
 use crate::telemetry::RequestSpan;
@@ -282,7 +282,7 @@ fn spawn_retention(writer: Writer, retention: Duration, mut shutdown: watch::Rec
             let Ok(age) = chrono::Duration::from_std(retention) else {
                 return;
             };
-            let cutoff = format_timestamp(Utc::now() - age);
+            let cutoff = crate::domain::Timestamp::now().minus(age);
             match store::prune_with(&writer, cutoff, PRUNE_BATCH).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "retention pruned events"),
@@ -333,7 +333,7 @@ fn spawn_lock_sweeper(writer: Writer, mut shutdown: watch::Receiver<bool>) {
                 _ = ticker.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if let Err(err) = http::sweep_expired_locks(&writer).await {
+            if let Err(err) = crate::app::files::sweep_expired_locks(&writer).await {
                 tracing::warn!(error = %err, "lock sweep failed; will retry");
             }
         }
@@ -350,7 +350,7 @@ fn presence_sink<J>(
     record: impl Fn(PresenceChange, &SessionInfo) -> J + Send + Sync + 'static,
 ) -> PresenceSink
 where
-    J: FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static,
+    J: FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static,
 {
     Box::new(move |change: PresenceChange, session: &SessionInfo| {
         let Some(writer) = writer.upgrade() else {
@@ -366,7 +366,7 @@ where
 fn record_presence_event(
     change: PresenceChange,
     session: &SessionInfo,
-) -> impl FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static {
+) -> impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static {
     let connections = match change {
         PresenceChange::Joined => session.connections,
         PresenceChange::Left => 0,
@@ -374,7 +374,7 @@ fn record_presence_event(
     let event = presence_event(change, &session.session_id, &session.agent_id, connections);
     move |tx| {
         tx.append(&event?)?;
-        Ok(Outcome::new(200, serde_json::Value::Null))
+        Ok(())
     }
 }
 
@@ -490,10 +490,10 @@ impl Node {
         let node = self.clone();
         let rows = self.rows(&hub.sessions());
         writer
-            .write(None, move |tx| {
+            .write(move |tx| {
                 store::presence::heartbeat(tx, &node.id, &node.started_at, &rows)?;
                 if let Some(timeout) = timeout.and_then(|t| chrono::Duration::from_std(t).ok()) {
-                    let cutoff = format_timestamp(tx.now_time() - timeout);
+                    let cutoff = tx.now().minus(timeout).to_string();
                     let gone = store::presence::remove_nodes(tx, &cutoff, None)?;
                     if gone > 0 {
                         tracing::warn!(
@@ -502,7 +502,7 @@ impl Node {
                         );
                     }
                 }
-                Ok(Outcome::new(200, serde_json::Value::Null))
+                Ok(())
             })
             .await
             .map(|_| ())
@@ -512,9 +512,9 @@ impl Node {
     async fn leave(&self, writer: &Writer) {
         let id = self.id.clone();
         let done = writer
-            .write(None, move |tx| {
+            .write(move |tx| {
                 store::presence::remove_nodes(tx, "", Some(&id))?;
-                Ok(Outcome::new(200, serde_json::Value::Null))
+                Ok(())
             })
             .await;
         if let Err(err) = done {
@@ -528,7 +528,7 @@ impl Node {
         &self,
         change: PresenceChange,
         session: &SessionInfo,
-    ) -> impl FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static {
+    ) -> impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static {
         let row = self.row(session);
         move |tx| {
             match change {
@@ -537,7 +537,7 @@ impl Node {
                     store::presence::left(tx, &row.node_id, &row.session_id, &row.agent_id)?
                 }
             }
-            Ok(Outcome::new(200, serde_json::Value::Null))
+            Ok(())
         }
     }
 }

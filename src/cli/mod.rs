@@ -6,10 +6,8 @@ pub mod publish;
 pub mod sse;
 pub mod tail;
 
-use chrono::Utc;
-
 use crate::config::{DatabaseArgs, PruneArgs};
-use crate::domain::format_timestamp;
+use crate::domain::Timestamp;
 use crate::store;
 
 /// `switchboard migrate`: apply the embedded migrations and exit.
@@ -27,8 +25,8 @@ pub fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
 /// `switchboard prune`: delete events older than the retention once and exit.
 pub fn prune(args: &PruneArgs) -> anyhow::Result<()> {
     store::run_migrations(&args.db.database)?;
-    let cutoff = format_timestamp(Utc::now() - chrono::Duration::from_std(args.retention)?);
-    let pruned = store::prune_direct(&args.db.database, &cutoff, 1000)?;
+    let cutoff = Timestamp::now().minus(chrono::Duration::from_std(args.retention)?);
+    let pruned = store::prune_direct(&args.db.database, cutoff, 1000)?;
     println!("pruned {pruned} events written before {cutoff}");
     Ok(())
 }

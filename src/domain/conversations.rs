@@ -5,10 +5,14 @@
 //! and is announced on `conversations`; message events go on
 //! `conversation:{id}`.
 
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
+use super::views::{to_payload, ConversationView, MessageView};
 use super::{
     AgentId, ChannelName, DomainError, EventType, NewEvent, ResourceId, ResourceType, SessionId,
+    Timestamp,
 };
 
 pub const MAX_TITLE: usize = 500;
@@ -21,8 +25,8 @@ pub struct Conversation {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     pub created_by: String,
     pub updated_by: String,
     pub deleted: bool,
@@ -34,7 +38,7 @@ impl Conversation {
         title: String,
         previous: Option<&Conversation>,
         agent: &AgentId,
-        now: &str,
+        now: Timestamp,
     ) -> Self {
         Conversation {
             id,
@@ -43,33 +47,17 @@ impl Conversation {
             input_tokens: 0,
             output_tokens: 0,
             version: previous.map_or(1, |p| p.version + 1),
-            created_at: now.to_owned(),
-            updated_at: now.to_owned(),
+            created_at: now,
+            updated_at: now,
             created_by: agent.as_str().to_owned(),
             updated_by: agent.as_str().to_owned(),
             deleted: false,
         }
     }
 
-    /// The summary every list shows and every `conversation_*` event carries.
-    pub fn summary(&self) -> Value {
-        json!({
-            "id": self.id,
-            "title": self.title,
-            "message_count": self.message_count,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "updated_at": self.updated_at,
-            "version": self.version,
-            "created_at": self.created_at,
-            "created_by": self.created_by,
-            "updated_by": self.updated_by,
-        })
-    }
-
-    pub fn touch(&mut self, agent: &AgentId, now: &str) {
+    pub fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
-        self.updated_at = now.to_owned();
+        self.updated_at = now;
         self.updated_by = agent.as_str().to_owned();
     }
 
@@ -94,9 +82,14 @@ pub fn validate_title(title: &str) -> Result<String, DomainError> {
     Ok(title.to_owned())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Token usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Usage {
+    /// Missing or `null` → 0.
+    #[schema(minimum = 0)]
     pub input_tokens: i64,
+    /// Missing or `null` → 0.
+    #[schema(minimum = 0)]
     pub output_tokens: i64,
 }
 
@@ -126,7 +119,9 @@ impl Usage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `streaming` while deltas arrive, then `complete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Streaming,
     Complete,
@@ -152,16 +147,41 @@ impl MessageStatus {
     }
 }
 
-pub const ROLES: [&str; 4] = ["user", "assistant", "system", "tool"];
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = MessageRole)]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+    Tool,
+}
 
-pub fn validate_role(role: &str) -> Result<String, DomainError> {
-    if ROLES.contains(&role) {
-        Ok(role.to_owned())
-    } else {
-        Err(DomainError::validation(
-            "role",
-            format!("must be one of {}", ROLES.join(", ")),
-        ))
+impl Role {
+    const ALL: [(Role, &'static str); 4] = [
+        (Role::User, "user"),
+        (Role::Assistant, "assistant"),
+        (Role::System, "system"),
+        (Role::Tool, "tool"),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Role::ALL
+            .iter()
+            .find(|(role, _)| *role == self)
+            .map_or("user", |(_, name)| name)
+    }
+
+    pub fn parse(field: &str, value: &str) -> Result<Role, DomainError> {
+        Role::ALL
+            .iter()
+            .find(|(_, name)| *name == value)
+            .map(|(role, _)| *role)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Role::ALL.iter().map(|(_, name)| *name).collect();
+                DomainError::validation(field, format!("must be one of {}", names.join(", ")))
+            })
     }
 }
 
@@ -176,28 +196,117 @@ pub struct Message {
     pub id: String,
     pub conversation_id: String,
     pub seq: i64,
-    pub role: String,
+    pub role: Role,
     pub content: String,
     pub content_units: i64,
     pub status: MessageStatus,
     pub usage: Option<Usage>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     pub created_by: String,
 }
 
-impl Message {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "conversation_id": self.conversation_id,
-            "role": self.role,
-            "content": self.content,
-            "status": self.status.as_str(),
-            "usage": self.usage.map(|u| json!({ "input_tokens": u.input_tokens, "output_tokens": u.output_tokens })),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "created_by": self.created_by,
+impl Conversation {
+    /// A new message: the next in the conversation's numbering, counted in
+    /// `message_count`; usage given with a complete message adds to the
+    /// totals. Returns the message and what to announce.
+    pub fn add_message(
+        &mut self,
+        new: NewMessage,
+        agent: &AgentId,
+        now: Timestamp,
+    ) -> (Message, Vec<ConversationChange>) {
+        self.message_count += 1;
+        let message = Message {
+            id: new.id,
+            conversation_id: self.id.clone(),
+            seq: self.message_count,
+            role: new.role,
+            content_units: text_units(&new.content),
+            content: new.content,
+            status: new.status,
+            usage: new.usage,
+            created_at: now,
+            updated_at: now,
+            created_by: agent.as_str().to_owned(),
+        };
+        let mut changes = vec![ConversationChange::MessageCreated(message.clone())];
+        if let Some(usage) = new.usage {
+            self.add_usage(usage);
+            changes.push(ConversationChange::TokensUpdated);
+        }
+        self.touch(agent, now);
+        changes.push(ConversationChange::Updated);
+        (message, changes)
+    }
+
+    /// Completes a streaming message with its final usage (missing: zero).
+    /// Non-zero usage adds to the conversation's totals and changes its
+    /// summary. A complete message cannot be completed again.
+    pub fn complete_message(
+        &mut self,
+        message: &mut Message,
+        usage: Option<Usage>,
+        agent: &AgentId,
+        now: Timestamp,
+    ) -> Result<Vec<ConversationChange>, DomainError> {
+        if message.status == MessageStatus::Complete {
+            return Err(DomainError::Conflict {
+                code: "conflict",
+                message: format!("message {} is already complete", message.id),
+                details: json!({ "message": MessageView::from(&*message) }),
+            });
+        }
+        message.status = MessageStatus::Complete;
+        message.usage = Some(usage.unwrap_or(Usage {
+            input_tokens: 0,
+            output_tokens: 0,
+        }));
+        message.updated_at = now;
+        let mut changes = vec![
+            ConversationChange::MessageCompleted(message.clone()),
+            ConversationChange::TokensUpdated,
+        ];
+        if let Some(usage) = usage.filter(|u| u.input_tokens != 0 || u.output_tokens != 0) {
+            self.add_usage(usage);
+            self.touch(agent, now);
+            changes.push(ConversationChange::Updated);
+        }
+        Ok(changes)
+    }
+}
+
+/// A message to add, checked at the edge.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub role: Role,
+    pub content: String,
+    pub status: MessageStatus,
+    /// Only with `status: complete`.
+    pub usage: Option<Usage>,
+}
+
+impl NewMessage {
+    pub fn new(
+        id: String,
+        role: Role,
+        content: String,
+        status: MessageStatus,
+        usage: Option<Usage>,
+    ) -> Result<Self, DomainError> {
+        if usage.is_some() && status == MessageStatus::Streaming {
+            return Err(DomainError::validation(
+                "usage",
+                "is given when the message is completed",
+            ));
+        }
+        Ok(NewMessage {
+            id,
+            role,
+            content,
+            status,
+            usage,
         })
     }
 }
@@ -226,46 +335,46 @@ pub fn conversation_event(
             "conversation_created",
             "conversation",
             &conversation.id,
-            conversation.summary(),
+            to_payload(ConversationView::from(conversation))?,
         ),
         ConversationChange::Updated => (
             list,
             "conversation_updated",
             "conversation",
             &conversation.id,
-            conversation.summary(),
+            to_payload(ConversationView::from(conversation))?,
         ),
         ConversationChange::Deleted => (
             list,
             "conversation_deleted",
             "conversation",
             &conversation.id,
-            json!({ "id": conversation.id, "version": conversation.version }),
+            to_payload(json!({ "id": conversation.id, "version": conversation.version }))?,
         ),
         ConversationChange::MessageCreated(message) => (
             conversation.channel(),
             "message_created",
             "message",
             &message.id,
-            message.to_json(),
+            to_payload(MessageView::from(message))?,
         ),
         ConversationChange::MessageCompleted(message) => (
             conversation.channel(),
             "message_completed",
             "message",
             &message.id,
-            message.to_json(),
+            to_payload(MessageView::from(message))?,
         ),
         ConversationChange::TokensUpdated => (
             conversation.channel(),
             "tokens_updated",
             "conversation",
             &conversation.id,
-            json!({
+            to_payload(json!({
                 "conversation_id": conversation.id,
                 "input_tokens": conversation.input_tokens,
                 "output_tokens": conversation.output_tokens,
-            }),
+            }))?,
         ),
     };
     Ok(NewEvent {
@@ -275,8 +384,7 @@ pub fn conversation_event(
         resource_id: Some(ResourceId::parse("id", resource_id)?),
         agent_id: agent.clone(),
         session_id: session.cloned(),
-        payload: serde_json::value::to_raw_value(&payload)
-            .map_err(|e| DomainError::BadRequest(e.to_string()))?,
+        payload,
     })
 }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{AgentId, ChannelName, EventType, ResourceId, ResourceType, SessionId};
+use super::{AgentId, ChannelName, EventType, ResourceId, ResourceType, SessionId, Timestamp};
 
 /// A committed event, as clients see it (API.md §2).
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +17,7 @@ pub struct Event {
     pub resource_id: Option<String>,
     pub agent_id: String,
     pub session_id: Option<String>,
-    pub timestamp: String,
+    pub timestamp: Timestamp,
     /// Kept as the JSON text it was stored as: never parsed again on the way out.
     pub payload: Box<RawValue>,
 }

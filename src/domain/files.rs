@@ -1,12 +1,13 @@
 //! Shared files and their edit locks. A lock is a lease: one session holds it
 //! until it releases it or the lease runs out. Only the holder may save or
-//! delete. Times are the fixed-width RFC 3339 text of `format_timestamp`, so
-//! comparing them as text compares instants.
+//! delete.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::views::{to_payload, FileMetadataView, LockView};
 use super::{
     AgentId, ChannelName, DomainError, EventType, NewEvent, ResourceId, ResourceType, SessionId,
+    Timestamp,
 };
 
 /// Who holds a file's lock, and until when.
@@ -14,7 +15,7 @@ use super::{
 pub struct FileLock {
     pub session_id: String,
     pub agent_id: String,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +26,8 @@ pub struct SharedFile {
     pub derived_from: Option<String>,
     pub content: String,
     pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     pub created_by: String,
     pub updated_by: String,
     pub deleted: bool,
@@ -38,42 +39,13 @@ pub const MAX_NAME: usize = 255;
 
 impl SharedFile {
     /// The lock if its lease is still running at `now`.
-    pub fn active_lock(&self, now: &str) -> Option<&FileLock> {
-        self.lock
-            .as_ref()
-            .filter(|lock| lock.expires_at.as_str() > now)
+    pub fn active_lock(&self, now: Timestamp) -> Option<&FileLock> {
+        self.lock.as_ref().filter(|lock| lock.expires_at > now)
     }
 
-    /// Metadata and lock state as clients see them — never the content.
-    pub fn metadata(&self, now: &str) -> Value {
-        let lock = self.active_lock(now);
-        json!({
-            "stable_id": self.stable_id,
-            "name": self.name,
-            "label": self.label,
-            "derived_from": self.derived_from,
-            "size": self.content.len(),
-            "version": self.version,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "created_by": self.created_by,
-            "updated_by": self.updated_by,
-            "locked_by": lock.map(|l| &l.agent_id),
-            "lock_session_id": lock.map(|l| &l.session_id),
-            "lock_expires_at": lock.map(|l| &l.expires_at),
-        })
-    }
-
-    /// Metadata plus `content`.
-    pub fn with_content(&self, now: &str) -> Value {
-        let mut value = self.metadata(now);
-        value["content"] = json!(self.content);
-        value
-    }
-
-    fn touch(&mut self, agent: &AgentId, now: &str) {
+    fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
-        self.updated_at = now.to_owned();
+        self.updated_at = now;
         self.updated_by = agent.as_str().to_owned();
     }
 }
@@ -103,7 +75,7 @@ pub fn create_file(
     new: NewFile,
     previous: Option<&SharedFile>,
     agent: &AgentId,
-    now: &str,
+    now: Timestamp,
 ) -> SharedFile {
     SharedFile {
         stable_id: new.stable_id,
@@ -112,8 +84,8 @@ pub fn create_file(
         derived_from: new.derived_from,
         content: new.content,
         version: previous.map_or(1, |p| p.version + 1),
-        created_at: now.to_owned(),
-        updated_at: now.to_owned(),
+        created_at: now,
+        updated_at: now,
         created_by: agent.as_str().to_owned(),
         updated_by: agent.as_str().to_owned(),
         deleted: false,
@@ -141,7 +113,7 @@ fn lock_held(file: &SharedFile, lock: &FileLock) -> DomainError {
 pub fn require_lock(
     file: &SharedFile,
     session: Option<&SessionId>,
-    now: &str,
+    now: Timestamp,
 ) -> Result<(), DomainError> {
     match (file.active_lock(now), session) {
         (Some(lock), Some(session)) if lock.session_id == session.as_str() => Ok(()),
@@ -175,8 +147,8 @@ pub fn acquire_lock(
     file: &mut SharedFile,
     session: &SessionId,
     agent: &AgentId,
-    expires_at: String,
-    now: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
 ) -> Result<Acquired, DomainError> {
     let outcome = match file.active_lock(now) {
         Some(lock) if lock.session_id == session.as_str() => Acquired::Renewed,
@@ -197,7 +169,7 @@ pub fn acquire_lock(
 pub fn release_lock(
     file: &mut SharedFile,
     session: Option<&SessionId>,
-    now: &str,
+    now: Timestamp,
 ) -> Result<(), DomainError> {
     match (file.active_lock(now), session) {
         (Some(lock), Some(session)) if lock.session_id == session.as_str() => {
@@ -214,12 +186,12 @@ pub fn release_lock(
 }
 
 /// A save by the lock holder: the content becomes a new version.
-pub fn save_file(file: &mut SharedFile, content: String, agent: &AgentId, now: &str) {
+pub fn save_file(file: &mut SharedFile, content: String, agent: &AgentId, now: Timestamp) {
     file.content = content;
     file.touch(agent, now);
 }
 
-pub fn delete_file(file: &mut SharedFile, agent: &AgentId, now: &str) {
+pub fn delete_file(file: &mut SharedFile, agent: &AgentId, now: Timestamp) {
     file.deleted = true;
     file.lock = None;
     file.touch(agent, now);
@@ -238,32 +210,25 @@ pub enum FileChange {
 pub fn file_event(
     file: &SharedFile,
     change: &FileChange,
-    now: &str,
+    now: Timestamp,
     agent: &AgentId,
     session: Option<&SessionId>,
 ) -> Result<NewEvent, DomainError> {
     let (event_type, payload) = match change {
-        FileChange::Created => ("file_created", file.metadata(now)),
-        FileChange::Saved => ("file_saved", file.metadata(now)),
-        FileChange::Deleted => ("files_deleted", json!({ "stable_ids": [file.stable_id] })),
+        FileChange::Created => ("file_created", to_payload(FileMetadataView::at(file, now))?),
+        FileChange::Saved => ("file_saved", to_payload(FileMetadataView::at(file, now))?),
+        FileChange::Deleted => (
+            "files_deleted",
+            to_payload(json!({ "stable_ids": [file.stable_id] }))?,
+        ),
         FileChange::LockAcquired => {
-            let lock = file
-                .lock
-                .as_ref()
+            let lock = LockView::of(file)
                 .ok_or_else(|| DomainError::BadRequest("lock_acquired without a lock".into()))?;
-            (
-                "lock_acquired",
-                json!({
-                    "stable_id": file.stable_id,
-                    "locked_by": lock.agent_id,
-                    "session_id": lock.session_id,
-                    "expires_at": lock.expires_at,
-                }),
-            )
+            ("lock_acquired", to_payload(lock)?)
         }
         FileChange::LockReleased { reason } => (
             "lock_released",
-            json!({ "stable_id": file.stable_id, "reason": reason }),
+            to_payload(json!({ "stable_id": file.stable_id, "reason": reason }))?,
         ),
     };
     Ok(NewEvent {
@@ -273,8 +238,7 @@ pub fn file_event(
         resource_id: Some(ResourceId::parse("stable_id", &file.stable_id)?),
         agent_id: agent.clone(),
         session_id: session.cloned(),
-        payload: serde_json::value::to_raw_value(&payload)
-            .map_err(|e| DomainError::BadRequest(e.to_string()))?,
+        payload,
     })
 }
 
@@ -294,8 +258,12 @@ mod tests {
             new,
             None,
             &AgentId::parse("a", "alice").unwrap(),
-            "2026-01-01T00:00:00.000000Z",
+            at("2026-01-01T00:00:00.000000Z"),
         )
+    }
+
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse("t", text).unwrap()
     }
 
     fn session(s: &str) -> SessionId {
@@ -306,13 +274,13 @@ mod tests {
     fn the_first_session_wins_and_an_expired_lease_is_free_again() {
         let mut f = file();
         let agent = AgentId::parse("a", "alice").unwrap();
-        let t0 = "2026-01-01T00:00:00.000000Z";
-        let until = "2026-01-01T00:01:00.000000Z".to_owned();
+        let t0 = at("2026-01-01T00:00:00.000000Z");
+        let until = at("2026-01-01T00:01:00.000000Z");
         assert_eq!(
-            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0).unwrap(),
+            acquire_lock(&mut f, &session("s1"), &agent, until, t0).unwrap(),
             Acquired::New { expired: None }
         );
-        let err = acquire_lock(&mut f, &session("s2"), &agent, until.clone(), t0).unwrap_err();
+        let err = acquire_lock(&mut f, &session("s2"), &agent, until, t0).unwrap_err();
         assert!(matches!(
             err,
             DomainError::Conflict {
@@ -321,15 +289,15 @@ mod tests {
             }
         ));
         assert_eq!(
-            acquire_lock(&mut f, &session("s1"), &agent, until.clone(), t0).unwrap(),
+            acquire_lock(&mut f, &session("s1"), &agent, until, t0).unwrap(),
             Acquired::Renewed
         );
-        let later = "2026-01-01T00:02:00.000000Z";
+        let later = at("2026-01-01T00:02:00.000000Z");
         let outcome = acquire_lock(
             &mut f,
             &session("s2"),
             &agent,
-            "2026-01-01T00:03:00.000000Z".into(),
+            at("2026-01-01T00:03:00.000000Z"),
             later,
         )
         .unwrap();

@@ -116,6 +116,11 @@ impl AgentId {
     pub fn anonymous() -> Self {
         AgentId("anonymous".to_owned())
     }
+
+    /// The server itself, acting for expiries.
+    pub fn server() -> Self {
+        AgentId("switchboard".to_owned())
+    }
 }
 
 /// The channels that only the server writes to.

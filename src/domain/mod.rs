@@ -1,4 +1,5 @@
-//! Plain types and rules: identities, channels, events. No actix, no diesel.
+//! Plain types and rules: identities, channels, events, times, resources and
+//! their views (the JSON they are sent as). No actix, no diesel.
 //!
 //! Values are parsed at the edge (`ChannelName::parse`, `SessionId::parse`):
 //! past a handler, a value that exists is valid.
@@ -10,6 +11,8 @@ pub mod files;
 mod filter;
 mod ids;
 mod presence;
+mod time;
+pub mod views;
 pub mod work_items;
 
 pub use error::DomainError;
@@ -20,3 +23,4 @@ pub use ids::{
     SessionId,
 };
 pub use presence::{presence_event, PresenceChange};
+pub use time::Timestamp;

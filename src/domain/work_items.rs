@@ -4,8 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
+use super::views::{to_value, WorkItemView};
 use super::{
     AgentId, ChannelName, DomainError, EventType, NewEvent, ResourceId, ResourceType, SessionId,
+    Timestamp,
 };
 
 /// Which collection an item belongs to.
@@ -80,7 +82,7 @@ impl Kind {
 }
 
 macro_rules! word_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident as $schema:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum $name { $($variant),+ }
@@ -102,12 +104,34 @@ macro_rules! word_enum {
                 }
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        /// A string, one of `NAMES`.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed($schema)
+            }
+        }
     };
 }
 
 word_enum!(
-    /// Where an item stands.
-    Status {
+    /// The status of a work item.
+    Status as "WorkItemStatus" {
         Todo = "todo",
         InProgress = "in_progress",
         Blocked = "blocked",
@@ -116,14 +140,18 @@ word_enum!(
     }
 );
 
-word_enum!(Priority {
+word_enum!(
+    /// The priority of a feature or spike.
+    Priority as "Priority" {
     Low = "low",
     Medium = "medium",
     High = "high",
     Critical = "critical",
 });
 
-word_enum!(LinkType {
+word_enum!(
+    /// How two work items relate.
+    LinkType as "LinkType" {
     DependsOn = "depends_on",
     Blocks = "blocks",
     BlockedBy = "blocked_by",
@@ -142,7 +170,7 @@ pub struct Comment {
     pub id: String,
     pub comment_text: String,
     pub author: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// One feature, track or spike, with its links and comments.
@@ -160,8 +188,8 @@ pub struct WorkItem {
     pub links: Vec<Link>,
     pub comments: Vec<Comment>,
     pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     pub created_by: String,
     pub updated_by: String,
     /// A tombstone: deleted, kept for `/api/sync`.
@@ -169,56 +197,9 @@ pub struct WorkItem {
 }
 
 impl WorkItem {
-    /// The item as clients see it; fields the kind lacks are left out.
-    pub fn to_json(&self) -> Value {
-        let mut out = Map::new();
-        out.insert("id".into(), json!(self.id));
-        out.insert("title".into(), json!(self.title));
-        out.insert("status".into(), json!(self.status.as_str()));
-        out.insert("description".into(), json!(self.description));
-        if self.kind != Kind::Track {
-            out.insert(
-                "priority".into(),
-                json!(self.priority.map(Priority::as_str)),
-            );
-            out.insert("tags".into(), json!(self.tags));
-            out.insert("track_id".into(), json!(self.track_id));
-        }
-        if self.kind == Kind::Spike {
-            out.insert("findings".into(), json!(self.findings));
-        }
-        out.insert(
-            "links".into(),
-            self.links
-                .iter()
-                .map(|l| json!({ "linked_feature_id": l.linked_id, "link_type": l.link_type.as_str() }))
-                .collect(),
-        );
-        out.insert(
-            "comments".into(),
-            self.comments
-                .iter()
-                .map(|c| {
-                    json!({
-                        "id": c.id,
-                        "comment_text": c.comment_text,
-                        "author": c.author,
-                        "created_at": c.created_at,
-                    })
-                })
-                .collect(),
-        );
-        out.insert("version".into(), json!(self.version));
-        out.insert("created_at".into(), json!(self.created_at));
-        out.insert("updated_at".into(), json!(self.updated_at));
-        out.insert("created_by".into(), json!(self.created_by));
-        out.insert("updated_by".into(), json!(self.updated_by));
-        Value::Object(out)
-    }
-
-    fn touch(&mut self, agent: &AgentId, now: &str) {
+    fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
-        self.updated_at = now.to_owned();
+        self.updated_at = now;
         self.updated_by = agent.as_str().to_owned();
     }
 }
@@ -364,7 +345,7 @@ pub fn create_item(
     fields: ItemFields,
     previous: Option<&WorkItem>,
     agent: &AgentId,
-    now: &str,
+    now: Timestamp,
 ) -> Result<WorkItem, DomainError> {
     let title = fields
         .title
@@ -382,8 +363,8 @@ pub fn create_item(
         links: Vec::new(),
         comments: Vec::new(),
         version: previous.map_or(1, |p| p.version + 1),
-        created_at: now.to_owned(),
-        updated_at: now.to_owned(),
+        created_at: now,
+        updated_at: now,
         created_by: agent.as_str().to_owned(),
         updated_by: agent.as_str().to_owned(),
         deleted: false,
@@ -396,7 +377,7 @@ pub fn update_item(
     item: &mut WorkItem,
     fields: ItemFields,
     agent: &AgentId,
-    now: &str,
+    now: Timestamp,
 ) -> Vec<&'static str> {
     let mut changed = Vec::new();
     fn set<T: PartialEq>(
@@ -447,7 +428,12 @@ pub fn update_item(
 
 /// Sets the status; returns the old one. Bumps the version even when the
 /// status is unchanged: a status call always emits `status_changed`.
-pub fn change_status(item: &mut WorkItem, status: Status, agent: &AgentId, now: &str) -> Status {
+pub fn change_status(
+    item: &mut WorkItem,
+    status: Status,
+    agent: &AgentId,
+    now: Timestamp,
+) -> Status {
     let old = item.status;
     item.status = status;
     item.touch(agent, now);
@@ -455,7 +441,7 @@ pub fn change_status(item: &mut WorkItem, status: Status, agent: &AgentId, now: 
 }
 
 /// Adds a link unless it exists; returns whether it was added.
-pub fn add_link(item: &mut WorkItem, link: Link, agent: &AgentId, now: &str) -> bool {
+pub fn add_link(item: &mut WorkItem, link: Link, agent: &AgentId, now: Timestamp) -> bool {
     if item.links.contains(&link) {
         return false;
     }
@@ -465,7 +451,7 @@ pub fn add_link(item: &mut WorkItem, link: Link, agent: &AgentId, now: &str) -> 
 }
 
 /// Removes a link; returns whether it existed.
-pub fn remove_link(item: &mut WorkItem, link: &Link, agent: &AgentId, now: &str) -> bool {
+pub fn remove_link(item: &mut WorkItem, link: &Link, agent: &AgentId, now: Timestamp) -> bool {
     let before = item.links.len();
     item.links.retain(|l| l != link);
     if item.links.len() == before {
@@ -475,13 +461,13 @@ pub fn remove_link(item: &mut WorkItem, link: &Link, agent: &AgentId, now: &str)
     true
 }
 
-pub fn add_comment(item: &mut WorkItem, comment: Comment, agent: &AgentId, now: &str) {
+pub fn add_comment(item: &mut WorkItem, comment: Comment, agent: &AgentId, now: Timestamp) {
     item.comments.push(comment);
     item.touch(agent, now);
 }
 
 /// Marks the item deleted: a tombstone with the next version.
-pub fn delete_item(item: &mut WorkItem, agent: &AgentId, now: &str) {
+pub fn delete_item(item: &mut WorkItem, agent: &AgentId, now: Timestamp) {
     item.deleted = true;
     item.links.clear();
     item.comments.clear();
@@ -509,9 +495,12 @@ pub fn item_event(
 ) -> Result<NewEvent, DomainError> {
     let singular = item.kind.singular();
     let (event_type, payload) = match change {
-        ItemChange::Created => (format!("{singular}_created"), item.to_json()),
+        ItemChange::Created => (
+            format!("{singular}_created"),
+            to_value(WorkItemView::from(item))?,
+        ),
         ItemChange::Updated { changed } => {
-            let mut payload = item.to_json();
+            let mut payload = to_value(WorkItemView::from(item))?;
             payload["changed"] = json!(changed);
             (format!("{singular}_updated"), payload)
         }
@@ -586,19 +575,20 @@ impl IfMatch {
 
     /// Fails with 412 and the current item unless the version matches.
     pub fn check(self, current: &WorkItem) -> Result<(), DomainError> {
-        self.check_version(current.version, || current.to_json())
+        self.check_version(current.version, || WorkItemView::from(current))
     }
 
-    /// Fails with 412 and `current()` in the details unless `version` matches.
-    pub fn check_version(
+    /// Fails with 412 and `current()` (its view) in the details unless
+    /// `version` matches.
+    pub fn check_version<V: serde::Serialize>(
         self,
         version: i64,
-        current: impl FnOnce() -> Value,
+        current: impl FnOnce() -> V,
     ) -> Result<(), DomainError> {
         match self {
-            IfMatch::Version(v) if v != version => {
-                Err(DomainError::PreconditionFailed { current: current() })
-            }
+            IfMatch::Version(v) if v != version => Err(DomainError::PreconditionFailed {
+                current: to_value(current())?,
+            }),
             _ => Ok(()),
         }
     }
@@ -616,6 +606,10 @@ pub fn new_id(prefix: &str) -> String {
 mod tests {
     use super::*;
 
+    fn at(second: u32) -> Timestamp {
+        Timestamp::parse("t", &format!("2026-01-01T00:00:{second:02}Z")).unwrap()
+    }
+
     fn agent() -> AgentId {
         AgentId::parse("a", "claude-1").unwrap()
     }
@@ -625,7 +619,15 @@ mod tests {
             title: Some("Login".into()),
             ..Default::default()
         };
-        create_item(Kind::Feature, "feat-1".into(), fields, None, &agent(), "t0").unwrap()
+        create_item(
+            Kind::Feature,
+            "feat-1".into(),
+            fields,
+            None,
+            &agent(),
+            at(0),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -636,7 +638,7 @@ mod tests {
             status: Some(Status::Todo),
             ..Default::default()
         };
-        assert!(update_item(&mut item, fields, &agent(), "t1").is_empty());
+        assert!(update_item(&mut item, fields, &agent(), at(1)).is_empty());
         assert_eq!(item.version, 1);
         let fields = ItemFields {
             status: Some(Status::Done),
@@ -644,11 +646,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            update_item(&mut item, fields, &agent(), "t1"),
+            update_item(&mut item, fields, &agent(), at(1)),
             vec!["status", "description"]
         );
         assert_eq!(item.version, 2);
-        assert_eq!(item.updated_at, "t1");
+        assert_eq!(item.updated_at, at(1));
     }
 
     #[test]

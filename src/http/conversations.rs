@@ -3,22 +3,21 @@
 //! and the sync endpoint for polling clients.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::events::{committed_response, versioned_response};
-use super::work_items::if_match;
+use super::answer::{snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
+use crate::app::conversations as use_case;
 use crate::domain::conversations::{
-    self as rules, conversation_event, delta_event, text_units, Conversation, ConversationChange,
-    Message, MessageStatus, Usage,
+    self as rules, Conversation, MessageStatus, NewMessage, Role, Usage,
 };
+use crate::domain::views::{ConversationView, DeletedView, MessageView};
 use crate::domain::work_items::new_id;
-use crate::domain::{format_timestamp, DomainError, ResourceId};
+use crate::domain::{DomainError, ResourceId, Timestamp};
 use crate::error::ApiError;
 use crate::store::conversations as store;
-use crate::store::{events, Outcome, StoreError, Tx};
+use crate::store::events;
 
 /// Default and largest page of messages.
 const DEFAULT_PAGE: i64 = 50;
@@ -36,33 +35,13 @@ fn message_id(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(ResourceId::parse(field, value)?.into_string())
 }
 
-/// Appends the events of `changes` and writes the conversation's row.
-fn record(
-    tx: &mut Tx<'_>,
-    conversation: &Conversation,
-    changes: &[ConversationChange],
-    identity: &Identity,
-) -> Result<(), StoreError> {
-    let mut last = None;
-    for change in changes {
-        let event = conversation_event(
-            conversation,
-            change,
-            &identity.agent_id,
-            identity.session_id.as_ref(),
-        )?;
-        last = Some(tx.append(&event)?.id);
-    }
-    if let Some(last) = last {
-        store::save(tx.conn(), conversation, last)?;
-    }
-    Ok(())
+fn title(value: Option<&str>) -> Result<String, ApiError> {
+    let title = value.ok_or_else(|| DomainError::validation("title", "is required"))?;
+    Ok(rules::validate_title(title)?)
 }
 
-fn load_live(tx: &mut Tx<'_>, id: &str) -> Result<Conversation, StoreError> {
-    store::load(tx.conn(), id)?
-        .filter(|c| !c.deleted)
-        .ok_or_else(|| DomainError::NotFound(format!("conversation {id}")).into())
+fn summary(conversation: &Conversation) -> Answer<ConversationView> {
+    Answer::ok(ConversationView::from(conversation)).versioned(conversation.version)
 }
 
 /// A new conversation. Any other field → 422.
@@ -86,7 +65,7 @@ pub struct CreateRequest {
     params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body = CreateRequest,
     responses(
-        (status = 201, description = "The new conversation's summary", body = super::openapi::ConversationSummary, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 201, description = "The new conversation's summary", body = ConversationView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 409, description = "`already_exists`: a live conversation has this id", body = super::openapi::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
@@ -101,38 +80,20 @@ pub async fn create_conversation(
     identity: Identity,
     body: JsonBody<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let id = match &body.value.id {
         Some(id) => conversation_id(id)?,
         None => new_id("conv-"),
     };
-    let title = rules::validate_title(
-        body.value
-            .title
-            .as_deref()
-            .ok_or_else(|| DomainError::validation("title", "is required"))?,
-    )?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let previous = store::load(tx.conn(), &id)?;
-            if previous.as_ref().is_some_and(|c| !c.deleted) {
-                return Err(DomainError::Conflict {
-                    code: "already_exists",
-                    message: format!("conversation {id} already exists"),
-                    details: json!({ "id": id }),
-                }
-                .into());
-            }
-            let now = tx.now().to_owned();
-            let conversation =
-                Conversation::new(id, title, previous.as_ref(), &actor.agent_id, &now);
-            record(tx, &conversation, &[ConversationChange::Created], &actor)?;
-            Ok(Outcome::new(201, conversation.summary()))
+    let title = title(body.value.title.as_deref())?;
+    context
+        .run(&state, move |tx, actor| {
+            let conversation = use_case::create(tx, actor, id, title)?;
+            let mut answer = summary(&conversation);
+            answer.status = actix_web::http::StatusCode::CREATED;
+            Ok(answer)
         })
-        .await?;
-    Ok(versioned_response(committed))
+        .await
 }
 
 /// `GET /api/conversations` → `{"conversations": [summaries], "cursor": N}`.
@@ -142,7 +103,7 @@ pub async fn create_conversation(
     tag = "conversations",
     params(super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "Every live conversation's summary", body = super::openapi::ConversationList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
+        (status = 200, description = "Every live conversation's summary", body = ConversationList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 503, response = super::openapi::Unavailable),
     ),
@@ -155,10 +116,23 @@ pub async fn list_conversations(
         .store
         .read(|conn| Ok((events::head_id(conn)?, store::list(conn)?)))
         .await?;
-    let list: Vec<Value> = list.iter().map(Conversation::summary).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .json(json!({ "conversations": list, "cursor": cursor })))
+    let conversations = list.iter().map(ConversationView::from).collect();
+    Ok(snapshot(
+        cursor,
+        None,
+        &ConversationList {
+            conversations,
+            cursor,
+        },
+    ))
+}
+
+/// `GET /api/conversations`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConversationList {
+    conversations: Vec<ConversationView>,
+    /// The newest event this list includes (also `X-Event-Cursor`).
+    cursor: i64,
 }
 
 /// `GET /api/conversations/{id}` → the summary.
@@ -171,7 +145,7 @@ pub async fn list_conversations(
         (
             status = 200,
             description = "The conversation's summary",
-            body = super::openapi::ConversationSummary,
+            body = ConversationView,
             headers(
                 ("ETag" = String, description = "`\"<version>\"`"),
                 ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
@@ -197,13 +171,8 @@ pub async fn get_conversation(
     let conversation = found
         .filter(|c| !c.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("conversation {id}")))?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .insert_header((
-            actix_web::http::header::ETAG,
-            format!("\"{}\"", conversation.version),
-        ))
-        .json(conversation.summary()))
+    let view = ConversationView::from(&conversation);
+    Ok(snapshot(cursor, Some(conversation.version), &view))
 }
 
 /// A new title. Any other field → 422.
@@ -224,7 +193,7 @@ pub struct RenameRequest {
     params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
     request_body = RenameRequest,
     responses(
-        (status = 200, description = "The conversation's summary", body = super::openapi::ConversationSummary, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 200, description = "The conversation's summary", body = ConversationView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 412, response = super::openapi::PreconditionFailed),
@@ -242,32 +211,15 @@ pub async fn rename_conversation(
     body: JsonBody<RenameRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id(&id)?;
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
-    let precondition = if_match(&req)?;
-    let title = rules::validate_title(
-        body.value
-            .title
-            .as_deref()
-            .ok_or_else(|| DomainError::validation("title", "is required"))?,
-    )?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let mut conversation = load_live(tx, &id)?;
-            if let Some(precondition) = precondition {
-                precondition.check_version(conversation.version, || conversation.summary())?;
-            }
-            if conversation.title != title {
-                conversation.title = title;
-                let now = tx.now().to_owned();
-                conversation.touch(&actor.agent_id, &now);
-                record(tx, &conversation, &[ConversationChange::Updated], &actor)?;
-            }
-            Ok(Outcome::new(200, conversation.summary()))
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
+    let title = title(body.value.title.as_deref())?;
+    let if_match = context.if_match;
+    context
+        .run(&state, move |tx, actor| {
+            let conversation = use_case::rename(tx, actor, &id, if_match, title)?;
+            Ok(summary(&conversation))
         })
-        .await?;
-    Ok(versioned_response(committed))
+        .await
 }
 
 /// `DELETE /api/conversations/{id}` → `conversation_deleted`; a tombstone stays.
@@ -277,7 +229,7 @@ pub async fn rename_conversation(
     tag = "conversations",
     params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
     responses(
-        (status = 200, description = "The tombstone", body = super::openapi::DeletedResource, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 200, description = "The tombstone", body = DeletedView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 412, response = super::openapi::PreconditionFailed),
@@ -292,28 +244,15 @@ pub async fn delete_conversation(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = conversation_id(&id)?;
-    let claim = identity.idempotency_claim(&req, b"")?;
-    let precondition = if_match(&req)?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let mut conversation = load_live(tx, &id)?;
-            if let Some(precondition) = precondition {
-                precondition.check_version(conversation.version, || conversation.summary())?;
-            }
-            store::delete_messages(tx.conn(), &id)?;
-            conversation.deleted = true;
-            let now = tx.now().to_owned();
-            conversation.touch(&actor.agent_id, &now);
-            record(tx, &conversation, &[ConversationChange::Deleted], &actor)?;
-            Ok(Outcome::new(
-                200,
-                json!({ "id": conversation.id, "version": conversation.version, "deleted": true }),
-            ))
+    let context = WriteContext::new(&req, &identity, b"")?;
+    let if_match = context.if_match;
+    context
+        .run(&state, move |tx, actor| {
+            let conversation = use_case::delete(tx, actor, &id, if_match)?;
+            let view = DeletedView::new(&conversation.id, conversation.version);
+            Ok(Answer::ok(view).versioned(conversation.version))
         })
-        .await?;
-    Ok(versioned_response(committed))
+        .await
 }
 
 /// A new message. Any other field → 422.
@@ -323,15 +262,15 @@ pub async fn delete_conversation(
 pub struct MessageRequest {
     /// 1–64 characters of `[A-Za-z0-9._:-]`; missing → `msg-` and random hex.
     id: Option<String>,
-    #[schema(value_type = super::openapi::MessageRole)]
+    #[schema(value_type = Role)]
     role: Option<String>,
     /// Default empty: a streaming message gets its text by deltas.
     content: Option<String>,
     /// Default `complete`.
-    #[schema(value_type = Option<super::openapi::MessageStatus>)]
+    #[schema(value_type = Option<MessageStatus>)]
     status: Option<String>,
     /// Only for a message created complete.
-    #[schema(value_type = Option<super::openapi::Usage>)]
+    #[schema(value_type = Option<Usage>)]
     usage: Option<Value>,
 }
 
@@ -344,7 +283,7 @@ pub struct MessageRequest {
     params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body = MessageRequest,
     responses(
-        (status = 201, description = "The new message", body = super::openapi::Message),
+        (status = 201, description = "The new message", body = MessageView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`already_exists`: a message has this id", body = super::openapi::ErrorBody),
@@ -362,18 +301,16 @@ pub async fn create_message(
     body: JsonBody<MessageRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let conversation = conversation_id(&id)?;
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let request = body.value;
     let id = match &request.id {
         Some(id) => message_id("id", id)?,
         None => new_id("msg-"),
     };
-    let role = rules::validate_role(
-        request
-            .role
-            .as_deref()
-            .ok_or_else(|| DomainError::validation("role", "is required"))?,
-    )?;
+    let role = request
+        .role
+        .as_deref()
+        .ok_or_else(|| DomainError::validation("role", "is required"))?;
     let status = request
         .status
         .as_deref()
@@ -386,53 +323,14 @@ pub async fn create_message(
         .filter(|u| !u.is_null())
         .map(Usage::parse)
         .transpose()?;
-    if usage.is_some() && status == MessageStatus::Streaming {
-        return Err(
-            DomainError::validation("usage", "is given when the message is completed").into(),
-        );
-    }
     let content = request.content.unwrap_or_default();
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let mut conv = load_live(tx, &conversation)?;
-            if store::message_exists(tx.conn(), &id)? {
-                return Err(DomainError::Conflict {
-                    code: "already_exists",
-                    message: format!("message {id} already exists"),
-                    details: json!({ "id": id }),
-                }
-                .into());
-            }
-            let now = tx.now().to_owned();
-            let message = Message {
-                id,
-                conversation_id: conv.id.clone(),
-                seq: conv.message_count + 1,
-                role,
-                content_units: text_units(&content),
-                content,
-                status,
-                usage,
-                created_at: now.clone(),
-                updated_at: now.clone(),
-                created_by: actor.agent_id.as_str().to_owned(),
-            };
-            store::insert_message(tx.conn(), &message)?;
-            conv.message_count += 1;
-            let mut changes = vec![ConversationChange::MessageCreated(message.clone())];
-            if let Some(usage) = usage {
-                conv.add_usage(usage);
-                changes.push(ConversationChange::TokensUpdated);
-            }
-            conv.touch(&actor.agent_id, &now);
-            changes.push(ConversationChange::Updated);
-            record(tx, &conv, &changes, &actor)?;
-            Ok(Outcome::new(201, message.to_json()))
+    let new = NewMessage::new(id, Role::parse("role", role)?, content, status, usage)?;
+    context
+        .run(&state, move |tx, actor| {
+            let message = use_case::create_message(tx, actor, &conversation, new)?;
+            Ok(Answer::created(MessageView::from(&message)))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
 }
 
 /// Text to append. Any other field → 422.
@@ -453,7 +351,7 @@ pub struct DeltaRequest {
     params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body = DeltaRequest,
     responses(
-        (status = 200, description = "Where the text went", body = super::openapi::DeltaResult),
+        (status = 200, description = "Where the text went", body = crate::domain::views::DeltaView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`conflict`: the message is complete and takes no more deltas", body = super::openapi::ErrorBody),
@@ -473,53 +371,18 @@ pub async fn append_delta(
     let (conversation, message) = path.into_inner();
     let conversation = conversation_id(&conversation)?;
     let message = message_id("message_id", &message)?;
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let text = body
         .value
         .text
         .filter(|t| !t.is_empty())
         .ok_or_else(|| DomainError::validation("text", "is required and must not be empty"))?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let units = text_units(&text);
-            let now = tx.now().to_owned();
-            let Some(offset) =
-                store::append_delta(tx.conn(), &conversation, &message, &text, units, &now)?
-            else {
-                return Err(
-                    match store::load_message(tx.conn(), &conversation, &message)? {
-                        Some(_) => DomainError::Conflict {
-                            code: "conflict",
-                            message: format!(
-                                "message {message} is complete: it takes no more deltas"
-                            ),
-                            details: json!({ "message_id": message }),
-                        },
-                        None => DomainError::NotFound(format!(
-                            "message {message} in conversation {conversation}"
-                        )),
-                    }
-                    .into(),
-                );
-            };
-            let event = delta_event(
-                &conversation,
-                &message,
-                offset,
-                &text,
-                &actor.agent_id,
-                actor.session_id.as_ref(),
-            )?;
-            tx.append(&event)?;
-            Ok(Outcome::new(
-                200,
-                json!({ "message_id": message, "offset": offset, "length": offset + units }),
-            ))
+    context
+        .run(&state, move |tx, actor| {
+            let delta = use_case::append_delta(tx, actor, &conversation, &message, &text)?;
+            Ok(Answer::ok(delta))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
 }
 
 /// The final token usage. Any other field → 422.
@@ -528,7 +391,7 @@ pub async fn append_delta(
 #[schema(as = CompleteMessageRequest)]
 pub struct CompleteRequest {
     /// Missing → zero tokens.
-    #[schema(value_type = Option<super::openapi::Usage>)]
+    #[schema(value_type = Option<Usage>)]
     usage: Option<Value>,
 }
 
@@ -542,7 +405,7 @@ pub struct CompleteRequest {
     params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body(content = Option<CompleteRequest>, description = "Optional; an empty body completes with zero usage"),
     responses(
-        (status = 200, description = "The final message", body = super::openapi::Message),
+        (status = 200, description = "The final message", body = MessageView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`conflict`: the message is already complete; `details.message` is it", body = super::openapi::ErrorBody),
@@ -562,7 +425,7 @@ pub async fn complete_message(
     let (conversation, message) = path.into_inner();
     let conversation = conversation_id(&conversation)?;
     let message = message_id("message_id", &message)?;
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let usage = body
         .value
         .as_ref()
@@ -570,47 +433,12 @@ pub async fn complete_message(
         .filter(|u| !u.is_null())
         .map(Usage::parse)
         .transpose()?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let mut conv = load_live(tx, &conversation)?;
-            let mut msg =
-                store::load_message(tx.conn(), &conversation, &message)?.ok_or_else(|| {
-                    DomainError::NotFound(format!(
-                        "message {message} in conversation {conversation}"
-                    ))
-                })?;
-            if msg.status == MessageStatus::Complete {
-                return Err(DomainError::Conflict {
-                    code: "conflict",
-                    message: format!("message {message} is already complete"),
-                    details: json!({ "message": msg.to_json() }),
-                }
-                .into());
-            }
-            let now = tx.now().to_owned();
-            msg.status = MessageStatus::Complete;
-            msg.usage = Some(usage.unwrap_or(Usage {
-                input_tokens: 0,
-                output_tokens: 0,
-            }));
-            msg.updated_at = now.clone();
-            store::update_message(tx.conn(), &msg)?;
-            let mut changes = vec![
-                ConversationChange::MessageCompleted(msg.clone()),
-                ConversationChange::TokensUpdated,
-            ];
-            if let Some(usage) = usage.filter(|u| u.input_tokens != 0 || u.output_tokens != 0) {
-                conv.add_usage(usage);
-                conv.touch(&actor.agent_id, &now);
-                changes.push(ConversationChange::Updated);
-            }
-            record(tx, &conv, &changes, &actor)?;
-            Ok(Outcome::new(200, msg.to_json()))
+    context
+        .run(&state, move |tx, actor| {
+            let message = use_case::complete_message(tx, actor, &conversation, &message, usage)?;
+            Ok(Answer::ok(MessageView::from(&message)))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -650,7 +478,7 @@ pub struct PageQuery {
     tag = "conversations",
     params(("id" = String, Path, description = "The conversation's id"), PageQuery, super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "One page of messages, oldest first", body = super::openapi::MessagesPage, headers(("X-Event-Cursor" = i64, description = "The newest event the page includes"))),
+        (status = 200, description = "One page of messages, oldest first", body = MessagesPage, headers(("X-Event-Cursor" = i64, description = "The newest event the page includes"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -698,16 +526,27 @@ pub async fn list_messages(
             Ok((cursor, conv, page))
         })
         .await?;
-    let next_before = page.first().filter(|m| m.seq > 1).map(|m| m.id.clone());
-    let messages: Vec<Value> = page.iter().map(Message::to_json).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .json(json!({
-            "messages": messages,
-            "total_count": conv.message_count,
-            "next_before": next_before,
-            "cursor": cursor,
-        })))
+    let page = MessagesPage {
+        next_before: page.first().filter(|m| m.seq > 1).map(|m| m.id.clone()),
+        messages: page.iter().map(MessageView::from).collect(),
+        total_count: conv.message_count,
+        cursor,
+    };
+    Ok(snapshot(cursor, None, &page))
+}
+
+/// `GET /api/conversations/{id}/messages`: the newest `limit` messages before
+/// `before`, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessagesPage {
+    messages: Vec<MessageView>,
+    /// Messages in the conversation.
+    total_count: i64,
+    /// Pass as `before` for the older page; `null` at the first message.
+    #[schema(required = true)]
+    next_before: Option<String>,
+    /// The newest event this page includes (also `X-Event-Cursor`).
+    cursor: i64,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -740,7 +579,7 @@ pub struct SyncQuery {
 
 enum Since {
     Everything,
-    Time(String),
+    Time(Timestamp),
     Cursor(i64),
 }
 
@@ -754,7 +593,7 @@ enum Since {
     tag = "conversations",
     params(SyncQuery, super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "Conversations changed since then", body = super::openapi::ConversationsSync, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
+        (status = 200, description = "Conversations changed since then", body = ConversationsSync, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 422, response = super::openapi::ValidationFailed),
         (status = 503, response = super::openapi::Unavailable),
@@ -776,13 +615,7 @@ pub async fn sync_conversations(
         }
         Since::Cursor(cursor)
     } else if let Some(since) = &query.since {
-        let time = DateTime::parse_from_rfc3339(since).map_err(|_| {
-            DomainError::validation(
-                "since",
-                "must be an RFC 3339 time like 2026-11-21T12:00:00.000000Z",
-            )
-        })?;
-        Since::Time(format_timestamp(time.with_timezone(&Utc)))
+        Since::Time(Timestamp::parse("since", since)?)
     } else {
         Since::Everything
     };
@@ -795,10 +628,10 @@ pub async fn sync_conversations(
         .store
         .read(move |conn| {
             let cursor = events::head_id(conn)?;
-            let server_time = format_timestamp(Utc::now());
+            let server_time = Timestamp::now();
             let changed = match &since {
                 Since::Everything => store::list(conn)?,
-                Since::Time(time) => store::updated_after(conn, time)?,
+                Since::Time(time) => store::updated_after(conn, *time)?,
                 Since::Cursor(after) => store::changed_since(conn, *after)?,
             };
             Ok((cursor, server_time, changed))
@@ -815,13 +648,27 @@ pub async fn sync_conversations(
     }
     let (deleted, live): (Vec<Conversation>, Vec<Conversation>) =
         changed.into_iter().partition(|c| c.deleted);
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .json(json!({
-            "conversations": live.iter().map(Conversation::summary).collect::<Vec<_>>(),
-            "deleted_ids": deleted.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-            "server_time": server_time,
-            "is_full_sync": full,
-            "cursor": cursor,
-        })))
+    let answer = ConversationsSync {
+        conversations: live.iter().map(ConversationView::from).collect(),
+        deleted_ids: deleted.into_iter().map(|c| c.id).collect(),
+        server_time,
+        is_full_sync: full,
+        cursor,
+    };
+    Ok(snapshot(cursor, None, &answer))
+}
+
+/// `GET /api/conversations/sync`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConversationsSync {
+    /// Live conversations changed since `since`/`cursor` (all of them on a full sync).
+    conversations: Vec<ConversationView>,
+    /// Conversations deleted since then.
+    deleted_ids: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    server_time: Timestamp,
+    is_full_sync: bool,
+    /// The newest event this answer includes (also `X-Event-Cursor`): pass it
+    /// as `cursor` next time.
+    cursor: i64,
 }

@@ -1,19 +1,18 @@
 //! Generic publish (one event or an all-or-nothing batch) and the history API.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::answer::{Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
+use crate::app::events;
 use crate::domain::{
     ChannelName, ChannelPattern, DomainError, Event, EventType, NewEvent, ResourceId, ResourceType,
 };
 use crate::error::ApiError;
-use crate::store::{events, Committed, EventQuery, Order, Outcome};
+use crate::store::{self, EventQuery, Order};
 
-/// The most events one batch may hold.
-pub const MAX_BATCH: usize = 1000;
 /// The largest page of `GET /api/events`.
 pub const MAX_PAGE: i64 = 1000;
 
@@ -73,12 +72,7 @@ fn new_event(
     resource_type: Option<&str>,
     resource_id: Option<&str>,
 ) -> Result<NewEvent, ApiError> {
-    if channel.is_reserved() {
-        return Err(DomainError::Forbidden(format!(
-            "channel {channel:?} is written only by the server; publish on another channel"
-        ))
-        .into());
-    }
+    events::check_publishable(&channel)?;
     let field = |name: &str| format!("{prefix}{name}");
     let event_type =
         event_type.ok_or_else(|| DomainError::validation(field("type"), "is required"))?;
@@ -101,43 +95,11 @@ fn empty_object() -> Box<RawValue> {
     RawValue::from_string("{}".to_owned()).expect("{} is JSON")
 }
 
-/// Sends a committed write's answer (the stored one on an idempotent retry).
-pub fn committed_response(committed: Committed) -> HttpResponse {
-    let status = StatusCode::from_u16(committed.status).unwrap_or(StatusCode::OK);
-    let mut response = HttpResponse::build(status);
-    if committed.replayed {
-        response.insert_header(("Idempotent-Replayed", "true"));
-    }
-    response
-        .content_type("application/json")
-        .body(committed.body)
-}
-
-/// A committed change of a versioned resource: the answer plus
-/// `ETag: "<version>"`, read from the body's `version` (so a stored
-/// idempotent answer gets the same header).
-pub fn versioned_response(committed: Committed) -> HttpResponse {
-    #[derive(serde::Deserialize)]
-    struct Versioned {
-        version: Option<i64>,
-    }
-    let version = serde_json::from_str::<Versioned>(&committed.body)
-        .ok()
-        .and_then(|v| v.version);
-    let mut response = committed_response(committed);
-    if let Some(value) = version
-        .and_then(|v| actix_web::http::header::HeaderValue::from_str(&format!("\"{v}\"")).ok())
-    {
-        response
-            .headers_mut()
-            .insert(actix_web::http::header::ETAG, value);
-    }
-    response
-}
-
-#[derive(Serialize)]
-struct StoredEvents<'a> {
-    events: &'a [Event],
+/// The events of a batch, as stored.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    #[schema(value_type = Vec<super::openapi::Event>)]
+    events: Vec<Event>,
 }
 
 /// `POST /api/channels/{channel}/events` → 201 with the stored event.
@@ -174,7 +136,7 @@ pub async fn publish_event(
 ) -> Result<HttpResponse, ApiError> {
     let channel = ChannelName::parse("channel", &channel)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let request = body.value;
     let event = new_event(
         &identity,
@@ -185,14 +147,11 @@ pub async fn publish_event(
         request.resource_type.as_deref(),
         request.resource_id.as_deref(),
     )?;
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let stored = tx.append(&event)?;
-            Outcome::serialize(201, stored)
+    context
+        .run(&state, move |tx, _| {
+            Ok(Answer::created(events::publish(tx, &event)?))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
 }
 
 /// `POST /api/events/batch` → 201 `{"events": [...]}`, all or nothing, with
@@ -204,7 +163,7 @@ pub async fn publish_event(
     params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body = BatchRequest,
     responses(
-        (status = 201, description = "The stored events, in the order given", body = super::openapi::EventList),
+        (status = 201, description = "The stored events, in the order given", body = EventList),
         (status = 400, response = super::openapi::BadRequest),
         (status = 403, response = super::openapi::Forbidden),
         (status = 413, response = super::openapi::PayloadTooLarge),
@@ -219,19 +178,19 @@ pub async fn publish_batch(
     identity: Identity,
     body: JsonBody<BatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let items = body
         .value
         .events
         .ok_or_else(|| DomainError::validation("events", "is required"))?;
-    if items.is_empty() || items.len() > MAX_BATCH {
+    if items.is_empty() || items.len() > events::MAX_BATCH {
         return Err(DomainError::validation(
             "events",
-            format!("must hold 1 to {MAX_BATCH} events"),
+            format!("must hold 1 to {} events", events::MAX_BATCH),
         )
         .into());
     }
-    let events: Vec<NewEvent> = items
+    let batch: Vec<NewEvent> = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
@@ -252,7 +211,7 @@ pub async fn publish_batch(
         })
         .collect::<Result<_, ApiError>>()?;
     let caller = super::principal(&req);
-    if let Some(event) = events
+    if let Some(event) = batch
         .iter()
         .find(|e| !caller.write.allows(e.channel.as_str()))
     {
@@ -260,17 +219,12 @@ pub async fn publish_batch(
             DomainError::Forbidden(format!("this token may not write {}", event.channel)).into(),
         );
     }
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let mut stored = Vec::with_capacity(events.len());
-            for event in &events {
-                stored.push(tx.append(event)?.clone());
-            }
-            Outcome::serialize(201, &StoredEvents { events: &stored })
+    context
+        .run(&state, move |tx, _| {
+            let stored = events::publish_batch(tx, &batch)?;
+            Ok(Answer::created(EventList { events: stored }))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -314,9 +268,14 @@ pub struct ListQuery {
     _ticket: Option<String>,
 }
 
-#[derive(Serialize)]
-struct EventsPage {
+/// One page of `GET /api/events`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventsPage {
+    #[schema(value_type = Vec<super::openapi::Event>)]
     events: Vec<Event>,
+    /// The last id of a full page (pass it as `after`, or `before` with
+    /// `order=desc`); `null` when the page is the last.
+    #[schema(required = true)]
     next_cursor: Option<i64>,
 }
 
@@ -332,7 +291,7 @@ struct EventsPage {
         (
             status = 200,
             description = "One page of the log",
-            body = super::openapi::EventsPage,
+            body = EventsPage,
             headers(("X-Event-Cursor" = i64, description = "The log's head id")),
         ),
         (status = 400, response = super::openapi::BadRequest),
@@ -369,7 +328,12 @@ pub async fn list_events(
     };
     let (head_id, events) = state
         .store
-        .read(move |conn| Ok((events::head_id(conn)?, events::query(conn, &query)?)))
+        .read(move |conn| {
+            Ok((
+                store::events::head_id(conn)?,
+                store::events::query(conn, &query)?,
+            ))
+        })
         .await?;
     let next_cursor = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id))
@@ -407,7 +371,7 @@ pub async fn get_event(
     let id = id.into_inner();
     let event = state
         .store
-        .read(move |conn| events::find(conn, id))
+        .read(move |conn| store::events::find(conn, id))
         .await?
         .filter(|event| super::principal(&req).read.allows(&event.channel))
         .ok_or_else(|| DomainError::NotFound(format!("event {id}")))?;

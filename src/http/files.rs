@@ -3,27 +3,22 @@
 //! (`startup::spawn_lock_sweeper`) releases when it runs out.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use super::events::{committed_response, versioned_response};
-use super::work_items::if_match;
+use super::answer::{snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
-use crate::domain::files::{self as rules, Acquired, FileChange, NewFile, SharedFile};
+use crate::app::files::{self as use_case, MAX_BULK, MAX_LOCK_TTL};
+use crate::domain::files::{self as rules, NewFile};
+use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
 use crate::domain::work_items::new_id;
-use crate::domain::{format_timestamp, AgentId, DomainError, ResourceId, SessionId};
+use crate::domain::{DomainError, ResourceId, SessionId, Timestamp};
 use crate::error::ApiError;
 use crate::store::files as store;
-use crate::store::{events, Outcome, StoreError, Tx};
-
-/// The longest lease a client may ask for.
-pub const MAX_LOCK_TTL_SECONDS: u64 = 3600;
-/// The most files one bulk delete may name.
-pub const MAX_BULK: usize = 1000;
+use crate::store::files::VersionInfo;
+use crate::store::{events, StoreError};
 
 fn stable_id(field: &str, value: &str) -> Result<String, ApiError> {
     let id = ResourceId::parse(field, value)?.into_string();
@@ -33,33 +28,9 @@ fn stable_id(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(id)
 }
 
-/// The server acts for expiries.
-fn server_agent() -> AgentId {
-    AgentId::parse("agent_id", "switchboard").expect("a valid agent id")
-}
-
-/// Appends the events of `changes` (each with its actor) and writes the row.
-fn record(
-    tx: &mut Tx<'_>,
-    file: &SharedFile,
-    changes: &[(FileChange, &AgentId, Option<&SessionId>)],
-) -> Result<(), StoreError> {
-    let now = tx.now().to_owned();
-    let mut last = None;
-    for (change, agent, session) in changes {
-        let event = rules::file_event(file, change, &now, agent, *session)?;
-        last = Some(tx.append(&event)?.id);
-    }
-    if let Some(last) = last {
-        store::save(tx.conn(), file, last)?;
-    }
-    Ok(())
-}
-
-fn load_live(tx: &mut Tx<'_>, id: &str) -> Result<SharedFile, StoreError> {
-    store::load(tx.conn(), id)?
-        .filter(|f| !f.deleted)
-        .ok_or_else(|| DomainError::NotFound(format!("file {id}")).into())
+/// A file's metadata as of the commit, with its version as the ETag.
+fn metadata(file: &rules::SharedFile, now: Timestamp) -> Answer<FileMetadataView> {
+    Answer::ok(FileMetadataView::at(file, now)).versioned(file.version)
 }
 
 /// A new file. Any other field → 422.
@@ -90,7 +61,7 @@ pub struct CreateFileRequest {
     params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body = CreateFileRequest,
     responses(
-        (status = 201, description = "The new file's metadata", body = super::openapi::FileMetadata, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 201, description = "The new file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 409, description = "`already_exists`: a live file has this `stable_id`", body = super::openapi::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
@@ -105,7 +76,7 @@ pub async fn create_file(
     identity: Identity,
     body: JsonBody<CreateFileRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let request = body.value;
     let new = NewFile {
         stable_id: match &request.stable_id {
@@ -133,47 +104,14 @@ pub async fn create_file(
             .content
             .ok_or_else(|| DomainError::validation("content", "is required"))?,
     };
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let previous = store::load(tx.conn(), &new.stable_id)?;
-            if previous.as_ref().is_some_and(|f| !f.deleted) {
-                return Err(DomainError::Conflict {
-                    code: "already_exists",
-                    message: format!("file {} already exists", new.stable_id),
-                    details: json!({ "stable_id": new.stable_id }),
-                }
-                .into());
-            }
-            if let Some(source) = &new.derived_from {
-                if store::load(tx.conn(), source)?
-                    .filter(|f| !f.deleted)
-                    .is_none()
-                {
-                    return Err(DomainError::validation(
-                        "derived_from",
-                        format!("no file {source}"),
-                    )
-                    .into());
-                }
-            }
-            let now = tx.now().to_owned();
-            let file = rules::create_file(new, previous.as_ref(), &actor.agent_id, &now);
-            record(
-                tx,
-                &file,
-                &[(
-                    FileChange::Created,
-                    &actor.agent_id,
-                    actor.session_id.as_ref(),
-                )],
-            )?;
-            store::keep_version(tx.conn(), &file)?;
-            Ok(Outcome::new(201, file.metadata(&now)))
+    context
+        .run(&state, move |tx, actor| {
+            let file = use_case::create(tx, actor, new)?;
+            let mut answer = metadata(&file, tx.now());
+            answer.status = actix_web::http::StatusCode::CREATED;
+            Ok(answer)
         })
-        .await?;
-    Ok(versioned_response(committed))
+        .await
 }
 
 /// `GET /api/files` → `{"files": [metadata with lock state], "cursor": N}`.
@@ -183,7 +121,7 @@ pub async fn create_file(
     tag = "files",
     params(super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "Every live file's metadata and lock state", body = super::openapi::FileList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
+        (status = 200, description = "Every live file's metadata and lock state", body = FileList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 503, response = super::openapi::Unavailable),
     ),
@@ -196,11 +134,17 @@ pub async fn list_files(
         .store
         .read(|conn| Ok((events::head_id(conn)?, store::list(conn)?)))
         .await?;
-    let now = format_timestamp(Utc::now());
-    let list: Vec<Value> = list.iter().map(|f| f.metadata(&now)).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .json(json!({ "files": list, "cursor": cursor })))
+    let now = Timestamp::now();
+    let files = list.iter().map(|f| FileMetadataView::at(f, now)).collect();
+    Ok(snapshot(cursor, None, &FileList { files, cursor }))
+}
+
+/// `GET /api/files`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FileList {
+    files: Vec<FileMetadataView>,
+    /// The newest event this list includes (also `X-Event-Cursor`).
+    cursor: i64,
 }
 
 /// `GET /api/files/{id}` → metadata and content.
@@ -213,7 +157,7 @@ pub async fn list_files(
         (
             status = 200,
             description = "The file's metadata, lock state and content",
-            body = super::openapi::FileWithContent,
+            body = FileWithContentView,
             headers(
                 ("ETag" = String, description = "`\"<version>\"`"),
                 ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
@@ -239,11 +183,8 @@ pub async fn get_file(
     let file = file
         .filter(|f| !f.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("file {id}")))?;
-    let now = format_timestamp(Utc::now());
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .insert_header((header::ETAG, format!("\"{}\"", file.version)))
-        .json(file.with_content(&now)))
+    let view = FileWithContentView::at(&file, Timestamp::now());
+    Ok(snapshot(cursor, Some(file.version), &view))
 }
 
 /// `GET /api/files/{id}/versions` → `{"stable_id", "versions": [{version, saved_at, saved_by, size}]}`.
@@ -253,7 +194,7 @@ pub async fn get_file(
     tag = "files",
     params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "Every kept version, without content", body = super::openapi::FileVersions),
+        (status = 200, description = "Every kept version, without content", body = FileVersions),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -274,7 +215,29 @@ pub async fn list_versions(
     if file.is_none_or(|f| f.deleted) {
         return Err(DomainError::NotFound(format!("file {id}")).into());
     }
-    Ok(HttpResponse::Ok().json(json!({ "stable_id": id, "versions": versions })))
+    Ok(HttpResponse::Ok().json(FileVersions {
+        stable_id: id,
+        versions,
+    }))
+}
+
+/// `GET /api/files/{id}/versions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FileVersions {
+    stable_id: String,
+    versions: Vec<VersionInfo>,
+}
+
+/// `GET /api/files/{id}/versions/{n}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FileVersion {
+    stable_id: String,
+    version: i64,
+    #[schema(value_type = String, format = DateTime)]
+    saved_at: Timestamp,
+    saved_by: String,
+    size: usize,
+    content: String,
 }
 
 /// `GET /api/files/{id}/versions/{n}` → that version with its content.
@@ -288,7 +251,7 @@ pub async fn list_versions(
         super::openapi::IdentityHeaders,
     ),
     responses(
-        (status = 200, description = "The version with its content", body = super::openapi::FileVersion),
+        (status = 200, description = "The version with its content", body = FileVersion),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -316,14 +279,14 @@ pub async fn get_version(
         (Some(file), Some(found)) if !file.deleted => found,
         _ => return Err(DomainError::NotFound(format!("version {n} of file {id}")).into()),
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "stable_id": id,
-        "version": info.version,
-        "saved_at": info.saved_at,
-        "saved_by": info.saved_by,
-        "size": info.size,
-        "content": content,
-    })))
+    Ok(HttpResponse::Ok().json(FileVersion {
+        stable_id: id,
+        version: info.version,
+        saved_at: info.saved_at,
+        saved_by: info.saved_by,
+        size: info.size,
+        content,
+    }))
 }
 
 /// New content. Any other field → 422.
@@ -345,7 +308,7 @@ pub struct SaveRequest {
     params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
     request_body = SaveRequest,
     responses(
-        (status = 200, description = "The file's metadata", body = super::openapi::FileMetadata, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 200, description = "The file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`lock_required`: the caller's session (`X-Session-ID`) does not hold the file's lock", body = super::openapi::ErrorBody),
@@ -364,37 +327,18 @@ pub async fn save_file(
     body: JsonBody<SaveRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = stable_id("stable_id", &id)?;
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
-    let precondition = if_match(&req)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let content = body
         .value
         .content
         .ok_or_else(|| DomainError::validation("content", "is required"))?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let mut file = load_live(tx, &id)?;
-            if let Some(precondition) = precondition {
-                precondition.check_version(file.version, || file.metadata(tx.now()))?;
-            }
-            let now = tx.now().to_owned();
-            rules::require_lock(&file, actor.session_id.as_ref(), &now)?;
-            rules::save_file(&mut file, content, &actor.agent_id, &now);
-            record(
-                tx,
-                &file,
-                &[(
-                    FileChange::Saved,
-                    &actor.agent_id,
-                    actor.session_id.as_ref(),
-                )],
-            )?;
-            store::keep_version(tx.conn(), &file)?;
-            Ok(Outcome::new(200, file.metadata(&now)))
+    let if_match = context.if_match;
+    context
+        .run(&state, move |tx, actor| {
+            let file = use_case::save(tx, actor, &id, if_match, content)?;
+            Ok(metadata(&file, tx.now()))
         })
-        .await?;
-    Ok(versioned_response(committed))
+        .await
 }
 
 /// Deletes `ids` — all or nothing — if the caller holds every lock.
@@ -405,59 +349,20 @@ async fn delete_files(
     raw: &[u8],
     ids: Vec<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let claim = identity.idempotency_claim(req, raw)?;
-    let precondition = if_match(req)?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let now = tx.now().to_owned();
-            let mut doomed = Vec::with_capacity(ids.len());
-            let mut missing = Vec::new();
-            for id in &ids {
-                match store::load(tx.conn(), id)?.filter(|f| !f.deleted) {
-                    Some(file) => doomed.push(file),
-                    None => missing.push(id.clone()),
-                }
-            }
-            if !missing.is_empty() {
-                return Err(DomainError::NotFound(format!("files {}", missing.join(", "))).into());
-            }
-            if let (Some(precondition), [file]) = (precondition, doomed.as_slice()) {
-                precondition.check_version(file.version, || file.metadata(&now))?;
-            }
-            let unlocked: Vec<&str> = doomed
-                .iter()
-                .filter(|f| rules::require_lock(f, actor.session_id.as_ref(), &now).is_err())
-                .map(|f| f.stable_id.as_str())
-                .collect();
-            if !unlocked.is_empty() {
-                return Err(DomainError::Conflict {
-                    code: "lock_required",
-                    message: format!(
-                        "hold the lock of every file first; not held: {}",
-                        unlocked.join(", ")
-                    ),
-                    details: json!({ "stable_ids": unlocked }),
-                }
-                .into());
-            }
-            for file in &mut doomed {
-                rules::delete_file(file, &actor.agent_id, &now);
-                record(
-                    tx,
-                    file,
-                    &[(
-                        FileChange::Deleted,
-                        &actor.agent_id,
-                        actor.session_id.as_ref(),
-                    )],
-                )?;
-            }
-            Ok(Outcome::new(200, json!({ "stable_ids": ids })))
+    let context = WriteContext::new(req, identity, raw)?;
+    let if_match = context.if_match;
+    context
+        .run(state, move |tx, actor| {
+            let stable_ids = use_case::delete(tx, actor, ids, if_match)?;
+            Ok(Answer::ok(FilesDeleted { stable_ids }))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
+}
+
+/// The files deleted.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FilesDeleted {
+    stable_ids: Vec<String>,
 }
 
 /// `DELETE /api/files/{id}` → `files_deleted`; the caller must hold the lock.
@@ -467,7 +372,7 @@ async fn delete_files(
     tag = "files",
     params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
     responses(
-        (status = 200, description = "The file is deleted", body = super::openapi::FilesDeleted),
+        (status = 200, description = "The file is deleted", body = FilesDeleted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`lock_required`: the caller's session does not hold the file's lock", body = super::openapi::ErrorBody),
@@ -507,7 +412,7 @@ pub struct BulkDeleteRequest {
     params(super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
     request_body = BulkDeleteRequest,
     responses(
-        (status = 200, description = "Every file named is deleted", body = super::openapi::FilesDeleted),
+        (status = 200, description = "Every file named is deleted", body = FilesDeleted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`lock_required`: the caller's session does not hold every lock; `details.stable_ids` names the others", body = super::openapi::ErrorBody),
@@ -578,7 +483,7 @@ fn lock_session(identity: &Identity) -> Result<SessionId, ApiError> {
     params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body(content = Option<LockRequest>, description = "Optional; an empty body takes the default lease"),
     responses(
-        (status = 200, description = "The caller's session holds the lock", body = super::openapi::FileLock),
+        (status = 200, description = "The caller's session holds the lock", body = LockView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`lock_held`: another session holds the lock; `details.locked_by`, `details.lock_session_id`, `details.lock_expires_at`", body = super::openapi::ErrorBody),
@@ -597,59 +502,26 @@ pub async fn acquire_lock(
 ) -> Result<HttpResponse, ApiError> {
     let id = stable_id("stable_id", &id)?;
     let session = lock_session(&identity)?;
-    let (ttl, raw) = (
-        body.value.as_ref().and_then(|b| b.ttl_seconds),
-        body.raw.clone(),
-    );
-    let ttl = ttl.unwrap_or(state.lock_ttl.as_secs().max(1));
-    if !(1..=MAX_LOCK_TTL_SECONDS).contains(&ttl) {
+    let ttl = match body.value.as_ref().and_then(|b| b.ttl_seconds) {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => state.lock_ttl.max(Duration::from_secs(1)),
+    };
+    if ttl.is_zero() || ttl > MAX_LOCK_TTL {
         return Err(DomainError::validation(
             "ttl_seconds",
-            format!("must be 1 to {MAX_LOCK_TTL_SECONDS}"),
+            format!("must be 1 to {}", MAX_LOCK_TTL.as_secs()),
         )
         .into());
     }
-    let claim = identity.idempotency_claim(&req, &raw)?;
-    let agent = identity.agent_id.clone();
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let mut file = load_live(tx, &id)?;
-            let now = tx.now().to_owned();
-            let expires_at =
-                format_timestamp(tx.now_time() + chrono::Duration::seconds(ttl as i64));
-            match rules::acquire_lock(&mut file, &session, &agent, expires_at, &now)? {
-                Acquired::Renewed => store::save_lock(tx.conn(), &file)?,
-                Acquired::New { expired } => {
-                    let server = server_agent();
-                    let mut changes = Vec::new();
-                    if expired.is_some() {
-                        changes.push((
-                            FileChange::LockReleased { reason: "expired" },
-                            &server,
-                            None,
-                        ));
-                    }
-                    changes.push((FileChange::LockAcquired, &agent, Some(&session)));
-                    record(tx, &file, &changes)?;
-                }
-            }
-            let lock = file
-                .lock
-                .as_ref()
-                .ok_or_else(|| StoreError::Corrupt("lock vanished".into()))?;
-            Ok(Outcome::new(
-                200,
-                json!({
-                    "stable_id": file.stable_id,
-                    "locked_by": lock.agent_id,
-                    "session_id": lock.session_id,
-                    "expires_at": lock.expires_at,
-                }),
-            ))
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
+    context
+        .run(&state, move |tx, actor| {
+            let file = use_case::lock(tx, actor, &session, &id, ttl)?;
+            let lock =
+                LockView::of(&file).ok_or_else(|| StoreError::Corrupt("lock vanished".into()))?;
+            Ok(Answer::ok(lock))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
 }
 
 /// `DELETE /api/files/{id}/lock` → `lock_released`; only the holder.
@@ -660,7 +532,7 @@ pub async fn acquire_lock(
     operation_id = "unlock_file",
     params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     responses(
-        (status = 200, description = "The lock is released", body = super::openapi::LockReleased),
+        (status = 200, description = "The lock is released", body = LockReleased),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "`lock_held`: another session holds the lock, or `conflict`: the file is not locked", body = super::openapi::ErrorBody),
@@ -675,58 +547,22 @@ pub async fn release_lock(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = stable_id("stable_id", &id)?;
-    let actor = identity.clone();
-    let committed = state
-        .writer
-        .write(identity.idempotency_claim(&req, b"")?, move |tx| {
-            let mut file = load_live(tx, &id)?;
-            let now = tx.now().to_owned();
-            rules::release_lock(&mut file, actor.session_id.as_ref(), &now)?;
-            record(
-                tx,
-                &file,
-                &[(
-                    FileChange::LockReleased { reason: "released" },
-                    &actor.agent_id,
-                    actor.session_id.as_ref(),
-                )],
-            )?;
-            Ok(Outcome::new(
-                200,
-                json!({ "stable_id": file.stable_id, "released": true }),
-            ))
+    let context = WriteContext::new(&req, &identity, b"")?;
+    context
+        .run(&state, move |tx, actor| {
+            let file = use_case::release(tx, actor, &id)?;
+            Ok(Answer::ok(LockReleased {
+                stable_id: file.stable_id,
+                released: true,
+            }))
         })
-        .await?;
-    Ok(committed_response(committed))
+        .await
 }
 
-/// Releases every lease that ran out, announcing `lock_released` with
-/// `reason: "expired"` to every session (the holder's included). Returns how
-/// many it released.
-pub async fn sweep_expired_locks(writer: &crate::store::Writer) -> Result<usize, StoreError> {
-    let committed = writer
-        .write(None, |tx| {
-            let now = tx.now().to_owned();
-            let expired = store::expired_locks(tx.conn(), &now, 500)?;
-            let server = server_agent();
-            for mut file in expired.iter().cloned() {
-                file.lock = None;
-                if file.deleted {
-                    store::save_lock(tx.conn(), &file)?;
-                    continue;
-                }
-                record(
-                    tx,
-                    &file,
-                    &[(
-                        FileChange::LockReleased { reason: "expired" },
-                        &server,
-                        None,
-                    )],
-                )?;
-            }
-            Ok(Outcome::new(200, json!(expired.len())))
-        })
-        .await?;
-    Ok(committed.body.parse().unwrap_or(0))
+/// `DELETE /api/files/{id}/lock`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LockReleased {
+    stable_id: String,
+    /// Always `true`.
+    released: bool,
 }

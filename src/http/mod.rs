@@ -2,6 +2,7 @@
 //! and validate into domain types, call the store or the writer once, and turn
 //! the result into a response. No SQL here.
 
+mod answer;
 mod auth;
 mod conversations;
 mod dashboard;
@@ -23,7 +24,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 pub use auth::{authenticate, principal, WriteLimiter};
 pub(crate) use extract::query_param;
 pub use extract::{Identity, JsonBody};
-pub use files::sweep_expired_locks;
 
 use crate::error::ApiError;
 use crate::hub::Hub;

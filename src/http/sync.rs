@@ -5,14 +5,13 @@
 //! from the log: it stays exact however old the cursor is.
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{AppState, Identity};
-use crate::domain::conversations::Conversation;
+use crate::domain::views::{ConversationView, FileMetadataView, WorkItemView};
 use crate::domain::work_items::{Kind, WorkItem};
-use crate::domain::{format_timestamp, DomainError};
+use crate::domain::{DomainError, Timestamp};
 use crate::error::ApiError;
 use crate::store::{conversations, events, files, work_items};
 
@@ -79,7 +78,7 @@ pub struct SyncQuery {
 }
 
 /// `{"changed": [...], "deleted": [{id, version, deleted_at}]}`
-fn changes(live: Vec<Value>, deleted: Vec<(String, i64, String)>) -> Value {
+fn changes<V: serde::Serialize>(live: Vec<V>, deleted: Vec<(String, i64, Timestamp)>) -> Value {
     json!({
         "changed": live,
         "deleted": deleted
@@ -144,8 +143,7 @@ pub async fn sync(
             DomainError::Forbidden(format!("this token may not read {}", denied.name())).into(),
         );
     }
-    let now = format_timestamp(Utc::now());
-    let lock_now = now.clone();
+    let now = Timestamp::now();
     let (head, sections) = state
         .store
         .read(move |conn| {
@@ -159,7 +157,7 @@ pub async fn sync(
                                 .into_iter()
                                 .partition(|i| i.deleted);
                         changes(
-                            live.iter().map(WorkItem::to_json).collect(),
+                            live.iter().map(WorkItemView::from).collect(),
                             deleted
                                 .into_iter()
                                 .map(|i| (i.id, i.version, i.updated_at))
@@ -171,7 +169,7 @@ pub async fn sync(
                             .into_iter()
                             .partition(|f| f.deleted);
                         changes(
-                            live.iter().map(|f| f.metadata(&lock_now)).collect(),
+                            live.iter().map(|f| FileMetadataView::at(f, now)).collect(),
                             deleted
                                 .into_iter()
                                 .map(|f| (f.stable_id, f.version, f.updated_at))
@@ -184,7 +182,7 @@ pub async fn sync(
                                 .into_iter()
                                 .partition(|c| c.deleted);
                         changes(
-                            live.iter().map(Conversation::summary).collect(),
+                            live.iter().map(ConversationView::from).collect(),
                             deleted
                                 .into_iter()
                                 .map(|c| (c.id, c.version, c.updated_at))

@@ -5,20 +5,22 @@
 //! apply the domain rule, append its events, write the row with the id of its
 //! last event. The answer carries `ETag: "<version>"`.
 
-use actix_web::http::header;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::events::{committed_response, versioned_response};
+use super::answer::{replayed, snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
+use crate::app::work_items::{self as use_case, ItemCommand, Target};
+use crate::domain::views::{DeletedView, FeatureView, SpikeView, TrackView, WorkItemView};
 use crate::domain::work_items::{
-    self as rules, Comment, IfMatch, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
+    self as rules, ItemFields, Kind, Link, LinkType, Status, WorkItem,
 };
-use crate::domain::{AgentId, DomainError, ResourceId, SessionId};
+use crate::domain::{DomainError, ResourceId, Timestamp};
 use crate::error::ApiError;
 use crate::store::work_items::{self as items, ListFilter};
-use crate::store::{events, Committed, Outcome, StoreError, Tx};
+use crate::store::{events, Reply};
 
 fn kind(collection: &str) -> Result<Kind, ApiError> {
     Kind::from_collection(collection).ok_or(ApiError::RouteNotFound)
@@ -28,18 +30,6 @@ fn item_id(id: &str) -> Result<String, ApiError> {
     Ok(ResourceId::parse("id", id)?.into_string())
 }
 
-pub(super) fn if_match(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
-    req.headers()
-        .get(header::IF_MATCH)
-        .map(|value| {
-            let value = value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("If-Match must be an ETag like \"3\""))?;
-            Ok(IfMatch::parse(value)?)
-        })
-        .transpose()
-}
-
 fn object(value: Value) -> Result<Map<String, Value>, ApiError> {
     match value {
         Value::Object(map) => Ok(map),
@@ -47,91 +37,46 @@ fn object(value: Value) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// Who acts, as the writer jobs need it.
-#[derive(Clone)]
-struct Actor {
-    agent: AgentId,
-    session: Option<SessionId>,
+/// Runs `command` on the live item `{collection}/{id}` and answers with the
+/// item (`status`), or its tombstone after a delete.
+async fn change_item(
+    req: &HttpRequest,
+    state: &AppState,
+    identity: &Identity,
+    raw: &[u8],
+    (collection, id): (String, String),
+    command: ItemCommand,
+    status: StatusCode,
+) -> Result<HttpResponse, ApiError> {
+    let context = WriteContext::new(req, identity, raw)?;
+    let target = Target {
+        kind: kind(&collection)?,
+        id: item_id(&id)?,
+        if_match: context.if_match,
+    };
+    context
+        .run(state, move |tx, actor| {
+            let item = use_case::change(tx, actor, target, command)?;
+            let view = if item.deleted {
+                ItemOrTombstone::Tombstone(DeletedView::new(&item.id, item.version))
+            } else {
+                ItemOrTombstone::Item(Box::new(WorkItemView::from(&item)))
+            };
+            Ok(Answer {
+                status: if item.deleted { StatusCode::OK } else { status },
+                view,
+                version: Some(item.version),
+            })
+        })
+        .await
 }
 
-impl From<&Identity> for Actor {
-    fn from(identity: &Identity) -> Self {
-        Actor {
-            agent: identity.agent_id.clone(),
-            session: identity.session_id.clone(),
-        }
-    }
-}
-
-/// Appends the events of `changes` and writes the item's row. Returns the
-/// appended events' ids and timestamps.
-fn record(
-    tx: &mut Tx<'_>,
-    item: &WorkItem,
-    changes: &[ItemChange],
-    actor: &Actor,
-) -> Result<Vec<(i64, String)>, StoreError> {
-    let mut appended = Vec::with_capacity(changes.len());
-    for change in changes {
-        let event = rules::item_event(item, change, &actor.agent, actor.session.as_ref())?;
-        let stored = tx.append(&event)?;
-        appended.push((stored.id, stored.timestamp.clone()));
-    }
-    if let Some((last, _)) = appended.last() {
-        items::save(tx.conn(), item, *last)?;
-    }
-    Ok(appended)
-}
-
-/// The live item `id` of `kind`, or 404.
-fn load_live(tx: &mut Tx<'_>, kind: Kind, id: &str) -> Result<WorkItem, StoreError> {
-    items::load(tx.conn(), id)?
-        .filter(|item| item.kind == kind && !item.deleted)
-        .ok_or_else(|| DomainError::NotFound(format!("{} {id}", kind.singular())).into())
-}
-
-/// A live item of any kind (a link target), or a validation error on `field`.
-fn require_target(
-    tx: &mut Tx<'_>,
-    field: &str,
-    id: &str,
-    want: Option<Kind>,
-) -> Result<(), StoreError> {
-    let found = items::load(tx.conn(), id)?.filter(|item| !item.deleted);
-    match (found, want) {
-        (Some(item), Some(kind)) if item.kind != kind => Err(DomainError::validation(
-            field,
-            format!(
-                "{id} is a {}, not a {}",
-                item.kind.singular(),
-                kind.singular()
-            ),
-        )
-        .into()),
-        (Some(_), _) => Ok(()),
-        (None, _) => Err(DomainError::validation(field, format!("no work item {id}")).into()),
-    }
-}
-
-fn check_track(tx: &mut Tx<'_>, fields: &ItemFields) -> Result<(), StoreError> {
-    match &fields.track_id {
-        Some(Some(track)) => require_target(tx, "track_id", track, Some(Kind::Track)),
-        _ => Ok(()),
-    }
-}
-
-fn updated_changes(changed: Vec<&'static str>, old_status: Status) -> Vec<ItemChange> {
-    if changed.is_empty() {
-        return Vec::new();
-    }
-    let status_changed = changed.contains(&"status");
-    let mut changes = vec![ItemChange::Updated { changed }];
-    if status_changed {
-        changes.push(ItemChange::StatusChanged {
-            old: Some(old_status),
-        });
-    }
-    changes
+/// A change's answer: the item, or the tombstone a delete leaves.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemOrTombstone {
+    Item(Box<WorkItemView>),
+    Tombstone(DeletedView),
 }
 
 // ----- the REST surface -----
@@ -162,7 +107,7 @@ pub async fn create_item(
     body: JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = kind(&collection)?;
-    let claim = identity.idempotency_claim(&req, &body.raw)?;
+    let context = WriteContext::new(&req, &identity, &body.raw)?;
     let map = object(body.value)?;
     let id = match map.get("id") {
         None | Some(Value::Null) => rules::new_id(kind.id_prefix()),
@@ -173,27 +118,12 @@ pub async fn create_item(
     if fields.title.is_none() {
         return Err(DomainError::validation("title", "is required").into());
     }
-    let actor = Actor::from(&identity);
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let previous = items::load(tx.conn(), &id)?;
-            if let Some(existing) = previous.as_ref().filter(|item| !item.deleted) {
-                return Err(DomainError::Conflict {
-                    code: "already_exists",
-                    message: format!("{id} already exists as a {}", existing.kind.singular()),
-                    details: json!({ "id": id }),
-                }
-                .into());
-            }
-            check_track(tx, &fields)?;
-            let now = tx.now().to_owned();
-            let item = rules::create_item(kind, id, fields, previous.as_ref(), &actor.agent, &now)?;
-            record(tx, &item, &[ItemChange::Created], &actor)?;
-            Ok(Outcome::new(201, item.to_json()))
+    context
+        .run(&state, move |tx, actor| {
+            let item = use_case::create(tx, actor, kind, id, fields)?;
+            Ok(Answer::created(WorkItemView::from(&item)).versioned(item.version))
         })
-        .await?;
-    Ok(versioned_response(committed))
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -201,7 +131,7 @@ pub async fn create_item(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only items with this status.
-    #[param(value_type = super::openapi::WorkItemStatus, required = false)]
+    #[param(value_type = crate::domain::work_items::Status, required = false)]
     status: Option<String>,
     /// Only items of this track.
     #[param(value_type = String, required = false)]
@@ -263,10 +193,51 @@ pub async fn list_items(
         .store
         .read(move |conn| Ok((events::head_id(conn)?, items::list(conn, kind, &filter)?)))
         .await?;
-    let list: Vec<Value> = list.iter().map(WorkItem::to_json).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .json(json!({ kind.collection(): list, "cursor": cursor })))
+    Ok(snapshot(
+        cursor,
+        None,
+        &WorkItemList::new(kind, &list, cursor),
+    ))
+}
+
+/// `GET /api/{collection}`: the list under the collection's name.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum WorkItemList {
+    Features {
+        features: Vec<FeatureView>,
+        cursor: i64,
+    },
+    Tracks {
+        tracks: Vec<TrackView>,
+        cursor: i64,
+    },
+    Spikes {
+        spikes: Vec<SpikeView>,
+        cursor: i64,
+    },
+}
+
+impl WorkItemList {
+    pub fn new(kind: Kind, items: &[WorkItem], cursor: i64) -> Self {
+        fn views<V: for<'a> From<&'a WorkItem>>(items: &[WorkItem]) -> Vec<V> {
+            items.iter().map(V::from).collect()
+        }
+        match kind {
+            Kind::Feature => WorkItemList::Features {
+                features: views(items),
+                cursor,
+            },
+            Kind::Track => WorkItemList::Tracks {
+                tracks: views(items),
+                cursor,
+            },
+            Kind::Spike => WorkItemList::Spikes {
+                spikes: views(items),
+                cursor,
+            },
+        }
+    }
 }
 
 /// `GET /api/{collection}/{id}` with `ETag` and `X-Event-Cursor`.
@@ -308,47 +279,11 @@ pub async fn get_item(
     let item = item
         .filter(|item| item.kind == kind && !item.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("{} {id}", kind.singular())))?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", cursor.to_string()))
-        .insert_header((header::ETAG, format!("\"{}\"", item.version)))
-        .json(item.to_json()))
-}
-
-/// Runs `op` on the live item in one writer job, after `If-Match`.
-async fn change_item<F>(
-    state: &AppState,
-    identity: &Identity,
-    req: &HttpRequest,
-    raw: &[u8],
-    kind: Kind,
-    id: String,
-    op: F,
-) -> Result<Committed, ApiError>
-where
-    F: FnOnce(&mut Tx<'_>, &mut WorkItem, &Actor) -> Result<(u16, Vec<ItemChange>), StoreError>
-        + Send
-        + 'static,
-{
-    let claim = identity.idempotency_claim(req, raw)?;
-    let precondition = if_match(req)?;
-    let actor = Actor::from(identity);
-    Ok(state
-        .writer
-        .write(claim, move |tx| {
-            let mut item = load_live(tx, kind, &id)?;
-            if let Some(precondition) = precondition {
-                precondition.check(&item)?;
-            }
-            let (status, changes) = op(tx, &mut item, &actor)?;
-            record(tx, &item, &changes, &actor)?;
-            let body = if item.deleted {
-                json!({ "id": item.id, "version": item.version, "deleted": true })
-            } else {
-                item.to_json()
-            };
-            Ok(Outcome::new(status, body))
-        })
-        .await?)
+    Ok(snapshot(
+        cursor,
+        Some(item.version),
+        &WorkItemView::from(&item),
+    ))
 }
 
 /// `PATCH /api/{collection}/{id}` → `{kind}_updated` (+ `status_changed`).
@@ -380,26 +315,18 @@ pub async fn patch_item(
     path: web::Path<(String, String)>,
     body: JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let fields = ItemFields::parse(kind, &object(body.value)?, &[])?;
-    let committed = change_item(
+    let fields = ItemFields::parse(kind(&path.0)?, &object(body.value)?, &[])?;
+    let command = ItemCommand::Update(fields);
+    change_item(
+        &req,
         &state,
         &identity,
-        &req,
         &body.raw,
-        kind,
-        item_id(&id)?,
-        move |tx, item, actor| {
-            check_track(tx, &fields)?;
-            let old_status = item.status;
-            let now = tx.now().to_owned();
-            let changed = rules::update_item(item, fields, &actor.agent, &now);
-            Ok((200, updated_changes(changed, old_status)))
-        },
+        path.into_inner(),
+        command,
+        StatusCode::OK,
     )
-    .await?;
-    Ok(versioned_response(committed))
+    .await
 }
 
 /// `DELETE /api/{collection}/{id}` → `{kind}_deleted`; the item becomes a tombstone.
@@ -424,24 +351,17 @@ pub async fn delete_item(
     identity: Identity,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let committed = change_item(
+    let command = ItemCommand::Delete;
+    change_item(
+        &req,
         &state,
         &identity,
-        &req,
         b"",
-        kind,
-        item_id(&id)?,
-        move |tx, item, actor| {
-            items::delete_children(tx.conn(), &item.id)?;
-            let now = tx.now().to_owned();
-            rules::delete_item(item, &actor.agent, &now);
-            Ok((200, vec![ItemChange::Deleted]))
-        },
+        path.into_inner(),
+        command,
+        StatusCode::OK,
     )
-    .await?;
-    Ok(versioned_response(committed))
+    .await
 }
 
 /// A status change. Any other field → 422.
@@ -449,7 +369,7 @@ pub async fn delete_item(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"new_status": "done"}))]
 pub struct StatusRequest {
-    #[schema(value_type = super::openapi::WorkItemStatus)]
+    #[schema(value_type = crate::domain::work_items::Status)]
     new_status: Option<String>,
 }
 
@@ -487,36 +407,17 @@ pub async fn set_status(
     path: web::Path<(String, String)>,
     body: JsonBody<StatusRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let status = parse_status(&body.value)?;
-    let committed = change_item(
+    let command = ItemCommand::SetStatus(parse_status(&body.value)?);
+    change_item(
+        &req,
         &state,
         &identity,
-        &req,
         &body.raw,
-        kind,
-        item_id(&id)?,
-        move |tx, item, actor| {
-            let now = tx.now().to_owned();
-            Ok((200, status_changes(item, status, &actor.agent, &now)))
-        },
+        path.into_inner(),
+        command,
+        StatusCode::OK,
     )
-    .await?;
-    Ok(versioned_response(committed))
-}
-
-fn status_changes(
-    item: &mut WorkItem,
-    status: Status,
-    agent: &AgentId,
-    now: &str,
-) -> Vec<ItemChange> {
-    if item.status == status {
-        return Vec::new();
-    }
-    let old = rules::change_status(item, status, agent, now);
-    vec![ItemChange::StatusChanged { old: Some(old) }]
+    .await
 }
 
 /// A link to another live work item (of any collection). Any other field → 422.
@@ -527,7 +428,7 @@ pub struct LinkRequest {
     /// The linked item's id; not the item's own.
     #[schema(value_type = String)]
     linked_feature_id: Option<String>,
-    #[schema(value_type = super::openapi::LinkType)]
+    #[schema(value_type = crate::domain::work_items::LinkType)]
     link_type: Option<String>,
 }
 
@@ -550,21 +451,6 @@ fn parse_link(request: &LinkRequest, own_id: &str) -> Result<Link, ApiError> {
         linked_id,
         link_type: LinkType::parse("link_type", link_type)?,
     })
-}
-
-fn link_changes(
-    tx: &mut Tx<'_>,
-    item: &mut WorkItem,
-    link: Link,
-    actor: &Actor,
-) -> Result<Vec<ItemChange>, StoreError> {
-    require_target(tx, "linked_feature_id", &link.linked_id, None)?;
-    let now = tx.now().to_owned();
-    if !rules::add_link(item, link.clone(), &actor.agent, &now) {
-        return Ok(Vec::new());
-    }
-    items::insert_link(tx.conn(), &item.id, &link, actor.agent.as_str(), &now)?;
-    Ok(vec![ItemChange::LinkAdded(link)])
 }
 
 /// `POST /api/{collection}/{id}/links` → `link_added` (nothing when it exists).
@@ -593,28 +479,24 @@ pub async fn add_link(
     path: web::Path<(String, String)>,
     body: JsonBody<LinkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let id = item_id(&id)?;
-    let link = parse_link(&body.value, &id)?;
-    let committed = change_item(
+    let command = ItemCommand::Link(parse_link(&body.value, &item_id(&path.1)?)?);
+    change_item(
+        &req,
         &state,
         &identity,
-        &req,
         &body.raw,
-        kind,
-        id,
-        move |tx, item, actor| Ok((201, link_changes(tx, item, link, actor)?)),
+        path.into_inner(),
+        command,
+        StatusCode::CREATED,
     )
-    .await?;
-    Ok(versioned_response(committed))
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RemoveLinkQuery {
     /// Only the link of this type; without it every link to `linked_id` goes.
-    #[param(value_type = super::openapi::LinkType, required = false)]
+    #[param(value_type = crate::domain::work_items::LinkType, required = false)]
     link_type: Option<String>,
 }
 
@@ -650,44 +532,24 @@ pub async fn remove_link(
     query: web::Query<RemoveLinkQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (collection, id, linked_id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let linked_id = ResourceId::parse("linked_id", &linked_id)?.into_string();
-    let link_type = query
-        .link_type
-        .as_deref()
-        .map(|t| LinkType::parse("link_type", t))
-        .transpose()?;
-    let committed = change_item(
+    let command = ItemCommand::Unlink {
+        linked_id: ResourceId::parse("linked_id", &linked_id)?.into_string(),
+        link_type: query
+            .link_type
+            .as_deref()
+            .map(|t| LinkType::parse("link_type", t))
+            .transpose()?,
+    };
+    change_item(
+        &req,
         &state,
         &identity,
-        &req,
         b"",
-        kind,
-        item_id(&id)?,
-        move |tx, item, actor| {
-            let doomed: Vec<Link> = item
-                .links
-                .iter()
-                .filter(|l| l.linked_id == linked_id && link_type.is_none_or(|t| t == l.link_type))
-                .cloned()
-                .collect();
-            if doomed.is_empty() {
-                return Err(
-                    DomainError::NotFound(format!("link from {} to {linked_id}", item.id)).into(),
-                );
-            }
-            let now = tx.now().to_owned();
-            let mut changes = Vec::new();
-            for link in doomed {
-                rules::remove_link(item, &link, &actor.agent, &now);
-                items::delete_link(tx.conn(), &item.id, &link)?;
-                changes.push(ItemChange::LinkRemoved(link));
-            }
-            Ok((200, changes))
-        },
+        (collection, id),
+        command,
+        StatusCode::OK,
     )
-    .await?;
-    Ok(versioned_response(committed))
+    .await
 }
 
 /// A comment; its author is the caller's agent. Any other field → 422.
@@ -725,150 +587,70 @@ pub async fn add_comment(
     path: web::Path<(String, String)>,
     body: JsonBody<CommentRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let text = body
-        .value
-        .comment_text
-        .clone()
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| {
-            DomainError::validation("comment_text", "is required and must not be empty")
-        })?;
-    if text.chars().count() > 100_000 {
-        return Err(
-            DomainError::validation("comment_text", "must be at most 100000 characters").into(),
-        );
-    }
-    let committed = change_item(
+    let text = use_case::comment_text(body.value.comment_text.clone())?;
+    let command = ItemCommand::Comment(text);
+    change_item(
+        &req,
         &state,
         &identity,
-        &req,
         &body.raw,
-        kind,
-        item_id(&id)?,
-        move |tx, item, actor| {
-            let now = tx.now().to_owned();
-            let comment = Comment {
-                id: rules::new_id("cmt-"),
-                comment_text: text,
-                author: actor.agent.as_str().to_owned(),
-                created_at: now.clone(),
-            };
-            items::insert_comment(tx.conn(), &item.id, &comment)?;
-            rules::add_comment(item, comment.clone(), &actor.agent, &now);
-            Ok((201, vec![ItemChange::CommentAdded(comment)]))
-        },
+        path.into_inner(),
+        command,
+        StatusCode::CREATED,
     )
-    .await?;
-    Ok(versioned_response(committed))
+    .await
 }
 
 // ----- the compatibility broadcast API -----
 
 /// The compatibility answer: `{success, event_id, clients_notified, timestamp}`.
-/// The job stores it with `clients_notified: 0` (a replayed answer notifies
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BroadcastResult)]
+pub struct BroadcastView {
+    /// Always `true`.
+    success: bool,
+    /// The first event published; `null` when nothing changed.
+    #[schema(required = true)]
+    event_id: Option<i64>,
+    /// How many streams the first event was handed to (0 in a replayed answer).
+    clients_notified: usize,
+    #[schema(value_type = String, format = DateTime)]
+    timestamp: Timestamp,
+}
+
+/// Runs `command` on the item, creating it first (title = its id) when
+/// missing. The stored answer says `clients_notified: 0` (a replay notifies
 /// nobody); a fresh answer gets the real count of the first event.
-fn broadcast_outcome(appended: &[(i64, String)], now: &str) -> Outcome {
-    let (event_id, timestamp) = match appended.first() {
-        Some((id, ts)) => (Some(*id), ts.clone()),
-        None => (None, now.to_owned()),
-    };
-    Outcome::new(
-        200,
-        json!({
-            "success": true,
-            "event_id": event_id,
-            "clients_notified": 0,
-            "timestamp": timestamp,
-        }),
-    )
-}
-
-fn broadcast_response(committed: Committed) -> HttpResponse {
-    if committed.replayed {
-        return committed_response(committed);
-    }
-    let notified = committed.deliveries.first().copied().unwrap_or(0);
-    let mut body: Value = serde_json::from_str(&committed.body).unwrap_or_else(|_| json!({}));
-    body["clients_notified"] = json!(notified);
-    HttpResponse::Ok().json(body)
-}
-
-/// Runs `op` on the item, creating it first (title = its id) when missing.
-async fn broadcast<F>(
+async fn broadcast(
     req: &HttpRequest,
     state: &AppState,
     identity: &Identity,
     raw: &[u8],
-    kind: Kind,
-    id: String,
-    op: F,
-) -> Result<HttpResponse, ApiError>
-where
-    F: FnOnce(&mut Tx<'_>, &mut WorkItem, &Actor) -> Result<Vec<ItemChange>, StoreError>
-        + Send
-        + 'static,
-{
-    let claim = identity.idempotency_claim(req, raw)?;
-    let actor = Actor::from(identity);
-    let committed = state
-        .writer
-        .write(claim, move |tx| {
-            let now = tx.now().to_owned();
-            let (mut item, is_new) = match items::load(tx.conn(), &id)? {
-                Some(item) if !item.deleted && item.kind == kind => (item, false),
-                Some(item) if !item.deleted => {
-                    return Err(DomainError::Conflict {
-                        code: "conflict",
-                        message: format!(
-                            "{id} is a {}, not a {}",
-                            item.kind.singular(),
-                            kind.singular()
-                        ),
-                        details: json!({ "id": id }),
-                    }
-                    .into())
-                }
-                previous => {
-                    let fields = ItemFields {
-                        title: Some(id.clone()),
-                        ..Default::default()
-                    };
-                    let item = rules::create_item(
-                        kind,
-                        id.clone(),
-                        fields,
-                        previous.as_ref(),
-                        &actor.agent,
-                        &now,
-                    )?;
-                    // Stored now so that links can refer to it; `record` rewrites it.
-                    items::save(tx.conn(), &item, 0)?;
-                    (item, true)
-                }
-            };
-            let created_version = item.version;
-            let mut changes = op(tx, &mut item, &actor)?;
-            if is_new {
-                // Creating the item and changing it are one version.
-                item.version = created_version;
-                for change in &mut changes {
-                    if let ItemChange::StatusChanged { old } = change {
-                        *old = None;
-                    }
-                }
-                if changes.is_empty() {
-                    changes.push(ItemChange::Updated {
-                        changed: Vec::new(),
-                    });
-                }
-            }
-            let appended = record(tx, &item, &changes, &actor)?;
-            Ok(broadcast_outcome(&appended, &now))
+    (collection, id): (String, String),
+    command: ItemCommand,
+) -> Result<HttpResponse, ApiError> {
+    let kind = kind(&collection)?;
+    let id = item_id(&id)?;
+    let context = WriteContext::new(req, identity, raw)?;
+    let reply = context
+        .run_raw(state, move |tx, actor| {
+            let done = use_case::broadcast(tx, actor, kind, id, command)?;
+            Ok(Answer::ok(BroadcastView {
+                success: true,
+                event_id: done.event_id,
+                clients_notified: 0,
+                timestamp: done.timestamp,
+            }))
         })
         .await?;
-    Ok(broadcast_response(committed))
+    Ok(match reply {
+        Reply::Fresh(committed) => {
+            let mut answer = committed.value;
+            answer.view.clients_notified = committed.deliveries.first().copied().unwrap_or(0);
+            answer.into_response()
+        }
+        Reply::Replayed(stored) => replayed(stored),
+    })
 }
 
 /// `POST /api/broadcast/{collection}/{id}`: update fields → `{kind}_updated`.
@@ -885,7 +667,7 @@ where
     params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body(content = ref("#/components/schemas/{Kind}Patch")),
     responses(
-        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = super::openapi::BroadcastResult),
+        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
@@ -901,23 +683,15 @@ pub async fn broadcast_update(
     path: web::Path<(String, String)>,
     body: JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let fields = ItemFields::parse(kind, &object(body.value)?, &["id"])?;
+    let fields = ItemFields::parse(kind(&path.0)?, &object(body.value)?, &["id"])?;
+    let command = ItemCommand::Update(fields);
     broadcast(
         &req,
         &state,
         &identity,
         &body.raw,
-        kind,
-        item_id(&id)?,
-        move |tx, item, actor| {
-            check_track(tx, &fields)?;
-            let old_status = item.status;
-            let now = tx.now().to_owned();
-            let changed = rules::update_item(item, fields, &actor.agent, &now);
-            Ok(updated_changes(changed, old_status))
-        },
+        path.into_inner(),
+        command,
     )
     .await
 }
@@ -933,7 +707,7 @@ pub async fn broadcast_update(
     params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body = StatusRequest,
     responses(
-        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = super::openapi::BroadcastResult),
+        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
@@ -949,20 +723,14 @@ pub async fn broadcast_status(
     path: web::Path<(String, String)>,
     body: JsonBody<StatusRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let status = parse_status(&body.value)?;
+    let command = ItemCommand::SetStatus(parse_status(&body.value)?);
     broadcast(
         &req,
         &state,
         &identity,
         &body.raw,
-        kind,
-        item_id(&id)?,
-        move |tx, item, actor| {
-            let now = tx.now().to_owned();
-            Ok(status_changes(item, status, &actor.agent, &now))
-        },
+        path.into_inner(),
+        command,
     )
     .await
 }
@@ -978,7 +746,7 @@ pub async fn broadcast_status(
     params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body = LinkRequest,
     responses(
-        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = super::openapi::BroadcastResult),
+        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
@@ -994,18 +762,14 @@ pub async fn broadcast_link(
     path: web::Path<(String, String)>,
     body: JsonBody<LinkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (collection, id) = path.into_inner();
-    let kind = kind(&collection)?;
-    let id = item_id(&id)?;
-    let link = parse_link(&body.value, &id)?;
+    let command = ItemCommand::Link(parse_link(&body.value, &item_id(&path.1)?)?);
     broadcast(
         &req,
         &state,
         &identity,
         &body.raw,
-        kind,
-        id,
-        move |tx, item, actor| link_changes(tx, item, link, actor),
+        path.into_inner(),
+        command,
     )
     .await
 }

@@ -80,7 +80,7 @@ mod tests {
             resource_id: None,
             agent_id: "a".into(),
             session_id: None,
-            timestamp: "2026-11-21T12:00:00.000000Z".into(),
+            timestamp: crate::domain::Timestamp::parse("t", "2026-11-21T12:00:00.000000Z").unwrap(),
             payload: RawValue::from_string(r#"{"text":"two\nlines"}"#.into()).unwrap(),
         };
         let frame = event_frame(&event, Framing::Named);

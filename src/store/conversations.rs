@@ -5,9 +5,11 @@
 use super::db::{DbConn, MultiBackend};
 use diesel::prelude::*;
 
+use super::error::stored_time;
 use super::schema::{conversations, messages};
 use super::StoreError;
-use crate::domain::conversations::{Conversation, Message, MessageStatus, Usage};
+use crate::domain::conversations::{Conversation, Message, MessageStatus, Role, Usage};
+use crate::domain::Timestamp;
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = conversations)]
@@ -36,8 +38,8 @@ impl ConversationRow {
             input_tokens: c.input_tokens,
             output_tokens: c.output_tokens,
             version: c.version,
-            created_at: c.created_at.clone(),
-            updated_at: c.updated_at.clone(),
+            created_at: c.created_at.to_string(),
+            updated_at: c.updated_at.to_string(),
             created_by: c.created_by.clone(),
             updated_by: c.updated_by.clone(),
             deleted: c.deleted,
@@ -45,20 +47,21 @@ impl ConversationRow {
         }
     }
 
-    fn into_conversation(self) -> Conversation {
-        Conversation {
+    fn into_conversation(self) -> Result<Conversation, StoreError> {
+        let what = || format!("conversation {}", self.id);
+        Ok(Conversation {
+            created_at: stored_time(&self.created_at, what)?,
+            updated_at: stored_time(&self.updated_at, what)?,
             id: self.id,
             title: self.title,
             message_count: self.message_count,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             version: self.version,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
             created_by: self.created_by,
             updated_by: self.updated_by,
             deleted: self.deleted,
-        }
+        })
     }
 }
 
@@ -87,14 +90,14 @@ impl MessageRow {
             id: m.id.clone(),
             conversation_id: m.conversation_id.clone(),
             seq: m.seq,
-            role: m.role.clone(),
+            role: m.role.as_str().to_owned(),
             content: m.content.clone(),
             content_units: m.content_units,
             status: m.status.as_str().to_owned(),
             input_tokens: m.usage.map(|u| u.input_tokens),
             output_tokens: m.usage.map(|u| u.output_tokens),
-            created_at: m.created_at.clone(),
-            updated_at: m.updated_at.clone(),
+            created_at: m.created_at.to_string(),
+            updated_at: m.updated_at.to_string(),
             created_by: m.created_by.clone(),
         }
     }
@@ -109,17 +112,20 @@ impl MessageRow {
                 output_tokens: output.unwrap_or(0),
             }),
         };
+        let what = || format!("message {}", self.id);
+        let role = Role::parse("role", &self.role)
+            .map_err(|_| StoreError::Corrupt(format!("{}: bad role", what())))?;
         Ok(Message {
+            created_at: stored_time(&self.created_at, what)?,
+            updated_at: stored_time(&self.updated_at, what)?,
             id: self.id,
             conversation_id: self.conversation_id,
             seq: self.seq,
-            role: self.role,
+            role,
             content: self.content,
             content_units: self.content_units,
             status,
             usage,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
             created_by: self.created_by,
         })
     }
@@ -127,12 +133,13 @@ impl MessageRow {
 
 /// The conversation, tombstones included.
 pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<Conversation>, StoreError> {
-    Ok(conversations::table
+    conversations::table
         .find(id)
         .select(ConversationRow::as_select())
         .first(conn)
         .optional()?
-        .map(ConversationRow::into_conversation))
+        .map(ConversationRow::into_conversation)
+        .transpose()
 }
 
 pub fn save(conn: &mut DbConn, c: &Conversation, last_event_id: i64) -> Result<(), StoreError> {
@@ -152,12 +159,12 @@ fn load_rows(
     query: conversations::BoxedQuery<'_, MultiBackend>,
     conn: &mut DbConn,
 ) -> Result<Vec<Conversation>, StoreError> {
-    Ok(query
+    query
         .select(ConversationRow::as_select())
         .load(conn)?
         .into_iter()
         .map(ConversationRow::into_conversation)
-        .collect())
+        .collect()
 }
 
 /// Live conversations, most recently changed first.
@@ -183,10 +190,10 @@ pub fn changed_since(conn: &mut DbConn, cursor: i64) -> Result<Vec<Conversation>
 }
 
 /// Conversations whose `updated_at` is after `since`, tombstones included.
-pub fn updated_after(conn: &mut DbConn, since: &str) -> Result<Vec<Conversation>, StoreError> {
+pub fn updated_after(conn: &mut DbConn, since: Timestamp) -> Result<Vec<Conversation>, StoreError> {
     load_rows(
         conversations::table
-            .filter(conversations::updated_at.gt(since.to_owned()))
+            .filter(conversations::updated_at.gt(since.to_string()))
             .order(conversations::updated_at.asc())
             .into_boxed(),
         conn,
@@ -239,7 +246,7 @@ pub fn append_delta(
     id: &str,
     text: &str,
     units: i64,
-    now: &str,
+    now: Timestamp,
 ) -> Result<Option<i64>, StoreError> {
     let new_length: Option<i64> = diesel::update(
         messages::table
@@ -250,7 +257,7 @@ pub fn append_delta(
     .set((
         messages::content.eq(messages::content.concat(text)),
         messages::content_units.eq(messages::content_units + units),
-        messages::updated_at.eq(now),
+        messages::updated_at.eq(now.to_string()),
     ))
     .returning(messages::content_units)
     .get_result(conn)

@@ -55,3 +55,12 @@ impl From<DieselError> for StoreError {
         StoreError::Database(err)
     }
 }
+
+/// A time read back from the database: the text `Timestamp` wrote.
+pub(crate) fn stored_time(
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<crate::domain::Timestamp, StoreError> {
+    crate::domain::Timestamp::parse("time", text)
+        .map_err(|_| StoreError::Corrupt(format!("{}: bad time {text:?}", what())))
+}

@@ -12,9 +12,10 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use serde_json::value::RawValue;
 
+use super::error::stored_time;
 use super::schema::{events, log_state, sqlite_sequence};
 use super::StoreError;
-use crate::domain::{ChannelPattern, Event, NewEvent, StreamFilter};
+use crate::domain::{ChannelPattern, Event, NewEvent, StreamFilter, Timestamp};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = events)]
@@ -58,7 +59,7 @@ impl TryFrom<EventRow> for Event {
             resource_id: row.resource_id,
             agent_id: row.agent_id,
             session_id: row.session_id,
-            timestamp: row.created_at,
+            timestamp: stored_time(&row.created_at, || format!("event {}", row.id))?,
             payload,
         })
     }
@@ -77,7 +78,8 @@ pub fn read_transaction<T>(
 }
 
 /// Appends one event; `now` is the commit batch's timestamp.
-pub fn append(conn: &mut DbConn, event: &NewEvent, now: &str) -> Result<Event, StoreError> {
+pub fn append(conn: &mut DbConn, event: &NewEvent, now: Timestamp) -> Result<Event, StoreError> {
+    let created_at = now.to_string();
     let row = NewEventRow {
         channel: event.channel.as_str(),
         event_type: event.event_type.as_str(),
@@ -85,7 +87,7 @@ pub fn append(conn: &mut DbConn, event: &NewEvent, now: &str) -> Result<Event, S
         resource_id: event.resource_id.as_ref().map(|r| r.as_str()),
         agent_id: event.agent_id.as_str(),
         session_id: event.session_id.as_ref().map(|s| s.as_str()),
-        created_at: now,
+        created_at: &created_at,
         payload: event.payload.get(),
     };
     let id: i64 = diesel::insert_into(events::table)
@@ -100,7 +102,7 @@ pub fn append(conn: &mut DbConn, event: &NewEvent, now: &str) -> Result<Event, S
         resource_id: event.resource_id.as_ref().map(|r| r.as_str().to_owned()),
         agent_id: event.agent_id.as_str().to_owned(),
         session_id: event.session_id.as_ref().map(|s| s.as_str().to_owned()),
-        timestamp: now.to_owned(),
+        timestamp: now,
         payload: event.payload.clone(),
     })
 }
@@ -376,9 +378,9 @@ pub fn find(conn: &mut DbConn, id: i64) -> Result<Option<Event>, StoreError> {
 /// Deletes up to `limit` of the oldest events written before `cutoff` and
 /// raises the pruned watermark to the highest id deleted. Returns how many
 /// rows went. Small batches keep each write transaction short.
-pub fn prune_batch(conn: &mut DbConn, cutoff: &str, limit: i64) -> Result<usize, StoreError> {
+pub fn prune_batch(conn: &mut DbConn, cutoff: Timestamp, limit: i64) -> Result<usize, StoreError> {
     let doomed: Vec<i64> = events::table
-        .filter(events::created_at.lt(cutoff.to_owned()))
+        .filter(events::created_at.lt(cutoff.to_string()))
         .order(events::id.asc())
         .limit(limit)
         .select(events::id)

@@ -4,9 +4,11 @@
 use super::db::DbConn;
 use diesel::prelude::*;
 
+use super::error::stored_time;
 use super::schema::{file_versions, files};
 use super::StoreError;
 use crate::domain::files::{FileLock, SharedFile};
+use crate::domain::Timestamp;
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = files)]
@@ -40,19 +42,20 @@ impl FileRow {
             derived_from: file.derived_from.clone(),
             content: file.content.clone(),
             version: file.version,
-            created_at: file.created_at.clone(),
-            updated_at: file.updated_at.clone(),
+            created_at: file.created_at.to_string(),
+            updated_at: file.updated_at.to_string(),
             created_by: file.created_by.clone(),
             updated_by: file.updated_by.clone(),
             deleted: file.deleted,
             last_event_id,
             lock_session_id: lock.map(|l| l.session_id.clone()),
             lock_agent_id: lock.map(|l| l.agent_id.clone()),
-            lock_expires_at: lock.map(|l| l.expires_at.clone()),
+            lock_expires_at: lock.map(|l| l.expires_at.to_string()),
         }
     }
 
-    fn into_file(self) -> SharedFile {
+    fn into_file(self) -> Result<SharedFile, StoreError> {
+        let what = || format!("file {}", self.stable_id);
         let lock = match (
             self.lock_session_id,
             self.lock_agent_id,
@@ -61,35 +64,36 @@ impl FileRow {
             (Some(session_id), Some(agent_id), Some(expires_at)) => Some(FileLock {
                 session_id,
                 agent_id,
-                expires_at,
+                expires_at: stored_time(&expires_at, what)?,
             }),
             _ => None,
         };
-        SharedFile {
+        Ok(SharedFile {
+            created_at: stored_time(&self.created_at, what)?,
+            updated_at: stored_time(&self.updated_at, what)?,
             stable_id: self.stable_id,
             name: self.name,
             label: self.label,
             derived_from: self.derived_from,
             content: self.content,
             version: self.version,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
             created_by: self.created_by,
             updated_by: self.updated_by,
             deleted: self.deleted,
             lock,
-        }
+        })
     }
 }
 
 /// The file with this id, tombstones included.
 pub fn load(conn: &mut DbConn, stable_id: &str) -> Result<Option<SharedFile>, StoreError> {
-    Ok(files::table
+    files::table
         .find(stable_id)
         .select(FileRow::as_select())
         .first(conn)
         .optional()?
-        .map(FileRow::into_file))
+        .map(FileRow::into_file)
+        .transpose()
 }
 
 /// Writes the file's row; `last_event_id` is the newest event about it.
@@ -113,7 +117,7 @@ pub fn save_lock(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreError>
         .set((
             files::lock_session_id.eq(lock.map(|l| l.session_id.clone())),
             files::lock_agent_id.eq(lock.map(|l| l.agent_id.clone())),
-            files::lock_expires_at.eq(lock.map(|l| l.expires_at.clone())),
+            files::lock_expires_at.eq(lock.map(|l| l.expires_at.to_string())),
         ))
         .execute(conn)?;
     Ok(())
@@ -134,7 +138,7 @@ pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreErr
             file_versions::stable_id.eq(&file.stable_id),
             file_versions::version.eq(file.version),
             file_versions::content.eq(&file.content),
-            file_versions::saved_at.eq(&file.updated_at),
+            file_versions::saved_at.eq(file.updated_at.to_string()),
             file_versions::saved_by.eq(&file.updated_by),
         ))
         .execute(conn)?;
@@ -142,11 +146,14 @@ pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreErr
 }
 
 /// A kept version, as listed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FileVersionInfo)]
 pub struct VersionInfo {
     pub version: i64,
-    pub saved_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub saved_at: Timestamp,
     pub saved_by: String,
+    /// Its size in bytes.
     pub size: usize,
 }
 
@@ -161,15 +168,16 @@ pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, 
             file_versions::content,
         ))
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(version, saved_at, saved_by, content)| VersionInfo {
-            version,
-            saved_at,
-            saved_by,
-            size: content.len(),
+    rows.into_iter()
+        .map(|(version, saved_at, saved_by, content)| {
+            Ok(VersionInfo {
+                version,
+                saved_at: stored_time(&saved_at, || format!("file {stable_id}"))?,
+                saved_by,
+                size: content.len(),
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub fn version(
@@ -187,56 +195,57 @@ pub fn version(
         ))
         .first(conn)
         .optional()?;
-    Ok(row.map(|(version, saved_at, saved_by, content)| {
-        (
+    row.map(|(version, saved_at, saved_by, content)| {
+        Ok((
             VersionInfo {
                 version,
-                saved_at,
+                saved_at: stored_time(&saved_at, || format!("file {stable_id}"))?,
                 saved_by,
                 size: content.len(),
             },
             content,
-        )
-    }))
+        ))
+    })
+    .transpose()
 }
 
 /// Live files, by name.
 pub fn list(conn: &mut DbConn) -> Result<Vec<SharedFile>, StoreError> {
-    Ok(files::table
+    files::table
         .filter(files::deleted.eq(false))
         .order((files::name.asc(), files::stable_id.asc()))
         .select(FileRow::as_select())
         .load(conn)?
         .into_iter()
         .map(FileRow::into_file)
-        .collect())
+        .collect()
 }
 
 /// Files whose lease ran out before `now`, at most `limit`.
 pub fn expired_locks(
     conn: &mut DbConn,
-    now: &str,
+    now: Timestamp,
     limit: i64,
 ) -> Result<Vec<SharedFile>, StoreError> {
-    Ok(files::table
-        .filter(files::lock_expires_at.le(now))
+    files::table
+        .filter(files::lock_expires_at.le(now.to_string()))
         .order(files::lock_expires_at.asc())
         .limit(limit)
         .select(FileRow::as_select())
         .load(conn)?
         .into_iter()
         .map(FileRow::into_file)
-        .collect())
+        .collect()
 }
 
 /// Every file changed after event `cursor`, tombstones included.
 pub fn changed_since(conn: &mut DbConn, cursor: i64) -> Result<Vec<SharedFile>, StoreError> {
-    Ok(files::table
+    files::table
         .filter(files::last_event_id.gt(cursor))
         .order(files::last_event_id.asc())
         .select(FileRow::as_select())
         .load(conn)?
         .into_iter()
         .map(FileRow::into_file)
-        .collect())
+        .collect()
 }

@@ -7,8 +7,9 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::schema::idempotency_keys;
+use super::writer::StoredAnswer;
 use super::StoreError;
-use crate::domain::{AgentId, DomainError, IdempotencyKey};
+use crate::domain::{AgentId, DomainError, IdempotencyKey, Timestamp};
 
 /// How long a key is remembered.
 pub const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
@@ -49,38 +50,34 @@ impl IdempotencyClaim {
     }
 }
 
-/// A stored first response.
-pub struct StoredResponse {
-    pub status: u16,
-    pub body: String,
-}
-
 /// The stored response for this claim if the key is live; an error if the key
 /// was used for a different request.
 pub fn lookup(
     conn: &mut DbConn,
     claim: &IdempotencyClaim,
-    not_before: &str,
-) -> Result<Option<StoredResponse>, StoreError> {
-    let found: Option<(String, i32, String)> = idempotency_keys::table
+    not_before: Timestamp,
+) -> Result<Option<StoredAnswer>, StoreError> {
+    let found: Option<(String, i32, String, Option<String>)> = idempotency_keys::table
         .filter(idempotency_keys::agent_id.eq(claim.agent_id.as_str()))
         .filter(idempotency_keys::idem_key.eq(claim.key.as_str()))
-        .filter(idempotency_keys::created_at.ge(not_before))
+        .filter(idempotency_keys::created_at.ge(not_before.to_string()))
         .select((
             idempotency_keys::fingerprint,
             idempotency_keys::status,
             idempotency_keys::response_body,
+            idempotency_keys::etag,
         ))
         .first(conn)
         .optional()?;
     match found {
         None => Ok(None),
-        Some((fingerprint, _, _)) if fingerprint != claim.fingerprint => {
+        Some((fingerprint, ..)) if fingerprint != claim.fingerprint => {
             Err(DomainError::IdempotencyKeyReused.into())
         }
-        Some((_, status, body)) => Ok(Some(StoredResponse {
+        Some((_, status, body, etag)) => Ok(Some(StoredAnswer {
             status: u16::try_from(status).unwrap_or(200),
             body,
+            etag,
         })),
     }
 }
@@ -89,9 +86,8 @@ pub fn lookup(
 pub fn remember(
     conn: &mut DbConn,
     claim: &IdempotencyClaim,
-    status: u16,
-    body: &str,
-    now: &str,
+    answer: &StoredAnswer,
+    now: Timestamp,
 ) -> Result<(), StoreError> {
     // Delete-then-insert replaces an expired record on both backends.
     diesel::delete(
@@ -105,18 +101,23 @@ pub fn remember(
             idempotency_keys::agent_id.eq(claim.agent_id.as_str()),
             idempotency_keys::idem_key.eq(claim.key.as_str()),
             idempotency_keys::fingerprint.eq(&claim.fingerprint),
-            idempotency_keys::status.eq(i32::from(status)),
-            idempotency_keys::response_body.eq(body),
-            idempotency_keys::created_at.eq(now),
+            idempotency_keys::status.eq(i32::from(answer.status)),
+            idempotency_keys::response_body.eq(&answer.body),
+            idempotency_keys::etag.eq(answer.etag.as_deref()),
+            idempotency_keys::created_at.eq(now.to_string()),
         ))
         .execute(conn)?;
     Ok(())
 }
 
 /// Forgets up to `limit` keys older than `cutoff`.
-pub fn forget_expired(conn: &mut DbConn, cutoff: &str, limit: i64) -> Result<usize, StoreError> {
+pub fn forget_expired(
+    conn: &mut DbConn,
+    cutoff: Timestamp,
+    limit: i64,
+) -> Result<usize, StoreError> {
     let doomed: Vec<(String, String)> = idempotency_keys::table
-        .filter(idempotency_keys::created_at.lt(cutoff))
+        .filter(idempotency_keys::created_at.lt(cutoff.to_string()))
         .limit(limit)
         .select((idempotency_keys::agent_id, idempotency_keys::idem_key))
         .load(conn)?;

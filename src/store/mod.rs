@@ -22,7 +22,7 @@ pub use db::{transaction, write_transaction, TxMode};
 pub use error::StoreError;
 pub use events::{EventQuery, LogPosition, Order};
 pub use idempotency::IdempotencyClaim;
-pub use writer::{Committed, Outcome, Tx, WeakWriter, Writer, WriterConfig};
+pub use writer::{Answer, Committed, Reply, StoredAnswer, Tx, WeakWriter, Writer, WriterConfig};
 
 use std::sync::Arc;
 
@@ -66,7 +66,11 @@ pub use writer::prune_with;
 
 /// Prunes events written before `cutoff` on a connection of its own, in small
 /// transactions (used by `switchboard prune`, beside a running server or not).
-pub fn prune_direct(url: &DatabaseUrl, cutoff: &str, batch: i64) -> Result<usize, StoreError> {
+pub fn prune_direct(
+    url: &DatabaseUrl,
+    cutoff: crate::domain::Timestamp,
+    batch: i64,
+) -> Result<usize, StoreError> {
     let mut conn = url.connect()?;
     let mut total = 0;
     loop {

@@ -92,7 +92,7 @@ pub fn heartbeat(
     started_at: &str,
     sessions: &[PresenceRow],
 ) -> Result<(), StoreError> {
-    let now = tx.now().to_owned();
+    let now = tx.now().to_string();
     let updated = diesel::update(nodes::table.find(node_id))
         .set(nodes::heartbeat_at.eq(&now))
         .execute(tx.conn())?;

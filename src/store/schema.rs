@@ -29,6 +29,7 @@ diesel::table! {
         status -> Integer,
         response_body -> Text,
         created_at -> Text,
+        etag -> Nullable<Text>,
     }
 }
 

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use super::db::DbConn;
 use diesel::prelude::*;
 
+use super::error::stored_time;
 use super::schema::{work_item_comments, work_item_links, work_items};
 use super::StoreError;
 use crate::domain::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
+use crate::domain::Timestamp;
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = work_items)]
@@ -50,8 +52,8 @@ impl WorkItemRow {
             track_id: item.track_id.clone(),
             findings: item.findings.clone(),
             version: item.version,
-            created_at: item.created_at.clone(),
-            updated_at: item.updated_at.clone(),
+            created_at: item.created_at.to_string(),
+            updated_at: item.updated_at.to_string(),
             created_by: item.created_by.clone(),
             updated_by: item.updated_by.clone(),
             deleted: item.deleted,
@@ -70,6 +72,9 @@ impl WorkItemRow {
             .transpose()
             .map_err(|_| corrupt("priority", &self.id))?;
         let tags = serde_json::from_str(&self.tags).map_err(|_| corrupt("tags", &self.id))?;
+        let what = || format!("work item {}", self.id);
+        let created_at = stored_time(&self.created_at, what)?;
+        let updated_at = stored_time(&self.updated_at, what)?;
         Ok(WorkItem {
             id: self.id,
             kind,
@@ -83,8 +88,8 @@ impl WorkItemRow {
             links,
             comments,
             version: self.version,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
+            created_at,
+            updated_at,
             created_by: self.created_by,
             updated_by: self.updated_by,
             deleted: self.deleted,
@@ -138,6 +143,7 @@ fn children(conn: &mut DbConn, ids: &[String]) -> Result<Children, StoreError> {
             ))
             .load(conn)?;
         for (item_id, id, comment_text, author, created_at) in comment_rows {
+            let created_at = stored_time(&created_at, || format!("comment {id}"))?;
             comments.entry(item_id).or_default().push(Comment {
                 id,
                 comment_text,
@@ -193,14 +199,14 @@ pub fn insert_link(
     item_id: &str,
     link: &Link,
     agent: &str,
-    now: &str,
+    now: Timestamp,
 ) -> Result<(), StoreError> {
     diesel::insert_into(work_item_links::table)
         .values((
             work_item_links::item_id.eq(item_id),
             work_item_links::linked_id.eq(&link.linked_id),
             work_item_links::link_type.eq(link.link_type.as_str()),
-            work_item_links::created_at.eq(now),
+            work_item_links::created_at.eq(now.to_string()),
             work_item_links::created_by.eq(agent),
         ))
         .execute(conn)?;
@@ -229,7 +235,7 @@ pub fn insert_comment(
             work_item_comments::item_id.eq(item_id),
             work_item_comments::comment_text.eq(&comment.comment_text),
             work_item_comments::author.eq(&comment.author),
-            work_item_comments::created_at.eq(&comment.created_at),
+            work_item_comments::created_at.eq(comment.created_at.to_string()),
         ))
         .execute(conn)?;
     Ok(())

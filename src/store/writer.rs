@@ -18,60 +18,54 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use diesel::connection::SimpleConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db::{self, DbConn};
 use super::idempotency::{self, IdempotencyClaim, KEY_LIFETIME};
 use super::{events, DatabaseUrl, StoreError};
-use crate::domain::{format_timestamp, Event, NewEvent};
+use crate::domain::{Event, NewEvent, Timestamp};
 
-/// What a job answers when it succeeds: the HTTP status and JSON body.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: u16,
-    /// The JSON body, already serialised.
-    pub body: String,
-}
-
-impl Outcome {
-    pub fn new(status: u16, body: serde_json::Value) -> Self {
-        Outcome {
-            status,
-            body: body.to_string(),
-        }
-    }
-
-    /// A body serialised from a typed value: raw JSON inside it (an event's
-    /// payload) is sent exactly as it was stored.
-    pub fn serialize(status: u16, body: &impl serde::Serialize) -> Result<Self, StoreError> {
-        let body = serde_json::to_string(body)
-            .map_err(|e| StoreError::Corrupt(format!("response body: {e}")))?;
-        Ok(Outcome { status, body })
-    }
-}
-
-/// A committed request, as the handler receives it.
+/// A change the writer committed: what the job returned, the events it
+/// appended (with their ids), and per event how many streams it reached.
 #[derive(Debug)]
-pub struct Committed {
-    pub status: u16,
-    /// The response body, serialised once (it is also the stored idempotent answer).
-    pub body: String,
-    /// The events this request appended, with their ids.
+pub struct Committed<T> {
+    pub value: T,
     pub events: Vec<Event>,
-    /// Per event, how many streams it was handed to.
     pub deliveries: Vec<usize>,
-    /// True when this answer is a stored one for a repeated `Idempotency-Key`.
-    pub replayed: bool,
+}
+
+/// The answer to a request with an `Idempotency-Key`, stored in the same
+/// transaction as the change so that a retry gets it again, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    /// The body, serialised once.
+    pub body: String,
+    /// The `ETag` the first answer carried, if any.
+    pub etag: Option<String>,
+}
+
+/// A job's result that can be stored as a request's answer. The edge that
+/// sends answers implements it (`http::Answer`); the writer only stores it.
+pub trait Answer {
+    fn to_stored(&self) -> Result<StoredAnswer, StoreError>;
+}
+
+/// What a request with a possible `Idempotency-Key` gets back: the fresh
+/// change, or the answer stored for an earlier request with the same key.
+#[derive(Debug)]
+pub enum Reply<T> {
+    Fresh(Committed<T>),
+    Replayed(StoredAnswer),
 }
 
 /// The transaction a job runs in: the connection, the batch's timestamp, and
 /// the events the job appends.
 pub struct Tx<'a> {
     conn: &'a mut DbConn,
-    now: &'a str,
-    now_time: DateTime<Utc>,
+    now: Timestamp,
     events: Vec<Event>,
 }
 
@@ -80,14 +74,9 @@ impl Tx<'_> {
         self.conn
     }
 
-    /// The commit batch's time, RFC 3339 with microseconds.
-    pub fn now(&self) -> &str {
+    /// The commit batch's time: every change and event of the batch has it.
+    pub fn now(&self) -> Timestamp {
         self.now
-    }
-
-    /// The same instant as `now`, for arithmetic.
-    pub fn now_time(&self) -> DateTime<Utc> {
-        self.now_time
     }
 
     /// Appends an event to the log in this transaction.
@@ -98,7 +87,85 @@ impl Tx<'_> {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send>;
+/// A queued job, its result type erased: the writer runs it, asks it for the
+/// answer to store (when the request has a key), and finally hands it the
+/// outcome to send to the waiting request.
+trait Pending: Send {
+    fn run(
+        &mut self,
+        tx: &mut Tx<'_>,
+        store_answer: bool,
+    ) -> Result<Option<StoredAnswer>, StoreError>;
+    fn finish(self: Box<Self>, outcome: Result<Finished, StoreError>);
+}
+
+/// How a job ended once its batch committed.
+enum Finished {
+    Fresh {
+        events: Vec<Event>,
+        deliveries: Vec<usize>,
+    },
+    Replayed(StoredAnswer),
+}
+
+/// The typed job behind `Pending`.
+struct TypedJob<T, F> {
+    job: Option<F>,
+    value: Option<T>,
+    render: fn(&T) -> Result<StoredAnswer, StoreError>,
+    reply: Option<oneshot::Sender<Result<Reply<T>, StoreError>>>,
+}
+
+impl<T, F> Pending for TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(
+        &mut self,
+        tx: &mut Tx<'_>,
+        store_answer: bool,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        let job = self
+            .job
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("a write job ran twice".into()))?;
+        let value = job(tx)?;
+        let stored = store_answer.then(|| (self.render)(&value)).transpose()?;
+        self.value = Some(value);
+        Ok(stored)
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<Finished, StoreError>) {
+        let TypedJob { reply, value, .. } = *self;
+        let Some(reply) = reply else {
+            return;
+        };
+        let answer = outcome.and_then(|finished| match (finished, value) {
+            (Finished::Replayed(stored), _) => Ok(Reply::Replayed(stored)),
+            (Finished::Fresh { events, deliveries }, Some(value)) => Ok(Reply::Fresh(Committed {
+                value,
+                events,
+                deliveries,
+            })),
+            (Finished::Fresh { .. }, None) => {
+                Err(StoreError::Corrupt("a committed job left no result".into()))
+            }
+        });
+        let _ = reply.send(answer);
+    }
+}
+
+/// For jobs without a key: nothing is ever stored.
+fn nothing_to_store<T>(_: &T) -> Result<StoredAnswer, StoreError> {
+    Err(StoreError::Corrupt(
+        "an answer was stored without a key".into(),
+    ))
+}
+
+fn stored_answer<T: Answer>(value: &T) -> Result<StoredAnswer, StoreError> {
+    value.to_stored()
+}
 
 /// Called with the events of each committed batch, in id order; returns, per
 /// event, how many streams it was handed to. On PostgreSQL the first argument
@@ -112,8 +179,7 @@ pub const NOTIFY_CHANNEL: &str = "switchboard_events";
 
 struct Request {
     claim: Option<IdempotencyClaim>,
-    job: Job,
-    reply: Option<oneshot::Sender<Result<Committed, StoreError>>>,
+    job: Box<dyn Pending>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,22 +246,54 @@ impl Writer {
     }
 
     /// Runs `job` in the next group commit and waits for the commit.
-    pub async fn write<F>(
+    pub async fn write<T, F>(&self, job: F) -> Result<Committed<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        match self.submit(None, job, nothing_to_store).await? {
+            Reply::Fresh(committed) => Ok(committed),
+            Reply::Replayed(_) => Err(StoreError::Corrupt("a replay without a key".into())),
+        }
+    }
+
+    /// Runs `job` in the next group commit, unless `claim`'s key already
+    /// has a stored answer: then that answer comes back and nothing runs.
+    /// The job's answer is stored with the change, in its transaction.
+    pub async fn write_idempotent<T, F>(
         &self,
         claim: Option<IdempotencyClaim>,
         job: F,
-    ) -> Result<Committed, StoreError>
+    ) -> Result<Reply<T>, StoreError>
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static,
+        T: Answer + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(claim, job, stored_answer::<T>).await
+    }
+
+    async fn submit<T, F>(
+        &self,
+        claim: Option<IdempotencyClaim>,
+        job: F,
+        render: fn(&T) -> Result<StoredAnswer, StoreError>,
+    ) -> Result<Reply<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let request = Request {
-            claim,
-            job: Box::new(job),
+        let job = TypedJob {
+            job: Some(job),
+            value: None,
+            render,
             reply: Some(reply),
         };
         self.queue
-            .send(request)
+            .send(Request {
+                claim,
+                job: Box::new(job),
+            })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer
@@ -207,13 +305,18 @@ impl Writer {
     /// can wait). Returns false when the queue is full or closed.
     pub fn write_detached<F>(&self, job: F) -> bool
     where
-        F: FnOnce(&mut Tx<'_>) -> Result<Outcome, StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static,
     {
+        let job = TypedJob {
+            job: Some(job),
+            value: None,
+            render: nothing_to_store,
+            reply: None,
+        };
         self.queue
             .try_send(Request {
                 claim: None,
                 job: Box::new(job),
-                reply: None,
             })
             .is_ok()
     }
@@ -250,11 +353,10 @@ fn run(
     tracing::debug!("writer stopped");
 }
 
-struct Done {
-    status: u16,
-    body: String,
-    events: Vec<Event>,
-    replayed: bool,
+/// A job that ran: the events it appended, or the stored answer it found.
+enum Done {
+    Ran(Vec<Event>),
+    Replayed(StoredAnswer),
 }
 
 /// The writer's own connection. It never checkpoints the WAL itself: a
@@ -288,21 +390,20 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
                 now_time = now_time.max(newest);
             }
         }
-        let now = format_timestamp(now_time);
-        let keys_not_before = format_timestamp(now_time - KEY_LIFETIME);
+        let now = Timestamp::from(now_time);
+        let keys_not_before = now.minus(KEY_LIFETIME);
         // One savepoint per request, managed here rather than by nested
         // diesel transactions so that releasing one and opening the next is
         // one round trip (it matters on PostgreSQL); COMMIT releases the last.
         let mut savepoint_open = false;
         for request in batch.iter_mut() {
-            let job: Job = std::mem::replace(&mut request.job, Box::new(|_| unreachable!()));
             let claim = request.claim.as_ref();
             conn.batch_execute(if savepoint_open {
                 "RELEASE SAVEPOINT job; SAVEPOINT job"
             } else {
                 "SAVEPOINT job"
             })?;
-            let result = run_job(conn, (&now, now_time), &keys_not_before, claim, job);
+            let result = run_job(conn, now, keys_not_before, claim, request.job.as_mut());
             savepoint_open = result.is_ok();
             if !savepoint_open {
                 conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
@@ -312,8 +413,10 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
         if conn.is_postgres() {
             let last = results
                 .iter()
-                .filter_map(|r| r.as_ref().ok())
-                .filter_map(|done| done.events.last())
+                .filter_map(|r| match r {
+                    Ok(Done::Ran(events)) => events.last(),
+                    _ => None,
+                })
                 .map(|event| event.id)
                 .max();
             if let Some(last) = last {
@@ -327,11 +430,9 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
     if let Err(err) = committed {
         tracing::error!(error = %err, requests = batch.len(), "group commit failed");
         for request in batch.drain(..) {
-            if let Some(reply) = request.reply {
-                let _ = reply.send(Err(StoreError::Unavailable(format!(
-                    "commit failed: {err}"
-                ))));
-            }
+            request.job.finish(Err(StoreError::Unavailable(format!(
+                "commit failed: {err}"
+            ))));
         }
         return false;
     }
@@ -339,8 +440,10 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
     // Borrowed, not cloned: each request keeps its own events for its answer.
     let all_events: Vec<&Event> = results
         .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .flat_map(|done| done.events.iter())
+        .flat_map(|r| match r {
+            Ok(Done::Ran(events)) => events.as_slice(),
+            _ => &[],
+        })
         .collect();
     let delivered = if all_events.is_empty() {
         Vec::new()
@@ -357,85 +460,65 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
 
     let mut delivered = delivered.into_iter();
     for (request, result) in batch.drain(..).zip(results) {
-        let answer = result.map(|done| {
-            let count = done.events.len();
-            Committed {
-                status: done.status,
-                body: done.body,
-                deliveries: delivered.by_ref().take(count).collect(),
-                events: done.events,
-                replayed: done.replayed,
-            }
+        let outcome = result.map(|done| match done {
+            Done::Ran(events) => Finished::Fresh {
+                deliveries: delivered.by_ref().take(events.len()).collect(),
+                events,
+            },
+            Done::Replayed(stored) => Finished::Replayed(stored),
         });
-        if let Some(reply) = request.reply {
-            let _ = reply.send(answer);
-        }
+        request.job.finish(outcome);
     }
     true
 }
 
 fn run_job(
     conn: &mut DbConn,
-    (now, now_time): (&str, DateTime<Utc>),
-    keys_not_before: &str,
+    now: Timestamp,
+    keys_not_before: Timestamp,
     claim: Option<&IdempotencyClaim>,
-    job: Job,
+    job: &mut dyn Pending,
 ) -> Result<Done, StoreError> {
     if let Some(claim) = claim {
         if let Some(stored) = idempotency::lookup(conn, claim, keys_not_before)? {
-            return Ok(Done {
-                status: stored.status,
-                body: stored.body,
-                events: Vec::new(),
-                replayed: true,
-            });
+            return Ok(Done::Replayed(stored));
         }
     }
     let mut tx = Tx {
         conn,
         now,
-        now_time,
         events: Vec::new(),
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| job(&mut tx)))
+    let stored = catch_unwind(AssertUnwindSafe(|| job.run(&mut tx, claim.is_some())))
         .map_err(|_| StoreError::Corrupt("a write job panicked".into()))??;
     let Tx { conn, events, .. } = tx;
-    let body = outcome.body;
-    if let Some(claim) = claim {
-        idempotency::remember(conn, claim, outcome.status, &body, now)?;
+    if let (Some(claim), Some(stored)) = (claim, stored) {
+        idempotency::remember(conn, claim, &stored, now)?;
     }
-    Ok(Done {
-        status: outcome.status,
-        body,
-        events,
-        replayed: false,
-    })
+    Ok(Done::Ran(events))
 }
 
 /// Retention as writer jobs: one small batch per transaction, so other
 /// requests interleave. Returns how many events were pruned.
-pub async fn prune_with(writer: &Writer, cutoff: String, batch: i64) -> Result<usize, StoreError> {
+pub async fn prune_with(
+    writer: &Writer,
+    cutoff: Timestamp,
+    batch: i64,
+) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let cutoff = cutoff.clone();
-        let done = writer
-            .write(None, move |tx| {
-                let deleted = events::prune_batch(tx.conn(), &cutoff, batch)?;
-                Ok(Outcome::new(200, serde_json::json!(deleted)))
-            })
-            .await?;
-        let deleted: usize = done.body.parse().unwrap_or(0);
+        let deleted = writer
+            .write(move |tx| events::prune_batch(tx.conn(), cutoff, batch))
+            .await?
+            .value;
         total += deleted;
         if deleted < batch as usize {
             break;
         }
     }
-    let keys_cutoff = format_timestamp(Utc::now() - KEY_LIFETIME);
+    let keys_cutoff = Timestamp::now().minus(KEY_LIFETIME);
     writer
-        .write(None, move |tx| {
-            idempotency::forget_expired(tx.conn(), &keys_cutoff, 10_000)?;
-            Ok(Outcome::new(200, serde_json::Value::Null))
-        })
+        .write(move |tx| idempotency::forget_expired(tx.conn(), keys_cutoff, 10_000))
         .await?;
     Ok(total)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use switchboard::domain::{AgentId, ChannelName, EventType, NewEvent};
-use switchboard::store::{self, DatabaseUrl, Outcome, Writer, WriterConfig};
+use switchboard::store::{self, DatabaseUrl, Writer, WriterConfig};
 
 use crate::helpers::{PgDatabase, BACKEND};
 
@@ -44,10 +44,9 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
     .unwrap();
 
     // The first job holds the writer, so the next ones queue into one batch.
-    let first = writer.write(None, |tx| {
+    let first = writer.write(|tx| {
         std::thread::sleep(Duration::from_millis(200));
-        let id = tx.append(&event(0))?.id;
-        Ok(Outcome::new(201, serde_json::json!(id)))
+        Ok(tx.append(&event(0))?.id)
     });
     let mut jobs = Vec::new();
     for n in 1..=6u32 {
@@ -55,19 +54,23 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
         jobs.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             writer
-                .write(None, move |tx| {
+                .write(move |tx| {
                     let id = tx.append(&event(n))?.id;
                     if n % 3 == 0 {
                         // After a write: a statement fails inside the
                         // database, and the write must go with it.
                         tx.conn().batch_execute("SELECT * FROM no_such_table")?;
                     }
-                    Ok(Outcome::new(201, serde_json::json!(id)))
+                    Ok(id)
                 })
                 .await
         }));
     }
-    assert_eq!(first.await.unwrap().status, 201);
+    let first = first.await.unwrap();
+    assert_eq!(
+        first.events[0].id, first.value,
+        "the job's result comes back typed"
+    );
     let mut committed = Vec::new();
     for (n, job) in (1..=6u32).zip(jobs) {
         let result = job.await.unwrap();
