@@ -22,6 +22,11 @@ pub enum ApiError {
     Domain(#[from] DomainError),
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    /// A query parameter or path segment that does not parse: 400
+    /// `bad_request` naming it in `details.field`. The message is a whole
+    /// sentence ("query parameter `after` must be …").
+    #[error("{message}")]
+    BadParameter { field: String, message: String },
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("send the body as JSON with Content-Type: application/json")]
@@ -72,6 +77,7 @@ impl ApiError {
                 DomainError::PreconditionFailed { .. } => "precondition_failed",
             },
             ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::BadParameter { .. } => "bad_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RouteNotFound => "not_found",
@@ -85,7 +91,8 @@ impl ApiError {
 
     fn details(&self) -> Value {
         match self {
-            ApiError::Domain(DomainError::Validation { field, .. }) => json!({ "field": field }),
+            ApiError::Domain(DomainError::Validation { field, .. })
+            | ApiError::BadParameter { field, .. } => json!({ "field": field }),
             ApiError::Domain(DomainError::Conflict { details, .. }) => details.clone(),
             ApiError::Domain(DomainError::PreconditionFailed { current }) => {
                 json!({ "current": current })
@@ -120,7 +127,7 @@ impl ResponseError for ApiError {
                 DomainError::Conflict { .. } => StatusCode::CONFLICT,
                 DomainError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             },
-            ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidJson(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,

@@ -1,3 +1,10 @@
+//! The `switchboard` binary: parse the command line, run the command. An
+//! error ends the process with status 1 and one line on stderr,
+//! `switchboard: <error>: <cause>…`, never a backtrace (`RUST_BACKTRACE`
+//! is for panics only).
+
+use std::process::ExitCode;
+
 use clap::Parser;
 
 use switchboard::cli;
@@ -5,8 +12,27 @@ use switchboard::config::{Cli, Command};
 use switchboard::startup::Application;
 use switchboard::telemetry;
 
-fn main() -> anyhow::Result<()> {
-    let args = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("switchboard: {}", one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, outermost first, on one line.
+fn one_line(err: &anyhow::Error) -> String {
+    format!("{err:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn run(args: Cli) -> anyhow::Result<()> {
     match args.command {
         None => serve(args.serve),
         Some(Command::Serve(serve_args)) => serve(serve_args),

@@ -31,7 +31,11 @@ where
 
 /// The span of every request, and its one log line. It carries the request
 /// id, the route pattern (never the raw query string, which may hold a
-/// token), and who acts: agent and session.
+/// token), who acts (agent and session), the status and, for an error
+/// answer, its `error` code. A client error adds no other line (the
+/// middleware's own error event is turned off in `Cargo.toml`); a server
+/// error logs its cause once more, at ERROR, where it is raised
+/// (`ApiError::error_response`).
 pub struct RequestSpan;
 
 fn header_or_query(request: &actix_web::dev::ServiceRequest, header: &str, query: &str) -> String {
@@ -61,6 +65,7 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             agent_id = %header_or_query(request, "X-Agent-ID", "agent_id"),
             session_id = %header_or_query(request, "X-Session-ID", "session_id"),
             status = tracing::field::Empty,
+            error = tracing::field::Empty,
         )
     }
 
@@ -68,11 +73,17 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
         span: tracing::Span,
         outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
     ) {
-        let status = match outcome {
-            Ok(response) => response.status().as_u16(),
-            Err(error) => error.as_response_error().status_code().as_u16(),
+        let (status, error) = match outcome {
+            Ok(response) => (response.status().as_u16(), response.response().error()),
+            Err(error) => (
+                error.as_response_error().status_code().as_u16(),
+                Some(error),
+            ),
         };
         span.record("status", status);
+        if let Some(code) = error.and_then(|e| e.as_error::<crate::error::ApiError>()) {
+            span.record("error", code.code());
+        }
         span.in_scope(|| {
             if status >= 500 {
                 tracing::warn!("request answered");

@@ -12,7 +12,7 @@ pub const MAX_BATCH: usize = 1000;
 pub fn check_publishable(channel: &ChannelName) -> Result<(), DomainError> {
     if channel.is_reserved() {
         return Err(DomainError::Forbidden(format!(
-            "channel \"{channel}\" is written only by the server; publish on another channel"
+            "channel `{channel}` is written only by the server; publish on another channel"
         )));
     }
     Ok(())

@@ -6,13 +6,16 @@ pub mod publish;
 pub mod sse;
 pub mod tail;
 
+use anyhow::Context;
+
 use crate::config::{DatabaseArgs, PruneArgs};
 use crate::domain::Timestamp;
 use crate::store;
 
 /// `switchboard migrate`: apply the embedded migrations and exit.
 pub fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
-    let applied = store::run_migrations(&args.database)?;
+    let applied = store::run_migrations(&args.database)
+        .with_context(|| format!("cannot migrate {}", args.database))?;
     if applied.is_empty() {
         println!("{}: up to date", args.database);
     }

@@ -489,7 +489,7 @@ pub async fn list_messages(
     state: web::Data<AppState>,
     _identity: Identity,
     id: web::Path<String>,
-    query: web::Query<PageQuery>,
+    query: super::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let conversation = conversation_id(&id)?;
     let query = query.into_inner();
@@ -602,7 +602,7 @@ enum Since {
 pub async fn sync_conversations(
     state: web::Data<AppState>,
     _identity: Identity,
-    query: web::Query<SyncQuery>,
+    query: super::Query<SyncQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let since = if query.full == Some(true) {

@@ -303,7 +303,7 @@ pub async fn list_events(
     req: HttpRequest,
     state: web::Data<AppState>,
     _identity: Identity,
-    query: web::Query<ListQuery>,
+    query: super::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(100);
@@ -311,8 +311,8 @@ pub async fn list_events(
         return Err(DomainError::validation("limit", format!("must be 1 to {MAX_PAGE}")).into());
     }
     let query = EventQuery {
-        after: q.after,
-        before: q.before,
+        after: super::extract::non_negative("after", q.after)?,
+        before: super::extract::non_negative("before", q.before)?,
         limit,
         channels: ChannelPattern::parse_list("channels", q.channels.as_deref())?,
         event_type: q
@@ -368,7 +368,7 @@ pub async fn get_event(
     _identity: Identity,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    let id = super::extract::non_negative("id", Some(id.into_inner()))?.unwrap_or_default();
     let event = state
         .store
         .read(move |conn| store::events::find(conn, id))

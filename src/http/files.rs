@@ -264,6 +264,7 @@ pub async fn get_version(
     path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, n) = path.into_inner();
+    super::extract::positive("n", n)?;
     let id = stable_id("stable_id", &id)?;
     let lookup = id.clone();
     let (file, found) = state

@@ -209,7 +209,7 @@ pub async fn open_stream(
     req: HttpRequest,
     state: web::Data<AppState>,
     identity: Identity,
-    query: web::Query<StreamQuery>,
+    query: super::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let include_own = parse_bool("include_own", query.include_own.as_deref())?;
     let framing = if parse_bool("plain", query.plain.as_deref())? {

@@ -106,7 +106,7 @@ pub async fn sync(
     req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     _identity: Identity,
-    query: web::Query<SyncQuery>,
+    query: super::Query<SyncQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = super::principal(&req);
     let query = query.into_inner();
@@ -132,7 +132,7 @@ pub async fn sync(
                 Collection::parse(c).ok_or_else(|| {
                     DomainError::validation(
                         "collections",
-                        format!("unknown collection {c:?}; known: {NAMES}"),
+                        format!("unknown collection `{c}`; known: {NAMES}"),
                     )
                 })
             })

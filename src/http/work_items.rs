@@ -175,7 +175,7 @@ pub async fn list_items(
     state: web::Data<AppState>,
     _identity: Identity,
     collection: web::Path<String>,
-    query: web::Query<ListQuery>,
+    query: super::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let kind = kind(&collection)?;
     let query = query.into_inner();
@@ -187,7 +187,7 @@ pub async fn list_items(
             .transpose()?,
         track_id: query.track_id,
         tag: query.tag,
-        updated_since_id: query.updated_since_id,
+        updated_since_id: super::extract::non_negative("updated_since_id", query.updated_since_id)?,
     };
     let (cursor, list) = state
         .store
@@ -529,7 +529,7 @@ pub async fn remove_link(
     state: web::Data<AppState>,
     identity: Identity,
     path: web::Path<(String, String, String)>,
-    query: web::Query<RemoveLinkQuery>,
+    query: super::Query<RemoveLinkQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (collection, id, linked_id) = path.into_inner();
     let command = ItemCommand::Unlink {

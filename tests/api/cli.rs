@@ -138,6 +138,115 @@ async fn publish_prints_the_stored_event_and_fails_clearly_on_bad_input() {
     );
 }
 
+#[tokio::test]
+async fn a_failing_command_prints_one_line_without_a_backtrace() {
+    let output = tokio::process::Command::new(BIN)
+        .args(["migrate", "--database", "/nonexistent/dir/x.db"])
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr}");
+    assert!(
+        lines[0].starts_with("switchboard: cannot migrate /nonexistent/dir/x.db: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+    assert!(!stderr.contains("Error:"), "{stderr}");
+}
+
+async fn next_log_line<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+) -> Option<String> {
+    tokio::time::timeout(crate::helpers::DEADLINE, lines.next_line())
+        .await
+        .expect("a log line in time")
+        .unwrap()
+}
+
+/// The server log: one line per request, also for client errors (no WARN
+/// line with a debug dump beside it); the line carries the error code.
+#[tokio::test]
+async fn a_client_error_is_one_log_line_carrying_its_code() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--database")
+        .arg(dir.path().join("log.db"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line: String = next_log_line(&mut lines).await.expect("listening");
+        if line.contains("switchboard listening") {
+            let entry: Value = serde_json::from_str(&line).unwrap();
+            break entry["port"].as_u64().unwrap();
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let answers = [
+        client.get(format!("{base}/api/nope")).send().await.unwrap(),
+        client
+            .get(format!("{base}/api/events?after=x"))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .post(format!("{base}/api/channels/global/events"))
+            .json(&json!([]))
+            .send()
+            .await
+            .unwrap(),
+        client.get(format!("{base}/healthz")).send().await.unwrap(),
+    ];
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+    assert_eq!(statuses, [404, 400, 422, 200]);
+    let mut logged = Vec::new();
+    loop {
+        let line = next_log_line(&mut lines).await.expect("the request lines");
+        let entry: Value = serde_json::from_str(&line).unwrap();
+        let done = line.contains("/healthz");
+        assert!(
+            !matches!(entry["level"].as_str(), Some("WARN" | "ERROR")),
+            "{entry}"
+        );
+        // Start-up lines of the HTTP server may still come: only lines
+        // logged inside a request count.
+        if entry["span"]["request_id"].is_string() {
+            logged.push(entry);
+        }
+        if done {
+            break;
+        }
+    }
+    assert_eq!(logged.len(), 4, "one line per request: {logged:#?}");
+    for entry in &logged {
+        assert_eq!(entry["level"], "INFO", "{entry}");
+        assert_eq!(entry["message"], "request answered", "{entry}");
+    }
+    let codes: Vec<&Value> = logged.iter().map(|e| &e["span"]["error"]).collect();
+    assert_eq!(
+        codes,
+        [
+            &json!("not_found"),
+            &json!("bad_request"),
+            &json!("validation_failed"),
+            &Value::Null
+        ]
+    );
+}
+
 crate::on_both_backends!(
     tail_resumes_across_a_server_restart_without_a_duplicate,
     publish_prints_the_stored_event_and_fails_clearly_on_bad_input,

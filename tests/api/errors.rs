@@ -442,6 +442,198 @@ async fn odd_inputs_never_leak_internals() {
     assert_eq!(events["events"], json!([]));
 }
 
+/// Words that only a Rust programmer would understand: none may reach a
+/// client's error message.
+fn assert_plain_words(body: &Value) {
+    let message = body["error"]["message"].as_str().expect("message");
+    for word in [
+        "struct",
+        "i64",
+        "u64",
+        "ChannelName(",
+        "deserialize",
+        "Request",
+        "Query",
+        "expected",
+        "line 1",
+    ] {
+        assert!(!message.contains(word), "{word:?} in the message: {body}");
+    }
+}
+
+async fn a_reserved_channel_is_named_in_plain_words() {
+    let app = spawn_app().await;
+    let response = app
+        .post("/api/channels/features/events")
+        .json(&json!({"type": "note"}))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(response, 403, "forbidden").await;
+    assert_plain_words(&body);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`features`"), "{body}");
+}
+
+async fn a_body_of_the_wrong_shape_is_refused_naming_the_field_and_what_is_allowed() {
+    let app = spawn_app().await;
+    let mut watcher = app.stream("replay=0", &[]).await;
+    let publish = "/api/channels/global/events";
+    let cases = [
+        (publish, json!([]), "body", "must be a JSON object"),
+        (publish, json!("note"), "body", "must be a JSON object"),
+        (
+            publish,
+            json!({"type": "note", "foo": 1}),
+            "foo",
+            "allowed: type, data, resource_type, resource_id",
+        ),
+        (publish, json!({"type": 5}), "type", "must be a string"),
+        (publish, json!({"type": ["a"]}), "type", "must be a string"),
+        (
+            "/api/events/batch",
+            json!({"events": {}}),
+            "events",
+            "must be an array",
+        ),
+        (
+            "/api/events/batch",
+            json!({"events": [5]}),
+            "events[0]",
+            "must be an object",
+        ),
+        (
+            "/api/files/f1/lock",
+            json!({"ttl_seconds": -1}),
+            "ttl_seconds",
+            "must be a non-negative integer",
+        ),
+        (
+            "/api/files/f1/lock",
+            json!({"ttl_seconds": "60"}),
+            "ttl_seconds",
+            "must be a non-negative integer",
+        ),
+    ];
+    for (path, body, field, says) in cases {
+        let response = app.post(path).json(&body).send().await.unwrap();
+        let error = expect_error(response, 422, "validation_failed").await;
+        assert_eq!(error["error"]["details"]["field"], field, "{path} {body}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{path} {body}: {error}");
+        assert!(message.contains(says), "{path} {body}: {error}");
+        assert_plain_words(&error);
+    }
+    assert_nothing_changed(&app, &mut watcher).await;
+}
+
+async fn a_query_or_path_value_that_does_not_parse_names_the_parameter() {
+    let app = spawn_app().await;
+    for (path, field, says) in [
+        (
+            "/api/events?after=x",
+            "after",
+            "query parameter `after` must be a non-negative integer (an event id)",
+        ),
+        ("/api/events?before=1.5", "before", "`before` must be"),
+        (
+            "/api/events?limit=abc",
+            "limit",
+            "`limit` must be an integer",
+        ),
+        ("/api/events?limit=", "limit", "`limit` must be an integer"),
+        (
+            "/api/events?after=99999999999999999999",
+            "after",
+            "`after` must be",
+        ),
+        ("/api/events?order=sideways", "order", "asc, desc"),
+        (
+            "/api/events?foo=1",
+            "foo",
+            "unknown query parameter `foo`; allowed:",
+        ),
+        (
+            "/api/features?updated_since_id=x",
+            "updated_since_id",
+            "`updated_since_id` must be",
+        ),
+        ("/api/sync?cursor=x", "cursor", "`cursor` must be"),
+        (
+            "/api/conversations/sync?full=maybe",
+            "full",
+            "`full` must be true or false",
+        ),
+        (
+            "/api/events/abc",
+            "id",
+            "path segment `id` must be a non-negative integer (an event id)",
+        ),
+        (
+            "/api/files/f1/versions/abc",
+            "n",
+            "path segment `n` must be",
+        ),
+    ] {
+        let response = app.get(path).send().await.unwrap();
+        let body = expect_error(response, 400, "bad_request").await;
+        assert_eq!(body["error"]["details"]["field"], field, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{path}: {body}");
+        assert_plain_words(&body);
+    }
+}
+
+async fn negative_ids_cursors_and_limits_are_refused_with_422_naming_the_field() {
+    let app = spawn_app().await;
+    app.publish("global", "note", json!({}), None).await;
+    for (path, field) in [
+        ("/api/events?after=-5", "after"),
+        ("/api/events?before=-1", "before"),
+        ("/api/events?limit=-5", "limit"),
+        ("/api/events/-5", "id"),
+        ("/api/features?updated_since_id=-1", "updated_since_id"),
+        ("/api/sync?cursor=-1", "cursor"),
+        ("/api/conversations/sync?cursor=-1", "cursor"),
+        ("/api/conversations/c1/messages?limit=-1", "limit"),
+        ("/api/files/f1/versions/-1", "n"),
+        ("/api/files/f1/versions/0", "n"),
+    ] {
+        let response = app.get(path).send().await.unwrap();
+        let body = expect_error(response, 422, "validation_failed").await;
+        assert_eq!(body["error"]["details"]["field"], field, "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{path}: {body}");
+        assert_plain_words(&body);
+    }
+    // Zero is a cursor like any other.
+    let response = app.get("/api/events?after=0").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// The documented limit of the error shape: a request head over 128 KiB is
+/// refused by actix-http's parser before switchboard sees it (431, empty
+/// body; docs/api.md). One just under the limit is served.
+#[tokio::test]
+async fn a_request_head_over_128_kib_gets_a_bare_431_from_the_http_parser() {
+    let app = spawn_app().await;
+    let response = app
+        .get("/healthz")
+        .header("X-Pad", "a".repeat(120_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = app
+        .get("/healthz")
+        .header("X-Pad", "a".repeat(200_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    assert_eq!(response.text().await.unwrap(), "");
+}
+
 crate::on_both_backends!(
     a_body_that_is_not_json_is_refused_with_400_invalid_json,
     a_body_with_another_content_type_is_refused_with_415,
@@ -456,4 +648,8 @@ crate::on_both_backends!(
     an_invalid_idempotency_key_is_refused_with_400,
     health_and_readiness_answer_200,
     odd_inputs_never_leak_internals,
+    a_reserved_channel_is_named_in_plain_words,
+    a_body_of_the_wrong_shape_is_refused_naming_the_field_and_what_is_allowed,
+    a_query_or_path_value_that_does_not_parse_names_the_parameter,
+    negative_ids_cursors_and_limits_are_refused_with_422_naming_the_field,
 );
