@@ -145,7 +145,7 @@ impl Need {
 
 /// Whether `path` has the parameter `{name}`; `route!` checks it at compile
 /// time.
-pub const fn has_param(path: &str, name: &str) -> bool {
+const fn has_param(path: &str, name: &str) -> bool {
     let (path, name) = (path.as_bytes(), name.as_bytes());
     let mut start = 0;
     while start + name.len() + 2 <= path.len() {
@@ -164,7 +164,7 @@ pub const fn has_param(path: &str, name: &str) -> bool {
 }
 
 /// Whether `need` takes its channel only from parameters `path` has.
-pub const fn declares(path: &str, need: Need) -> bool {
+const fn declares(path: &str, need: Need) -> bool {
     match need.param() {
         Some(name) => has_param(path, name),
         None => true,
