@@ -1,7 +1,10 @@
 //! The gate every request passes: authentication (token, ticket, cookie),
 //! the `X-Agent-ID` check, the route's channel scope, and the per-agent write
-//! rate. Handlers that serve many channels at once (the stream, the log,
-//! batches, sync) narrow their answers with the caller's `Principal` too.
+//! rate. What a request needs comes from the route table (`routes.rs`), for
+//! the route the router will give it to; a route the table does not declare is
+//! refused (the gate fails closed). Handlers that serve many channels at once
+//! (the stream, the log, batches, sync) narrow their answers with the caller's
+//! `Principal`.
 
 use std::num::NonZeroU32;
 
@@ -14,6 +17,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 
 use super::extract::query_param;
+use super::routes::{routes, Demand};
 use super::{AppState, Identity};
 use crate::auth::{Auth, Principal};
 use crate::domain::DomainError;
@@ -43,43 +47,6 @@ impl WriteLimiter {
             }
         })
     }
-}
-
-/// What a route needs from the caller's scopes.
-enum Need {
-    Read(String),
-    Write(String),
-    /// Any valid token; the handler narrows what it answers.
-    Token,
-}
-
-fn need(method: &Method, path: &str) -> Need {
-    let reading = matches!(*method, Method::GET | Method::HEAD);
-    let scoped = |channel: String| {
-        if reading {
-            Need::Read(channel)
-        } else {
-            Need::Write(channel)
-        }
-    };
-    let segments: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
-    match segments.as_slice() {
-        [collection @ ("features" | "tracks" | "spikes" | "files"), ..] => {
-            scoped((*collection).to_owned())
-        }
-        ["broadcast", collection, ..] => Need::Write((*collection).to_owned()),
-        ["conversations", id, "messages", ..] => scoped(format!("conversation:{id}")),
-        ["conversations", ..] => scoped("conversations".to_owned()),
-        ["channels", channel, "events"] => Need::Write((*channel).to_owned()),
-        ["sessions"] => Need::Read("presence".to_owned()),
-        _ => Need::Token,
-    }
-}
-
-/// Routes anyone may call: health checks, the dashboard page (it holds no
-/// data; its API calls need a token), and the API's description.
-fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/" | "/openapi.json")
 }
 
 fn unauthorized(message: &str) -> ApiError {
@@ -121,9 +88,16 @@ fn principal_of(req: &ServiceRequest, auth: &Auth) -> Result<Principal, ApiError
 }
 
 fn gate(req: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
+    let demand = routes().demand(req.method(), req.match_pattern().as_deref(), req.uri());
+    if demand == Demand::Refused {
+        return Err(DomainError::Forbidden(
+            "no route declares what this request needs, so it is refused".to_owned(),
+        )
+        .into());
+    }
     if state.auth.is_open() {
         req.extensions_mut().insert(Principal::open());
-    } else if !is_public(req.path()) {
+    } else if demand != Demand::Nothing {
         let principal = principal_of(req, &state.auth)?;
         let claimed = req
             .headers()
@@ -139,20 +113,12 @@ fn gate(req: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
                 .into());
             }
         }
-        let allowed = match need(req.method(), req.path()) {
-            Need::Read(channel) => principal
-                .read
-                .allows(&channel)
-                .then_some(())
-                .ok_or(("read", channel)),
-            Need::Write(channel) => principal
-                .write
-                .allows(&channel)
-                .then_some(())
-                .ok_or(("write", channel)),
-            Need::Token => Ok(()),
+        let refused = match demand {
+            Demand::Read(channel) if !principal.read.allows(&channel) => Some(("read", channel)),
+            Demand::Write(channel) if !principal.write.allows(&channel) => Some(("write", channel)),
+            _ => None,
         };
-        if let Err((what, channel)) = allowed {
+        if let Some((what, channel)) = refused {
             return Err(
                 DomainError::Forbidden(format!("this token may not {what} {channel}")).into(),
             );

@@ -29,9 +29,11 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{auth, conversations, dashboard, events, files, health, ops, stream, sync, work_items};
+use super::routes::{routes, Need, Route};
+use super::{conversations, events, files, work_items};
 
-/// The document, listing every route of `super::configure`.
+/// The document without its paths: [`build`] adds one operation per route of
+/// the route table (`routes.rs`).
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -46,54 +48,6 @@ use super::{auth, conversations, dashboard, events, files, health, ops, stream, 
             `Idempotency-Key`; writes to a versioned resource accept `If-Match: \"<version>\"`. \
             Snapshots carry `X-Event-Cursor`: stream from it with `Last-Event-ID` to get every \
             later change exactly once."
-    ),
-    paths(
-        dashboard::dashboard,
-        health::healthz,
-        health::readyz,
-        ops::metrics,
-        openapi_json,
-        ops::stats,
-        ops::sessions,
-        auth::issue_ticket,
-        stream::open_stream,
-        events::publish_event,
-        events::publish_batch,
-        events::list_events,
-        events::get_event,
-        files::list_files,
-        files::create_file,
-        files::bulk_delete,
-        files::get_file,
-        files::save_file,
-        files::delete_file,
-        files::acquire_lock,
-        files::release_lock,
-        files::list_versions,
-        files::get_version,
-        conversations::list_conversations,
-        conversations::create_conversation,
-        conversations::sync_conversations,
-        conversations::get_conversation,
-        conversations::rename_conversation,
-        conversations::delete_conversation,
-        conversations::list_messages,
-        conversations::create_message,
-        conversations::append_delta,
-        conversations::complete_message,
-        sync::sync,
-        work_items::broadcast_update,
-        work_items::broadcast_status,
-        work_items::broadcast_link,
-        work_items::list_items,
-        work_items::create_item,
-        work_items::get_item,
-        work_items::patch_item,
-        work_items::delete_item,
-        work_items::set_status,
-        work_items::add_link,
-        work_items::remove_link,
-        work_items::add_comment,
     ),
     components(
         schemas(
@@ -195,18 +149,33 @@ use super::{auth, conversations, dashboard, events, files, health, ops, stream, 
         (name = "conversations", description = "Conversations and streaming messages"),
         (name = "sync", description = "Snapshots: every change after an event cursor"),
     ),
-    modifiers(&ExpandWorkItems, &OptionalBodies, &Gate)
 )]
 pub struct ApiDoc;
 
 /// The serialised document, built once.
 pub fn document() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .expect("the OpenAPI document serialises")
-    })
+    DOCUMENT.get_or_init(|| build().to_json().expect("the OpenAPI document serialises"))
+}
+
+/// The document: every route of the table, documented by its handler's
+/// annotation under the method and path the table declares, with what the
+/// gate asks of it; then the work-item paths expanded and optional bodies
+/// marked.
+fn build() -> utoipa::openapi::OpenApi {
+    let mut openapi = ApiDoc::openapi();
+    add_security_schemes(&mut openapi);
+    for route in routes().routes() {
+        let (mut operation, rest) = route.documented();
+        document_gate(&mut operation, route);
+        openapi
+            .paths
+            .add_path_operation(route.path(), vec![route.verb().openapi()], operation);
+        openapi.merge(rest);
+    }
+    ExpandWorkItems.modify(&mut openapi);
+    OptionalBodies.modify(&mut openapi);
+    openapi
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 document of this API.
@@ -294,7 +263,7 @@ impl Modify for OptionalBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let null = serde_json::json!({"type": "null"});
         for item in openapi.paths.paths.values_mut() {
-            for (_, operation) in operations(item) {
+            for operation in operations(item) {
                 let Some(body) = operation.request_body.take() else {
                     continue;
                 };
@@ -326,98 +295,88 @@ impl Modify for OptionalBodies {
 
 // ----- the gate: authentication, scopes, the write rate -----
 
-/// The routes anyone may call, also with a tokens file (`auth::is_public`).
-const PUBLIC_PATHS: [&str; 4] = ["/", "/healthz", "/readyz", "/openapi.json"];
-
-/// Documents what the gate in front of every route does: the credentials it
-/// takes (security schemes), 401/403 on every route that needs a token, 429
-/// on every write.
-struct Gate;
-
-impl Modify for Gate {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "A token of the tokens file: `Authorization: Bearer <token>`",
-                    ))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
+/// The credentials the gate takes.
+fn add_security_schemes(openapi: &mut utoipa::openapi::OpenApi) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "A token of the tokens file: `Authorization: Bearer <token>`",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "access_token",
+        SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
             "access_token",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
-                "access_token",
-                "The token as a query parameter, for `EventSource`",
-            ))),
-        );
-        components.add_security_scheme(
-            "cookie",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
-                "switchboard_token",
-                "The token as a cookie",
-            ))),
-        );
-        components.add_security_scheme(
+            "The token as a query parameter, for `EventSource`",
+        ))),
+    );
+    components.add_security_scheme(
+        "cookie",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "switchboard_token",
+            "The token as a cookie",
+        ))),
+    );
+    components.add_security_scheme(
+        "ticket",
+        SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
             "ticket",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
-                "ticket",
-                "A single-use stream ticket from `POST /api/stream-tickets`, for `EventSource`",
-            ))),
-        );
-        let open = SecurityRequirement::default();
-        let scheme = |name: &str| SecurityRequirement::new::<_, _, &str>(name, []);
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let public = PUBLIC_PATHS.contains(&path.as_str());
-            let stream = path == "/api/stream";
-            for (write, operation) in operations(item) {
-                if public {
-                    operation.security = Some(vec![open.clone()]);
-                    continue;
-                }
-                // `{}` first: without a tokens file no credential is needed.
-                let mut security = vec![
-                    open.clone(),
-                    scheme("bearer"),
-                    scheme("access_token"),
-                    scheme("cookie"),
-                ];
-                if stream {
-                    security.push(scheme("ticket"));
-                }
-                operation.security = Some(security);
-                let mut gate = vec![("401", "Unauthorized"), ("403", "Forbidden")];
-                if write {
-                    gate.push(("429", "RateLimited"));
-                }
-                let responses = &mut operation.responses.responses;
-                for (status, response) in gate {
-                    responses.entry(status.to_owned()).or_insert_with(|| {
-                        RefOr::Ref(Ref::new(format!("#/components/responses/{response}")))
-                    });
-                }
-            }
-        }
+            "A single-use stream ticket from `POST /api/stream-tickets`, for `EventSource`",
+        ))),
+    );
+}
+
+/// Documents what the gate does in front of a route, from its declared
+/// [`Need`]: no credential for a public route; otherwise the credentials it
+/// takes, 401 and 403, and 429 on a write.
+fn document_gate(operation: &mut Operation, route: &Route) {
+    let open = SecurityRequirement::default();
+    if route.need() == Need::Public {
+        operation.security = Some(vec![open]);
+        return;
+    }
+    let scheme = |name: &str| SecurityRequirement::new::<_, _, &str>(name, []);
+    // `{}` first: without a tokens file no credential is needed.
+    let mut security = vec![
+        open,
+        scheme("bearer"),
+        scheme("access_token"),
+        scheme("cookie"),
+    ];
+    if route.path() == "/api/stream" {
+        security.push(scheme("ticket"));
+    }
+    operation.security = Some(security);
+    let mut gate = vec![("401", "Unauthorized"), ("403", "Forbidden")];
+    if route.verb().writes() {
+        gate.push(("429", "RateLimited"));
+    }
+    let responses = &mut operation.responses.responses;
+    for (status, response) in gate {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{response}"))));
     }
 }
 
-/// The operations of a path item, each with whether it writes.
-fn operations(item: &mut PathItem) -> Vec<(bool, &mut Operation)> {
+/// The operations of a path item.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
-        (false, item.get.as_mut()),
-        (false, item.head.as_mut()),
-        (true, item.post.as_mut()),
-        (true, item.put.as_mut()),
-        (true, item.patch.as_mut()),
-        (true, item.delete.as_mut()),
+        item.get.as_mut(),
+        item.head.as_mut(),
+        item.post.as_mut(),
+        item.put.as_mut(),
+        item.patch.as_mut(),
+        item.delete.as_mut(),
     ]
     .into_iter()
-    .filter_map(|(write, operation)| operation.map(|op| (write, op)))
-    .collect()
+    .flatten()
 }
 
 // ----- parameters -----

@@ -14,6 +14,7 @@ mod ops;
 mod process;
 mod publish;
 mod scale_out;
+mod scopes;
 mod security;
 mod smoke;
 mod stream;

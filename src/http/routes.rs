@@ -1,0 +1,590 @@
+//! The route table: every route the server answers, declared once with its
+//! method, path, handler and what it needs from a token ([`Need`]). Everything
+//! else about routes is derived from it:
+//!
+//! - the router and the `Allow` header of every 405 ([`register`]);
+//! - what the gate demands of a request ([`Routes::demand`], used by
+//!   `auth.rs`);
+//! - the OpenAPI paths ([`Route::documented`], used by `openapi.rs`): each
+//!   operation comes from its handler's `#[utoipa::path]` annotation and is
+//!   filed under the method and path declared here.
+//!
+//! A route exists only as a [`Route`], and a `Route` is built only by
+//! `route!` in [`table`], which takes the `Need`: a route without a declared
+//! need does not compile. A need that names a channel by a path parameter the
+//! path lacks does not compile either. The gate fails closed: a request the
+//! router would hand to a resource this table does not declare is refused.
+//!
+//! This module must never hold handler logic, nor find a channel by splitting
+//! the request path: channels come from the parameters the router captures.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use actix_web::dev::{Path, ResourceDef, Url};
+use actix_web::http::{Method, Uri};
+use actix_web::{web, HttpRequest, HttpResponse};
+use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
+use utoipa::openapi::OpenApi;
+
+use super::{
+    auth, conversations, dashboard, events, files, health, openapi, ops, stream, sync, work_items,
+};
+use crate::error::ApiError;
+
+/// The values `{collection}` takes: the work-item collections.
+const WORK_ITEM_COLLECTIONS: &str = "features|tracks|spikes";
+
+/// The HTTP methods routes are declared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    pub fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+            Verb::Put => Method::PUT,
+            Verb::Patch => Method::PATCH,
+            Verb::Delete => Method::DELETE,
+        }
+    }
+
+    pub fn openapi(self) -> HttpMethod {
+        match self {
+            Verb::Get => HttpMethod::Get,
+            Verb::Post => HttpMethod::Post,
+            Verb::Put => HttpMethod::Put,
+            Verb::Patch => HttpMethod::Patch,
+            Verb::Delete => HttpMethod::Delete,
+        }
+    }
+
+    /// Whether a request with this method changes something (the write rate
+    /// applies, and the document lists 429).
+    pub fn writes(self) -> bool {
+        self != Verb::Get
+    }
+
+    /// Takes this method's operation out of a path item.
+    fn take(self, item: &mut PathItem) -> Option<Operation> {
+        match self {
+            Verb::Get => item.get.take(),
+            Verb::Post => item.post.take(),
+            Verb::Put => item.put.take(),
+            Verb::Patch => item.patch.take(),
+            Verb::Delete => item.delete.take(),
+        }
+    }
+}
+
+/// Which channel a scoped route reads or writes, derived from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Always this channel: `files`, `conversations`, `presence`.
+    Named(&'static str),
+    /// The value of this path parameter: `{collection}`, `{channel}`.
+    Param(&'static str),
+    /// `conversation:{id}` (one conversation's messages), the id being this
+    /// path parameter.
+    Conversation(&'static str),
+}
+
+impl Channel {
+    /// The path parameter this channel is taken from, if any.
+    const fn param(self) -> Option<&'static str> {
+        match self {
+            Channel::Named(_) => None,
+            Channel::Param(name) | Channel::Conversation(name) => Some(name),
+        }
+    }
+
+    fn resolve(self, params: &Path<Url>) -> Option<String> {
+        match self {
+            Channel::Named(name) => Some(name.to_owned()),
+            Channel::Param(name) => params.get(name).map(str::to_owned),
+            Channel::Conversation(name) => params.get(name).map(|id| format!("conversation:{id}")),
+        }
+    }
+}
+
+/// What a route needs from the caller's token (with a tokens file; an open
+/// server needs nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: anyone may call it, also without a token.
+    Public,
+    /// A token whose `read` patterns allow the channel.
+    Read(Channel),
+    /// A token whose `write` patterns allow the channel.
+    Write(Channel),
+    /// Any valid token: the route spans channels, and the handler narrows its
+    /// answer to the token's scopes (filters what it lists, hides what it may
+    /// not show, refuses a body naming a channel it may not write).
+    Narrowing,
+    /// Any valid token: the answer describes the server (metrics, counters),
+    /// not any channel's data.
+    AnyToken,
+}
+
+impl Need {
+    /// The path parameter this need takes its channel from, if any.
+    const fn param(self) -> Option<&'static str> {
+        match self {
+            Need::Read(channel) | Need::Write(channel) => channel.param(),
+            Need::Public | Need::Narrowing | Need::AnyToken => None,
+        }
+    }
+}
+
+/// Whether `path` has the parameter `{name}`; `route!` checks it at compile
+/// time.
+const fn has_param(path: &str, name: &str) -> bool {
+    let (path, name) = (path.as_bytes(), name.as_bytes());
+    let mut start = 0;
+    while start + name.len() + 2 <= path.len() {
+        if path[start] == b'{' && path[start + name.len() + 1] == b'}' {
+            let mut i = 0;
+            while i < name.len() && path[start + 1 + i] == name[i] {
+                i += 1;
+            }
+            if i == name.len() {
+                return true;
+            }
+        }
+        start += 1;
+    }
+    false
+}
+
+/// Whether `need` takes its channel only from parameters `path` has.
+const fn declares(path: &str, need: Need) -> bool {
+    match need.param() {
+        Some(name) => has_param(path, name),
+        None => true,
+    }
+}
+
+/// One route: a method and path, its handler, and what it needs.
+pub struct Route {
+    verb: Verb,
+    /// The path as documented: `{collection}` for the work-item collections.
+    path: &'static str,
+    need: Need,
+    /// The handler, without its method guard.
+    handler: fn() -> actix_web::Route,
+    /// The handler's `#[utoipa::path]` annotation, as a one-path document.
+    annotation: fn() -> OpenApi,
+}
+
+/// Declares a route: `route!(Get "/api/files", files::list_files, need)`.
+/// The only way to build a [`Route`].
+macro_rules! route {
+    ($verb:ident $path:literal, $($handler:ident)::+, $need:expr) => {{
+        const _: () = assert!(
+            declares($path, $need),
+            "this route's need names a path parameter its path lacks",
+        );
+        Route {
+            verb: Verb::$verb,
+            path: $path,
+            need: $need,
+            handler: || web::route().to($($handler)::+),
+            annotation: || {
+                #[derive(utoipa::OpenApi)]
+                #[openapi(paths($($handler)::+))]
+                struct Annotation;
+                <Annotation as utoipa::OpenApi>::openapi()
+            },
+        }
+    }};
+}
+
+/// Every route, in the order the router tries them (a fixed segment such as
+/// `/api/files/delete` before the parameter that would also match it) and
+/// the order of the OpenAPI document. Within one path, the order of the
+/// methods is the order of `Allow`.
+fn table() -> Vec<Route> {
+    use Channel::{Conversation, Named, Param};
+    use Need::{AnyToken, Narrowing, Public, Read, Write};
+    const COLLECTION: Channel = Param("collection");
+    const FILES: Channel = Named("files");
+    const CONVERSATIONS: Channel = Named("conversations");
+    const MESSAGES: Channel = Conversation("id");
+    vec![
+        route!(Get "/", dashboard::dashboard, Public),
+        route!(Get "/healthz", health::healthz, Public),
+        route!(Get "/readyz", health::readyz, Public),
+        route!(Get "/metrics", ops::metrics, AnyToken),
+        route!(Get "/openapi.json", openapi::openapi_json, Public),
+        route!(Get "/api/stats", ops::stats, AnyToken),
+        route!(Get "/api/sessions", ops::sessions, Read(Named("presence"))),
+        route!(Post "/api/stream-tickets", auth::issue_ticket, Narrowing),
+        route!(Get "/api/stream", stream::open_stream, Narrowing),
+        route!(Post "/api/channels/{channel}/events", events::publish_event, Write(Param("channel"))),
+        route!(Post "/api/events/batch", events::publish_batch, Narrowing),
+        route!(Get "/api/events", events::list_events, Narrowing),
+        route!(Get "/api/events/{id}", events::get_event, Narrowing),
+        route!(Get "/api/files", files::list_files, Read(FILES)),
+        route!(Post "/api/files", files::create_file, Write(FILES)),
+        route!(Post "/api/files/delete", files::bulk_delete, Write(FILES)),
+        route!(Get "/api/files/{id}", files::get_file, Read(FILES)),
+        route!(Put "/api/files/{id}", files::save_file, Write(FILES)),
+        route!(Delete "/api/files/{id}", files::delete_file, Write(FILES)),
+        route!(Post "/api/files/{id}/lock", files::acquire_lock, Write(FILES)),
+        route!(Delete "/api/files/{id}/lock", files::release_lock, Write(FILES)),
+        route!(Get "/api/files/{id}/versions", files::list_versions, Read(FILES)),
+        route!(Get "/api/files/{id}/versions/{n}", files::get_version, Read(FILES)),
+        route!(Get "/api/conversations", conversations::list_conversations, Read(CONVERSATIONS)),
+        route!(Post "/api/conversations", conversations::create_conversation, Write(CONVERSATIONS)),
+        route!(Get "/api/conversations/sync", conversations::sync_conversations, Read(CONVERSATIONS)),
+        route!(Get "/api/conversations/{id}", conversations::get_conversation, Read(CONVERSATIONS)),
+        route!(Patch "/api/conversations/{id}", conversations::rename_conversation, Write(CONVERSATIONS)),
+        route!(Delete "/api/conversations/{id}", conversations::delete_conversation, Write(CONVERSATIONS)),
+        route!(Get "/api/conversations/{id}/messages", conversations::list_messages, Read(MESSAGES)),
+        route!(Post "/api/conversations/{id}/messages", conversations::create_message, Write(MESSAGES)),
+        route!(Post "/api/conversations/{id}/messages/{message_id}/delta", conversations::append_delta, Write(MESSAGES)),
+        route!(Post "/api/conversations/{id}/messages/{message_id}/complete", conversations::complete_message, Write(MESSAGES)),
+        route!(Get "/api/sync", sync::sync, Narrowing),
+        route!(Post "/api/broadcast/{collection}/{id}", work_items::broadcast_update, Write(COLLECTION)),
+        route!(Post "/api/broadcast/{collection}/{id}/status", work_items::broadcast_status, Write(COLLECTION)),
+        route!(Post "/api/broadcast/{collection}/{id}/links", work_items::broadcast_link, Write(COLLECTION)),
+        route!(Get "/api/{collection}", work_items::list_items, Read(COLLECTION)),
+        route!(Post "/api/{collection}", work_items::create_item, Write(COLLECTION)),
+        route!(Get "/api/{collection}/{id}", work_items::get_item, Read(COLLECTION)),
+        route!(Patch "/api/{collection}/{id}", work_items::patch_item, Write(COLLECTION)),
+        route!(Delete "/api/{collection}/{id}", work_items::delete_item, Write(COLLECTION)),
+        route!(Post "/api/{collection}/{id}/status", work_items::set_status, Write(COLLECTION)),
+        route!(Post "/api/{collection}/{id}/links", work_items::add_link, Write(COLLECTION)),
+        route!(Delete "/api/{collection}/{id}/links/{linked_id}", work_items::remove_link, Write(COLLECTION)),
+        route!(Post "/api/{collection}/{id}/comments", work_items::add_comment, Write(COLLECTION)),
+    ]
+}
+
+impl Route {
+    pub fn verb(&self) -> Verb {
+        self.verb
+    }
+
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    pub fn need(&self) -> Need {
+        self.need
+    }
+
+    /// The operation the handler's annotation documents, and the rest of its
+    /// one-path document (the schemas it refers to).
+    ///
+    /// # Panics
+    /// When the annotation names another method or path than the table: the
+    /// document would then describe a route the server does not have.
+    pub fn documented(&self) -> (Operation, OpenApi) {
+        let mut annotation = (self.annotation)();
+        let paths = std::mem::take(&mut annotation.paths.paths);
+        let mut items = paths.into_iter();
+        let operation = match (items.next(), items.next()) {
+            (Some((path, mut item)), None) if path == self.path => self.verb.take(&mut item),
+            _ => None,
+        };
+        let operation = operation.unwrap_or_else(|| {
+            panic!(
+                "the #[utoipa::path] of {:?} {} documents another route",
+                self.verb, self.path
+            )
+        });
+        (operation, annotation)
+    }
+}
+
+/// The routes of one path: one actix resource.
+struct Resource {
+    /// As routed, with the values `{collection}` takes.
+    def: ResourceDef,
+    /// Indices into [`Routes::routes`], in declaration order.
+    routes: Vec<usize>,
+    /// The declared methods, as `Allow` names them.
+    allow: String,
+}
+
+/// The table, grouped into resources.
+pub struct Routes {
+    routes: Vec<Route>,
+    resources: Vec<Resource>,
+    /// Resource index by routed pattern (what `HttpRequest::match_pattern`
+    /// answers).
+    by_pattern: HashMap<String, usize>,
+}
+
+/// What the gate demands of one request, from the route the router will
+/// give it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Demand {
+    /// Nothing: a public route (or a method a public path lacks: 405).
+    Nothing,
+    /// A valid token, whatever its scopes: a narrowing or server-wide route,
+    /// a method the path lacks (405) or a path no route has (404).
+    Token,
+    Read(String),
+    Write(String),
+    /// The router knows the path but the table declares no need for it (or
+    /// the need's channel cannot be found): refused, whoever asks.
+    Refused,
+}
+
+/// The routed pattern of a documented path.
+fn pattern(path: &str) -> String {
+    path.replace(
+        "{collection}",
+        &format!("{{collection:{WORK_ITEM_COLLECTIONS}}}"),
+    )
+}
+
+impl Routes {
+    fn new(routes: Vec<Route>) -> Routes {
+        let mut resources: Vec<Resource> = Vec::new();
+        let mut by_pattern = HashMap::new();
+        for (index, route) in routes.iter().enumerate() {
+            let pattern = pattern(route.path);
+            let at = *by_pattern.entry(pattern.clone()).or_insert_with(|| {
+                resources.push(Resource {
+                    def: ResourceDef::new(pattern),
+                    routes: Vec::new(),
+                    allow: String::new(),
+                });
+                resources.len() - 1
+            });
+            let resource = &mut resources[at];
+            assert!(
+                resource
+                    .routes
+                    .iter()
+                    .all(|&other| routes[other].verb != route.verb),
+                "{:?} {} is declared twice",
+                route.verb,
+                route.path
+            );
+            if !resource.allow.is_empty() {
+                resource.allow.push_str(", ");
+            }
+            resource.allow.push_str(route.verb.method().as_str());
+            resource.routes.push(index);
+        }
+        Routes {
+            routes,
+            resources,
+            by_pattern,
+        }
+    }
+
+    /// Every route, in declaration order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// What the gate demands of a request with this method and URI, which the
+    /// router matches to the resource with this pattern (`None`: no resource,
+    /// 404).
+    pub fn demand(&self, method: &Method, pattern: Option<&str>, uri: &Uri) -> Demand {
+        let Some(pattern) = pattern else {
+            return Demand::Token;
+        };
+        let Some(resource) = self.by_pattern.get(pattern).map(|&at| &self.resources[at]) else {
+            return Demand::Refused;
+        };
+        let mut routes = resource.routes.iter().map(|&index| &self.routes[index]);
+        let Some(route) = routes.clone().find(|route| route.verb.method() == method) else {
+            return if routes.all(|route| route.need == Need::Public) {
+                Demand::Nothing
+            } else {
+                Demand::Token
+            };
+        };
+        let mut params = Path::new(Url::new(uri.clone()));
+        if !resource.def.capture_match_info(&mut params) {
+            return Demand::Refused;
+        }
+        let channel = |channel: Channel| channel.resolve(&params);
+        match route.need {
+            Need::Public => Demand::Nothing,
+            Need::Narrowing | Need::AnyToken => Demand::Token,
+            Need::Read(of) => channel(of).map_or(Demand::Refused, Demand::Read),
+            Need::Write(of) => channel(of).map_or(Demand::Refused, Demand::Write),
+        }
+    }
+}
+
+/// The route table, built once.
+pub fn routes() -> &'static Routes {
+    static ROUTES: LazyLock<Routes> = LazyLock::new(|| Routes::new(table()));
+    &ROUTES
+}
+
+/// Registers every resource of the table, each answering a method it lacks
+/// with 405 and `Allow`, and 404 `route_not_found` for any other path.
+pub fn register(cfg: &mut web::ServiceConfig) {
+    let routes = routes();
+    for resource in &routes.resources {
+        let pattern = resource.def.pattern().unwrap_or_default();
+        let service = resource.routes.iter().fold(
+            web::resource(pattern).default_service(not_allowed(&resource.allow)),
+            |service, &index| {
+                let route = &routes.routes[index];
+                service.route((route.handler)().method(route.verb.method()))
+            },
+        );
+        cfg.service(service);
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}
+
+/// 405 with the `Allow` header naming the methods the resource answers.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::route()
+        .to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demand(method: Method, path: &str) -> Demand {
+        let routes = routes();
+        let pattern = routes
+            .resources
+            .iter()
+            .find(|resource| resource.def.is_match(path))
+            .and_then(|resource| resource.def.pattern());
+        routes.demand(&method, pattern, &path.parse().expect("a valid URI"))
+    }
+
+    fn read(channel: &str) -> Demand {
+        Demand::Read(channel.to_owned())
+    }
+
+    fn write(channel: &str) -> Demand {
+        Demand::Write(channel.to_owned())
+    }
+
+    #[test]
+    fn every_annotation_documents_the_route_it_is_declared_for() {
+        for route in routes().routes() {
+            let (operation, _) = route.documented();
+            assert!(operation.operation_id.is_some(), "{}", route.path);
+        }
+    }
+
+    #[test]
+    fn channels_come_from_the_routed_path_parameters() {
+        use Method as M;
+        assert_eq!(demand(M::GET, "/api/tracks"), read("tracks"));
+        assert_eq!(demand(M::PATCH, "/api/spikes/s1"), write("spikes"));
+        assert_eq!(
+            demand(M::DELETE, "/api/features/f1/links/f2"),
+            write("features")
+        );
+        assert_eq!(
+            demand(M::POST, "/api/broadcast/tracks/t1/status"),
+            write("tracks")
+        );
+        assert_eq!(
+            demand(M::POST, "/api/channels/team-a/events"),
+            write("team-a")
+        );
+        assert_eq!(
+            demand(M::GET, "/api/conversations/c1/messages"),
+            read("conversation:c1")
+        );
+        assert_eq!(
+            demand(M::POST, "/api/conversations/c1/messages/m1/delta"),
+            write("conversation:c1")
+        );
+        assert_eq!(
+            demand(M::GET, "/api/conversations/sync"),
+            read("conversations")
+        );
+        assert_eq!(
+            demand(M::DELETE, "/api/conversations/c1"),
+            write("conversations")
+        );
+        assert_eq!(demand(M::POST, "/api/files/delete"), write("files"));
+        assert_eq!(demand(M::GET, "/api/files/a/versions/2"), read("files"));
+        assert_eq!(demand(M::GET, "/api/sessions"), read("presence"));
+    }
+
+    #[test]
+    fn public_narrowing_and_unknown_routes_demand_nothing_or_a_token() {
+        use Method as M;
+        for path in ["/", "/healthz", "/readyz", "/openapi.json"] {
+            assert_eq!(demand(M::GET, path), Demand::Nothing, "{path}");
+            assert_eq!(demand(M::POST, path), Demand::Nothing, "{path}: 405");
+        }
+        for (method, path) in [
+            (M::GET, "/metrics"),
+            (M::GET, "/api/stats"),
+            (M::GET, "/api/stream"),
+            (M::GET, "/api/events"),
+            (M::GET, "/api/events/7"),
+            (M::POST, "/api/events/batch"),
+            (M::GET, "/api/sync"),
+            (M::POST, "/api/stream-tickets"),
+            // A method the path lacks: 405 to any token.
+            (M::PUT, "/api/features"),
+            (M::HEAD, "/api/files"),
+            // No route: 404 to any token.
+            (M::GET, "/api/unknown"),
+            (M::GET, "/api/widgets/1"),
+        ] {
+            assert_eq!(
+                demand(method.clone(), path),
+                Demand::Token,
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_the_table_does_not_declare_is_refused() {
+        let uri: Uri = "/api/extra".parse().unwrap();
+        assert_eq!(
+            routes().demand(&Method::GET, Some("/api/extra"), &uri),
+            Demand::Refused
+        );
+    }
+
+    #[test]
+    fn allow_names_the_declared_methods_in_order() {
+        let allow = |path: &str| {
+            let at = routes().by_pattern[&pattern(path)];
+            routes().resources[at].allow.clone()
+        };
+        assert_eq!(allow("/api/files/{id}"), "GET, PUT, DELETE");
+        assert_eq!(allow("/api/{collection}/{id}"), "GET, PATCH, DELETE");
+        assert_eq!(allow("/api/files/{id}/lock"), "POST, DELETE");
+        assert_eq!(allow("/api/stream"), "GET");
+    }
+
+    #[test]
+    fn a_need_may_name_only_parameters_its_path_has() {
+        assert!(has_param("/api/{collection}/{id}", "collection"));
+        assert!(has_param("/api/conversations/{id}/messages", "id"));
+        assert!(!has_param("/api/conversations/{id}/messages", "i"));
+        assert!(!has_param("/api/files", "id"));
+        assert!(declares("/api/files", Need::Read(Channel::Named("files"))));
+        assert!(!declares(
+            "/api/files",
+            Need::Write(Channel::Conversation("id"))
+        ));
+    }
+}
