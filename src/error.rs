@@ -103,14 +103,14 @@ impl ApiError {
     }
 
     /// The JSON body of this error.
-    pub fn body(&self) -> Value {
-        json!({
-            "error": {
-                "code": self.code(),
-                "message": self.to_string(),
-                "details": self.details(),
-            }
-        })
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                details: self.details(),
+            },
+        }
     }
 }
 
@@ -163,4 +163,34 @@ impl ResponseError for ApiError {
         }
         response.json(self.body())
     }
+}
+
+/// Every error has this shape, with the status its code implies.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "validation_failed", "message": "type: must be 1 to 64 characters long", "details": {"field": "type"}}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `bad_request`, `invalid_json` (400), `forbidden` (403),
+    /// `unauthorized` (401), `not_found` (404), `method_not_allowed` (405), `conflict`,
+    /// `already_exists`, `lock_held`, `lock_required` (409),
+    /// `precondition_failed` (412), `payload_too_large` (413),
+    /// `unsupported_media_type` (415), `validation_failed`,
+    /// `idempotency_key_reused` (422), `rate_limited` (429), `internal` (500),
+    /// `unavailable` (503).
+    #[schema(example = "validation_failed")]
+    pub code: &'static str,
+    /// Human readable; never a backtrace or SQL.
+    pub message: String,
+    /// More about the error (`{}` when nothing): `field` for
+    /// `validation_failed` and `bad_request` about a parameter, `current` for
+    /// `precondition_failed`, `limit` for `payload_too_large`, the
+    /// conflicting ids for the 409 codes (`locked_by`, `lock_session_id`,
+    /// `lock_expires_at` for `lock_held`).
+    #[schema(value_type = Object)]
+    pub details: Value,
 }

@@ -6,19 +6,28 @@ use serde_json::value::RawValue;
 
 use super::{AgentId, ChannelName, EventType, ResourceId, ResourceType, SessionId, Timestamp};
 
-/// A committed event, as clients see it (API.md §2).
-#[derive(Debug, Clone, Serialize)]
+/// One row of the event log: what every stream delivers (API.md §2).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1234, "channel": "global", "type": "note", "resource_type": null, "resource_id": null, "agent_id": "alice", "session_id": "alice-tab-1", "timestamp": "2026-11-21T12:00:00.123456Z", "payload": {"text": "hello"}}))]
 pub struct Event {
+    /// Unique, strictly increasing in commit order, never reused.
     pub id: i64,
     pub channel: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[schema(required = true)]
     pub resource_type: Option<String>,
+    #[schema(required = true)]
     pub resource_id: Option<String>,
     pub agent_id: String,
+    #[schema(required = true)]
     pub session_id: Option<String>,
+    /// RFC 3339 UTC with microseconds.
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: Timestamp,
-    /// Kept as the JSON text it was stored as: never parsed again on the way out.
+    /// Any JSON value, byte for byte as it was published (kept as the JSON
+    /// text it was stored as: never parsed again on the way out).
+    #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
 }
 

@@ -35,6 +35,18 @@ pub struct SharedFile {
     pub lock: Option<FileLock>,
 }
 
+/// A kept version of a file: when, by whom, how large.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = FileVersionInfo)]
+pub struct VersionInfo {
+    pub version: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub saved_at: Timestamp,
+    pub saved_by: String,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
 pub const MAX_NAME: usize = 255;
 
 impl SharedFile {

@@ -111,6 +111,14 @@ macro_rules! word_enum {
             }
         }
 
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse("value", &text)
+                    .map_err(|_| serde::de::Error::unknown_variant(&text, Self::NAMES))
+            }
+        }
+
         /// A string, one of `NAMES`.
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {

@@ -14,13 +14,12 @@ use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde_json::json;
 
 use super::extract::query_param;
 use super::routes::{routes, Demand};
 use super::{AppState, Identity};
 use crate::auth::{Auth, Principal};
-use crate::domain::DomainError;
+use crate::domain::{DomainError, Timestamp};
 use crate::error::ApiError;
 
 /// Writes per second per agent; `None` when unlimited.
@@ -179,8 +178,8 @@ pub fn principal(req: &HttpRequest) -> Principal {
     tag = "stream",
     params(super::openapi::IdentityHeaders),
     responses(
-        (status = 201, description = "A ticket that opens one stream as the caller", body = super::openapi::StreamTicket),
-        (status = 400, description = "`bad_request`: the server is open (no tokens file), so streams need no ticket; or a malformed identity header", body = super::openapi::ErrorBody),
+        (status = 201, description = "A ticket that opens one stream as the caller", body = StreamTicket),
+        (status = 400, description = "`bad_request`: the server is open (no tokens file), so streams need no ticket; or a malformed identity header", body = crate::error::ErrorBody),
     ),
 )]
 pub async fn issue_ticket(
@@ -194,8 +193,16 @@ pub async fn issue_ticket(
         );
     }
     let (ticket, lifetime) = state.auth.issue_ticket(principal(&req));
-    let expires_at = crate::domain::format_timestamp(
-        chrono::Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or_default(),
-    );
-    Ok(HttpResponse::Created().json(json!({ "ticket": ticket, "expires_at": expires_at })))
+    let expires_at =
+        Timestamp::now().plus(chrono::Duration::from_std(lifetime).unwrap_or_default());
+    Ok(HttpResponse::Created().json(StreamTicket { ticket, expires_at }))
+}
+
+/// `POST /api/stream-tickets`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StreamTicket {
+    /// Single use: open the stream with `?ticket=<it>`.
+    ticket: String,
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: Timestamp,
 }

@@ -98,7 +98,6 @@ fn empty_object() -> Box<RawValue> {
 /// The events of a batch, as stored.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventList {
-    #[schema(value_type = Vec<super::openapi::Event>)]
     events: Vec<Event>,
 }
 
@@ -118,7 +117,7 @@ pub struct EventList {
     ),
     request_body = PublishRequest,
     responses(
-        (status = 201, description = "The stored event", body = super::openapi::Event),
+        (status = 201, description = "The stored event", body = Event),
         (status = 400, response = super::openapi::BadRequest),
         (status = 403, response = super::openapi::Forbidden),
         (status = 413, response = super::openapi::PayloadTooLarge),
@@ -257,7 +256,7 @@ pub struct ListQuery {
     #[param(value_type = String, required = false)]
     session_id: Option<String>,
     /// `asc` (default) or `desc`.
-    #[param(value_type = super::openapi::SortOrder, required = false)]
+    #[param(value_type = Order, required = false)]
     order: Option<Order>,
     // `agent_id` and `session_id` are filters here; the token is `Identity`'s.
     #[serde(rename = "access_token")]
@@ -271,7 +270,6 @@ pub struct ListQuery {
 /// One page of `GET /api/events`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventsPage {
-    #[schema(value_type = Vec<super::openapi::Event>)]
     events: Vec<Event>,
     /// The last id of a full page (pass it as `after`, or `before` with
     /// `order=desc`); `null` when the page is the last.
@@ -356,7 +354,7 @@ pub async fn list_events(
         super::openapi::IdentityHeaders,
     ),
     responses(
-        (status = 200, description = "The event", body = super::openapi::Event),
+        (status = 200, description = "The event", body = Event),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 503, response = super::openapi::Unavailable),

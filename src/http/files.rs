@@ -11,13 +11,12 @@ use serde::{Deserialize, Serialize};
 use super::answer::{snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
 use crate::app::files::{self as use_case, MAX_BULK, MAX_LOCK_TTL};
-use crate::domain::files::{self as rules, NewFile};
+use crate::domain::files::{self as rules, NewFile, VersionInfo};
 use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
 use crate::domain::work_items::new_id;
 use crate::domain::{DomainError, ResourceId, SessionId, Timestamp};
 use crate::error::ApiError;
 use crate::store::files as store;
-use crate::store::files::VersionInfo;
 use crate::store::{events, StoreError};
 
 fn stable_id(field: &str, value: &str) -> Result<String, ApiError> {
@@ -63,7 +62,7 @@ pub struct CreateFileRequest {
     responses(
         (status = 201, description = "The new file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`already_exists`: a live file has this `stable_id`", body = super::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: a live file has this `stable_id`", body = crate::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -312,7 +311,7 @@ pub struct SaveRequest {
         (status = 200, description = "The file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_required`: the caller's session (`X-Session-ID`) does not hold the file's lock", body = super::openapi::ErrorBody),
+        (status = 409, description = "`lock_required`: the caller's session (`X-Session-ID`) does not hold the file's lock", body = crate::error::ErrorBody),
         (status = 412, response = super::openapi::PreconditionFailed),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
@@ -376,7 +375,7 @@ pub struct FilesDeleted {
         (status = 200, description = "The file is deleted", body = FilesDeleted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_required`: the caller's session does not hold the file's lock", body = super::openapi::ErrorBody),
+        (status = 409, description = "`lock_required`: the caller's session does not hold the file's lock", body = crate::error::ErrorBody),
         (status = 412, response = super::openapi::PreconditionFailed),
         (status = 422, response = super::openapi::ValidationFailed),
         (status = 503, response = super::openapi::Unavailable),
@@ -416,7 +415,7 @@ pub struct BulkDeleteRequest {
         (status = 200, description = "Every file named is deleted", body = FilesDeleted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_required`: the caller's session does not hold every lock; `details.stable_ids` names the others", body = super::openapi::ErrorBody),
+        (status = 409, description = "`lock_required`: the caller's session does not hold every lock; `details.stable_ids` names the others", body = crate::error::ErrorBody),
         (status = 412, response = super::openapi::PreconditionFailed),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
@@ -487,7 +486,7 @@ fn lock_session(identity: &Identity) -> Result<SessionId, ApiError> {
         (status = 200, description = "The caller's session holds the lock", body = LockView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_held`: another session holds the lock; `details.locked_by`, `details.lock_session_id`, `details.lock_expires_at`", body = super::openapi::ErrorBody),
+        (status = 409, description = "`lock_held`: another session holds the lock; `details.locked_by`, `details.lock_session_id`, `details.lock_expires_at`", body = crate::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -536,7 +535,7 @@ pub async fn acquire_lock(
         (status = 200, description = "The lock is released", body = LockReleased),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_held`: another session holds the lock, or `conflict`: the file is not locked", body = super::openapi::ErrorBody),
+        (status = 409, description = "`lock_held`: another session holds the lock, or `conflict`: the file is not locked", body = crate::error::ErrorBody),
         (status = 422, response = super::openapi::ValidationFailed),
         (status = 503, response = super::openapi::Unavailable),
     ),

@@ -1,7 +1,7 @@
 //! `/healthz` (the process answers) and `/readyz` (the database answers).
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -12,10 +12,28 @@ use crate::store::events;
     get,
     path = "/healthz",
     tag = "operations",
-    responses((status = 200, description = "The process runs", body = super::openapi::Health, example = json!({"status": "ok"}))),
+    responses((status = 200, description = "The process runs", body = Health, example = json!({"status": "ok"}))),
 )]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// `GET /readyz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// The id of the newest event (0 for a new log).
+    head_id: i64,
 }
 
 /// `GET /readyz`: the database answers.
@@ -24,11 +42,14 @@ pub async fn healthz() -> HttpResponse {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "The database answers", body = super::openapi::Readiness, example = json!({"status": "ready", "head_id": 42})),
+        (status = 200, description = "The database answers", body = Readiness, example = json!({"status": "ready", "head_id": 42})),
         (status = 503, response = super::openapi::Unavailable),
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let head_id = state.store.read(events::head_id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "head_id": head_id })))
+    Ok(HttpResponse::Ok().json(Readiness {
+        status: "ready",
+        head_id,
+    }))
 }

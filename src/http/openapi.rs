@@ -16,7 +16,6 @@
 // The schema types below describe JSON built elsewhere; they are never built.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;
@@ -30,7 +29,17 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
 use super::routes::{routes, Need, Route};
-use super::{conversations, events, files, work_items};
+use super::{auth, conversations, events, files, health, ops, sync, work_items};
+use crate::domain::conversations::{MessageStatus, Role, Usage};
+use crate::domain::files::VersionInfo;
+use crate::domain::views::{
+    CommentView, ConversationView, DeletedView, DeltaView, FeatureView, FileMetadataView,
+    FileWithContentView, LinkView, LockView, MessageView, SpikeView, TrackView,
+};
+use crate::domain::work_items::{LinkType, Priority, Status};
+use crate::domain::Event;
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::store::Order;
 
 /// The document without its paths: [`build`] adds one operation per route of
 /// the route table (`routes.rs`).
@@ -53,76 +62,71 @@ use super::{conversations, events, files, work_items};
         schemas(
             ErrorBody,
             ErrorDetail,
-            StreamTicket,
-            Health,
-            Readiness,
-            Stats,
-            SessionInfo,
-            Sessions,
+            auth::StreamTicket,
+            health::Health,
+            health::Readiness,
+            ops::Stats,
+            ops::ClusterSession,
+            ops::Sessions,
             Event,
-            EventList,
-            EventsPage,
+            events::EventList,
+            events::EventsPage,
             events::PublishRequest,
             events::BatchItem,
             events::BatchRequest,
-            SortOrder,
-            WorkItemStatus,
+            Order,
+            Status,
             Priority,
             LinkType,
-            Link,
-            Comment,
-            Feature,
-            Track,
-            Spike,
+            LinkView,
+            CommentView,
+            FeatureView,
+            TrackView,
+            SpikeView,
             FeatureCreate,
             TrackCreate,
             SpikeCreate,
             FeaturePatch,
             TrackPatch,
             SpikePatch,
-            FeatureList,
-            TrackList,
-            SpikeList,
-            DeletedResource,
-            BroadcastResult,
+            work_items::FeatureList,
+            work_items::TrackList,
+            work_items::SpikeList,
+            DeletedView,
+            work_items::BroadcastView,
             work_items::StatusRequest,
             work_items::LinkRequest,
             work_items::CommentRequest,
-            FileMetadata,
-            FileWithContent,
-            FileList,
-            FileVersionInfo,
-            FileVersions,
-            FileVersion,
-            FileLock,
-            LockReleased,
-            FilesDeleted,
+            FileMetadataView,
+            FileWithContentView,
+            files::FileList,
+            VersionInfo,
+            files::FileVersions,
+            files::FileVersion,
+            LockView,
+            files::LockReleased,
+            files::FilesDeleted,
             files::CreateFileRequest,
             files::SaveRequest,
             files::BulkDeleteRequest,
             files::LockRequest,
-            ConversationSummary,
-            ConversationList,
-            MessageRole,
+            ConversationView,
+            conversations::ConversationList,
+            Role,
             MessageStatus,
             Usage,
-            Message,
-            MessagesPage,
-            DeltaResult,
-            ConversationsSync,
+            MessageView,
+            conversations::MessagesPage,
+            DeltaView,
+            conversations::ConversationsSync,
             conversations::CreateRequest,
             conversations::RenameRequest,
             conversations::MessageRequest,
             conversations::DeltaRequest,
             conversations::CompleteRequest,
-            Tombstone,
-            FeatureChanges,
-            TrackChanges,
-            SpikeChanges,
-            FileChanges,
-            ConversationChanges,
-            SyncCollections,
-            SyncResponse,
+            sync::Tombstone,
+            sync::SyncCollections,
+            sync::SyncResponse,
         ),
         responses(
             BadRequest,
@@ -446,35 +450,6 @@ pub struct IfMatchHeader {
 
 // ----- errors -----
 
-/// Every error has this shape, with the status its code implies.
-#[derive(ToSchema)]
-#[schema(example = json!({"error": {"code": "validation_failed", "message": "type: must be 1 to 64 characters long", "details": {"field": "type"}}}))]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(ToSchema)]
-pub struct ErrorDetail {
-    /// A stable code: `bad_request`, `invalid_json` (400), `forbidden` (403),
-    /// `unauthorized` (401), `not_found` (404), `method_not_allowed` (405), `conflict`,
-    /// `already_exists`, `lock_held`, `lock_required` (409),
-    /// `precondition_failed` (412), `payload_too_large` (413),
-    /// `unsupported_media_type` (415), `validation_failed`,
-    /// `idempotency_key_reused` (422), `rate_limited` (429), `internal` (500),
-    /// `unavailable` (503).
-    #[schema(example = "validation_failed")]
-    code: String,
-    /// Human readable; never a backtrace or SQL.
-    message: String,
-    /// More about the error (`{}` when nothing): `field` for
-    /// `validation_failed`, `current` for `precondition_failed`, `limit` for
-    /// `payload_too_large`, the conflicting ids for the 409 codes (`locked_by`,
-    /// `lock_session_id`, `lock_expires_at` for `lock_held`).
-    #[schema(value_type = Object)]
-    details: Value,
-}
-
 /// 400 `bad_request` (a malformed identity header, path segment, query
 /// string, `If-Match`, `Last-Event-ID` or `Idempotency-Key`) or `invalid_json`
 /// (the body is not JSON).
@@ -548,261 +523,9 @@ pub struct Unavailable(ErrorBody);
 
 // ----- operations -----
 
-/// `GET /healthz`.
-#[derive(ToSchema)]
-pub struct Health {
-    /// Always `ok`.
-    #[schema(example = "ok")]
-    status: String,
-}
-
-/// `GET /readyz`.
-#[derive(ToSchema)]
-pub struct Readiness {
-    /// Always `ready`.
-    #[schema(example = "ready")]
-    status: String,
-    /// The id of the newest event (0 for a new log).
-    head_id: i64,
-}
-
-/// `GET /api/stats`.
-#[derive(ToSchema)]
-pub struct Stats {
-    /// Open streams on this server.
-    connected_clients: u64,
-    /// Sessions with at least one open stream.
-    active_sessions: u64,
-    /// Open streams per subscribed channel pattern.
-    streams_per_pattern: BTreeMap<String, u64>,
-    /// The highest event id ever written (0 for a new log).
-    head_id: i64,
-    /// The oldest id the log still holds (`head_id + 1` when it is empty).
-    oldest_id: i64,
-    /// Retention may have deleted every id up to this one.
-    pruned_through: i64,
-    /// Events published since the server started.
-    events_written: u64,
-    /// Events sent to streams since the server started.
-    deliveries: u64,
-    /// Times a stream fell behind and caught up from the log.
-    lagging_streams: u64,
-    /// Seconds since the server started.
-    uptime_seconds: u64,
-}
-
-/// A session with an open stream.
-#[derive(ToSchema)]
-pub struct SessionInfo {
-    session_id: String,
-    agent_id: String,
-    /// Its open streams.
-    connections: u64,
-    /// The channel patterns its streams subscribe to.
-    channels: Vec<String>,
-    /// When its first open stream opened (RFC 3339, microseconds).
-    #[schema(format = DateTime)]
-    connected_at: String,
-    /// With PostgreSQL: the nodes it has streams on.
-    nodes: Option<Vec<String>>,
-}
-
-/// `GET /api/sessions`.
-#[derive(ToSchema)]
-pub struct Sessions {
-    /// `node` (SQLite: this server's sessions) or `cluster` (PostgreSQL:
-    /// every node's).
-    #[schema(pattern = "^(node|cluster)$")]
-    scope: String,
-    /// With PostgreSQL: the id of the node that answered.
-    node_id: Option<String>,
-    sessions: Vec<SessionInfo>,
-}
-
-/// `POST /api/stream-tickets`.
-#[derive(ToSchema)]
-pub struct StreamTicket {
-    /// Single use: open the stream with `?ticket=<it>`.
-    ticket: String,
-    #[schema(format = DateTime)]
-    expires_at: String,
-}
-
 // ----- events -----
 
-/// One row of the event log: what every stream delivers.
-#[derive(ToSchema)]
-#[schema(example = json!({"id": 1234, "channel": "global", "type": "note", "resource_type": null, "resource_id": null, "agent_id": "alice", "session_id": "alice-tab-1", "timestamp": "2026-11-21T12:00:00.123456Z", "payload": {"text": "hello"}}))]
-pub struct Event {
-    /// Unique, strictly increasing in commit order, never reused.
-    id: i64,
-    channel: String,
-    #[schema(rename = "type")]
-    event_type: String,
-    #[schema(required = true)]
-    resource_type: Option<String>,
-    #[schema(required = true)]
-    resource_id: Option<String>,
-    agent_id: String,
-    #[schema(required = true)]
-    session_id: Option<String>,
-    /// RFC 3339 UTC with microseconds.
-    #[schema(format = DateTime)]
-    timestamp: String,
-    /// Any JSON value, byte for byte as it was published.
-    payload: Value,
-}
-
-/// `POST /api/events/batch` → the stored events, consecutive ids.
-#[derive(ToSchema)]
-pub struct EventList {
-    events: Vec<Event>,
-}
-
-/// One page of `GET /api/events`.
-#[derive(ToSchema)]
-pub struct EventsPage {
-    events: Vec<Event>,
-    /// The last id of a full page (pass it as `after`, or `before` with
-    /// `order=desc`); `null` when the page is the last.
-    #[schema(required = true)]
-    next_cursor: Option<i64>,
-}
-
-/// The order of `GET /api/events`.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum SortOrder {
-    Asc,
-    Desc,
-}
-
 // ----- work items -----
-
-/// The status of a work item.
-#[derive(ToSchema, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WorkItemStatus {
-    Todo,
-    InProgress,
-    Blocked,
-    Done,
-    Cancelled,
-}
-
-/// The priority of a feature or spike.
-#[derive(ToSchema, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-/// How two work items relate.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum LinkType {
-    DependsOn,
-    Blocks,
-    BlockedBy,
-    RelatesTo,
-    PartOf,
-}
-
-/// A link to another work item (of any collection).
-#[derive(ToSchema)]
-pub struct Link {
-    linked_feature_id: String,
-    link_type: LinkType,
-}
-
-/// A comment on a work item.
-#[derive(ToSchema)]
-pub struct Comment {
-    /// `cmt-…`
-    id: String,
-    comment_text: String,
-    /// The agent that wrote it.
-    author: String,
-    #[schema(format = DateTime)]
-    created_at: String,
-}
-
-/// A feature. The answer carries `ETag: "<version>"`.
-#[derive(ToSchema)]
-pub struct Feature {
-    id: String,
-    title: String,
-    status: WorkItemStatus,
-    #[schema(required = true)]
-    description: Option<String>,
-    #[schema(required = true)]
-    priority: Option<Priority>,
-    tags: Vec<String>,
-    /// The track this feature belongs to.
-    #[schema(required = true)]
-    track_id: Option<String>,
-    links: Vec<Link>,
-    comments: Vec<Comment>,
-    /// 1 on create, +1 on every change.
-    version: i64,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    created_by: String,
-    updated_by: String,
-}
-
-/// A track. The answer carries `ETag: "<version>"`.
-#[derive(ToSchema)]
-pub struct Track {
-    id: String,
-    title: String,
-    status: WorkItemStatus,
-    #[schema(required = true)]
-    description: Option<String>,
-    links: Vec<Link>,
-    comments: Vec<Comment>,
-    /// 1 on create, +1 on every change.
-    version: i64,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    created_by: String,
-    updated_by: String,
-}
-
-/// A spike: a feature with `findings`. The answer carries `ETag: "<version>"`.
-#[derive(ToSchema)]
-pub struct Spike {
-    id: String,
-    title: String,
-    status: WorkItemStatus,
-    #[schema(required = true)]
-    description: Option<String>,
-    #[schema(required = true)]
-    priority: Option<Priority>,
-    tags: Vec<String>,
-    /// The track this spike belongs to.
-    #[schema(required = true)]
-    track_id: Option<String>,
-    #[schema(required = true)]
-    findings: Option<String>,
-    links: Vec<Link>,
-    comments: Vec<Comment>,
-    /// 1 on create, +1 on every change.
-    version: i64,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    created_by: String,
-    updated_by: String,
-}
 
 /// `POST /api/features`. Any other field → 422.
 #[derive(ToSchema, Deserialize)]
@@ -813,8 +536,8 @@ pub struct FeatureCreate {
     #[schema(min_length = 1, max_length = 500)]
     title: String,
     /// Default `todo`.
-    #[schema(value_type = WorkItemStatus, required = false)]
-    status: Option<WorkItemStatus>,
+    #[schema(value_type = Status, required = false)]
+    status: Option<Status>,
     #[schema(max_length = 100000)]
     description: Option<String>,
     #[schema(value_type = Priority, required = false)]
@@ -835,8 +558,8 @@ pub struct TrackCreate {
     #[schema(min_length = 1, max_length = 500)]
     title: String,
     /// Default `todo`.
-    #[schema(value_type = WorkItemStatus, required = false)]
-    status: Option<WorkItemStatus>,
+    #[schema(value_type = Status, required = false)]
+    status: Option<Status>,
     #[schema(max_length = 100000)]
     description: Option<String>,
 }
@@ -850,8 +573,8 @@ pub struct SpikeCreate {
     #[schema(min_length = 1, max_length = 500)]
     title: String,
     /// Default `todo`.
-    #[schema(value_type = WorkItemStatus, required = false)]
-    status: Option<WorkItemStatus>,
+    #[schema(value_type = Status, required = false)]
+    status: Option<Status>,
     #[schema(max_length = 100000)]
     description: Option<String>,
     #[schema(value_type = Priority, required = false)]
@@ -871,8 +594,8 @@ pub struct SpikeCreate {
 pub struct FeaturePatch {
     #[schema(value_type = String, required = false, min_length = 1, max_length = 500)]
     title: Option<String>,
-    #[schema(value_type = WorkItemStatus, required = false)]
-    status: Option<WorkItemStatus>,
+    #[schema(value_type = Status, required = false)]
+    status: Option<Status>,
     #[schema(max_length = 100000)]
     description: Option<String>,
     #[schema(value_type = Priority, required = false)]
@@ -889,8 +612,8 @@ pub struct FeaturePatch {
 pub struct TrackPatch {
     #[schema(value_type = String, required = false, min_length = 1, max_length = 500)]
     title: Option<String>,
-    #[schema(value_type = WorkItemStatus, required = false)]
-    status: Option<WorkItemStatus>,
+    #[schema(value_type = Status, required = false)]
+    status: Option<Status>,
     #[schema(max_length = 100000)]
     description: Option<String>,
 }
@@ -901,8 +624,8 @@ pub struct TrackPatch {
 pub struct SpikePatch {
     #[schema(value_type = String, required = false, min_length = 1, max_length = 500)]
     title: Option<String>,
-    #[schema(value_type = WorkItemStatus, required = false)]
-    status: Option<WorkItemStatus>,
+    #[schema(value_type = Status, required = false)]
+    status: Option<Status>,
     #[schema(max_length = 100000)]
     description: Option<String>,
     #[schema(value_type = Priority, required = false)]
@@ -915,363 +638,8 @@ pub struct SpikePatch {
     findings: Option<String>,
 }
 
-/// `GET /api/features`.
-#[derive(ToSchema)]
-pub struct FeatureList {
-    features: Vec<Feature>,
-    /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
-}
-
-/// `GET /api/tracks`.
-#[derive(ToSchema)]
-pub struct TrackList {
-    tracks: Vec<Track>,
-    /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
-}
-
-/// `GET /api/spikes`.
-#[derive(ToSchema)]
-pub struct SpikeList {
-    spikes: Vec<Spike>,
-    /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
-}
-
-/// The answer to a delete: the resource is a tombstone now.
-#[derive(ToSchema)]
-pub struct DeletedResource {
-    id: String,
-    /// The tombstone's version.
-    version: i64,
-    /// Always `true`.
-    deleted: bool,
-}
-
-/// The answer of the compatibility broadcast API.
-#[derive(ToSchema)]
-pub struct BroadcastResult {
-    /// Always `true`.
-    success: bool,
-    /// The first event published; `null` when nothing changed.
-    #[schema(required = true)]
-    event_id: Option<i64>,
-    /// Streams the event was sent to (0 on an idempotent replay).
-    clients_notified: u64,
-    #[schema(format = DateTime)]
-    timestamp: String,
-}
-
 // ----- files -----
-
-/// A file's metadata and lock state, never its content. Answers carry
-/// `ETag: "<version>"`.
-#[derive(ToSchema)]
-pub struct FileMetadata {
-    stable_id: String,
-    name: String,
-    #[schema(required = true)]
-    label: Option<String>,
-    /// The file this one was made from.
-    #[schema(required = true)]
-    derived_from: Option<String>,
-    /// The content's size in bytes.
-    size: u64,
-    version: i64,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    created_by: String,
-    updated_by: String,
-    /// The agent holding the lock; `null` when unlocked (or its lease ran out).
-    #[schema(required = true)]
-    locked_by: Option<String>,
-    /// The session holding the lock.
-    #[schema(required = true)]
-    lock_session_id: Option<String>,
-    /// When the lock's lease runs out.
-    #[schema(required = true, format = DateTime)]
-    lock_expires_at: Option<String>,
-}
-
-/// A file's metadata, lock state and content.
-#[derive(ToSchema)]
-pub struct FileWithContent {
-    stable_id: String,
-    name: String,
-    #[schema(required = true)]
-    label: Option<String>,
-    #[schema(required = true)]
-    derived_from: Option<String>,
-    /// The content's size in bytes.
-    size: u64,
-    version: i64,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    created_by: String,
-    updated_by: String,
-    #[schema(required = true)]
-    locked_by: Option<String>,
-    #[schema(required = true)]
-    lock_session_id: Option<String>,
-    #[schema(required = true, format = DateTime)]
-    lock_expires_at: Option<String>,
-    /// UTF-8 text.
-    content: String,
-}
-
-/// `GET /api/files`.
-#[derive(ToSchema)]
-pub struct FileList {
-    files: Vec<FileMetadata>,
-    /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
-}
-
-/// One kept version of a file.
-#[derive(ToSchema)]
-pub struct FileVersionInfo {
-    version: i64,
-    #[schema(format = DateTime)]
-    saved_at: String,
-    saved_by: String,
-    /// Its size in bytes.
-    size: u64,
-}
-
-/// `GET /api/files/{id}/versions`.
-#[derive(ToSchema)]
-pub struct FileVersions {
-    stable_id: String,
-    versions: Vec<FileVersionInfo>,
-}
-
-/// `GET /api/files/{id}/versions/{n}`.
-#[derive(ToSchema)]
-pub struct FileVersion {
-    stable_id: String,
-    version: i64,
-    #[schema(format = DateTime)]
-    saved_at: String,
-    saved_by: String,
-    size: u64,
-    content: String,
-}
-
-/// A file's lock.
-#[derive(ToSchema)]
-pub struct FileLock {
-    stable_id: String,
-    /// The agent holding it.
-    locked_by: String,
-    /// The session holding it.
-    session_id: String,
-    #[schema(format = DateTime)]
-    expires_at: String,
-}
-
-/// `DELETE /api/files/{id}/lock`.
-#[derive(ToSchema)]
-pub struct LockReleased {
-    stable_id: String,
-    /// Always `true`.
-    released: bool,
-}
-
-/// The files deleted.
-#[derive(ToSchema)]
-pub struct FilesDeleted {
-    stable_ids: Vec<String>,
-}
 
 // ----- conversations -----
 
-/// A conversation's summary. Answers carry `ETag: "<version>"`.
-#[derive(ToSchema)]
-pub struct ConversationSummary {
-    id: String,
-    title: String,
-    message_count: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    version: i64,
-    #[schema(format = DateTime)]
-    created_at: String,
-    created_by: String,
-    updated_by: String,
-}
-
-/// `GET /api/conversations`.
-#[derive(ToSchema)]
-pub struct ConversationList {
-    conversations: Vec<ConversationSummary>,
-    /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
-}
-
-/// Who wrote a message.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum MessageRole {
-    User,
-    Assistant,
-    System,
-    Tool,
-}
-
-/// `streaming` while deltas arrive, then `complete`.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum MessageStatus {
-    Streaming,
-    Complete,
-}
-
-/// Token usage.
-#[derive(ToSchema)]
-pub struct Usage {
-    /// Missing or `null` → 0.
-    #[schema(minimum = 0)]
-    input_tokens: i64,
-    /// Missing or `null` → 0.
-    #[schema(minimum = 0)]
-    output_tokens: i64,
-}
-
-/// A message; a streaming one has the text received so far.
-#[derive(ToSchema)]
-pub struct Message {
-    id: String,
-    conversation_id: String,
-    role: MessageRole,
-    content: String,
-    status: MessageStatus,
-    /// `null` until the message is complete (or created complete without usage).
-    #[schema(required = true)]
-    usage: Option<Usage>,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    created_by: String,
-}
-
-/// `GET /api/conversations/{id}/messages`: the newest `limit` messages before
-/// `before`, oldest first.
-#[derive(ToSchema)]
-pub struct MessagesPage {
-    messages: Vec<Message>,
-    /// Messages in the conversation.
-    total_count: i64,
-    /// Pass as `before` for the older page; `null` at the first message.
-    #[schema(required = true)]
-    next_before: Option<String>,
-    /// The newest event this page includes (also `X-Event-Cursor`).
-    cursor: i64,
-}
-
-/// `POST …/messages/{message_id}/delta`.
-#[derive(ToSchema)]
-pub struct DeltaResult {
-    message_id: String,
-    /// Where the text was appended, in UTF-16 code units.
-    offset: i64,
-    /// The message's length after it, in UTF-16 code units.
-    length: i64,
-}
-
-/// `GET /api/conversations/sync`.
-#[derive(ToSchema)]
-pub struct ConversationsSync {
-    /// Live conversations changed since `since`/`cursor` (all of them on a full sync).
-    conversations: Vec<ConversationSummary>,
-    /// Conversations deleted since then.
-    deleted_ids: Vec<String>,
-    #[schema(format = DateTime)]
-    server_time: String,
-    is_full_sync: bool,
-    /// The newest event this answer includes (also `X-Event-Cursor`): pass it
-    /// as `cursor` next time.
-    cursor: i64,
-}
-
 // ----- /api/sync -----
-
-/// A deleted resource.
-#[derive(ToSchema)]
-pub struct Tombstone {
-    id: String,
-    version: i64,
-    #[schema(format = DateTime)]
-    deleted_at: String,
-}
-
-/// Features changed after the cursor.
-#[derive(ToSchema)]
-pub struct FeatureChanges {
-    changed: Vec<Feature>,
-    deleted: Vec<Tombstone>,
-}
-
-/// Tracks changed after the cursor.
-#[derive(ToSchema)]
-pub struct TrackChanges {
-    changed: Vec<Track>,
-    deleted: Vec<Tombstone>,
-}
-
-/// Spikes changed after the cursor.
-#[derive(ToSchema)]
-pub struct SpikeChanges {
-    changed: Vec<Spike>,
-    deleted: Vec<Tombstone>,
-}
-
-/// Files changed after the cursor (metadata, no content).
-#[derive(ToSchema)]
-pub struct FileChanges {
-    changed: Vec<FileMetadata>,
-    /// `id` is the file's `stable_id`.
-    deleted: Vec<Tombstone>,
-}
-
-/// Conversations changed after the cursor.
-#[derive(ToSchema)]
-pub struct ConversationChanges {
-    changed: Vec<ConversationSummary>,
-    deleted: Vec<Tombstone>,
-}
-
-/// One section per requested collection.
-#[derive(ToSchema)]
-pub struct SyncCollections {
-    #[schema(required = false)]
-    features: FeatureChanges,
-    #[schema(required = false)]
-    tracks: TrackChanges,
-    #[schema(required = false)]
-    spikes: SpikeChanges,
-    #[schema(required = false)]
-    files: FileChanges,
-    #[schema(required = false)]
-    conversations: ConversationChanges,
-}
-
-/// `GET /api/sync`.
-#[derive(ToSchema)]
-pub struct SyncResponse {
-    /// The newest event this answer includes (also `X-Event-Cursor`): pass it
-    /// as `cursor` next time, or stream from it with `Last-Event-ID`.
-    cursor: i64,
-    /// `true` when the request's cursor was 0 (everything).
-    full: bool,
-    collections: SyncCollections,
-    #[schema(format = DateTime)]
-    server_time: String,
-}

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{AppState, Identity};
-use crate::domain::format_timestamp;
+use crate::domain::Timestamp;
 use crate::error::ApiError;
+use crate::hub::SessionInfo;
 use crate::store::{events, presence};
 
 /// `GET /metrics` — Prometheus text format.
@@ -40,7 +41,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     tag = "operations",
     params(super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "Server statistics", body = super::openapi::Stats),
+        (status = 200, description = "Server statistics", body = Stats),
         (status = 400, response = super::openapi::BadRequest),
         (status = 503, response = super::openapi::Unavailable),
     ),
@@ -52,18 +53,56 @@ pub async fn stats(
     let position = state.store.read(events::position).await?;
     let hub = &state.hub;
     let per_pattern: BTreeMap<String, usize> = hub.streams_per_pattern().into_iter().collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "connected_clients": hub.stream_count(),
-        "active_sessions": hub.sessions().len(),
-        "streams_per_pattern": per_pattern,
-        "head_id": position.head_id,
-        "oldest_id": position.oldest_id,
-        "pruned_through": position.pruned_through,
-        "events_written": hub.counters.events_published.load(Ordering::Relaxed),
-        "deliveries": hub.counters.deliveries.load(Ordering::Relaxed),
-        "lagging_streams": hub.counters.lagged.load(Ordering::Relaxed),
-        "uptime_seconds": state.started.elapsed().as_secs(),
-    })))
+    Ok(HttpResponse::Ok().json(Stats {
+        connected_clients: hub.stream_count(),
+        active_sessions: hub.sessions().len(),
+        streams_per_pattern: per_pattern,
+        head_id: position.head_id,
+        oldest_id: position.oldest_id,
+        pruned_through: position.pruned_through,
+        events_written: hub.counters.events_published.load(Ordering::Relaxed),
+        deliveries: hub.counters.deliveries.load(Ordering::Relaxed),
+        lagging_streams: hub.counters.lagged.load(Ordering::Relaxed),
+        uptime_seconds: state.started.elapsed().as_secs(),
+    }))
+}
+
+/// `GET /api/stats`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    /// Open streams on this server.
+    connected_clients: usize,
+    /// Sessions with at least one open stream.
+    active_sessions: usize,
+    /// Open streams per subscribed channel pattern.
+    streams_per_pattern: BTreeMap<String, usize>,
+    /// The highest event id ever written (0 for a new log).
+    head_id: i64,
+    /// The oldest id the log still holds (`head_id + 1` when it is empty).
+    oldest_id: i64,
+    /// Retention may have deleted every id up to this one.
+    pruned_through: i64,
+    /// Events published since the server started.
+    events_written: u64,
+    /// Events sent to streams since the server started.
+    deliveries: u64,
+    /// Times a stream fell behind and caught up from the log.
+    lagging_streams: u64,
+    /// Seconds since the server started.
+    uptime_seconds: u64,
+}
+
+/// `GET /api/sessions`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Sessions {
+    /// `node` (SQLite: this server's sessions) or `cluster` (PostgreSQL:
+    /// every node's).
+    #[schema(pattern = "^(node|cluster)$")]
+    scope: &'static str,
+    /// With PostgreSQL: the id of the node that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<String>,
+    sessions: Vec<ClusterSession>,
 }
 
 /// `GET /api/sessions` — sessions with an open stream: on this server with
@@ -74,7 +113,7 @@ pub async fn stats(
     tag = "operations",
     params(super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "Sessions with an open stream", body = super::openapi::Sessions),
+        (status = 200, description = "Sessions with an open stream", body = Sessions),
         (status = 400, response = super::openapi::BadRequest),
     ),
 )]
@@ -84,24 +123,24 @@ pub async fn sessions(
 ) -> Result<HttpResponse, ApiError> {
     let local = state.hub.sessions();
     let Some(node) = state.node.clone() else {
-        return Ok(HttpResponse::Ok().json(json!({ "scope": "node", "sessions": local })));
+        return Ok(HttpResponse::Ok().json(Sessions {
+            scope: "node",
+            node_id: None,
+            sessions: local.into_iter().map(ClusterSession::local).collect(),
+        }));
     };
     // Every node's sessions: this node's from its hub (exact), the others'
     // from the shared table (refreshed with each heartbeat).
     let timeout = chrono::Duration::from_std(node.timeout).unwrap_or_default();
-    let cutoff = format_timestamp(chrono::Utc::now() - timeout);
+    let cutoff = Timestamp::now().minus(timeout).to_string();
     let rows = state
         .store
         .read(move |conn| presence::live_rows(conn, &cutoff))
         .await?;
     let mut merged: BTreeMap<String, ClusterSession> = BTreeMap::new();
     let local_rows = local.into_iter().map(|s| ClusterSession {
-        session_id: s.session_id,
-        agent_id: s.agent_id,
-        connections: s.connections as u64,
-        channels: s.channels,
-        connected_at: s.connected_at,
-        nodes: vec![node.node_id.clone()],
+        nodes: Some(vec![node.node_id.clone()]),
+        ..ClusterSession::local(s)
     });
     let other_rows = rows
         .into_iter()
@@ -112,7 +151,7 @@ pub async fn sessions(
             connections: row.connections.max(0) as u64,
             channels: serde_json::from_str(&row.channels).unwrap_or_default(),
             connected_at: row.connected_at,
-            nodes: vec![row.node_id],
+            nodes: Some(vec![row.node_id]),
         });
     for session in local_rows.chain(other_rows) {
         match merged.get_mut(&session.session_id) {
@@ -122,25 +161,44 @@ pub async fn sessions(
             Some(known) => known.absorb(session),
         }
     }
-    Ok(HttpResponse::Ok().json(json!({
-        "scope": "cluster",
-        "node_id": node.node_id,
-        "sessions": merged.into_values().collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(Sessions {
+        scope: "cluster",
+        node_id: Some(node.node_id),
+        sessions: merged.into_values().collect(),
+    }))
 }
 
-/// One session over every node it has streams on.
-#[derive(serde::Serialize)]
-struct ClusterSession {
+/// A session with an open stream; with PostgreSQL, over every node it has
+/// streams on.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SessionInfo)]
+pub struct ClusterSession {
     session_id: String,
     agent_id: String,
+    /// Its open streams.
     connections: u64,
+    /// The channel patterns its streams subscribe to.
     channels: Vec<String>,
+    /// When its first open stream opened (RFC 3339, microseconds).
+    #[schema(format = DateTime)]
     connected_at: String,
-    nodes: Vec<String>,
+    /// With PostgreSQL: the nodes it has streams on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<String>>,
 }
 
 impl ClusterSession {
+    fn local(session: SessionInfo) -> Self {
+        ClusterSession {
+            session_id: session.session_id,
+            agent_id: session.agent_id,
+            connections: session.connections as u64,
+            channels: session.channels,
+            connected_at: session.connected_at,
+            nodes: None,
+        }
+    }
+
     fn absorb(&mut self, other: ClusterSession) {
         self.connections += other.connections;
         for channel in other.channels {
@@ -151,6 +209,8 @@ impl ClusterSession {
         if other.connected_at < self.connected_at {
             self.connected_at = other.connected_at;
         }
-        self.nodes.extend(other.nodes);
+        if let (Some(nodes), Some(more)) = (&mut self.nodes, other.nodes) {
+            nodes.extend(more);
+        }
     }
 }

@@ -5,11 +5,11 @@
 //! from the log: it stays exact however old the cursor is.
 
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{AppState, Identity};
-use crate::domain::views::{ConversationView, FileMetadataView, WorkItemView};
+use crate::domain::views::{ConversationView, FeatureView, FileMetadataView, SpikeView, TrackView};
 use crate::domain::work_items::{Kind, WorkItem};
 use crate::domain::{DomainError, Timestamp};
 use crate::error::ApiError;
@@ -77,15 +77,83 @@ pub struct SyncQuery {
     _ticket: Option<String>,
 }
 
-/// `{"changed": [...], "deleted": [{id, version, deleted_at}]}`
-fn changes<V: serde::Serialize>(live: Vec<V>, deleted: Vec<(String, i64, Timestamp)>) -> Value {
-    json!({
-        "changed": live,
-        "deleted": deleted
-            .into_iter()
-            .map(|(id, version, at)| json!({ "id": id, "version": version, "deleted_at": at }))
-            .collect::<Vec<_>>(),
-    })
+/// A deleted resource.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tombstone {
+    id: String,
+    version: i64,
+    #[schema(value_type = String, format = DateTime)]
+    deleted_at: Timestamp,
+}
+
+/// The resources of one collection changed after the cursor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Changes<V> {
+    changed: Vec<V>,
+    /// For files, `id` is the `stable_id`.
+    deleted: Vec<Tombstone>,
+}
+
+impl<V> Changes<V> {
+    /// Splits `rows` into live ones (their views) and tombstones.
+    fn of<R>(
+        rows: Vec<R>,
+        deleted: impl Fn(&R) -> bool,
+        view: impl Fn(&R) -> V,
+        tombstone: impl Fn(R) -> Tombstone,
+    ) -> Self {
+        let (gone, live): (Vec<R>, Vec<R>) = rows.into_iter().partition(|r| deleted(r));
+        Changes {
+            changed: live.iter().map(view).collect(),
+            deleted: gone.into_iter().map(tombstone).collect(),
+        }
+    }
+}
+
+/// One section per requested collection.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct SyncCollections {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    features: Option<Changes<FeatureView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    tracks: Option<Changes<TrackView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    spikes: Option<Changes<SpikeView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    files: Option<Changes<FileMetadataView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    conversations: Option<Changes<ConversationView>>,
+}
+
+/// `GET /api/sync`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncResponse {
+    /// The newest event this answer includes (also `X-Event-Cursor`): pass it
+    /// as `cursor` next time, or stream from it with `Last-Event-ID`.
+    cursor: i64,
+    /// `true` when the request's cursor was 0 (everything).
+    full: bool,
+    collections: SyncCollections,
+    #[schema(value_type = String, format = DateTime)]
+    server_time: Timestamp,
+}
+
+fn item_changes<V: for<'a> From<&'a WorkItem>>(rows: Vec<WorkItem>) -> Option<Changes<V>> {
+    Some(Changes::of(
+        rows,
+        |i| i.deleted,
+        |i| V::from(i),
+        |i| Tombstone {
+            id: i.id,
+            version: i.version,
+            deleted_at: i.updated_at,
+        },
+    ))
 }
 
 /// `GET /api/sync?cursor=N&collections=…`: every resource changed after event
@@ -96,7 +164,7 @@ fn changes<V: serde::Serialize>(live: Vec<V>, deleted: Vec<(String, i64, Timesta
     tag = "sync",
     params(SyncQuery, super::openapi::IdentityHeaders),
     responses(
-        (status = 200, description = "The changes, one section per collection asked for", body = super::openapi::SyncResponse, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
+        (status = 200, description = "The changes, one section per collection asked for", body = SyncResponse, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 422, response = super::openapi::ValidationFailed),
         (status = 503, response = super::openapi::Unavailable),
@@ -144,55 +212,50 @@ pub async fn sync(
         );
     }
     let now = Timestamp::now();
-    let (head, sections) = state
+    let (head, collections) = state
         .store
         .read(move |conn| {
             let head = events::head_id(conn)?;
-            let mut sections = Vec::new();
+            let mut out = SyncCollections::default();
             for collection in wanted {
-                let section = match collection {
+                match collection {
                     Collection::WorkItems(kind) => {
-                        let (deleted, live): (Vec<WorkItem>, Vec<WorkItem>) =
-                            work_items::changed_since(conn, kind, after)?
-                                .into_iter()
-                                .partition(|i| i.deleted);
-                        changes(
-                            live.iter().map(WorkItemView::from).collect(),
-                            deleted
-                                .into_iter()
-                                .map(|i| (i.id, i.version, i.updated_at))
-                                .collect(),
-                        )
+                        let rows = work_items::changed_since(conn, kind, after)?;
+                        match kind {
+                            Kind::Feature => out.features = item_changes(rows),
+                            Kind::Track => out.tracks = item_changes(rows),
+                            Kind::Spike => out.spikes = item_changes(rows),
+                        }
                     }
                     Collection::Files => {
-                        let (deleted, live): (Vec<_>, Vec<_>) = files::changed_since(conn, after)?
-                            .into_iter()
-                            .partition(|f| f.deleted);
-                        changes(
-                            live.iter().map(|f| FileMetadataView::at(f, now)).collect(),
-                            deleted
-                                .into_iter()
-                                .map(|f| (f.stable_id, f.version, f.updated_at))
-                                .collect(),
-                        )
+                        let rows = files::changed_since(conn, after)?;
+                        out.files = Some(Changes::of(
+                            rows,
+                            |f| f.deleted,
+                            |f| FileMetadataView::at(f, now),
+                            |f| Tombstone {
+                                id: f.stable_id,
+                                version: f.version,
+                                deleted_at: f.updated_at,
+                            },
+                        ));
                     }
                     Collection::Conversations => {
-                        let (deleted, live): (Vec<_>, Vec<_>) =
-                            conversations::changed_since(conn, after)?
-                                .into_iter()
-                                .partition(|c| c.deleted);
-                        changes(
-                            live.iter().map(ConversationView::from).collect(),
-                            deleted
-                                .into_iter()
-                                .map(|c| (c.id, c.version, c.updated_at))
-                                .collect(),
-                        )
+                        let rows = conversations::changed_since(conn, after)?;
+                        out.conversations = Some(Changes::of(
+                            rows,
+                            |c| c.deleted,
+                            |c| ConversationView::from(c),
+                            |c| Tombstone {
+                                id: c.id,
+                                version: c.version,
+                                deleted_at: c.updated_at,
+                            },
+                        ));
                     }
-                };
-                sections.push((collection.name(), section));
+                }
             }
-            Ok((head, sections))
+            Ok((head, out))
         })
         .await?;
     if after > head {
@@ -202,16 +265,11 @@ pub async fn sync(
         )
         .into());
     }
-    let collections: Map<String, Value> = sections
-        .into_iter()
-        .map(|(name, section)| (name.to_owned(), section))
-        .collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("X-Event-Cursor", head.to_string()))
-        .json(json!({
-            "cursor": head,
-            "full": after == 0,
-            "collections": collections,
-            "server_time": now,
-        })))
+    let answer = SyncResponse {
+        cursor: head,
+        full: after == 0,
+        collections,
+        server_time: now,
+    };
+    Ok(super::answer::snapshot(head, None, &answer))
 }

@@ -92,7 +92,7 @@ enum ItemOrTombstone {
     responses(
         (status = 201, description = "The new {kind}", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`already_exists`: a live work item has this id", body = super::openapi::ErrorBody),
+        (status = 409, description = "`already_exists`: a live work item has this id", body = crate::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -204,18 +204,33 @@ pub async fn list_items(
 #[derive(Serialize)]
 #[serde(untagged)]
 pub enum WorkItemList {
-    Features {
-        features: Vec<FeatureView>,
-        cursor: i64,
-    },
-    Tracks {
-        tracks: Vec<TrackView>,
-        cursor: i64,
-    },
-    Spikes {
-        spikes: Vec<SpikeView>,
-        cursor: i64,
-    },
+    Features(FeatureList),
+    Tracks(TrackList),
+    Spikes(SpikeList),
+}
+
+/// `GET /api/features`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FeatureList {
+    features: Vec<FeatureView>,
+    /// The newest event this list includes (also `X-Event-Cursor`).
+    cursor: i64,
+}
+
+/// `GET /api/tracks`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TrackList {
+    tracks: Vec<TrackView>,
+    /// The newest event this list includes (also `X-Event-Cursor`).
+    cursor: i64,
+}
+
+/// `GET /api/spikes`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SpikeList {
+    spikes: Vec<SpikeView>,
+    /// The newest event this list includes (also `X-Event-Cursor`).
+    cursor: i64,
 }
 
 impl WorkItemList {
@@ -224,18 +239,18 @@ impl WorkItemList {
             items.iter().map(V::from).collect()
         }
         match kind {
-            Kind::Feature => WorkItemList::Features {
+            Kind::Feature => WorkItemList::Features(FeatureList {
                 features: views(items),
                 cursor,
-            },
-            Kind::Track => WorkItemList::Tracks {
+            }),
+            Kind::Track => WorkItemList::Tracks(TrackList {
                 tracks: views(items),
                 cursor,
-            },
-            Kind::Spike => WorkItemList::Spikes {
+            }),
+            Kind::Spike => WorkItemList::Spikes(SpikeList {
                 spikes: views(items),
                 cursor,
-            },
+            }),
         }
     }
 }
@@ -337,7 +352,7 @@ pub async fn patch_item(
     operation_id = "delete_{kind}",
     params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
     responses(
-        (status = 200, description = "The tombstone", body = super::openapi::DeletedResource, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 200, description = "The tombstone", body = crate::domain::views::DeletedView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 412, response = super::openapi::PreconditionFailed),
@@ -669,7 +684,7 @@ async fn broadcast(
     responses(
         (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = crate::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -709,7 +724,7 @@ pub async fn broadcast_update(
     responses(
         (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = crate::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -748,7 +763,7 @@ pub async fn broadcast_status(
     responses(
         (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = super::openapi::ErrorBody),
+        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = crate::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),

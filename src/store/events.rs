@@ -305,8 +305,10 @@ pub fn read_recent(
     Ok(found)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+/// The order of `GET /api/events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = SortOrder)]
 pub enum Order {
     #[default]
     Asc,

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::error::stored_time;
 use super::schema::{file_versions, files};
 use super::StoreError;
-use crate::domain::files::{FileLock, SharedFile};
+use crate::domain::files::{FileLock, SharedFile, VersionInfo};
 use crate::domain::Timestamp;
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -143,18 +143,6 @@ pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreErr
         ))
         .execute(conn)?;
     Ok(())
-}
-
-/// A kept version, as listed.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[schema(as = FileVersionInfo)]
-pub struct VersionInfo {
-    pub version: i64,
-    #[schema(value_type = String, format = DateTime)]
-    pub saved_at: Timestamp,
-    pub saved_by: String,
-    /// Its size in bytes.
-    pub size: usize,
 }
 
 pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
