@@ -179,14 +179,18 @@ pub struct Route {
     need: Need,
     /// The handler, without its method guard.
     handler: fn() -> actix_web::Route,
-    /// The handler's `#[utoipa::path]` annotation, as a one-path document.
+    /// The `#[utoipa::path]` annotations documenting it (the handler's own,
+    /// or one per work-item collection), as a document.
     annotation: fn() -> OpenApi,
 }
 
 /// Declares a route: `route!(Get "/api/files", files::list_files, need)`.
 /// The only way to build a [`Route`].
 macro_rules! route {
-    ($verb:ident $path:literal, $($handler:ident)::+, $need:expr) => {{
+    ($verb:ident $path:literal, $($handler:ident)::+, $need:expr) => {
+        route!($verb $path, $($handler)::+, $need, docs($($handler)::+))
+    };
+    ($verb:ident $path:literal, $($handler:ident)::+, $need:expr, docs($($($doc:ident)::+),+)) => {{
         const _: () = assert!(
             declares($path, $need),
             "this route's need names a path parameter its path lacks",
@@ -198,7 +202,7 @@ macro_rules! route {
             handler: || web::route().to($($handler)::+),
             annotation: || {
                 #[derive(utoipa::OpenApi)]
-                #[openapi(paths($($handler)::+))]
+                #[openapi(paths($($($doc)::+),+))]
                 struct Annotation;
                 <Annotation as utoipa::OpenApi>::openapi()
             },
@@ -252,18 +256,30 @@ fn table() -> Vec<Route> {
         route!(Post "/api/conversations/{id}/messages/{message_id}/delta", conversations::append_delta, Write(MESSAGES)),
         route!(Post "/api/conversations/{id}/messages/{message_id}/complete", conversations::complete_message, Write(MESSAGES)),
         route!(Get "/api/sync", sync::sync, Narrowing),
-        route!(Post "/api/broadcast/{collection}/{id}", work_items::broadcast_update, Write(COLLECTION)),
-        route!(Post "/api/broadcast/{collection}/{id}/status", work_items::broadcast_status, Write(COLLECTION)),
-        route!(Post "/api/broadcast/{collection}/{id}/links", work_items::broadcast_link, Write(COLLECTION)),
-        route!(Get "/api/{collection}", work_items::list_items, Read(COLLECTION)),
-        route!(Post "/api/{collection}", work_items::create_item, Write(COLLECTION)),
-        route!(Get "/api/{collection}/{id}", work_items::get_item, Read(COLLECTION)),
-        route!(Patch "/api/{collection}/{id}", work_items::patch_item, Write(COLLECTION)),
-        route!(Delete "/api/{collection}/{id}", work_items::delete_item, Write(COLLECTION)),
-        route!(Post "/api/{collection}/{id}/status", work_items::set_status, Write(COLLECTION)),
-        route!(Post "/api/{collection}/{id}/links", work_items::add_link, Write(COLLECTION)),
-        route!(Delete "/api/{collection}/{id}/links/{linked_id}", work_items::remove_link, Write(COLLECTION)),
-        route!(Post "/api/{collection}/{id}/comments", work_items::add_comment, Write(COLLECTION)),
+        route!(Post "/api/broadcast/{collection}/{id}", work_items::broadcast_update, Write(COLLECTION),
+            docs(work_items::docs::features::broadcast_feature_update, work_items::docs::tracks::broadcast_track_update, work_items::docs::spikes::broadcast_spike_update)),
+        route!(Post "/api/broadcast/{collection}/{id}/status", work_items::broadcast_status, Write(COLLECTION),
+            docs(work_items::docs::features::broadcast_feature_status, work_items::docs::tracks::broadcast_track_status, work_items::docs::spikes::broadcast_spike_status)),
+        route!(Post "/api/broadcast/{collection}/{id}/links", work_items::broadcast_link, Write(COLLECTION),
+            docs(work_items::docs::features::broadcast_feature_link, work_items::docs::tracks::broadcast_track_link, work_items::docs::spikes::broadcast_spike_link)),
+        route!(Get "/api/{collection}", work_items::list_items, Read(COLLECTION),
+            docs(work_items::docs::features::list_features, work_items::docs::tracks::list_tracks, work_items::docs::spikes::list_spikes)),
+        route!(Post "/api/{collection}", work_items::create_item, Write(COLLECTION),
+            docs(work_items::docs::features::create_feature, work_items::docs::tracks::create_track, work_items::docs::spikes::create_spike)),
+        route!(Get "/api/{collection}/{id}", work_items::get_item, Read(COLLECTION),
+            docs(work_items::docs::features::get_feature, work_items::docs::tracks::get_track, work_items::docs::spikes::get_spike)),
+        route!(Patch "/api/{collection}/{id}", work_items::patch_item, Write(COLLECTION),
+            docs(work_items::docs::features::update_feature, work_items::docs::tracks::update_track, work_items::docs::spikes::update_spike)),
+        route!(Delete "/api/{collection}/{id}", work_items::delete_item, Write(COLLECTION),
+            docs(work_items::docs::features::delete_feature, work_items::docs::tracks::delete_track, work_items::docs::spikes::delete_spike)),
+        route!(Post "/api/{collection}/{id}/status", work_items::set_status, Write(COLLECTION),
+            docs(work_items::docs::features::set_feature_status, work_items::docs::tracks::set_track_status, work_items::docs::spikes::set_spike_status)),
+        route!(Post "/api/{collection}/{id}/links", work_items::add_link, Write(COLLECTION),
+            docs(work_items::docs::features::add_feature_link, work_items::docs::tracks::add_track_link, work_items::docs::spikes::add_spike_link)),
+        route!(Delete "/api/{collection}/{id}/links/{linked_id}", work_items::remove_link, Write(COLLECTION),
+            docs(work_items::docs::features::remove_feature_link, work_items::docs::tracks::remove_track_link, work_items::docs::spikes::remove_spike_link)),
+        route!(Post "/api/{collection}/{id}/comments", work_items::add_comment, Write(COLLECTION),
+            docs(work_items::docs::features::add_feature_comment, work_items::docs::tracks::add_track_comment, work_items::docs::spikes::add_spike_comment)),
     ]
 }
 
@@ -280,27 +296,45 @@ impl Route {
         self.need
     }
 
-    /// The operation the handler's annotation documents, and the rest of its
-    /// one-path document (the schemas it refers to).
+    /// The concrete paths this route serves: itself, or one per work-item
+    /// collection for a `{collection}` path.
+    pub fn documented_paths(&self) -> Vec<String> {
+        if self.path.contains("{collection}") {
+            WORK_ITEM_COLLECTIONS
+                .split('|')
+                .map(|collection| self.path.replace("{collection}", collection))
+                .collect()
+        } else {
+            vec![self.path.to_owned()]
+        }
+    }
+
+    /// The operations the annotations document, one per documented path (in
+    /// the order of `documented_paths`), and the rest of their document (the
+    /// schemas they refer to).
     ///
     /// # Panics
-    /// When the annotation names another method or path than the table: the
-    /// document would then describe a route the server does not have.
-    pub fn documented(&self) -> (Operation, OpenApi) {
+    /// When the annotations name another method or other paths than the
+    /// table: the document would then describe a route the server does not
+    /// have.
+    pub fn documented(&self) -> (Vec<(String, Operation)>, OpenApi) {
         let mut annotation = (self.annotation)();
-        let paths = std::mem::take(&mut annotation.paths.paths);
-        let mut items = paths.into_iter();
-        let operation = match (items.next(), items.next()) {
-            (Some((path, mut item)), None) if path == self.path => self.verb.take(&mut item),
-            _ => None,
-        };
-        let operation = operation.unwrap_or_else(|| {
-            panic!(
-                "the #[utoipa::path] of {:?} {} documents another route",
+        let mut paths = std::mem::take(&mut annotation.paths.paths);
+        let wanted = self.documented_paths();
+        let operations: Option<Vec<(String, Operation)>> = wanted
+            .into_iter()
+            .map(|path| {
+                let operation = paths.get_mut(&path).and_then(|item| self.verb.take(item))?;
+                Some((path, operation))
+            })
+            .collect();
+        match operations {
+            Some(operations) if operations.len() == paths.len() => (operations, annotation),
+            _ => panic!(
+                "the #[utoipa::path] annotations of {:?} {} document other routes",
                 self.verb, self.path
-            )
-        });
-        (operation, annotation)
+            ),
+        }
     }
 }
 
@@ -480,8 +514,11 @@ mod tests {
     #[test]
     fn every_annotation_documents_the_route_it_is_declared_for() {
         for route in routes().routes() {
-            let (operation, _) = route.documented();
-            assert!(operation.operation_id.is_some(), "{}", route.path);
+            let (operations, _) = route.documented();
+            assert_eq!(operations.len(), route.documented_paths().len());
+            for (path, operation) in operations {
+                assert!(operation.operation_id.is_some(), "{path}");
+            }
         }
     }
 

@@ -10,6 +10,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod docs;
+
 use super::answer::{replayed, snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
 use crate::app::work_items::{self as use_case, ItemCommand, Target};
@@ -82,23 +84,6 @@ enum ItemOrTombstone {
 // ----- the REST surface -----
 
 /// `POST /api/{collection}` → 201 and `{kind}_created`.
-#[utoipa::path(
-    post,
-    path = "/api/{collection}",
-    tag = "{collection}",
-    operation_id = "create_{kind}",
-    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
-    request_body(content = ref("#/components/schemas/{Kind}Create")),
-    responses(
-        (status = 201, description = "The new {kind}", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`already_exists`: a live work item has this id", body = crate::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn create_item(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -158,19 +143,6 @@ pub struct ListQuery {
 }
 
 /// `GET /api/{collection}` → `{"<collection>": [...], "cursor": N}` and `X-Event-Cursor`.
-#[utoipa::path(
-    get,
-    path = "/api/{collection}",
-    tag = "{collection}",
-    operation_id = "list_{collection}",
-    params(ListQuery, super::openapi::IdentityHeaders),
-    responses(
-        (status = 200, description = "The live {collection}", body = ref("#/components/schemas/{Kind}List"), headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn list_items(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -256,28 +228,6 @@ impl WorkItemList {
 }
 
 /// `GET /api/{collection}/{id}` with `ETag` and `X-Event-Cursor`.
-#[utoipa::path(
-    get,
-    path = "/api/{collection}/{id}",
-    tag = "{collection}",
-    operation_id = "get_{kind}",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders),
-    responses(
-        (
-            status = 200,
-            description = "The {kind}",
-            body = ref("#/components/schemas/{Kind}"),
-            headers(
-                ("ETag" = String, description = "`\"<version>\"`"),
-                ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
-            ),
-        ),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn get_item(
     state: web::Data<AppState>,
     _identity: Identity,
@@ -305,24 +255,6 @@ pub async fn get_item(
 ///
 /// A partial update: the fields given change. Nothing is published when
 /// nothing changed.
-#[utoipa::path(
-    patch,
-    path = "/api/{collection}/{id}",
-    tag = "{collection}",
-    operation_id = "update_{kind}",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
-    request_body(content = ref("#/components/schemas/{Kind}Patch")),
-    responses(
-        (status = 200, description = "The {kind} as it is now", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn patch_item(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -345,21 +277,6 @@ pub async fn patch_item(
 }
 
 /// `DELETE /api/{collection}/{id}` → `{kind}_deleted`; the item becomes a tombstone.
-#[utoipa::path(
-    delete,
-    path = "/api/{collection}/{id}",
-    tag = "{collection}",
-    operation_id = "delete_{kind}",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
-    responses(
-        (status = 200, description = "The tombstone", body = crate::domain::views::DeletedView, headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn delete_item(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -397,24 +314,6 @@ fn parse_status(request: &StatusRequest) -> Result<Status, ApiError> {
 }
 
 /// `POST /api/{collection}/{id}/status` → `status_changed` (nothing when unchanged).
-#[utoipa::path(
-    post,
-    path = "/api/{collection}/{id}/status",
-    tag = "{collection}",
-    operation_id = "set_{kind}_status",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
-    request_body = StatusRequest,
-    responses(
-        (status = 200, description = "The {kind} as it is now", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn set_status(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -469,24 +368,6 @@ fn parse_link(request: &LinkRequest, own_id: &str) -> Result<Link, ApiError> {
 }
 
 /// `POST /api/{collection}/{id}/links` → `link_added` (nothing when it exists).
-#[utoipa::path(
-    post,
-    path = "/api/{collection}/{id}/links",
-    tag = "{collection}",
-    operation_id = "add_{kind}_link",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
-    request_body = LinkRequest,
-    responses(
-        (status = 201, description = "The {kind} with the link (also when it already had it)", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn add_link(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -517,28 +398,6 @@ pub struct RemoveLinkQuery {
 
 /// `DELETE /api/{collection}/{id}/links/{linked_id}?link_type=…` → `link_removed`.
 /// Without `link_type`, every link to `linked_id` goes.
-#[utoipa::path(
-    delete,
-    path = "/api/{collection}/{id}/links/{linked_id}",
-    tag = "{collection}",
-    operation_id = "remove_{kind}_link",
-    params(
-        ("id" = String, Path, description = "The {kind}'s id"),
-        ("linked_id" = String, Path, description = "The linked item's id"),
-        RemoveLinkQuery,
-        super::openapi::IdentityHeaders,
-        super::openapi::IfMatchHeader,
-        super::openapi::IdempotencyHeader,
-    ),
-    responses(
-        (status = 200, description = "The {kind} without the link", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn remove_link(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -577,24 +436,6 @@ pub struct CommentRequest {
 }
 
 /// `POST /api/{collection}/{id}/comments` → 201 and `comment_added`.
-#[utoipa::path(
-    post,
-    path = "/api/{collection}/{id}/comments",
-    tag = "{collection}",
-    operation_id = "add_{kind}_comment",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
-    request_body = CommentRequest,
-    responses(
-        (status = 201, description = "The {kind} with the comment", body = ref("#/components/schemas/{Kind}"), headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn add_comment(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -674,23 +515,6 @@ async fn broadcast(
 /// {kind} (title = its id) when it does not exist, takes no `If-Match`, and
 /// answers `{success, event_id, clients_notified, timestamp}`. An `id` field
 /// in the body is ignored.
-#[utoipa::path(
-    post,
-    path = "/api/broadcast/{collection}/{id}",
-    tag = "broadcast",
-    operation_id = "broadcast_{kind}_update",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
-    request_body(content = ref("#/components/schemas/{Kind}Patch")),
-    responses(
-        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = crate::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn broadcast_update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -714,23 +538,6 @@ pub async fn broadcast_update(
 /// `POST /api/broadcast/{collection}/{id}/status` → `status_changed`.
 ///
 /// Compatibility API: creates the {kind} when it does not exist.
-#[utoipa::path(
-    post,
-    path = "/api/broadcast/{collection}/{id}/status",
-    tag = "broadcast",
-    operation_id = "broadcast_{kind}_status",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
-    request_body = StatusRequest,
-    responses(
-        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = crate::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn broadcast_status(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -753,23 +560,6 @@ pub async fn broadcast_status(
 /// `POST /api/broadcast/{collection}/{id}/links` → `link_added`.
 ///
 /// Compatibility API: creates the {kind} when it does not exist.
-#[utoipa::path(
-    post,
-    path = "/api/broadcast/{collection}/{id}/links",
-    tag = "broadcast",
-    operation_id = "broadcast_{kind}_link",
-    params(("id" = String, Path, description = "The {kind}'s id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
-    request_body = LinkRequest,
-    responses(
-        (status = 200, description = "Done; the {kind} was created first when it did not exist", body = BroadcastView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = crate::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-)]
 pub async fn broadcast_link(
     req: HttpRequest,
     state: web::Data<AppState>,
