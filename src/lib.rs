@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod follow;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod periodic;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod files;
 mod health;
+pub mod middleware;
 mod openapi;
 mod ops;
 mod stream;
