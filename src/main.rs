@@ -1,7 +1,7 @@
 use clap::Parser;
 
 use switchboard::cli;
-use switchboard::config::{Cli, Command};
+use switchboard::cli::{Cli, Command};
 use switchboard::startup::Application;
 use switchboard::telemetry;
 
@@ -14,7 +14,6 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Prune(prune)) => cli::prune(&prune),
         Some(Command::Tail(tail)) => cli::tail::run(&tail),
         Some(Command::Publish(publish)) => cli::publish::run(&publish),
-        Some(Command::Bench(bench)) => cli::bench::run(&bench),
     }
 }
 

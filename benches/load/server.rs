@@ -1,6 +1,6 @@
-//! The server under test: this same binary started as `serve` in a separate
-//! process, on a free loopback port, with a fresh database in its own
-//! temporary directory. Measured from outside through `/proc`.
+//! The server under test: the `switchboard` binary started as `serve` in a
+//! separate process, on a free loopback port, with a fresh database in its
+//! own temporary directory. Measured from outside through `/proc`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -56,6 +56,45 @@ impl Drop for TempRoot {
     }
 }
 
+/// The server binary: `explicit`, or `switchboard` in the directory of the
+/// profile this bench was built with (`target/release/` under `cargo
+/// bench`). `cargo bench` builds only the bench, and a nested `cargo build`
+/// would wait forever for the lock the running `cargo bench` holds, so a
+/// missing binary is an error that says how to build it, and a binary older
+/// than the bench (perhaps built before the last change) a warning.
+pub fn server_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let bench = std::env::current_exe().context("locating the bench executable")?;
+    let path = match explicit {
+        Some(path) => path.to_owned(),
+        // The bench is `target/<profile>/deps/load-<hash>`.
+        None => bench
+            .parent()
+            .and_then(Path::parent)
+            .map(|profile_dir| {
+                profile_dir.join(format!("switchboard{}", std::env::consts::EXE_SUFFIX))
+            })
+            .context(
+                "the bench executable is not inside a cargo target directory; give --server-bin",
+            )?,
+    };
+    let built = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
+    let server_built = match built(&path) {
+        Ok(time) => time,
+        Err(_) if explicit.is_some() => bail!("--server-bin {}: no such file", path.display()),
+        Err(_) => bail!(
+            "{} is missing: build the server first with `cargo build --release` (or give --server-bin)",
+            path.display()
+        ),
+    };
+    if explicit.is_none() && built(&bench).is_ok_and(|bench_built| server_built < bench_built) {
+        eprintln!(
+            "warning: {} is older than this bench; run `cargo build --release` if the server changed since",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// A free port: bind port 0, read it, let it go.
 fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -71,11 +110,12 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `switchboard serve` in `root/<label>` and waits for `/readyz`.
+    /// Starts `<server_bin> serve` in `root/<label>` and waits for `/readyz`.
     /// `log_filter` is the server's `RUST_LOG`. Its database is a fresh
     /// SQLite file there, or `database` (a PostgreSQL URL shared by several
     /// servers).
     pub async fn start(
+        server_bin: &Path,
         root: &Path,
         label: &str,
         log_filter: &str,
@@ -86,8 +126,7 @@ impl ServerProcess {
         let port = free_port().context("finding a free port")?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = File::create(dir.join("server.log"))?;
-        let exe = std::env::current_exe().context("locating the switchboard binary")?;
-        let mut command = Command::new(exe);
+        let mut command = Command::new(server_bin);
         command
             .arg("serve")
             .arg("--bind")
