@@ -11,7 +11,9 @@ use crate::store::DatabaseUrl;
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// The database: a file path or `sqlite://PATH`, created on first start.
+    /// The database: a SQLite file path or `sqlite://PATH` (created on first
+    /// start), or a `postgres://USER@HOST:PORT/DB` URL that several nodes
+    /// share (docs/scale-out.md).
     #[arg(long, env = "SWITCHBOARD_DATABASE", default_value = "switchboard.db", value_parser = DatabaseUrl::parse)]
     pub database: DatabaseUrl,
 }

@@ -78,4 +78,40 @@ mod tests {
         assert_eq!(cli.serve.retention, Duration::from_secs(86_400));
         assert_eq!(cli.serve.max_body, 1_048_576);
     }
+
+    #[test]
+    fn every_option_of_every_command_says_what_it_does() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let commands = std::iter::once(&cli).chain(cli.get_subcommands());
+        for command in commands {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|help| !help.to_string().is_empty()),
+                    "`{} --{id}` has no description in --help",
+                    command.get_name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_database_option_names_both_backends() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let database = serve
+            .get_arguments()
+            .find(|a| a.get_id() == "database")
+            .and_then(|a| a.get_help())
+            .map(|help| help.to_string())
+            .unwrap_or_default();
+        assert!(database.contains("sqlite://"), "{database}");
+        assert!(database.contains("postgres://"), "{database}");
+    }
 }
