@@ -5,15 +5,12 @@
 //! reports per scenario the median of the runs against its target.
 //!
 //! ```text
-//! cargo build --release
 //! cargo bench --bench load -- [--scenario fanout-100,idle] [--runs 3] [--json]
 //! ```
 //!
-//! `cargo bench` does not build the server binary (and holds the build
-//! directory's lock while the bench runs, so the bench cannot build it
-//! either): the bench takes `switchboard` from its own profile's directory
-//! (`target/release/switchboard`), refuses to start without it, and warns
-//! when it is older than the bench itself. `--server-bin` names another.
+//! `cargo bench` builds the `switchboard` binary with the bench (same
+//! profile) and the bench starts that one, so it always measures the
+//! current code; `--server-bin` names another binary.
 //!
 //! Latency is measured per delivery at every subscriber: the time the frame
 //! was read minus the publisher's send time stamped into the payload
@@ -74,7 +71,7 @@ pub enum Scenario {
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "cargo bench --bench load --",
-    about = "The load benchmark: starts target/release/switchboard (build it first with `cargo build --release`) for every run and measures it."
+    about = "The load benchmark: starts the switchboard server (built with the bench) for every run and measures it."
 )]
 pub struct BenchArgs {
     /// Scenarios to run (comma-separated or repeated); all by default.
@@ -106,8 +103,8 @@ pub struct BenchArgs {
     /// Keep the temporary directory (databases, server logs) and print it.
     #[arg(long, hide = true)]
     pub keep_dir: bool,
-    /// The server binary to measure; by default `switchboard` in the bench's
-    /// own target directory (`target/release/switchboard`).
+    /// The server binary to measure; by default the `switchboard` that
+    /// `cargo bench` built with the bench (`target/release/switchboard`).
     #[arg(long, value_name = "PATH")]
     pub server_bin: Option<PathBuf>,
     /// Set by `cargo bench`; without it (`cargo test --benches`) nothing runs.

@@ -56,41 +56,16 @@ impl Drop for TempRoot {
     }
 }
 
-/// The server binary: `explicit`, or `switchboard` in the directory of the
-/// profile this bench was built with (`target/release/` under `cargo
-/// bench`). `cargo bench` builds only the bench, and a nested `cargo build`
-/// would wait forever for the lock the running `cargo bench` holds, so a
-/// missing binary is an error that says how to build it, and a binary older
-/// than the bench (perhaps built before the last change) a warning.
+/// The server binary: `explicit`, or the `switchboard` that cargo built for
+/// this bench with the same profile (`cargo bench` builds the package's
+/// binaries with a bench and names them in `CARGO_BIN_EXE_*`).
 pub fn server_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let bench = std::env::current_exe().context("locating the bench executable")?;
     let path = match explicit {
         Some(path) => path.to_owned(),
-        // The bench is `target/<profile>/deps/load-<hash>`.
-        None => bench
-            .parent()
-            .and_then(Path::parent)
-            .map(|profile_dir| {
-                profile_dir.join(format!("switchboard{}", std::env::consts::EXE_SUFFIX))
-            })
-            .context(
-                "the bench executable is not inside a cargo target directory; give --server-bin",
-            )?,
+        None => PathBuf::from(env!("CARGO_BIN_EXE_switchboard")),
     };
-    let built = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
-    let server_built = match built(&path) {
-        Ok(time) => time,
-        Err(_) if explicit.is_some() => bail!("--server-bin {}: no such file", path.display()),
-        Err(_) => bail!(
-            "{} is missing: build the server first with `cargo build --release` (or give --server-bin)",
-            path.display()
-        ),
-    };
-    if explicit.is_none() && built(&bench).is_ok_and(|bench_built| server_built < bench_built) {
-        eprintln!(
-            "warning: {} is older than this bench; run `cargo build --release` if the server changed since",
-            path.display()
-        );
+    if !path.is_file() {
+        bail!("{}: no such file", path.display());
     }
     Ok(path)
 }
