@@ -1,45 +1,19 @@
 //! Every setting, with its default and meaning. Each flag also reads an
 //! environment variable: `SWITCHBOARD_` + the flag's name in capitals.
+//! The subcommands that take these settings are `cli::Command`; this module
+//! imports nothing from `cli`.
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 use crate::store::DatabaseUrl;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about = "A sync service: REST writes, a durable event log, SSE streams that resume exactly."
-)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub serve: ServeArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the server (the default command).
-    Serve(ServeArgs),
-    /// Apply the embedded migrations and exit.
-    Migrate(DatabaseArgs),
-    /// Prune events older than the retention once and exit.
-    Prune(PruneArgs),
-    /// Print events as JSON lines, resuming with Last-Event-ID after disconnects.
-    Tail(crate::cli::tail::TailArgs),
-    /// Publish one event: CHANNEL TYPE '{"json": "data"}'.
-    Publish(crate::cli::publish::PublishArgs),
-    /// Run the load benchmark against a server it starts itself.
-    Bench(crate::cli::bench::BenchArgs),
-}
-
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// The database: a file path or `sqlite://PATH`, created on first start.
+    /// The database: a SQLite file path or `sqlite://PATH` (created on first
+    /// start), or a `postgres://USER@HOST:PORT/DB` URL that several nodes
+    /// share (docs/scale-out.md).
     #[arg(long, env = "SWITCHBOARD_DATABASE", default_value = "switchboard.db", value_parser = DatabaseUrl::parse)]
     pub database: DatabaseUrl,
 }
@@ -128,10 +102,17 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
+/// `ServeArgs` alone, to read the defaults.
+#[derive(Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
 impl ServeArgs {
     /// The settings for a test server: port 0, the given database, defaults.
     pub fn for_tests(database: DatabaseUrl) -> Self {
-        let mut args = Cli::parse_from(["switchboard"]).serve;
+        let mut args = ServeOnly::parse_from(["switchboard"]).serve;
         args.bind = "127.0.0.1:0".into();
         args.db.database = database;
         args.workers = Some(2);
@@ -180,15 +161,5 @@ mod tests {
         assert_eq!(parse_size("512KiB").unwrap(), 524_288);
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert!(parse_size("1XB").is_err());
-    }
-
-    #[test]
-    fn serve_is_the_default_command_with_the_documented_defaults() {
-        let cli = Cli::parse_from(["switchboard"]);
-        assert!(cli.command.is_none());
-        assert_eq!(cli.serve.bind, "127.0.0.1:8000");
-        assert_eq!(cli.serve.replay_count, 50);
-        assert_eq!(cli.serve.retention, Duration::from_secs(86_400));
-        assert_eq!(cli.serve.max_body, 1_048_576);
     }
 }

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod follow;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod periodic;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

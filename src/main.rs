@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use switchboard::cli;
-use switchboard::config::{Cli, Command};
+use switchboard::cli::{Cli, Command};
 use switchboard::startup::Application;
 use switchboard::telemetry;
 
@@ -40,7 +40,6 @@ fn run(args: Cli) -> anyhow::Result<()> {
         Some(Command::Prune(prune)) => cli::prune(&prune),
         Some(Command::Tail(tail)) => cli::tail::run(&tail),
         Some(Command::Publish(publish)) => cli::publish::run(&publish),
-        Some(Command::Bench(bench)) => cli::bench::run(&bench),
     }
 }
 

@@ -1,42 +1,38 @@
-//! Building the application: migrations, the read pool, the hub, the writer,
-//! retention, and the HTTP server bound to its port (0 in tests) before
-//! `build` returns.
+//! Building the application, as a list of named steps: the tokens, the
+//! listener (bound before `build` returns, port 0 in tests), the database and
+//! its migrations, the hub, the writer and the follower, cluster membership,
+//! the background tasks, and the HTTP server.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
-use chrono::Utc;
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Auth;
+use crate::cluster::{self, Node};
 use crate::config::ServeArgs;
-use crate::domain::{format_timestamp, presence_event, PresenceChange};
-use crate::http::{self, AppState, StreamSettings};
-use crate::hub::{Hub, PresenceSink, SessionInfo};
+use crate::http::{self, middleware, AppState, StreamSettings};
+use crate::hub::Hub;
+use crate::periodic::spawn_periodic;
 use crate::store::{
-    self, events, open_pool, run_migrations, Store, StoreError, Tx, WeakWriter, Writer,
-    WriterConfig,
+    self, events, open_pool, run_migrations, DatabaseUrl, Store, Writer, WriterConfig,
 };
 use crate::telemetry::RequestSpan;
 
-/// The group commit's limits. On PostgreSQL each request of a batch is a
-/// subtransaction (its savepoint); past 64 of them in one transaction the
-/// server's per-backend cache of subtransaction ids overflows and every
-/// other session's snapshot gets slower, so batches stay within it.
-fn writer_config(url: &store::DatabaseUrl) -> WriterConfig {
-    let mut config = WriterConfig::default();
-    if url.is_postgres() {
-        config.max_batch = 64;
-    }
-    config
-}
-
 /// Events deleted per retention transaction.
 const PRUNE_BATCH: i64 = 1000;
+
+/// How often expired file locks are looked for: a lease is released at most
+/// this long after it runs out.
+const LOCK_SWEEP_PERIOD: Duration = Duration::from_millis(250);
+
+/// How often the WAL is checkpointed beside the writer.
+const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
 
 pub struct Application {
     port: u16,
@@ -64,145 +60,36 @@ impl Stopper {
 
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let auth = Arc::new(
-            match &args.tokens {
-                Some(path) => {
-                    Auth::from_file(path).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?
-                }
-                None => Auth::open(),
-            }
-            .with_ticket_lifetime(args.ticket_ttl),
-        );
-        let listener = TcpListener::bind(&args.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
-        let address = listener.local_addr()?;
-        if auth.is_open() && !address.ip().is_loopback() && !args.allow_open {
-            anyhow::bail!(
-                "refusing to serve {address} without authentication: anyone who can reach it could read \
-                 and write everything. Give --tokens FILE (see docs/security.md), bind a loopback address \
-                 (--bind 127.0.0.1:8000), or say --allow-open if this network is trusted."
-            );
-        }
+        let auth = load_tokens(&args)?;
+        let listener = bind(&args, &auth)?;
         let url = args.db.database.clone();
-        let applied = run_migrations(&url)?;
-        if !applied.is_empty() {
-            tracing::info!(migrations = ?applied, database = %url, "migrations applied");
-        }
-        let store = Store::new(open_pool(&url, args.read_pool)?);
+        let store = open_store(&url, args.read_pool)?;
         crate::metrics::install();
         let head_id = store.read(events::head_id).await?;
         let hub = Arc::new(Hub::new(head_id, args.stream_queue));
-        let publisher = hub.clone();
-        // With a shared database, commits this node cannot publish directly
-        // (another node's events came between) are read from the log.
-        let follower_wake = Arc::new(tokio::sync::Notify::new());
-        let wake = follower_wake.clone();
-        let (writer, writer_thread) = Writer::start(
-            &url,
-            writer_config(&url),
-            Arc::new(move |before, committed| match before {
-                None => publisher.publish(committed),
-                Some(before) => publisher
-                    .publish_after(before, committed)
-                    .unwrap_or_else(|| {
-                        wake.notify_one();
-                        vec![0; committed.len()]
-                    }),
-            }),
-        )?;
-        if let store::DatabaseUrl::Postgres { url } = &url {
-            crate::follow::spawn(
-                url.clone(),
-                store.clone(),
-                hub.clone(),
-                follower_wake,
-                hub.shutdown_signal(),
-            );
-        }
-
-        let node = match &url {
-            store::DatabaseUrl::Postgres { .. } => {
-                let node = Node::new();
-                node.register(&writer, &hub).await?;
-                spawn_heartbeat(node.clone(), writer.clone(), hub.clone(), args.node_timeout);
-                let recorder = node.clone();
-                hub.set_presence_sink(presence_sink(writer.downgrade(), move |change, session| {
-                    recorder.record_presence(change, session)
-                }));
-                Some(node)
-            }
-            store::DatabaseUrl::Sqlite { .. } => {
-                hub.set_presence_sink(presence_sink(writer.downgrade(), record_presence_event));
-                None
-            }
-        };
-        spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
-        spawn_lock_sweeper(writer.clone(), hub.shutdown_signal());
-        if !url.is_postgres() {
-            spawn_checkpointer(store.clone(), hub.shutdown_signal());
-        }
-        if !auth.is_open() {
-            spawn_token_reloader(auth.clone(), hub.shutdown_signal());
-        }
-
-        let port = address.port();
-        // With PostgreSQL, a handle to remove this node from the shared
-        // tables once the server has stopped.
-        let farewell = node.clone().map(|node| (node, writer.clone()));
-        let state = web::Data::new(AppState {
+        let (writer, writer_thread) = start_writer(&url, &store, &hub)?;
+        let node = join_cluster(&url, &writer, &hub, args.node_timeout).await?;
+        spawn_background_tasks(&args, &store, &writer, &hub, &auth);
+        let port = listener.local_addr()?.port();
+        let state = app_state(
+            &args,
             store,
-            writer,
-            hub: hub.clone(),
-            streams: StreamSettings {
-                replay_count: args.replay_count,
-                replay_window: args.replay_window,
-                keepalive: args.keepalive,
-                retry: args.retry,
-            },
-            max_body: args.max_body,
-            lock_ttl: args.lock_ttl,
-            started: Instant::now(),
-            database: url.clone(),
-            node: node.as_ref().map(|n| crate::http::NodeInfo {
-                node_id: n.id.clone(),
-                timeout: args.node_timeout,
-            }),
-            auth: auth.clone(),
-            limiter: http::WriteLimiter::new(args.rate_limit),
-            max_streams: args.max_streams,
-        });
-        let cors_origins = args.cors_origins.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(http::authenticate))
-                .wrap(actix_web::middleware::Condition::new(
-                    !cors_origins.is_empty(),
-                    cors(&cors_origins),
-                ))
-                .wrap(actix_web::middleware::from_fn(measure_request))
-                .wrap(TracingLogger::<RequestSpan>::new())
-                .app_data(state.clone())
-                .configure(http::configure)
-        })
-        .listen(listener)?
-        .backlog(4096)
-        .disable_signals()
-        .shutdown_timeout(2);
-        if let Some(workers) = args.workers {
-            server = server.workers(workers);
-        }
-        let server = server.run();
-        let stopper = Stopper {
-            hub,
-            handle: server.handle(),
-        };
+            writer.clone(),
+            hub.clone(),
+            node.as_ref(),
+            auth,
+        );
+        let server = start_http_server(listener, state, &args)?;
         tracing::info!(address = %args.bind, port, database = %url, head_id, "switchboard listening");
         Ok(Application {
             port,
+            stopper: Stopper {
+                hub,
+                handle: server.handle(),
+            },
             server,
-            stopper,
             writer_thread,
-            farewell,
+            farewell: node.map(|node| (node, writer)),
         })
     }
 
@@ -268,161 +155,175 @@ async fn wait_for_signal() {
     }
 }
 
+/// The tokens file, or open mode without one.
+fn load_tokens(args: &ServeArgs) -> anyhow::Result<Arc<Auth>> {
+    let auth = match &args.tokens {
+        Some(path) => Auth::from_file(path).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?,
+        None => Auth::open(),
+    };
+    Ok(Arc::new(auth.with_ticket_lifetime(args.ticket_ttl)))
+}
+
+/// Binds the listening socket, refusing open mode on a reachable address
+/// unless told the network is trusted.
+fn bind(args: &ServeArgs, auth: &Auth) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(&args.bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.bind))?;
+    let address = listener.local_addr()?;
+    if auth.is_open() && !address.ip().is_loopback() && !args.allow_open {
+        anyhow::bail!(
+            "refusing to serve {address} without authentication: anyone who can reach it could read \
+             and write everything. Give --tokens FILE (see docs/security.md), bind a loopback address \
+             (--bind 127.0.0.1:8000), or say --allow-open if this network is trusted."
+        );
+    }
+    Ok(listener)
+}
+
+/// Applies the migrations and opens the read pool.
+fn open_store(url: &DatabaseUrl, read_pool: u32) -> anyhow::Result<Store> {
+    let applied = run_migrations(url)?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, database = %url, "migrations applied");
+    }
+    Ok(Store::new(open_pool(url, read_pool)?))
+}
+
+/// The group commit's limits. On PostgreSQL each request of a batch is a
+/// subtransaction (its savepoint); past 64 of them in one transaction the
+/// server's per-backend cache of subtransaction ids overflows and every
+/// other session's snapshot gets slower, so batches stay within it.
+fn writer_config(url: &DatabaseUrl) -> WriterConfig {
+    let mut config = WriterConfig::default();
+    if url.is_postgres() {
+        config.max_batch = 64;
+    }
+    config
+}
+
+/// Starts the writer, publishing its commits to the hub. With a shared
+/// database, commits this node cannot publish directly (another node's
+/// events came between) are read from the log by the follower.
+fn start_writer(
+    url: &DatabaseUrl,
+    store: &Store,
+    hub: &Arc<Hub>,
+) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
+    let publisher = hub.clone();
+    let follower_wake = Arc::new(tokio::sync::Notify::new());
+    let wake = follower_wake.clone();
+    let started = Writer::start(
+        url,
+        writer_config(url),
+        Arc::new(move |before, committed| match before {
+            None => publisher.publish(committed),
+            Some(before) => publisher
+                .publish_after(before, committed)
+                .unwrap_or_else(|| {
+                    wake.notify_one();
+                    vec![0; committed.len()]
+                }),
+        }),
+    )?;
+    if let DatabaseUrl::Postgres { url } = url {
+        crate::follow::spawn(
+            url.clone(),
+            store.clone(),
+            hub.clone(),
+            follower_wake,
+            hub.shutdown_signal(),
+        );
+    }
+    Ok(started)
+}
+
+/// With PostgreSQL this process becomes a node of the cluster (heartbeat,
+/// shared presence rows); alone on SQLite, presence is recorded as events.
+async fn join_cluster(
+    url: &DatabaseUrl,
+    writer: &Writer,
+    hub: &Arc<Hub>,
+    node_timeout: Duration,
+) -> anyhow::Result<Option<Node>> {
+    if url.is_postgres() {
+        Ok(Some(Node::join(writer, hub, node_timeout).await?))
+    } else {
+        cluster::record_presence_as_events(writer, hub);
+        Ok(None)
+    }
+}
+
+/// Retention, the lock sweeper, the WAL checkpointer (SQLite) and the
+/// tokens reloader (with a tokens file); all end when the hub shuts down.
+fn spawn_background_tasks(
+    args: &ServeArgs,
+    store: &Store,
+    writer: &Writer,
+    hub: &Hub,
+    auth: &Arc<Auth>,
+) {
+    spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
+    let sweeper = writer.clone();
+    spawn_periodic(
+        "lock sweep",
+        LOCK_SWEEP_PERIOD,
+        hub.shutdown_signal(),
+        move || {
+            let writer = sweeper.clone();
+            async move {
+                crate::app::files::sweep_expired_locks(&writer)
+                    .await
+                    .map(|_| ())
+            }
+        },
+    );
+    if !args.db.database.is_postgres() {
+        spawn_checkpointer(store.clone(), hub.shutdown_signal());
+    }
+    if !auth.is_open() {
+        spawn_token_reloader(auth.clone(), hub.shutdown_signal());
+    }
+}
+
 /// Prunes expired events at start and then every minute (or sooner for short
 /// retentions), in small transactions through the writer.
-fn spawn_retention(writer: Writer, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+fn spawn_retention(writer: Writer, retention: Duration, shutdown: watch::Receiver<bool>) {
+    let Ok(age) = chrono::Duration::from_std(retention) else {
+        return;
+    };
     let period = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let Ok(age) = chrono::Duration::from_std(retention) else {
-                return;
-            };
+    spawn_periodic("retention", period, shutdown, move || {
+        let writer = writer.clone();
+        async move {
             let cutoff = crate::domain::Timestamp::now().minus(age);
-            match store::prune_with(&writer, cutoff, PRUNE_BATCH).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, "retention pruned events"),
-                Err(err) => tracing::warn!(error = %err, "retention failed; will retry"),
+            let pruned = store::prune_with(&writer, cutoff, PRUNE_BATCH).await?;
+            if pruned > 0 {
+                tracing::info!(pruned, "retention pruned events");
             }
+            Ok::<_, store::StoreError>(())
         }
     });
 }
-
-/// How often expired file locks are looked for: a lease is released at most
-/// this long after it runs out.
-const LOCK_SWEEP_PERIOD: Duration = Duration::from_millis(250);
-
-/// How often the WAL is checkpointed beside the writer.
-const CHECKPOINT_PERIOD: Duration = Duration::from_secs(1);
 
 /// Checkpoints the WAL from a pooled connection, so commits never stall on
 /// one (see `store::checkpoint`).
-fn spawn_checkpointer(store: Store, mut shutdown: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(CHECKPOINT_PERIOD);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let pool = store.pool().clone();
-            let done = crate::telemetry::spawn_blocking_in_span(move || {
+fn spawn_checkpointer(store: Store, shutdown: watch::Receiver<bool>) {
+    spawn_periodic("checkpoint", CHECKPOINT_PERIOD, shutdown, move || {
+        let pool = store.pool().clone();
+        async move {
+            crate::telemetry::spawn_blocking_in_span(move || {
                 let mut conn = pool.get()?;
                 store::checkpoint(&mut conn)
             })
-            .await;
-            if let Ok(Err(err)) = done {
-                tracing::warn!(error = %err, "checkpoint failed; will retry");
-            }
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
         }
     });
 }
 
-/// Releases file locks whose lease ran out, announcing `lock_released`.
-fn spawn_lock_sweeper(writer: Writer, mut shutdown: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(LOCK_SWEEP_PERIOD);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            if let Err(err) = crate::app::files::sweep_expired_locks(&writer).await {
-                tracing::warn!(error = %err, "lock sweep failed; will retry");
-            }
-        }
-    });
-}
-
-/// Presence changes become writer jobs made by `record` (events on one
-/// server, shared rows with several). The hub reports them under its lock
-/// and the writer's queue keeps their order; queueing never blocks. Presence
-/// is best effort: if the writer's queue is full the change is logged and
-/// not recorded.
-fn presence_sink<J>(
-    writer: WeakWriter,
-    record: impl Fn(PresenceChange, &SessionInfo) -> J + Send + Sync + 'static,
-) -> PresenceSink
-where
-    J: FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static,
-{
-    Box::new(move |change: PresenceChange, session: &SessionInfo| {
-        let Some(writer) = writer.upgrade() else {
-            return; // shutting down
-        };
-        if !writer.write_detached(record(change, session)) {
-            tracing::warn!(session_id = %session.session_id, ?change, "presence not recorded: the writer is busy");
-        }
-    })
-}
-
-/// Presence on one server: a `session_joined` / `session_left` event.
-fn record_presence_event(
-    change: PresenceChange,
-    session: &SessionInfo,
-) -> impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static {
-    let connections = match change {
-        PresenceChange::Joined => session.connections,
-        PresenceChange::Left => 0,
-    };
-    let event = presence_event(change, &session.session_id, &session.agent_id, connections);
-    move |tx| {
-        tx.append(&event?)?;
-        Ok(())
-    }
-}
-
-/// Records each request's latency by route pattern (not by raw path, so ids
-/// do not explode the label set).
-async fn measure_request(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let response = next.call(req).await?;
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    crate::metrics::record_request(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    Ok(response)
-}
-
-/// CORS for the configured browser origins; none (same-origin only) by default.
-fn cors(origins: &[String]) -> actix_cors::Cors {
-    let mut cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
-        .allowed_headers([
-            actix_web::http::header::AUTHORIZATION,
-            actix_web::http::header::CONTENT_TYPE,
-            actix_web::http::header::IF_MATCH,
-        ])
-        .allowed_header("X-Agent-ID")
-        .allowed_header("X-Session-ID")
-        .allowed_header("Idempotency-Key")
-        .allowed_header("Last-Event-ID")
-        .expose_headers(["ETag", "X-Event-Cursor", "Retry-After"])
-        .supports_credentials()
-        .max_age(3600);
-    for origin in origins {
-        cors = cors.allowed_origin(origin);
-    }
-    cors
-}
-
-/// Reloads the tokens file on SIGHUP; a broken file keeps the old tokens.
+/// Reloads the tokens file on SIGHUP (not on a timer); a broken file keeps
+/// the old tokens.
 fn spawn_token_reloader(auth: Arc<Auth>, mut shutdown: watch::Receiver<bool>) {
     #[cfg(unix)]
     tokio::spawn(async move {
@@ -442,121 +343,65 @@ fn spawn_token_reloader(auth: Arc<Auth>, mut shutdown: watch::Receiver<bool>) {
     });
 }
 
-/// This process as one of several nodes on a shared PostgreSQL database: its
-/// id, its heartbeat, and presence kept in the shared tables.
-#[derive(Clone)]
-struct Node {
-    id: String,
-    started_at: String,
+/// Everything a handler can reach.
+fn app_state(
+    args: &ServeArgs,
+    store: Store,
+    writer: Writer,
+    hub: Arc<Hub>,
+    node: Option<&Node>,
+    auth: Arc<Auth>,
+) -> web::Data<AppState> {
+    web::Data::new(AppState {
+        store,
+        writer,
+        hub,
+        streams: StreamSettings {
+            replay_count: args.replay_count,
+            replay_window: args.replay_window,
+            keepalive: args.keepalive,
+            retry: args.retry,
+        },
+        max_body: args.max_body,
+        lock_ttl: args.lock_ttl,
+        started: Instant::now(),
+        database: args.db.database.clone(),
+        node: node.map(|n| http::NodeInfo {
+            node_id: n.id().to_owned(),
+            timeout: args.node_timeout,
+        }),
+        auth,
+        limiter: http::WriteLimiter::new(args.rate_limit),
+        max_streams: args.max_streams,
+    })
 }
 
-impl Node {
-    fn new() -> Self {
-        Node {
-            id: format!("{:016x}", rand::random::<u64>()),
-            started_at: format_timestamp(Utc::now()),
-        }
+/// The routes behind their middleware (outermost last: the request log, the
+/// metrics, CORS, then the authentication gate), served on the listener.
+fn start_http_server(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    args: &ServeArgs,
+) -> anyhow::Result<Server> {
+    let cors_origins = args.cors_origins.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(http::authenticate))
+            .wrap(Condition::new(
+                !cors_origins.is_empty(),
+                middleware::cors(&cors_origins),
+            ))
+            .wrap(from_fn(middleware::measure_request))
+            .wrap(TracingLogger::<RequestSpan>::new())
+            .app_data(state.clone())
+            .configure(http::configure)
+    })
+    .listen(listener)?
+    .backlog(4096)
+    .disable_signals()
+    .shutdown_timeout(2);
+    if let Some(workers) = args.workers {
+        server = server.workers(workers);
     }
-
-    fn rows(&self, sessions: &[SessionInfo]) -> Vec<store::presence::PresenceRow> {
-        sessions.iter().map(|s| self.row(s)).collect()
-    }
-
-    fn row(&self, session: &SessionInfo) -> store::presence::PresenceRow {
-        store::presence::PresenceRow {
-            node_id: self.id.clone(),
-            session_id: session.session_id.clone(),
-            agent_id: session.agent_id.clone(),
-            connections: session.connections as i64,
-            channels: serde_json::to_string(&session.channels).unwrap_or_else(|_| "[]".into()),
-            connected_at: session.connected_at.clone(),
-        }
-    }
-
-    async fn register(&self, writer: &Writer, hub: &Hub) -> anyhow::Result<()> {
-        self.beat(writer, hub, None).await?;
-        tracing::info!(node_id = %self.id, "joined the nodes sharing this database");
-        Ok(())
-    }
-
-    /// Refreshes this node's heartbeat and, with `timeout`, removes nodes
-    /// whose heartbeat is older than that.
-    async fn beat(
-        &self,
-        writer: &Writer,
-        hub: &Hub,
-        timeout: Option<Duration>,
-    ) -> Result<(), store::StoreError> {
-        let node = self.clone();
-        let rows = self.rows(&hub.sessions());
-        writer
-            .write(move |tx| {
-                store::presence::heartbeat(tx, &node.id, &node.started_at, &rows)?;
-                if let Some(timeout) = timeout.and_then(|t| chrono::Duration::from_std(t).ok()) {
-                    let cutoff = tx.now().minus(timeout).to_string();
-                    let gone = store::presence::remove_nodes(tx, &cutoff, None)?;
-                    if gone > 0 {
-                        tracing::warn!(
-                            nodes = gone,
-                            "removed nodes that stopped heart-beating; their sessions left"
-                        );
-                    }
-                }
-                Ok(())
-            })
-            .await
-            .map(|_| ())
-    }
-
-    /// Removes this node and its sessions (on a graceful stop).
-    async fn leave(&self, writer: &Writer) {
-        let id = self.id.clone();
-        let done = writer
-            .write(move |tx| {
-                store::presence::remove_nodes(tx, "", Some(&id))?;
-                Ok(())
-            })
-            .await;
-        if let Err(err) = done {
-            tracing::warn!(error = %err, "could not remove this node; the others will after its timeout");
-        }
-    }
-
-    /// Presence through the shared tables: a session joins with its first
-    /// stream on any node and leaves with its last on all of them.
-    fn record_presence(
-        &self,
-        change: PresenceChange,
-        session: &SessionInfo,
-    ) -> impl FnOnce(&mut Tx<'_>) -> Result<(), StoreError> + Send + 'static {
-        let row = self.row(session);
-        move |tx| {
-            match change {
-                PresenceChange::Joined => store::presence::joined(tx, row)?,
-                PresenceChange::Left => {
-                    store::presence::left(tx, &row.node_id, &row.session_id, &row.agent_id)?
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Refreshes the heartbeat five times per node timeout and removes nodes
-/// that stopped.
-fn spawn_heartbeat(node: Node, writer: Writer, hub: Arc<Hub>, timeout: Duration) {
-    let mut shutdown = hub.shutdown_signal();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(timeout / 5);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            if let Err(err) = node.beat(&writer, &hub, Some(timeout)).await {
-                tracing::warn!(error = %err, "heartbeat failed; will retry");
-            }
-        }
-    });
+    Ok(server.run())
 }

@@ -7,12 +7,16 @@ pub struct PublishArgs {
     /// The server's base URL.
     #[arg(long, env = "SWITCHBOARD_URL", default_value = "http://127.0.0.1:8000")]
     pub url: String,
+    /// Who publishes (sent as `X-Agent-ID`); a token bound to an agent allows only that one.
     #[arg(long, env = "SWITCHBOARD_AGENT_ID")]
     pub agent_id: Option<String>,
+    /// The publishing session (`X-Session-ID`): its own streams skip the event.
     #[arg(long, env = "SWITCHBOARD_SESSION_ID")]
     pub session_id: Option<String>,
+    /// The kind of resource the event is about (`resource_type`), e.g. `doc`.
     #[arg(long)]
     pub resource_type: Option<String>,
+    /// The resource the event is about (`resource_id`), for `--resource-ids` filters.
     #[arg(long)]
     pub resource_id: Option<String>,
     /// Retrying with the same key publishes once.

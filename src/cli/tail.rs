@@ -21,6 +21,7 @@ pub struct TailArgs {
     /// This client's session: events it originated are not shown.
     #[arg(long, env = "SWITCHBOARD_SESSION_ID")]
     pub session_id: Option<String>,
+    /// The agent this session belongs to, shown in its presence events.
     #[arg(long, env = "SWITCHBOARD_AGENT_ID")]
     pub agent_id: Option<String>,
     /// Start after this event id (default: the server's recent replay).

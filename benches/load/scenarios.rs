@@ -19,7 +19,7 @@ use tokio::time::{timeout, timeout_at, Instant, MissedTickBehavior};
 use super::http::{HttpConn, SseConn};
 use super::server::{rss_kib, CpuMeter, ServerProcess};
 use super::stats::{summarise, RunFigures, SeqSet};
-use crate::cli::sse::SseMessage;
+use switchboard::cli::sse::SseMessage;
 
 /// The subscription of every measuring stream: live only, one channel.
 const STREAM_PATH: &str = "/api/stream?channels=bench&replay=0";

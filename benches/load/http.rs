@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::cli::sse::{SseMessage, SseParser};
+use switchboard::cli::sse::{SseMessage, SseParser};
 
 /// The largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -24,9 +24,9 @@ fn invalid(message: impl Into<String>) -> io::Error {
 pub struct ResponseHead {
     pub status: u16,
     pub content_type: Option<String>,
-    chunked: bool,
-    content_length: Option<usize>,
-    close: bool,
+    pub chunked: bool,
+    pub content_length: Option<usize>,
+    pub close: bool,
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -34,7 +34,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Parses a complete head (without the blank line).
-fn parse_head(bytes: &[u8]) -> io::Result<ResponseHead> {
+pub fn parse_head(bytes: &[u8]) -> io::Result<ResponseHead> {
     let text = std::str::from_utf8(bytes).map_err(|_| invalid("response head is not UTF-8"))?;
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -389,41 +389,5 @@ impl SseConn {
     /// Keeps only the socket (for streams held open but never read again).
     pub fn into_socket(self) -> TcpStream {
         self.stream
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunked_bodies_decode_across_any_split() {
-        let wire = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n";
-        for split in 0..wire.len() {
-            let mut decoder = ChunkedDecoder::default();
-            let mut input = BytesMut::from(&wire[..split]);
-            let mut out = Vec::new();
-            let first = decoder.decode(&mut input, &mut out).unwrap();
-            assert!(!first || split == wire.len());
-            input.extend_from_slice(&wire[split..]);
-            assert!(
-                decoder.decode(&mut input, &mut out).unwrap(),
-                "split {split}"
-            );
-            assert_eq!(out, b"hello, world", "split {split}");
-            assert!(input.is_empty());
-        }
-    }
-
-    #[test]
-    fn heads_parse() {
-        let head = parse_head(
-            b"HTTP/1.1 201 Created\r\ncontent-length: 12\r\ncontent-type: application/json",
-        )
-        .unwrap();
-        assert_eq!(head.status, 201);
-        assert_eq!(head.content_length, Some(12));
-        assert!(!head.chunked && !head.close);
-        assert!(parse_head(b"SSH-2.0 nope").is_err());
     }
 }

@@ -1,12 +1,16 @@
-//! `switchboard bench`: the load benchmark. It starts this same binary as a
-//! server in a separate process (fresh database, free loopback port) for
-//! every run of every scenario, drives it over real HTTP and SSE from a tokio
-//! runtime in this process, and reports per scenario the median of the runs
-//! against its target.
+//! The load benchmark, a cargo bench target outside the server library. For
+//! every run of every scenario it starts the release `switchboard` binary as
+//! a server in a separate process (fresh database, free loopback port),
+//! drives it over real HTTP and SSE from a tokio runtime in this process, and
+//! reports per scenario the median of the runs against its target.
 //!
 //! ```text
-//! cargo run --release -- bench [--scenario fanout-100,idle] [--runs 3] [--json]
+//! cargo bench --bench load -- [--scenario fanout-100,idle] [--runs 3] [--json]
 //! ```
+//!
+//! `cargo bench` builds the `switchboard` binary with the bench (same
+//! profile) and the bench starts that one, so it always measures the
+//! current code; `--server-bin` names another binary.
 //!
 //! Latency is measured per delivery at every subscriber: the time the frame
 //! was read minus the publisher's send time stamped into the payload
@@ -19,16 +23,17 @@ mod scenarios;
 mod server;
 mod stats;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::{Parser, ValueEnum};
 
-use crate::config::parse_duration;
-use crate::store::scratch::ScratchDatabase;
 use scenarios::Load;
-use server::{raise_fd_limit, wait_for_quiet, ServerProcess, TempRoot};
+use server::{raise_fd_limit, server_binary, wait_for_quiet, ServerProcess, TempRoot};
 use stats::{figure, goal, Figure, RunFigures, ScenarioReport, Target};
+use switchboard::config::parse_duration;
+use switchboard::store::scratch::ScratchDatabase;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -63,7 +68,11 @@ pub enum Scenario {
     NodesFlood3,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "cargo bench --bench load --",
+    about = "The load benchmark: starts the switchboard server (built with the bench) for every run and measures it."
+)]
 pub struct BenchArgs {
     /// Scenarios to run (comma-separated or repeated); all by default.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -94,6 +103,13 @@ pub struct BenchArgs {
     /// Keep the temporary directory (databases, server logs) and print it.
     #[arg(long, hide = true)]
     pub keep_dir: bool,
+    /// The server binary to measure; by default the `switchboard` that
+    /// `cargo bench` built with the bench (`target/release/switchboard`).
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// Set by `cargo bench`; without it (`cargo test --benches`) nothing runs.
+    #[arg(long, hide = true)]
+    pub bench: bool,
 }
 
 const FLOOD_SUBSCRIBERS: usize = 10;
@@ -292,8 +308,18 @@ impl Scenario {
     }
 }
 
-/// `switchboard bench`.
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args = BenchArgs::parse();
+    if !args.bench {
+        // `cargo test --benches` runs bench targets without `--bench`: the
+        // load benchmark takes minutes, so there it only proves it builds.
+        eprintln!("the load benchmark runs with `cargo bench --bench load`; skipping");
+        return Ok(());
+    }
+    run(&args)
+}
+
+fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -345,7 +371,7 @@ fn machine() -> String {
 
 async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; measure with `cargo run --release -- bench`");
+        eprintln!("warning: this is a debug build; measure with `cargo bench --bench load`");
     }
     anyhow::ensure!(
         !args.duration.is_zero() && args.duration <= Duration::from_secs(600),
@@ -376,9 +402,11 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
             "warning: the open-file limit is {fds}, below the {wanted_fds} the idle scenario needs"
         );
     }
+    let server = server_binary(args.server_bin.as_deref())?;
     let root = TempRoot::create(args.keep_dir)?;
     eprintln!(
-        "switchboard bench: {} run(s) per scenario; machine: {}",
+        "load benchmark of {}: {} run(s) per scenario; machine: {}",
+        server.display(),
         args.runs,
         machine()
     );
@@ -395,7 +423,7 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
             }
             let run_started = Instant::now();
             eprintln!("{}: run {run}/{} …", scenario.name(), args.runs);
-            let result = run_once(scenario, args, &root, run).await;
+            let result = run_once(scenario, args, &server, &root, run).await;
             match &result {
                 Ok(_) => eprintln!(
                     "{}: run {run} done in {:.1} s",
@@ -437,6 +465,7 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
 async fn run_once(
     scenario: Scenario,
     args: &BenchArgs,
+    server: &Path,
     root: &TempRoot,
     run: u32,
 ) -> anyhow::Result<RunFigures> {
@@ -450,7 +479,8 @@ async fn run_once(
         }
         (Some(_), None) => bail!("{} needs --postgres URL", scenario.name()),
     };
-    let result = match start_servers(scenario, args, root, &label, database.as_ref()).await {
+    let result = match start_servers(scenario, args, server, root, &label, database.as_ref()).await
+    {
         Ok(mut servers) => {
             let result = measure(scenario, args, &mut servers).await;
             for server in servers {
@@ -477,6 +507,7 @@ async fn run_once(
 async fn start_servers(
     scenario: Scenario,
     args: &BenchArgs,
+    server_bin: &Path,
     root: &TempRoot,
     label: &str,
     database: Option<&ScratchDatabase>,
@@ -488,7 +519,8 @@ async fn start_servers(
             Some(_) => format!("{label}-node{node}"),
             None => label.to_owned(),
         };
-        let mut server = ServerProcess::start(root.path(), &label, &args.server_log, url).await?;
+        let mut server =
+            ServerProcess::start(server_bin, root.path(), &label, &args.server_log, url).await?;
         server.keep_dir = args.keep_dir;
         servers.push(server);
     }

@@ -1,6 +1,6 @@
-//! The server under test: this same binary started as `serve` in a separate
-//! process, on a free loopback port, with a fresh database in its own
-//! temporary directory. Measured from outside through `/proc`.
+//! The server under test: the `switchboard` binary started as `serve` in a
+//! separate process, on a free loopback port, with a fresh database in its
+//! own temporary directory. Measured from outside through `/proc`.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -56,6 +56,20 @@ impl Drop for TempRoot {
     }
 }
 
+/// The server binary: `explicit`, or the `switchboard` that cargo built for
+/// this bench with the same profile (`cargo bench` builds the package's
+/// binaries with a bench and names them in `CARGO_BIN_EXE_*`).
+pub fn server_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = match explicit {
+        Some(path) => path.to_owned(),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_switchboard")),
+    };
+    if !path.is_file() {
+        bail!("{}: no such file", path.display());
+    }
+    Ok(path)
+}
+
 /// A free port: bind port 0, read it, let it go.
 fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -71,11 +85,12 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `switchboard serve` in `root/<label>` and waits for `/readyz`.
+    /// Starts `<server_bin> serve` in `root/<label>` and waits for `/readyz`.
     /// `log_filter` is the server's `RUST_LOG`. Its database is a fresh
     /// SQLite file there, or `database` (a PostgreSQL URL shared by several
     /// servers).
     pub async fn start(
+        server_bin: &Path,
         root: &Path,
         label: &str,
         log_filter: &str,
@@ -86,8 +101,7 @@ impl ServerProcess {
         let port = free_port().context("finding a free port")?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = File::create(dir.join("server.log"))?;
-        let exe = std::env::current_exe().context("locating the switchboard binary")?;
-        let mut command = Command::new(exe);
+        let mut command = Command::new(server_bin);
         command
             .arg("serve")
             .arg("--bind")
