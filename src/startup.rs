@@ -196,7 +196,7 @@ impl Application {
             hub,
             handle: server.handle(),
         };
-        tracing::info!(address = %args.bind, port, database = %url, head_id, "switchboard listening");
+        tracing::info!(address = %args.bind, port, database = %url, head_id = head_id.get(), "switchboard listening");
         Ok(Application {
             port,
             server,

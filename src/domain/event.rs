@@ -4,12 +4,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{AgentId, ChannelName, EventType, ResourceId, ResourceType, SessionId, Timestamp};
+use super::{
+    AgentId, ChannelName, EventId, EventType, ResourceId, ResourceType, SessionId, Timestamp,
+};
 
 /// A committed event, as clients see it (API.md §2).
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    pub id: i64,
+    pub id: EventId,
     pub channel: String,
     #[serde(rename = "type")]
     pub event_type: String,

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::{AppState, Identity};
 use crate::domain::views::{ConversationView, FileMetadataView, WorkItemView};
 use crate::domain::work_items::{Kind, WorkItem};
-use crate::domain::{DomainError, Timestamp};
+use crate::domain::{DomainError, EventId, Timestamp};
 use crate::error::ApiError;
 use crate::store::{conversations, events, files, work_items};
 
@@ -110,10 +110,7 @@ pub async fn sync(
 ) -> Result<HttpResponse, ApiError> {
     let caller = super::principal(&req);
     let query = query.into_inner();
-    let after = query.cursor.unwrap_or(0);
-    if after < 0 {
-        return Err(DomainError::validation("cursor", "must be a non-negative event id").into());
-    }
+    let after = super::extract::sync_cursor(query.cursor)?.unwrap_or(EventId::ZERO);
     let wanted: Vec<Collection> = match query
         .collections
         .as_deref()
@@ -210,7 +207,7 @@ pub async fn sync(
         .insert_header(("X-Event-Cursor", head.to_string()))
         .json(json!({
             "cursor": head,
-            "full": after == 0,
+            "full": after == EventId::ZERO,
             "collections": collections,
             "server_time": now,
         })))
