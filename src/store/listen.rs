@@ -80,3 +80,16 @@ impl Listener {
         Some(highest)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_payload_outranks_every_id_so_the_log_is_read() {
+        let id = |n: &str| Announced::Through(EventId::parse("payload", n).unwrap());
+        assert!(id("2") > id("1"));
+        assert_eq!(id("9").max(Announced::Unknown), Announced::Unknown);
+        assert_eq!(id("3").max(id("7")), id("7"));
+    }
+}
