@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::hub::Hub;
-use crate::store::listen::Listener;
+use crate::store::listen::{Announced, Listener};
 use crate::store::{events, Store};
 
 /// Events read from the log per query.
@@ -91,7 +91,8 @@ pub fn spawn(
                 } => match heard {
                     // This node's own commit, already published by its
                     // writer, or one the follower already read: nothing new.
-                    Some(last_id) => read_log = last_id > hub.head_id(),
+                    Some(Announced::Through(last_id)) => read_log = last_id > hub.head_id(),
+                    Some(Announced::Unknown) => {}
                     None => {
                         tracing::warn!("lost the LISTEN connection; reconnecting");
                         listener = None;

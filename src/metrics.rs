@@ -116,7 +116,7 @@ pub fn render(hub: &Hub, sqlite_file: Option<&std::path::Path>) -> String {
         .absolute(counters.lagged.load(Ordering::Relaxed));
     metrics::gauge!("switchboard_open_streams").set(hub.stream_count() as f64);
     metrics::gauge!("switchboard_active_sessions").set(hub.sessions().len() as f64);
-    metrics::gauge!("switchboard_head_event_id").set(hub.head_id() as f64);
+    metrics::gauge!("switchboard_head_event_id").set(hub.head_id().get() as f64);
     let Some(database) = sqlite_file else {
         return handle.render();
     };

@@ -80,7 +80,7 @@ impl Application {
             auth,
         );
         let server = start_http_server(listener, state, &args)?;
-        tracing::info!(address = %args.bind, port, database = %url, head_id, "switchboard listening");
+        tracing::info!(address = %args.bind, port, database = %url, head_id = head_id.get(), "switchboard listening");
         Ok(Application {
             port,
             stopper: Stopper {

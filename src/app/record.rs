@@ -6,7 +6,7 @@
 use crate::domain::conversations::{conversation_event, Conversation, ConversationChange};
 use crate::domain::files::{file_event, FileChange, SharedFile};
 use crate::domain::work_items::{item_event, ItemChange, WorkItem};
-use crate::domain::{AgentId, DomainError, NewEvent, SessionId, Timestamp};
+use crate::domain::{AgentId, DomainError, EventId, NewEvent, SessionId, Timestamp};
 use crate::store::{self, DbConn, StoreError, Tx};
 
 /// Who acts: an agent and, for a client, its session (whose streams do not
@@ -44,7 +44,7 @@ pub trait Resource {
     ) -> Result<NewEvent, DomainError>;
 
     /// Writes the row; `last_event_id` is its newest event.
-    fn save(&self, conn: &mut DbConn, last_event_id: i64) -> Result<(), StoreError>;
+    fn save(&self, conn: &mut DbConn, last_event_id: EventId) -> Result<(), StoreError>;
 }
 
 /// Appends the events of `changes` and writes `resource`'s row with the id
@@ -55,7 +55,7 @@ pub fn record<R: Resource>(
     resource: &R,
     actor: &Actor,
     changes: &[R::Change],
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<EventId>, StoreError> {
     let now = tx.now();
     let mut ids = Vec::with_capacity(changes.len());
     for change in changes {
@@ -80,7 +80,7 @@ impl Resource for WorkItem {
         item_event(self, change, &actor.agent, actor.session.as_ref())
     }
 
-    fn save(&self, conn: &mut DbConn, last_event_id: i64) -> Result<(), StoreError> {
+    fn save(&self, conn: &mut DbConn, last_event_id: EventId) -> Result<(), StoreError> {
         store::work_items::save(conn, self, last_event_id)
     }
 }
@@ -97,7 +97,7 @@ impl Resource for SharedFile {
         file_event(self, change, now, &actor.agent, actor.session.as_ref())
     }
 
-    fn save(&self, conn: &mut DbConn, last_event_id: i64) -> Result<(), StoreError> {
+    fn save(&self, conn: &mut DbConn, last_event_id: EventId) -> Result<(), StoreError> {
         store::files::save(conn, self, last_event_id)
     }
 }
@@ -114,7 +114,7 @@ impl Resource for Conversation {
         conversation_event(self, change, &actor.agent, actor.session.as_ref())
     }
 
-    fn save(&self, conn: &mut DbConn, last_event_id: i64) -> Result<(), StoreError> {
+    fn save(&self, conn: &mut DbConn, last_event_id: EventId) -> Result<(), StoreError> {
         store::conversations::save(conn, self, last_event_id)
     }
 }

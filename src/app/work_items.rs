@@ -8,7 +8,7 @@ use super::{record, Actor};
 use crate::domain::work_items::{
     self as rules, Comment, IfMatch, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
 };
-use crate::domain::{DomainError, Timestamp};
+use crate::domain::{DomainError, EventId, Timestamp};
 use crate::store::work_items as items;
 use crate::store::{StoreError, Tx};
 
@@ -87,7 +87,7 @@ pub fn change(
 /// nothing changed) and the commit's time.
 #[derive(Debug, Clone, Copy)]
 pub struct Broadcast {
-    pub event_id: Option<i64>,
+    pub event_id: Option<EventId>,
     pub timestamp: Timestamp,
 }
 
@@ -130,7 +130,7 @@ pub fn broadcast(
                 now,
             )?;
             // Stored now so that links can refer to it; `record` rewrites it.
-            items::save(tx.conn(), &item, 0)?;
+            items::save(tx.conn(), &item, EventId::ZERO)?;
             (item, true)
         }
     };

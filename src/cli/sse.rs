@@ -2,6 +2,8 @@
 //! "Server-sent events"), for `tail`, the benchmark and the tests. It only
 //! parses; connecting and resuming are the caller's.
 
+use crate::domain::EventId;
+
 /// One message of the stream: an event, a `retry:` announcement or a comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseMessage {
@@ -26,6 +28,11 @@ impl SseEvent {
     /// The id as a number, when it is one.
     pub fn id_number(&self) -> Option<i64> {
         self.id.as_deref()?.parse().ok()
+    }
+
+    /// The id as an event id, when it is one (a resync's is the head).
+    pub fn event_id(&self) -> Option<EventId> {
+        EventId::parse("id", self.id.as_deref()?).ok()
     }
 }
 

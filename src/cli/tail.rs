@@ -9,6 +9,7 @@ use clap::Args;
 use futures_util::StreamExt;
 
 use super::sse::{SseMessage, SseParser};
+use crate::domain::EventId;
 
 #[derive(Debug, Clone, Args)]
 pub struct TailArgs {
@@ -25,8 +26,8 @@ pub struct TailArgs {
     #[arg(long, env = "SWITCHBOARD_AGENT_ID")]
     pub agent_id: Option<String>,
     /// Start after this event id (default: the server's recent replay).
-    #[arg(long)]
-    pub last_event_id: Option<i64>,
+    #[arg(long, value_parser = |text: &str| EventId::parse("--last-event-id", text))]
+    pub last_event_id: Option<EventId>,
     /// Recent events to show first when there is no cursor (0 for none).
     #[arg(long)]
     pub replay: Option<usize>,
@@ -73,7 +74,7 @@ async fn tail(args: &TailArgs) -> anyhow::Result<()> {
 async fn connect_once(
     client: &reqwest::Client,
     args: &TailArgs,
-    last: &mut Option<i64>,
+    last: &mut Option<EventId>,
     printed: &mut u64,
     retry: &mut Duration,
 ) -> anyhow::Result<Ended> {
@@ -129,7 +130,7 @@ async fn connect_once(
                 SseMessage::Retry(ms) => *retry = Duration::from_millis(ms.clamp(100, 60_000)),
                 SseMessage::Comment(_) => {}
                 SseMessage::Event(event) => {
-                    let id = event.id_number();
+                    let id = event.event_id();
                     if let (Some(id), Some(seen)) = (id, *last) {
                         if id <= seen && event.event != "resync" {
                             continue; // already printed
@@ -143,7 +144,7 @@ async fn connect_once(
                         writeln!(
                             out,
                             "{{\"type\":\"resync\",\"id\":{},\"payload\":{}}}",
-                            id.unwrap_or(0),
+                            id.unwrap_or(EventId::ZERO),
                             event.data
                         )?;
                     } else {

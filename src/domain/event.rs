@@ -4,14 +4,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::{AgentId, ChannelName, EventType, ResourceId, ResourceType, SessionId, Timestamp};
+use super::{
+    AgentId, ChannelName, EventId, EventType, ResourceId, ResourceType, SessionId, Timestamp,
+};
 
 /// One row of the event log: what every stream delivers (API.md §2).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"id": 1234, "channel": "global", "type": "note", "resource_type": null, "resource_id": null, "agent_id": "alice", "session_id": "alice-tab-1", "timestamp": "2026-11-21T12:00:00.123456Z", "payload": {"text": "hello"}}))]
 pub struct Event {
     /// Unique, strictly increasing in commit order, never reused.
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: EventId,
     pub channel: String,
     #[serde(rename = "type")]
     pub event_type: String,

@@ -1,12 +1,14 @@
 //! Plain types and rules: identities, channels, events, times, resources and
 //! their views (the JSON they are sent as). No actix, no diesel.
 //!
-//! Values are parsed at the edge (`ChannelName::parse`, `SessionId::parse`):
+//! Values are parsed at the edge (`ChannelName::parse`, `SessionId::parse`,
+//! `EventId::parse`):
 //! past a handler, a value that exists is valid.
 
 pub mod conversations;
 mod error;
 mod event;
+mod event_id;
 pub mod files;
 mod filter;
 mod ids;
@@ -17,6 +19,7 @@ pub mod work_items;
 
 pub use error::DomainError;
 pub use event::{format_timestamp, Event, NewEvent};
+pub use event_id::EventId;
 pub use filter::StreamFilter;
 pub use ids::{
     AgentId, ChannelName, ChannelPattern, EventType, IdempotencyKey, ResourceId, ResourceType,

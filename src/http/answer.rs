@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{AppState, Identity};
 use crate::app::Actor;
 use crate::domain::work_items::IfMatch;
+use crate::domain::EventId;
 use crate::error::ApiError;
 use crate::store::{self, Reply, StoreError, StoredAnswer, Tx};
 
@@ -89,7 +90,7 @@ pub fn replayed(stored: StoredAnswer) -> HttpResponse {
 
 /// A snapshot's answer: the view with `X-Event-Cursor` (and `ETag` for a
 /// versioned resource).
-pub fn snapshot<V: Serialize>(cursor: i64, version: Option<i64>, view: &V) -> HttpResponse {
+pub fn snapshot<V: Serialize>(cursor: EventId, version: Option<i64>, view: &V) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response.insert_header(("X-Event-Cursor", cursor.to_string()));
     if let Some(version) = version {

@@ -14,7 +14,7 @@ use crate::domain::conversations::{
 };
 use crate::domain::views::{ConversationView, DeletedView, MessageView};
 use crate::domain::work_items::new_id;
-use crate::domain::{DomainError, ResourceId, Timestamp};
+use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::error::ApiError;
 use crate::store::conversations as store;
 use crate::store::events;
@@ -132,7 +132,8 @@ pub async fn list_conversations(
 pub struct ConversationList {
     conversations: Vec<ConversationView>,
     /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
 }
 
 /// `GET /api/conversations/{id}` → the summary.
@@ -546,7 +547,8 @@ pub struct MessagesPage {
     #[schema(required = true)]
     next_before: Option<String>,
     /// The newest event this page includes (also `X-Event-Cursor`).
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -580,7 +582,7 @@ pub struct SyncQuery {
 enum Since {
     Everything,
     Time(Timestamp),
-    Cursor(i64),
+    Cursor(EventId),
 }
 
 /// `GET /api/conversations/sync?since=<time>&full=<bool>` (or `cursor=<id>`,
@@ -607,12 +609,7 @@ pub async fn sync_conversations(
     let query = query.into_inner();
     let since = if query.full == Some(true) {
         Since::Everything
-    } else if let Some(cursor) = query.cursor {
-        if cursor < 0 {
-            return Err(
-                DomainError::validation("cursor", "must be a non-negative event id").into(),
-            );
-        }
+    } else if let Some(cursor) = super::extract::sync_cursor(query.cursor)? {
         Since::Cursor(cursor)
     } else if let Some(since) = &query.since {
         Since::Time(Timestamp::parse("since", since)?)
@@ -670,5 +667,6 @@ pub struct ConversationsSync {
     is_full_sync: bool,
     /// The newest event this answer includes (also `X-Event-Cursor`): pass it
     /// as `cursor` next time.
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
 }

@@ -8,7 +8,8 @@ use super::answer::{Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
 use crate::app::events;
 use crate::domain::{
-    ChannelName, ChannelPattern, DomainError, Event, EventType, NewEvent, ResourceId, ResourceType,
+    ChannelName, ChannelPattern, DomainError, Event, EventId, EventType, NewEvent, ResourceId,
+    ResourceType,
 };
 use crate::error::ApiError;
 use crate::store::{self, EventQuery, Order};
@@ -273,8 +274,8 @@ pub struct EventsPage {
     events: Vec<Event>,
     /// The last id of a full page (pass it as `after`, or `before` with
     /// `order=desc`); `null` when the page is the last.
-    #[schema(required = true)]
-    next_cursor: Option<i64>,
+    #[schema(required = true, value_type = Option<i64>)]
+    next_cursor: Option<EventId>,
 }
 
 /// `GET /api/events`: one page of history, walking the primary key.
@@ -309,8 +310,8 @@ pub async fn list_events(
         return Err(DomainError::validation("limit", format!("must be 1 to {MAX_PAGE}")).into());
     }
     let query = EventQuery {
-        after: super::extract::non_negative("after", q.after)?,
-        before: super::extract::non_negative("before", q.before)?,
+        after: super::extract::event_id("after", q.after)?,
+        before: super::extract::event_id("before", q.before)?,
         limit,
         channels: ChannelPattern::parse_list("channels", q.channels.as_deref())?,
         event_type: q
@@ -366,7 +367,7 @@ pub async fn get_event(
     _identity: Identity,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = super::extract::non_negative("id", Some(id.into_inner()))?.unwrap_or_default();
+    let id = EventId::checked("id", id.into_inner())?;
     let event = state
         .store
         .read(move |conn| store::events::find(conn, id))

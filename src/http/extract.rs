@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::domain::{AgentId, DomainError, IdempotencyKey, SessionId};
+use crate::domain::{AgentId, DomainError, EventId, IdempotencyKey, SessionId};
 use crate::error::ApiError;
 use crate::store::IdempotencyClaim;
 
@@ -457,20 +457,22 @@ pub fn query_error(_: actix_web::error::QueryPayloadError, _: &HttpRequest) -> a
     ApiError::bad_request("the query string is not valid for this resource").into()
 }
 
-/// An event id, cursor or other count given by the client: never negative
-/// (422 naming the field).
-pub fn non_negative(field: &str, value: Option<i64>) -> Result<Option<i64>, ApiError> {
-    match value {
-        Some(v) if v < 0 => Err(DomainError::validation(
-            field,
-            format!(
-                "must be {}",
-                integer_meaning(field).unwrap_or("a non-negative integer")
-            ),
-        )
-        .into()),
-        _ => Ok(value),
-    }
+/// An event id or cursor that a query string or path gave as a number:
+/// negative → 422 naming the field.
+pub fn event_id(field: &str, value: Option<i64>) -> Result<Option<EventId>, ApiError> {
+    Ok(value.map(|v| EventId::checked(field, v)).transpose()?)
+}
+
+/// The `cursor` of the sync endpoints, refused in the words they have
+/// always used.
+pub fn sync_cursor(value: Option<i64>) -> Result<Option<EventId>, ApiError> {
+    value
+        .map(|v| {
+            EventId::checked("cursor", v).map_err(|_| {
+                DomainError::validation("cursor", "must be a non-negative event id").into()
+            })
+        })
+        .transpose()
 }
 
 /// A number that counts from 1 (a version number): 422 naming the field

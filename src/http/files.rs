@@ -14,7 +14,7 @@ use crate::app::files::{self as use_case, MAX_BULK, MAX_LOCK_TTL};
 use crate::domain::files::{self as rules, NewFile, VersionInfo};
 use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
 use crate::domain::work_items::new_id;
-use crate::domain::{DomainError, ResourceId, SessionId, Timestamp};
+use crate::domain::{DomainError, EventId, ResourceId, SessionId, Timestamp};
 use crate::error::ApiError;
 use crate::store::files as store;
 use crate::store::{events, StoreError};
@@ -143,7 +143,8 @@ pub async fn list_files(
 pub struct FileList {
     files: Vec<FileMetadataView>,
     /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
 }
 
 /// `GET /api/files/{id}` → metadata and content.

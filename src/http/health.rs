@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::AppState;
+use crate::domain::EventId;
 use crate::error::ApiError;
 use crate::store::events;
 
@@ -33,7 +34,8 @@ pub struct Readiness {
     #[schema(example = "ready")]
     status: &'static str,
     /// The id of the newest event (0 for a new log).
-    head_id: i64,
+    #[schema(value_type = i64)]
+    head_id: EventId,
 }
 
 /// `GET /readyz`: the database answers.

@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
 use super::{AppState, Identity};
+use crate::domain::EventId;
 use crate::domain::Timestamp;
 use crate::error::ApiError;
 use crate::hub::SessionInfo;
@@ -77,11 +78,14 @@ pub struct Stats {
     /// Open streams per subscribed channel pattern.
     streams_per_pattern: BTreeMap<String, usize>,
     /// The highest event id ever written (0 for a new log).
-    head_id: i64,
+    #[schema(value_type = i64)]
+    head_id: EventId,
     /// The oldest id the log still holds (`head_id + 1` when it is empty).
-    oldest_id: i64,
+    #[schema(value_type = i64)]
+    oldest_id: EventId,
     /// Retention may have deleted every id up to this one.
-    pruned_through: i64,
+    #[schema(value_type = i64)]
+    pruned_through: EventId,
     /// Events published since the server started.
     events_written: u64,
     /// Events sent to streams since the server started.

@@ -30,7 +30,9 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::{AppState, Identity};
-use crate::domain::{format_timestamp, ChannelPattern, DomainError, ResourceId, StreamFilter};
+use crate::domain::{
+    format_timestamp, ChannelPattern, DomainError, EventId, ResourceId, StreamFilter,
+};
 use crate::error::ApiError;
 use crate::hub::{
     comment_frame, frame_events, retry_frame, Frame, Framing, Hub, StreamOwner, SubscriberFlags,
@@ -77,7 +79,7 @@ pub struct StreamQuery {
 #[derive(Debug, Clone, Copy)]
 enum Start {
     /// After this id (`Last-Event-ID`).
-    After(i64),
+    After(EventId),
     /// With the `n` most recent matching events inside the replay window.
     Recent(usize),
 }
@@ -90,13 +92,11 @@ fn parse_bool(field: &str, value: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-fn parse_cursor(field: &str, value: &str) -> Result<i64, ApiError> {
-    value
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id >= 0)
-        .ok_or_else(|| ApiError::bad_request(format!("{field} must be a non-negative event id")))
+/// A malformed cursor is a 400 here (not the 422 of a query's `after`):
+/// the stream has always answered so, and `EventSource` clients rely on it.
+fn parse_cursor(field: &str, value: &str) -> Result<EventId, ApiError> {
+    EventId::parse(field, value.trim())
+        .map_err(|_| ApiError::bad_request(format!("{field} must be a non-negative event id")))
 }
 
 fn parse_start(
@@ -257,7 +257,7 @@ pub async fn open_stream(
         flags: registration.flags,
         filter: Arc::new(filter),
         framing,
-        cursor: 0,
+        cursor: EventId::ZERO,
         phase: Phase::Opening {
             start,
             upto: registration.head_id,
@@ -293,11 +293,11 @@ enum Phase {
     /// Decide where to start: resume after a cursor, or replay recent events.
     Opening {
         start: Start,
-        upto: i64,
+        upto: EventId,
     },
     /// Read the log after the cursor up to `upto`, then go live.
     CatchUp {
-        upto: i64,
+        upto: EventId,
     },
     /// Send frames from the hub's queue.
     Live,
@@ -314,7 +314,7 @@ struct LogStream {
     filter: Arc<StreamFilter>,
     framing: Framing,
     /// The last event id sent (or skipped on purpose by replay or resync).
-    cursor: i64,
+    cursor: EventId,
     phase: Phase,
     pending: VecDeque<Bytes>,
     replay_window: Duration,
@@ -358,7 +358,7 @@ impl LogStream {
         }
     }
 
-    async fn open(&mut self, start: Start, upto: i64) -> Result<Option<Bytes>, StoreError> {
+    async fn open(&mut self, start: Start, upto: EventId) -> Result<Option<Bytes>, StoreError> {
         match start {
             Start::After(cursor) => {
                 let position = self.store.read(events::position).await?;
@@ -402,7 +402,7 @@ impl LogStream {
         }
     }
 
-    async fn catch_up(&mut self, upto: i64) -> Result<Option<Bytes>, StoreError> {
+    async fn catch_up(&mut self, upto: EventId) -> Result<Option<Bytes>, StoreError> {
         if self.cursor >= upto {
             self.phase = Phase::Live;
             return Ok(None);
@@ -502,7 +502,7 @@ impl LogStream {
 
     /// The client's cursor cannot be resumed exactly: tell it to refetch, and
     /// go on live from `head_id`.
-    fn resync(&mut self, reason: &str, head_id: i64, oldest_id: i64) -> Bytes {
+    fn resync(&mut self, reason: &str, head_id: EventId, oldest_id: EventId) -> Bytes {
         self.cursor = head_id;
         self.phase = Phase::Live;
         let data = json!({ "reason": reason, "head_id": head_id, "oldest_id": oldest_id });

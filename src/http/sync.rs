@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::{AppState, Identity};
 use crate::domain::views::{ConversationView, FeatureView, FileMetadataView, SpikeView, TrackView};
 use crate::domain::work_items::{Kind, WorkItem};
-use crate::domain::{DomainError, Timestamp};
+use crate::domain::{DomainError, EventId, Timestamp};
 use crate::error::ApiError;
 use crate::store::{conversations, events, files, work_items};
 
@@ -135,7 +135,8 @@ pub struct SyncCollections {
 pub struct SyncResponse {
     /// The newest event this answer includes (also `X-Event-Cursor`): pass it
     /// as `cursor` next time, or stream from it with `Last-Event-ID`.
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
     /// `true` when the request's cursor was 0 (everything).
     full: bool,
     collections: SyncCollections,
@@ -178,10 +179,7 @@ pub async fn sync(
 ) -> Result<HttpResponse, ApiError> {
     let caller = super::principal(&req);
     let query = query.into_inner();
-    let after = query.cursor.unwrap_or(0);
-    if after < 0 {
-        return Err(DomainError::validation("cursor", "must be a non-negative event id").into());
-    }
+    let after = super::extract::sync_cursor(query.cursor)?.unwrap_or(EventId::ZERO);
     let wanted: Vec<Collection> = match query
         .collections
         .as_deref()
@@ -267,7 +265,7 @@ pub async fn sync(
     }
     let answer = SyncResponse {
         cursor: head,
-        full: after == 0,
+        full: after == EventId::ZERO,
         collections,
         server_time: now,
     };

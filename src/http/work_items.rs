@@ -19,7 +19,7 @@ use crate::domain::views::{DeletedView, FeatureView, SpikeView, TrackView, WorkI
 use crate::domain::work_items::{
     self as rules, ItemFields, Kind, Link, LinkType, Status, WorkItem,
 };
-use crate::domain::{DomainError, ResourceId, Timestamp};
+use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::error::ApiError;
 use crate::store::work_items::{self as items, ListFilter};
 use crate::store::{events, Reply};
@@ -159,7 +159,7 @@ pub async fn list_items(
             .transpose()?,
         track_id: query.track_id,
         tag: query.tag,
-        updated_since_id: super::extract::non_negative("updated_since_id", query.updated_since_id)?,
+        updated_since_id: super::extract::event_id("updated_since_id", query.updated_since_id)?,
     };
     let (cursor, list) = state
         .store
@@ -186,7 +186,8 @@ pub enum WorkItemList {
 pub struct FeatureList {
     features: Vec<FeatureView>,
     /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
 }
 
 /// `GET /api/tracks`.
@@ -194,7 +195,8 @@ pub struct FeatureList {
 pub struct TrackList {
     tracks: Vec<TrackView>,
     /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
 }
 
 /// `GET /api/spikes`.
@@ -202,11 +204,12 @@ pub struct TrackList {
 pub struct SpikeList {
     spikes: Vec<SpikeView>,
     /// The newest event this list includes (also `X-Event-Cursor`).
-    cursor: i64,
+    #[schema(value_type = i64)]
+    cursor: EventId,
 }
 
 impl WorkItemList {
-    pub fn new(kind: Kind, items: &[WorkItem], cursor: i64) -> Self {
+    pub fn new(kind: Kind, items: &[WorkItem], cursor: EventId) -> Self {
         fn views<V: for<'a> From<&'a WorkItem>>(items: &[WorkItem]) -> Vec<V> {
             items.iter().map(V::from).collect()
         }
@@ -466,8 +469,8 @@ pub struct BroadcastView {
     /// Always `true`.
     success: bool,
     /// The first event published; `null` when nothing changed.
-    #[schema(required = true)]
-    event_id: Option<i64>,
+    #[schema(required = true, value_type = Option<i64>)]
+    event_id: Option<EventId>,
     /// How many streams the first event was handed to (0 in a replayed answer).
     clients_notified: usize,
     #[schema(value_type = String, format = DateTime)]

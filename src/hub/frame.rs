@@ -3,12 +3,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::domain::Event;
+use crate::domain::{Event, EventId};
 
 /// One event's frame, as queued for a stream.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    pub id: i64,
+    pub id: EventId,
     pub bytes: Bytes,
 }
 
@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn an_event_frame_is_id_event_and_one_data_line() {
         let event = Event {
-            id: 7,
+            id: EventId::parse("id", "7").unwrap(),
             channel: "global".into(),
             event_type: "note".into(),
             resource_type: None,

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 pub use frame::{comment_frame, event_frame, frame_events, retry_frame, Frame, Framing};
 use index::ChannelIndex;
 
-use crate::domain::{Event, PresenceChange, StreamFilter};
+use crate::domain::{Event, EventId, PresenceChange, StreamFilter};
 
 pub type SubscriberId = u64;
 
@@ -48,7 +48,7 @@ struct Subscriber {
     queue: mpsc::Sender<Frame>,
     flags: Arc<SubscriberFlags>,
     /// Highest id pushed, so overlapping patterns never push an event twice.
-    last_pushed: i64,
+    last_pushed: EventId,
     session: Option<SessionKey>,
     framing: Framing,
 }
@@ -75,7 +75,7 @@ pub struct HubCounters {
 }
 
 struct State {
-    head_id: i64,
+    head_id: EventId,
     next_id: SubscriberId,
     subscribers: HashMap<SubscriberId, Subscriber>,
     index: ChannelIndex,
@@ -89,7 +89,7 @@ pub struct Registration {
     pub id: SubscriberId,
     pub queue: mpsc::Receiver<Frame>,
     pub flags: Arc<SubscriberFlags>,
-    pub head_id: i64,
+    pub head_id: EventId,
 }
 
 /// Told of every session that joins or leaves, under the hub's lock, so the
@@ -111,7 +111,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(head_id: i64, queue_capacity: usize) -> Self {
+    pub fn new(head_id: EventId, queue_capacity: usize) -> Self {
         Hub {
             state: Mutex::new(State {
                 head_id,
@@ -145,7 +145,7 @@ impl Hub {
         }
     }
 
-    pub fn head_id(&self) -> i64 {
+    pub fn head_id(&self) -> EventId {
         self.lock().head_id
     }
 
@@ -231,7 +231,7 @@ impl Hub {
 
     /// Ends a lag: the stream has read its queue dry and will now read the
     /// log up to the returned head id; frames above it are pushed again.
-    pub fn clear_lag(&self, id: SubscriberId) -> i64 {
+    pub fn clear_lag(&self, id: SubscriberId) -> EventId {
         let mut state = self.lock();
         let head_id = state.head_id;
         if let Some(subscriber) = state.subscribers.get_mut(&id) {
@@ -252,11 +252,11 @@ impl Hub {
     /// head when that commit began (with a shared database, other nodes'
     /// events may sit between; then nothing is published, `None` is
     /// returned, and the events arrive later through `publish` from the log).
-    pub fn publish_after(&self, before: i64, events: &[&Event]) -> Option<Vec<usize>> {
+    pub fn publish_after(&self, before: EventId, events: &[&Event]) -> Option<Vec<usize>> {
         self.publish_checked(Some(before), events)
     }
 
-    fn publish_checked(&self, before: Option<i64>, events: &[&Event]) -> Option<Vec<usize>> {
+    fn publish_checked(&self, before: Option<EventId>, events: &[&Event]) -> Option<Vec<usize>> {
         let frames: Vec<Bytes> = events
             .iter()
             .map(|e| event_frame(e, Framing::Named))

@@ -9,7 +9,7 @@ use super::error::stored_time;
 use super::schema::{conversations, messages};
 use super::StoreError;
 use crate::domain::conversations::{Conversation, Message, MessageStatus, Role, Usage};
-use crate::domain::Timestamp;
+use crate::domain::{EventId, Timestamp};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = conversations)]
@@ -30,7 +30,7 @@ struct ConversationRow {
 }
 
 impl ConversationRow {
-    fn from_conversation(c: &Conversation, last_event_id: i64) -> Self {
+    fn from_conversation(c: &Conversation, last_event_id: EventId) -> Self {
         ConversationRow {
             id: c.id.clone(),
             title: c.title.clone(),
@@ -43,7 +43,7 @@ impl ConversationRow {
             created_by: c.created_by.clone(),
             updated_by: c.updated_by.clone(),
             deleted: c.deleted,
-            last_event_id,
+            last_event_id: last_event_id.get(),
         }
     }
 
@@ -142,7 +142,7 @@ pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<Conversation>, StoreEr
         .transpose()
 }
 
-pub fn save(conn: &mut DbConn, c: &Conversation, last_event_id: i64) -> Result<(), StoreError> {
+pub fn save(conn: &mut DbConn, c: &Conversation, last_event_id: EventId) -> Result<(), StoreError> {
     let row = ConversationRow::from_conversation(c, last_event_id);
     let updated = diesel::update(conversations::table.find(&c.id))
         .set(&row)
@@ -179,10 +179,10 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<Conversation>, StoreError> {
 }
 
 /// Conversations changed after event `cursor`, tombstones included.
-pub fn changed_since(conn: &mut DbConn, cursor: i64) -> Result<Vec<Conversation>, StoreError> {
+pub fn changed_since(conn: &mut DbConn, cursor: EventId) -> Result<Vec<Conversation>, StoreError> {
     load_rows(
         conversations::table
-            .filter(conversations::last_event_id.gt(cursor))
+            .filter(conversations::last_event_id.gt(cursor.get()))
             .order(conversations::last_event_id.asc())
             .into_boxed(),
         conn,

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::error::stored_time;
 use super::schema::{events, log_state, sqlite_sequence};
 use super::StoreError;
-use crate::domain::{ChannelPattern, Event, NewEvent, StreamFilter, Timestamp};
+use crate::domain::{ChannelPattern, Event, EventId, NewEvent, StreamFilter, Timestamp};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = events)]
@@ -52,7 +52,7 @@ impl TryFrom<EventRow> for Event {
         let payload = RawValue::from_string(row.payload)
             .map_err(|e| StoreError::Corrupt(format!("event {} payload: {e}", row.id)))?;
         Ok(Event {
-            id: row.id,
+            id: EventId::from_stored(row.id),
             channel: row.channel,
             event_type: row.event_type,
             resource_type: row.resource_type,
@@ -95,7 +95,7 @@ pub fn append(conn: &mut DbConn, event: &NewEvent, now: Timestamp) -> Result<Eve
         .returning(events::id)
         .get_result(conn)?;
     Ok(Event {
-        id,
+        id: EventId::from_stored(id),
         channel: event.channel.as_str().to_owned(),
         event_type: event.event_type.as_str().to_owned(),
         resource_type: event.resource_type.as_ref().map(|t| t.as_str().to_owned()),
@@ -111,11 +111,11 @@ pub fn append(conn: &mut DbConn, event: &NewEvent, now: Timestamp) -> Result<Eve
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogPosition {
     /// The highest id ever written (0 for a new log); survives pruning.
-    pub head_id: i64,
+    pub head_id: EventId,
     /// Retention may have deleted every id up to and including this one.
-    pub pruned_through: i64,
+    pub pruned_through: EventId,
     /// The oldest id still held, or `head_id + 1` when the log is empty.
-    pub oldest_id: i64,
+    pub oldest_id: EventId,
 }
 
 /// The time of the newest event still held, if any.
@@ -134,27 +134,28 @@ pub fn newest_time(conn: &mut DbConn) -> Result<Option<chrono::DateTime<chrono::
         .transpose()
 }
 
-pub fn head_id(conn: &mut DbConn) -> Result<i64, StoreError> {
+pub fn head_id(conn: &mut DbConn) -> Result<EventId, StoreError> {
     if conn.is_postgres() {
         // No sqlite_sequence: the newest visible id, or, when retention
         // deleted every row, the highest id it deleted.
         let newest: Option<i64> = events::table.select(max(events::id)).first(conn)?;
-        return Ok(newest.unwrap_or(0).max(pruned_through(conn)?));
+        let newest = newest.map_or(EventId::ZERO, EventId::from_stored);
+        return Ok(newest.max(pruned_through(conn)?));
     }
     let seq: Option<i64> = sqlite_sequence::table
         .filter(sqlite_sequence::name.eq("events"))
         .select(sqlite_sequence::seq)
         .first(conn)
         .optional()?;
-    Ok(seq.unwrap_or(0))
+    Ok(seq.map_or(EventId::ZERO, EventId::from_stored))
 }
 
-pub fn pruned_through(conn: &mut DbConn) -> Result<i64, StoreError> {
-    Ok(log_state::table
+pub fn pruned_through(conn: &mut DbConn) -> Result<EventId, StoreError> {
+    let watermark: Option<i64> = log_state::table
         .select(log_state::pruned_through)
         .first(conn)
-        .optional()?
-        .unwrap_or(0))
+        .optional()?;
+    Ok(watermark.map_or(EventId::ZERO, EventId::from_stored))
 }
 
 pub fn position(conn: &mut DbConn) -> Result<LogPosition, StoreError> {
@@ -164,7 +165,7 @@ pub fn position(conn: &mut DbConn) -> Result<LogPosition, StoreError> {
     Ok(LogPosition {
         head_id,
         pruned_through,
-        oldest_id: oldest.unwrap_or(head_id + 1),
+        oldest_id: oldest.map_or(head_id.next(), EventId::from_stored),
     })
 }
 
@@ -244,9 +245,9 @@ fn apply_stream_filter<'a>(mut query: BoxedEvents<'a>, filter: &StreamFilter) ->
 
 /// Every event above `after`, oldest first, at most `limit` (a node
 /// following a shared log).
-pub fn read_after(conn: &mut DbConn, after: i64, limit: i64) -> Result<Vec<Event>, StoreError> {
+pub fn read_after(conn: &mut DbConn, after: EventId, limit: i64) -> Result<Vec<Event>, StoreError> {
     let rows = events::table
-        .filter(events::id.gt(after))
+        .filter(events::id.gt(after.get()))
         .order(events::id.asc())
         .limit(limit)
         .select(EventRow::as_select())
@@ -258,13 +259,13 @@ pub fn read_after(conn: &mut DbConn, after: i64, limit: i64) -> Result<Vec<Event
 pub fn read_range(
     conn: &mut DbConn,
     filter: &StreamFilter,
-    after: i64,
-    upto: i64,
+    after: EventId,
+    upto: EventId,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
     let query = apply_stream_filter(events::table.into_boxed(), filter)
-        .filter(events::id.gt(after))
-        .filter(events::id.le(upto))
+        .filter(events::id.gt(after.get()))
+        .filter(events::id.le(upto.get()))
         .order(events::id.asc())
         .limit(limit)
         .select(EventRow::as_select());
@@ -280,7 +281,7 @@ pub fn read_range(
 pub fn read_recent(
     conn: &mut DbConn,
     filter: &StreamFilter,
-    upto: i64,
+    upto: EventId,
     since: &str,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
@@ -295,7 +296,7 @@ pub fn read_recent(
     };
     let query = apply_stream_filter(events::table.into_boxed(), filter)
         .filter(events::id.ge(first_in_window))
-        .filter(events::id.le(upto))
+        .filter(events::id.le(upto.get()))
         .filter(events::created_at.ge(since.to_owned()))
         .order(events::id.desc())
         .limit(limit)
@@ -318,8 +319,8 @@ pub enum Order {
 /// `GET /api/events`: filters and one page, walking the primary key.
 #[derive(Debug, Clone)]
 pub struct EventQuery {
-    pub after: Option<i64>,
-    pub before: Option<i64>,
+    pub after: Option<EventId>,
+    pub before: Option<EventId>,
     pub limit: i64,
     pub channels: Vec<ChannelPattern>,
     pub event_type: Option<String>,
@@ -338,10 +339,10 @@ pub fn query(conn: &mut DbConn, q: &EventQuery) -> Result<Vec<Event>, StoreError
     }
     query = restrict(query, q.allowed.as_deref());
     if let Some(after) = q.after {
-        query = query.filter(events::id.gt(after));
+        query = query.filter(events::id.gt(after.get()));
     }
     if let Some(before) = q.before {
-        query = query.filter(events::id.lt(before));
+        query = query.filter(events::id.lt(before.get()));
     }
     if let Some(t) = &q.event_type {
         query = query.filter(events::event_type.eq(t.clone()));
@@ -367,9 +368,9 @@ pub fn query(conn: &mut DbConn, q: &EventQuery) -> Result<Vec<Event>, StoreError
     )
 }
 
-pub fn find(conn: &mut DbConn, id: i64) -> Result<Option<Event>, StoreError> {
+pub fn find(conn: &mut DbConn, id: EventId) -> Result<Option<Event>, StoreError> {
     events::table
-        .find(id)
+        .find(id.get())
         .select(EventRow::as_select())
         .first(conn)
         .optional()?

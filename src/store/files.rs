@@ -8,7 +8,7 @@ use super::error::stored_time;
 use super::schema::{file_versions, files};
 use super::StoreError;
 use crate::domain::files::{FileLock, SharedFile, VersionInfo};
-use crate::domain::Timestamp;
+use crate::domain::{EventId, Timestamp};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = files)]
@@ -33,7 +33,7 @@ struct FileRow {
 }
 
 impl FileRow {
-    fn from_file(file: &SharedFile, last_event_id: i64) -> Self {
+    fn from_file(file: &SharedFile, last_event_id: EventId) -> Self {
         let lock = file.lock.as_ref();
         FileRow {
             stable_id: file.stable_id.clone(),
@@ -47,7 +47,7 @@ impl FileRow {
             created_by: file.created_by.clone(),
             updated_by: file.updated_by.clone(),
             deleted: file.deleted,
-            last_event_id,
+            last_event_id: last_event_id.get(),
             lock_session_id: lock.map(|l| l.session_id.clone()),
             lock_agent_id: lock.map(|l| l.agent_id.clone()),
             lock_expires_at: lock.map(|l| l.expires_at.to_string()),
@@ -97,7 +97,11 @@ pub fn load(conn: &mut DbConn, stable_id: &str) -> Result<Option<SharedFile>, St
 }
 
 /// Writes the file's row; `last_event_id` is the newest event about it.
-pub fn save(conn: &mut DbConn, file: &SharedFile, last_event_id: i64) -> Result<(), StoreError> {
+pub fn save(
+    conn: &mut DbConn,
+    file: &SharedFile,
+    last_event_id: EventId,
+) -> Result<(), StoreError> {
     let row = FileRow::from_file(file, last_event_id);
     let updated = diesel::update(files::table.find(&file.stable_id))
         .set(&row)
@@ -227,9 +231,9 @@ pub fn expired_locks(
 }
 
 /// Every file changed after event `cursor`, tombstones included.
-pub fn changed_since(conn: &mut DbConn, cursor: i64) -> Result<Vec<SharedFile>, StoreError> {
+pub fn changed_since(conn: &mut DbConn, cursor: EventId) -> Result<Vec<SharedFile>, StoreError> {
     files::table
-        .filter(files::last_event_id.gt(cursor))
+        .filter(files::last_event_id.gt(cursor.get()))
         .order(files::last_event_id.asc())
         .select(FileRow::as_select())
         .load(conn)?

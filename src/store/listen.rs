@@ -11,9 +11,20 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::writer::NOTIFY_CHANNEL;
 use super::StoreError;
+use crate::domain::EventId;
+
+/// What a notification announced. `Unknown` sorts above every id: of
+/// several notifications heard at once, one unreadable means "read the log".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Announced {
+    /// A commit whose newest event has this id.
+    Through(EventId),
+    /// A payload that is not an event id.
+    Unknown,
+}
 
 pub struct Listener {
-    heard: mpsc::UnboundedReceiver<i64>,
+    heard: mpsc::UnboundedReceiver<Announced>,
     // Keeps the connection open; dropping it ends the LISTEN.
     _client: tokio_postgres::Client,
 }
@@ -34,9 +45,9 @@ impl Listener {
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(note)) => {
-                        // An unreadable payload means "read the log".
-                        let last_id = note.payload().parse().unwrap_or(i64::MAX);
-                        if tell.send(last_id).is_err() {
+                        let announced = EventId::parse("payload", note.payload())
+                            .map_or(Announced::Unknown, Announced::Through);
+                        if tell.send(announced).is_err() {
                             return;
                         }
                     }
@@ -61,11 +72,24 @@ impl Listener {
     /// Waits for the next notification and returns the highest id announced
     /// (several that arrived meanwhile count as one), or `None` when the
     /// connection is gone.
-    pub async fn next(&mut self) -> Option<i64> {
+    pub async fn next(&mut self) -> Option<Announced> {
         let mut highest = self.heard.recv().await?;
         while let Ok(more) = self.heard.try_recv() {
             highest = highest.max(more);
         }
         Some(highest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_payload_outranks_every_id_so_the_log_is_read() {
+        let id = |n: &str| Announced::Through(EventId::parse("payload", n).unwrap());
+        assert!(id("2") > id("1"));
+        assert_eq!(id("9").max(Announced::Unknown), Announced::Unknown);
+        assert_eq!(id("3").max(id("7")), id("7"));
     }
 }

@@ -10,7 +10,7 @@ use super::error::stored_time;
 use super::schema::{work_item_comments, work_item_links, work_items};
 use super::StoreError;
 use crate::domain::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
-use crate::domain::Timestamp;
+use crate::domain::{EventId, Timestamp};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = work_items)]
@@ -40,7 +40,7 @@ fn corrupt(what: &str, id: &str) -> StoreError {
 }
 
 impl WorkItemRow {
-    fn from_item(item: &WorkItem, last_event_id: i64) -> Self {
+    fn from_item(item: &WorkItem, last_event_id: EventId) -> Self {
         WorkItemRow {
             id: item.id.clone(),
             kind: item.kind.singular().to_owned(),
@@ -57,7 +57,7 @@ impl WorkItemRow {
             created_by: item.created_by.clone(),
             updated_by: item.updated_by.clone(),
             deleted: item.deleted,
-            last_event_id,
+            last_event_id: last_event_id.get(),
         }
     }
 
@@ -181,7 +181,7 @@ pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<WorkItem>, StoreError>
 }
 
 /// Writes the item's own row (not its links or comments).
-pub fn save(conn: &mut DbConn, item: &WorkItem, last_event_id: i64) -> Result<(), StoreError> {
+pub fn save(conn: &mut DbConn, item: &WorkItem, last_event_id: EventId) -> Result<(), StoreError> {
     let row = WorkItemRow::from_item(item, last_event_id);
     let updated = diesel::update(work_items::table.find(&item.id))
         .set(&row)
@@ -257,7 +257,7 @@ pub struct ListFilter {
     pub track_id: Option<String>,
     pub tag: Option<String>,
     /// Only items changed by an event above this id.
-    pub updated_since_id: Option<i64>,
+    pub updated_since_id: Option<EventId>,
 }
 
 /// The live items of a kind, oldest first.
@@ -277,7 +277,7 @@ pub fn list(
         query = query.filter(work_items::track_id.eq(track_id.clone()));
     }
     if let Some(since) = filter.updated_since_id {
-        query = query.filter(work_items::last_event_id.gt(since));
+        query = query.filter(work_items::last_event_id.gt(since.get()));
     }
     let rows = query
         .order((work_items::created_at.asc(), work_items::id.asc()))
@@ -295,11 +295,11 @@ pub fn list(
 pub fn changed_since(
     conn: &mut DbConn,
     kind: Kind,
-    cursor: i64,
+    cursor: EventId,
 ) -> Result<Vec<WorkItem>, StoreError> {
     let rows = work_items::table
         .filter(work_items::kind.eq(kind.singular()))
-        .filter(work_items::last_event_id.gt(cursor))
+        .filter(work_items::last_event_id.gt(cursor.get()))
         .order(work_items::last_event_id.asc())
         .select(WorkItemRow::as_select())
         .load(conn)?;

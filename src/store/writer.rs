@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::db::{self, DbConn};
 use super::idempotency::{self, IdempotencyClaim, KEY_LIFETIME};
 use super::{events, DatabaseUrl, StoreError};
-use crate::domain::{Event, NewEvent, Timestamp};
+use crate::domain::{Event, EventId, NewEvent, Timestamp};
 
 /// A change the writer committed: what the job returned, the events it
 /// appended (with their ids), and per event how many streams it reached.
@@ -171,7 +171,7 @@ fn stored_answer<T: Answer>(value: &T) -> Result<StoredAnswer, StoreError> {
 /// event, how many streams it was handed to. On PostgreSQL the first argument
 /// is the log's head when the batch took the write lock: every id up to it
 /// was committed before, every id above it belongs to this batch.
-pub type OnCommit = Arc<dyn Fn(Option<i64>, &[&Event]) -> Vec<usize> + Send + Sync>;
+pub type OnCommit = Arc<dyn Fn(Option<EventId>, &[&Event]) -> Vec<usize> + Send + Sync>;
 
 /// The channel on which a PostgreSQL node announces a commit (payload: the
 /// new head id). Every node LISTENs on it and reads new events from the log.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use switchboard::domain::{AgentId, ChannelName, EventType, NewEvent};
+use switchboard::domain::{AgentId, ChannelName, EventId, EventType, NewEvent};
 use switchboard::store::{self, DatabaseUrl, Writer, WriterConfig};
 
 use crate::helpers::{PgDatabase, BACKEND};
@@ -86,7 +86,7 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
     let pool = store::open_pool(&url, 1).unwrap();
     let store = store::Store::new(pool);
     let logged = store
-        .read(|conn| store::events::read_after(conn, 0, 100))
+        .read(|conn| store::events::read_after(conn, EventId::ZERO, 100))
         .await
         .unwrap();
     // The tasks queue in any order: compare the set of what was logged.
