@@ -16,13 +16,13 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::Auth;
 use crate::cluster::{self, Node};
 use crate::config::ServeArgs;
+use crate::http::middleware::RequestSpan;
 use crate::http::{self, middleware, AppState, StreamSettings};
 use crate::hub::Hub;
 use crate::periodic::spawn_periodic;
 use crate::store::{
     self, events, open_pool, run_migrations, DatabaseUrl, Store, Writer, WriterConfig,
 };
-use crate::telemetry::RequestSpan;
 
 /// Events deleted per retention transaction.
 const PRUNE_BATCH: i64 = 1000;

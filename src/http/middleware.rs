@@ -1,6 +1,6 @@
-//! Middleware wrapped around every route: request metrics and CORS. The
-//! authentication gate is `auth::authenticate`, the request log
-//! `telemetry::RequestSpan`. Nothing here changes an answer's body.
+//! Middleware wrapped around every route: request metrics, CORS and the
+//! request log (`RequestSpan`: one line per request). The authentication
+//! gate is `auth::authenticate`. Nothing here changes an answer's body.
 
 use std::time::Instant;
 
@@ -8,6 +8,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
+
+use crate::error::ApiError;
 
 /// Records each request's latency by route pattern (not by raw path, so ids
 /// do not explode the label set).
@@ -51,4 +53,69 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
         cors = cors.allowed_origin(origin);
     }
     cors
+}
+
+/// The span of every request, and its one log line. It carries the request
+/// id, the route pattern (never the raw query string, which may hold a
+/// token), who acts (agent and session), the status and, for an error
+/// answer, its `error` code. A client error adds no other line (the
+/// middleware's own error event is turned off in `Cargo.toml`); a server
+/// error logs its cause once more, at ERROR, where it is raised
+/// (`ApiError::error_response`).
+pub struct RequestSpan;
+
+fn header_or_query(request: &actix_web::dev::ServiceRequest, header: &str, query: &str) -> String {
+    let value = match request.headers().get(header).and_then(|v| v.to_str().ok()) {
+        Some(value) => value.to_owned(),
+        None => super::query_param(request.request(), query).unwrap_or_default(),
+    };
+    value.chars().take(128).collect()
+}
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        use actix_web::HttpMessage;
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| request.path().to_owned());
+        tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            route = %route,
+            agent_id = %header_or_query(request, "X-Agent-ID", "agent_id"),
+            session_id = %header_or_query(request, "X-Session-ID", "session_id"),
+            status = tracing::field::Empty,
+            error = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let (status, error) = match outcome {
+            Ok(response) => (response.status().as_u16(), response.response().error()),
+            Err(error) => (
+                error.as_response_error().status_code().as_u16(),
+                Some(error),
+            ),
+        };
+        span.record("status", status);
+        if let Some(code) = error.and_then(|e| e.as_error::<ApiError>()) {
+            span.record("error", code.code());
+        }
+        span.in_scope(|| {
+            if status >= 500 {
+                tracing::warn!("request answered");
+            } else {
+                tracing::info!("request answered");
+            }
+        });
+    }
 }
