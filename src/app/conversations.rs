@@ -8,8 +8,8 @@ use super::{record, Actor};
 use crate::domain::conversations::{
     delta_event, text_units, Conversation, ConversationChange, Message, NewMessage, Usage,
 };
+use crate::domain::precondition::IfMatch;
 use crate::domain::views::{ConversationView, DeltaView};
-use crate::domain::work_items::IfMatch;
 use crate::domain::DomainError;
 use crate::store::conversations as store;
 use crate::store::{StoreError, Tx};

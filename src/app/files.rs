@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::{record, Actor};
 use crate::domain::files::{self as rules, Acquired, FileChange, NewFile, SharedFile};
+use crate::domain::precondition::IfMatch;
 use crate::domain::views::FileMetadataView;
-use crate::domain::work_items::IfMatch;
 use crate::domain::{DomainError, SessionId};
 use crate::store::files as store;
 use crate::store::{StoreError, Tx, Writer};

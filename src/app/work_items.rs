@@ -5,8 +5,10 @@
 use serde_json::json;
 
 use super::{record, Actor};
+use crate::domain::ids::new_id;
+use crate::domain::precondition::IfMatch;
 use crate::domain::work_items::{
-    self as rules, Comment, IfMatch, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
+    self as rules, Comment, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
 };
 use crate::domain::{DomainError, EventId, Timestamp};
 use crate::store::work_items as items;
@@ -212,7 +214,7 @@ fn apply(
         }
         ItemCommand::Comment(text) => {
             let comment = Comment {
-                id: rules::new_id("cmt-"),
+                id: new_id("cmt-"),
                 comment_text: text,
                 author: agent.as_str().to_owned(),
                 created_at: now,

@@ -210,6 +210,14 @@ impl fmt::Display for ChannelPattern {
     }
 }
 
+/// A random id with the kind's prefix: `feat-3f9a…`.
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    let bytes: [u8; 8] = rand::rng().random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

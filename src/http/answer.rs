@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{AppState, Identity};
 use crate::app::Actor;
-use crate::domain::work_items::IfMatch;
+use crate::domain::precondition::IfMatch;
 use crate::domain::EventId;
 use crate::error::ApiError;
 use crate::store::{self, Reply, StoreError, StoredAnswer, Tx};

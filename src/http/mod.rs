@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod files;
 mod health;
+mod messages;
 pub mod middleware;
 mod openapi;
 mod ops;

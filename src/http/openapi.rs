@@ -27,7 +27,7 @@ use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::routes::{routes, Need, Route};
-use super::{auth, conversations, events, files, health, ops, sync, work_items};
+use super::{auth, conversations, events, files, health, messages, ops, sync, work_items};
 use crate::domain::conversations::{MessageStatus, Role, Usage};
 use crate::domain::files::VersionInfo;
 use crate::domain::views::{
@@ -108,14 +108,14 @@ use crate::store::Order;
             MessageStatus,
             Usage,
             MessageView,
-            conversations::MessagesPage,
+            messages::MessagesPage,
             DeltaView,
             conversations::ConversationsSync,
             conversations::CreateRequest,
             conversations::RenameRequest,
-            conversations::MessageRequest,
-            conversations::DeltaRequest,
-            conversations::CompleteRequest,
+            messages::MessageRequest,
+            messages::DeltaRequest,
+            messages::CompleteRequest,
             sync::Tombstone,
             sync::SyncCollections,
             sync::SyncResponse,

@@ -28,7 +28,8 @@ use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
 use utoipa::openapi::OpenApi;
 
 use super::{
-    auth, conversations, dashboard, events, files, health, openapi, ops, stream, sync, work_items,
+    auth, conversations, dashboard, events, files, health, messages, openapi, ops, stream, sync,
+    work_items,
 };
 use crate::error::ApiError;
 
@@ -251,10 +252,10 @@ fn table() -> Vec<Route> {
         route!(Get "/api/conversations/{id}", conversations::get_conversation, Read(CONVERSATIONS)),
         route!(Patch "/api/conversations/{id}", conversations::rename_conversation, Write(CONVERSATIONS)),
         route!(Delete "/api/conversations/{id}", conversations::delete_conversation, Write(CONVERSATIONS)),
-        route!(Get "/api/conversations/{id}/messages", conversations::list_messages, Read(MESSAGES)),
-        route!(Post "/api/conversations/{id}/messages", conversations::create_message, Write(MESSAGES)),
-        route!(Post "/api/conversations/{id}/messages/{message_id}/delta", conversations::append_delta, Write(MESSAGES)),
-        route!(Post "/api/conversations/{id}/messages/{message_id}/complete", conversations::complete_message, Write(MESSAGES)),
+        route!(Get "/api/conversations/{id}/messages", messages::list_messages, Read(MESSAGES)),
+        route!(Post "/api/conversations/{id}/messages", messages::create_message, Write(MESSAGES)),
+        route!(Post "/api/conversations/{id}/messages/{message_id}/delta", messages::append_delta, Write(MESSAGES)),
+        route!(Post "/api/conversations/{id}/messages/{message_id}/complete", messages::complete_message, Write(MESSAGES)),
         route!(Get "/api/sync", sync::sync, Narrowing),
         route!(Post "/api/broadcast/{collection}/{id}", work_items::broadcast_update, Write(COLLECTION),
             docs(work_items::docs::features::broadcast_feature_update, work_items::docs::tracks::broadcast_track_update, work_items::docs::spikes::broadcast_spike_update)),

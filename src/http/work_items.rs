@@ -15,10 +15,9 @@ pub mod docs;
 use super::answer::{replayed, snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
 use crate::app::work_items::{self as use_case, ItemCommand, Target};
+use crate::domain::ids::new_id;
 use crate::domain::views::{DeletedView, FeatureView, SpikeView, TrackView, WorkItemView};
-use crate::domain::work_items::{
-    self as rules, ItemFields, Kind, Link, LinkType, Status, WorkItem,
-};
+use crate::domain::work_items::{ItemFields, Kind, Link, LinkType, Status, WorkItem};
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::error::ApiError;
 use crate::store::work_items::{self as items, ListFilter};
@@ -95,7 +94,7 @@ pub async fn create_item(
     let context = WriteContext::new(&req, &identity, &body.raw)?;
     let map = object(body.value)?;
     let id = match map.get("id") {
-        None | Some(Value::Null) => rules::new_id(kind.id_prefix()),
+        None | Some(Value::Null) => new_id(kind.id_prefix()),
         Some(Value::String(id)) => item_id(id)?,
         Some(_) => return Err(DomainError::validation("id", "must be a string").into()),
     };
