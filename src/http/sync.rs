@@ -180,12 +180,38 @@ pub async fn sync(
     let caller = super::principal(&req);
     let query = query.into_inner();
     let after = super::extract::sync_cursor(query.cursor)?.unwrap_or(EventId::ZERO);
-    let wanted: Vec<Collection> = match query
-        .collections
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-    {
-        // Without a list: every collection this caller may read.
+    let wanted = wanted_collections(query.collections.as_deref(), &caller)?;
+    let now = Timestamp::now();
+    let (head, collections) = state
+        .store
+        .read(move |conn| {
+            let head = events::head_id(conn)?;
+            Ok((head, read_changes(conn, &wanted, after, now)?))
+        })
+        .await?;
+    if after > head {
+        return Err(DomainError::validation(
+            "cursor",
+            format!("is ahead of the log's head ({head}); sync from 0"),
+        )
+        .into());
+    }
+    let answer = SyncResponse {
+        cursor: head,
+        full: after == EventId::ZERO,
+        collections,
+        server_time: now,
+    };
+    Ok(super::answer::snapshot(head, None, &answer))
+}
+
+/// The collections asked for (all the caller may read when none are named);
+/// 422 for an unknown name, 403 for one the token may not read.
+fn wanted_collections(
+    list: Option<&str>,
+    caller: &crate::auth::Principal,
+) -> Result<Vec<Collection>, ApiError> {
+    let wanted: Vec<Collection> = match list.filter(|c| !c.trim().is_empty()) {
         None => Collection::all()
             .into_iter()
             .filter(|c| caller.read.allows(c.name()))
@@ -209,65 +235,54 @@ pub async fn sync(
             DomainError::Forbidden(format!("this token may not read {}", denied.name())).into(),
         );
     }
-    let now = Timestamp::now();
-    let (head, collections) = state
-        .store
-        .read(move |conn| {
-            let head = events::head_id(conn)?;
-            let mut out = SyncCollections::default();
-            for collection in wanted {
-                match collection {
-                    Collection::WorkItems(kind) => {
-                        let rows = work_items::changed_since(conn, kind, after)?;
-                        match kind {
-                            Kind::Feature => out.features = item_changes(rows),
-                            Kind::Track => out.tracks = item_changes(rows),
-                            Kind::Spike => out.spikes = item_changes(rows),
-                        }
-                    }
-                    Collection::Files => {
-                        let rows = files::changed_since(conn, after)?;
-                        out.files = Some(Changes::of(
-                            rows,
-                            |f| f.deleted,
-                            |f| FileMetadataView::at(f, now),
-                            |f| Tombstone {
-                                id: f.stable_id,
-                                version: f.version,
-                                deleted_at: f.updated_at,
-                            },
-                        ));
-                    }
-                    Collection::Conversations => {
-                        let rows = conversations::changed_since(conn, after)?;
-                        out.conversations = Some(Changes::of(
-                            rows,
-                            |c| c.deleted,
-                            |c| ConversationView::from(c),
-                            |c| Tombstone {
-                                id: c.id,
-                                version: c.version,
-                                deleted_at: c.updated_at,
-                            },
-                        ));
-                    }
+    Ok(wanted)
+}
+
+/// Every resource of `wanted` changed after `after`, in one read snapshot.
+fn read_changes(
+    conn: &mut crate::store::DbConn,
+    wanted: &[Collection],
+    after: EventId,
+    now: Timestamp,
+) -> Result<SyncCollections, crate::store::StoreError> {
+    let mut out = SyncCollections::default();
+    for collection in wanted.iter().copied() {
+        match collection {
+            Collection::WorkItems(kind) => {
+                let rows = work_items::changed_since(conn, kind, after)?;
+                match kind {
+                    Kind::Feature => out.features = item_changes(rows),
+                    Kind::Track => out.tracks = item_changes(rows),
+                    Kind::Spike => out.spikes = item_changes(rows),
                 }
             }
-            Ok((head, out))
-        })
-        .await?;
-    if after > head {
-        return Err(DomainError::validation(
-            "cursor",
-            format!("is ahead of the log's head ({head}); sync from 0"),
-        )
-        .into());
+            Collection::Files => {
+                let rows = files::changed_since(conn, after)?;
+                out.files = Some(Changes::of(
+                    rows,
+                    |f| f.deleted,
+                    |f| FileMetadataView::at(f, now),
+                    |f| Tombstone {
+                        id: f.stable_id,
+                        version: f.version,
+                        deleted_at: f.updated_at,
+                    },
+                ));
+            }
+            Collection::Conversations => {
+                let rows = conversations::changed_since(conn, after)?;
+                out.conversations = Some(Changes::of(
+                    rows,
+                    |c| c.deleted,
+                    |c| ConversationView::from(c),
+                    |c| Tombstone {
+                        id: c.id,
+                        version: c.version,
+                        deleted_at: c.updated_at,
+                    },
+                ));
+            }
+        }
     }
-    let answer = SyncResponse {
-        cursor: head,
-        full: after == EventId::ZERO,
-        collections,
-        server_time: now,
-    };
-    Ok(super::answer::snapshot(head, None, &answer))
+    Ok(out)
 }

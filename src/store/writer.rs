@@ -375,58 +375,12 @@ fn writer_connection(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
 fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommit) -> bool {
     let started = std::time::Instant::now();
     let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
-
     let mut before = None;
     let committed = db::write_transaction::<_, StoreError>(conn, |conn| {
-        // The batch's time, taken under the write lock, so that event times
-        // grow with ids (replay windows and retention rely on it).
-        let mut now_time = Utc::now();
-        if conn.is_postgres() {
-            // Under the write lock: every id up to here is committed.
-            before = Some(events::head_id(conn)?);
-            // Another node's clock may be ahead of this one's: never go
-            // below the newest event's time.
-            if let Some(newest) = events::newest_time(conn)? {
-                now_time = now_time.max(newest);
-            }
-        }
-        let now = Timestamp::from(now_time);
-        let keys_not_before = now.minus(KEY_LIFETIME);
-        // One savepoint per request, managed here rather than by nested
-        // diesel transactions so that releasing one and opening the next is
-        // one round trip (it matters on PostgreSQL); COMMIT releases the last.
-        let mut savepoint_open = false;
-        for request in batch.iter_mut() {
-            let claim = request.claim.as_ref();
-            conn.batch_execute(if savepoint_open {
-                "RELEASE SAVEPOINT job; SAVEPOINT job"
-            } else {
-                "SAVEPOINT job"
-            })?;
-            let result = run_job(conn, now, keys_not_before, claim, request.job.as_mut());
-            savepoint_open = result.is_ok();
-            if !savepoint_open {
-                conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
-            }
-            results.push(result);
-        }
-        if conn.is_postgres() {
-            let last = results
-                .iter()
-                .filter_map(|r| match r {
-                    Ok(Done::Ran(events)) => events.last(),
-                    _ => None,
-                })
-                .map(|event| event.id)
-                .max();
-            if let Some(last) = last {
-                // Delivered by PostgreSQL at COMMIT, to every node.
-                conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}, '{last}'"))?;
-            }
-        }
-        Ok(())
+        let now = batch_time(conn, &mut before)?;
+        run_jobs(conn, batch, now, &mut results)?;
+        notify_nodes(conn, &results)
     });
-
     if let Err(err) = committed {
         tracing::error!(error = %err, requests = batch.len(), "group commit failed");
         for request in batch.drain(..) {
@@ -436,28 +390,98 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
         }
         return false;
     }
-
-    // Borrowed, not cloned: each request keeps its own events for its answer.
-    let all_events: Vec<&Event> = results
-        .iter()
-        .flat_map(|r| match r {
-            Ok(Done::Ran(events)) => events.as_slice(),
-            _ => &[],
-        })
-        .collect();
-    let delivered = if all_events.is_empty() {
-        Vec::new()
-    } else {
-        on_commit(before, &all_events)
-    };
+    let delivered = publish(on_commit, before, &results);
     crate::metrics::record_commit(batch.len(), started.elapsed());
     tracing::trace!(
         requests = batch.len(),
-        events = all_events.len(),
         micros = started.elapsed().as_micros() as u64,
         "group commit"
     );
+    answer(batch, results, delivered);
+    true
+}
 
+/// The batch's time, taken under the write lock, so that event times grow
+/// with ids (replay windows and retention rely on it). On PostgreSQL it also
+/// notes the log's head in `before`: every id up to it is committed.
+fn batch_time(conn: &mut DbConn, before: &mut Option<EventId>) -> Result<Timestamp, StoreError> {
+    let mut now_time = Utc::now();
+    if conn.is_postgres() {
+        *before = Some(events::head_id(conn)?);
+        // Another node's clock may be ahead of this one's: never go below
+        // the newest event's time.
+        if let Some(newest) = events::newest_time(conn)? {
+            now_time = now_time.max(newest);
+        }
+    }
+    Ok(Timestamp::from(now_time))
+}
+
+/// Runs every request in its own savepoint, managed here rather than by
+/// nested diesel transactions so that releasing one and opening the next is
+/// one round trip (it matters on PostgreSQL); COMMIT releases the last.
+fn run_jobs(
+    conn: &mut DbConn,
+    batch: &mut [Request],
+    now: Timestamp,
+    results: &mut Vec<Result<Done, StoreError>>,
+) -> Result<(), StoreError> {
+    let keys_not_before = now.minus(KEY_LIFETIME);
+    let mut savepoint_open = false;
+    for request in batch.iter_mut() {
+        conn.batch_execute(if savepoint_open {
+            "RELEASE SAVEPOINT job; SAVEPOINT job"
+        } else {
+            "SAVEPOINT job"
+        })?;
+        let claim = request.claim.as_ref();
+        let result = run_job(conn, now, keys_not_before, claim, request.job.as_mut());
+        savepoint_open = result.is_ok();
+        if !savepoint_open {
+            conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+        }
+        results.push(result);
+    }
+    Ok(())
+}
+
+/// The events the batch appended, in id order, borrowed (each request keeps
+/// its own for its answer).
+fn appended(results: &[Result<Done, StoreError>]) -> impl Iterator<Item = &Event> {
+    results.iter().flat_map(|r| match r {
+        Ok(Done::Ran(events)) => events.as_slice(),
+        _ => &[],
+    })
+}
+
+/// On PostgreSQL: `NOTIFY` with the batch's last id, delivered to every
+/// node at COMMIT.
+fn notify_nodes(conn: &mut DbConn, results: &[Result<Done, StoreError>]) -> Result<(), StoreError> {
+    if !conn.is_postgres() {
+        return Ok(());
+    }
+    if let Some(last) = appended(results).map(|event| event.id).max() {
+        conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}, '{last}'"))?;
+    }
+    Ok(())
+}
+
+/// Hands the committed events to the hub; per event, how many streams got it.
+fn publish(
+    on_commit: &OnCommit,
+    before: Option<EventId>,
+    results: &[Result<Done, StoreError>],
+) -> Vec<usize> {
+    let all_events: Vec<&Event> = appended(results).collect();
+    if all_events.is_empty() {
+        Vec::new()
+    } else {
+        on_commit(before, &all_events)
+    }
+}
+
+/// Answers every request of the committed batch.
+fn answer(batch: &mut Vec<Request>, results: Vec<Result<Done, StoreError>>, delivered: Vec<usize>) {
     let mut delivered = delivered.into_iter();
     for (request, result) in batch.drain(..).zip(results) {
         let outcome = result.map(|done| match done {
@@ -469,7 +493,6 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
         });
         request.job.finish(outcome);
     }
-    true
 }
 
 fn run_job(
