@@ -1,6 +1,6 @@
-//! Shared files with edit locks (`/api/files`). Only the session holding a
-//! file's lock may save or delete it; a lock is a lease that the sweeper
-//! (`startup::spawn_lock_sweeper`) releases when it runs out.
+//! Shared files with edit locks (`/api/files`): the REST surface of
+//! `app::files` (the rules: only the session holding a file's lock may save
+//! or delete it; a lock is a lease the sweeper releases when it runs out).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,6 +1,8 @@
-//! The HTTP surface: one module per resource, plus the stream. Handlers parse
-//! and validate into domain types, call the store or the writer once, and turn
-//! the result into a response. No SQL here.
+//! The HTTP surface: the route table (`routes.rs`), the gate, and one module
+//! per resource plus the stream. A handler parses the request into typed
+//! values, reads through the store or runs one use case of `app/` through
+//! the writer, and renders a typed view (`answer.rs`). No rule of a resource
+//! and no SQL here.
 
 mod answer;
 mod auth;

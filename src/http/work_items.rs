@@ -1,9 +1,8 @@
-//! Features, tracks and spikes (`/api/{features|tracks|spikes}`), their
-//! compatibility twins under `/api/broadcast/…`, and `/api/sync`.
-//!
-//! Every change runs as one writer job: load the item, check `If-Match`,
-//! apply the domain rule, append its events, write the row with the id of its
-//! last event. The answer carries `ETag: "<version>"`.
+//! Features, tracks and spikes (`/api/{features|tracks|spikes}`) and their
+//! compatibility twins under `/api/broadcast/…`: the REST surface of
+//! `app::work_items`. Each change is one `ItemCommand` run through the
+//! writer; the answer carries `ETag: "<version>"`. Their OpenAPI operations,
+//! one set per collection, are `work_items/docs.rs`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};

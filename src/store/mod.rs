@@ -1,5 +1,6 @@
-//! Persistence: diesel on SQLite, the event log, idempotency records and the
-//! single writer that commits many requests in one transaction.
+//! Persistence: diesel on SQLite or PostgreSQL, the event log, idempotency
+//! records and the single writer that commits many requests in one
+//! transaction.
 //!
 //! Everything above this module talks to `Store` (reads from the pool) and
 //! `Writer` (every change). No SQL leaves this module.
