@@ -18,6 +18,7 @@
 //! against the set of probes the server answered 2xx for.
 
 mod deltas;
+mod figures;
 mod http;
 mod scenarios;
 mod server;
@@ -29,9 +30,10 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::{Parser, ValueEnum};
 
+use figures::{delivery_figures, deltas_figures, flood_figures, idle_figures, replay_figures};
 use scenarios::Load;
 use server::{raise_fd_limit, server_binary, wait_for_quiet, ServerProcess, TempRoot};
-use stats::{figure, goal, Figure, RunFigures, ScenarioReport, Target};
+use stats::{Figure, RunFigures, ScenarioReport};
 use switchboard::config::parse_duration;
 use switchboard::store::scratch::ScratchDatabase;
 
@@ -117,39 +119,8 @@ const FLOOD_SUBSCRIBERS: usize = 10;
 const NODES_SUBSCRIBERS: usize = 300;
 const NODES_RATE: u64 = 300;
 const NODES_FLOOD_PUBLISHERS: usize = 24;
-const OTHER_CPU: &str = "other CPU: kernel, other processes (cores)";
 /// How long to wait before a run for the machine to calm down.
 const QUIET_WAIT: Duration = Duration::from_secs(10);
-
-/// The figures of the scenarios that publish probes and count deliveries.
-fn delivery_figures(p99_target: Option<f64>) -> Vec<Figure> {
-    let p99 = match p99_target {
-        Some(limit) => goal("p99_ms", "latency p99 (ms)", 2, Target::AtMost(limit)),
-        None => figure("p99_ms", "latency p99 (ms)", 2),
-    };
-    vec![
-        figure("p50_ms", "latency p50 (ms)", 2),
-        p99,
-        figure("max_ms", "latency max (ms)", 2),
-        figure("published", "events published (2xx)", 0),
-        figure("publish_rate", "publish rate (events/s)", 0),
-        figure("publish_errors", "publish errors", 0),
-        figure("publish_rtt_p50_ms", "publish round trip p50 (ms)", 2),
-        figure("publish_rtt_p99_ms", "publish round trip p99 (ms)", 2),
-        figure("deliveries_expected", "deliveries expected", 0),
-        figure("delivery_rate", "deliveries/s (all streams)", 0),
-        goal("loss", "loss (deliveries)", 0, Target::AtMost(0.0)),
-        goal("duplicates", "duplicates", 0, Target::AtMost(0.0)),
-        figure("order_violations", "out-of-order ids", 0),
-        figure("unexpected", "unexpected events", 0),
-        figure("stream_errors", "streams ended early", 0),
-        figure("server_cpu", "server CPU (cores)", 2),
-        figure("writer_cpu", "server writer thread CPU (cores)", 2),
-        figure("bench_cpu", "bench CPU (cores)", 2),
-        figure("other_cpu", OTHER_CPU, 2),
-        figure("server_rss_mib", "server RSS (MiB)", 1),
-    ]
-}
 
 impl Scenario {
     const ALL: [Scenario; 11] = [
@@ -225,80 +196,10 @@ impl Scenario {
         match self {
             Scenario::Fanout100 => delivery_figures(Some(10.0)),
             Scenario::Fanout1000 => delivery_figures(Some(25.0)),
-            Scenario::Flood => {
-                let mut figures = vec![goal(
-                    "publish_rate",
-                    "accepted publishes/s (2xx)",
-                    0,
-                    Target::AtLeast(15_000.0),
-                )];
-                figures.extend(
-                    delivery_figures(None)
-                        .into_iter()
-                        .filter(|f| f.key != "publish_rate"),
-                );
-                figures
-            }
-            Scenario::Idle => vec![
-                figure("streams_opened", "streams opened", 0),
-                figure("open_errors", "open errors", 0),
-                figure("open_rate", "streams opened/s", 0),
-                figure("rss_before_mib", "server RSS before (MiB)", 1),
-                figure("rss_open_mib", "server RSS, streams open (MiB)", 1),
-                goal(
-                    "rss_per_stream_kib",
-                    "server RSS per stream (KiB)",
-                    2,
-                    Target::AtMost(10.0),
-                ),
-                figure("bench_rss_mib", "bench RSS, streams open (MiB)", 1),
-                figure("other_cpu", OTHER_CPU, 2),
-            ],
-            Scenario::Replay => vec![
-                goal(
-                    "replay_10k_rate",
-                    "replay 10k (events/s)",
-                    0,
-                    Target::AtLeast(100_000.0),
-                ),
-                figure("replay_10k_ms", "replay 10k, time to last (ms)", 1),
-                goal(
-                    "replay_100k_rate",
-                    "replay 100k (events/s)",
-                    0,
-                    Target::AtLeast(100_000.0),
-                ),
-                figure("replay_100k_ms", "replay 100k, time to last (ms)", 1),
-                goal("loss", "events missing", 0, Target::AtMost(0.0)),
-                figure("order_violations", "out-of-order ids", 0),
-                figure("batch_publish_rate", "batch publish (events/s)", 0),
-                figure("server_rss_mib", "server RSS (MiB)", 1),
-                figure("other_cpu", OTHER_CPU, 2),
-            ],
-            Scenario::Deltas => vec![
-                figure("deltas_1_rate", "1 conversation (deltas/s)", 0),
-                figure(
-                    "delta_rtt_p50_ms",
-                    "1 conversation, delta round trip p50 (ms)",
-                    2,
-                ),
-                figure(
-                    "delta_rtt_p99_ms",
-                    "1 conversation, delta round trip p99 (ms)",
-                    2,
-                ),
-                figure(
-                    "deltas_100_rate",
-                    "100 conversations (deltas/s, all together)",
-                    0,
-                ),
-                goal(
-                    "text_mismatches",
-                    "messages whose stored text lost a delta",
-                    0,
-                    Target::AtMost(0.0),
-                ),
-            ],
+            Scenario::Flood => flood_figures(),
+            Scenario::Idle => idle_figures(),
+            Scenario::Replay => replay_figures(),
+            Scenario::Deltas => deltas_figures(),
             Scenario::Nodes1
             | Scenario::Nodes2
             | Scenario::Nodes3
@@ -377,24 +278,7 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
         !args.duration.is_zero() && args.duration <= Duration::from_secs(600),
         "--duration must be more than 0 and at most 10m"
     );
-    let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
-        if args.postgres.is_none() {
-            eprintln!("note: the nodes-* scenarios need --postgres URL; skipping them");
-        }
-        Scenario::ALL
-            .into_iter()
-            .filter(|s| s.nodes().is_none() || args.postgres.is_some())
-            .collect()
-    } else {
-        anyhow::ensure!(
-            args.postgres.is_some() || args.scenario.iter().all(|s| s.nodes().is_none()),
-            "the nodes-* scenarios need --postgres URL (a PostgreSQL server where the bench may create databases)"
-        );
-        Scenario::ALL
-            .into_iter()
-            .filter(|s| args.scenario.contains(s))
-            .collect()
-    };
+    let scenarios = chosen_scenarios(args)?;
     let wanted_fds = args.idle_streams + 2048;
     let fds = raise_fd_limit(wanted_fds);
     if fds < wanted_fds {
@@ -413,33 +297,7 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut missed = Vec::new();
     for scenario in scenarios {
-        let mut runs = Vec::new();
-        for run in 1..=args.runs {
-            let busy = wait_for_quiet(QUIET_WAIT).await;
-            if busy > 0.2 {
-                eprintln!(
-                    "  the machine is busy ({busy:.2} cores used by others); measuring anyway"
-                );
-            }
-            let run_started = Instant::now();
-            eprintln!("{}: run {run}/{} …", scenario.name(), args.runs);
-            let result = run_once(scenario, args, &server, &root, run).await;
-            match &result {
-                Ok(_) => eprintln!(
-                    "{}: run {run} done in {:.1} s",
-                    scenario.name(),
-                    run_started.elapsed().as_secs_f64()
-                ),
-                Err(err) => eprintln!("{}: run {run} failed: {err:#}", scenario.name()),
-            }
-            runs.push(result.map_err(|e| format!("{e:#}")));
-        }
-        let report = ScenarioReport {
-            name: scenario.name(),
-            about: scenario.about(args),
-            figures: scenario.figures(),
-            runs,
-        };
+        let report = run_scenario(scenario, args, &server, &root).await;
         if args.json {
             println!("{}", report.json_line());
         } else {
@@ -459,6 +317,64 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The scenarios `--scenario` names, in their canonical order; all of them
+/// by default, less the `nodes-*` ones when there is no `--postgres`.
+fn chosen_scenarios(args: &BenchArgs) -> anyhow::Result<Vec<Scenario>> {
+    Ok(if args.scenario.is_empty() {
+        if args.postgres.is_none() {
+            eprintln!("note: the nodes-* scenarios need --postgres URL; skipping them");
+        }
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| s.nodes().is_none() || args.postgres.is_some())
+            .collect()
+    } else {
+        anyhow::ensure!(
+            args.postgres.is_some() || args.scenario.iter().all(|s| s.nodes().is_none()),
+            "the nodes-* scenarios need --postgres URL (a PostgreSQL server where the bench may create databases)"
+        );
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| args.scenario.contains(s))
+            .collect()
+    })
+}
+
+/// Every run of one scenario, each after the machine has calmed down; a
+/// failed run is reported and kept as such.
+async fn run_scenario(
+    scenario: Scenario,
+    args: &BenchArgs,
+    server: &Path,
+    root: &TempRoot,
+) -> ScenarioReport {
+    let mut runs = Vec::new();
+    for run in 1..=args.runs {
+        let busy = wait_for_quiet(QUIET_WAIT).await;
+        if busy > 0.2 {
+            eprintln!("  the machine is busy ({busy:.2} cores used by others); measuring anyway");
+        }
+        let run_started = Instant::now();
+        eprintln!("{}: run {run}/{} …", scenario.name(), args.runs);
+        let result = run_once(scenario, args, server, root, run).await;
+        match &result {
+            Ok(_) => eprintln!(
+                "{}: run {run} done in {:.1} s",
+                scenario.name(),
+                run_started.elapsed().as_secs_f64()
+            ),
+            Err(err) => eprintln!("{}: run {run} failed: {err:#}", scenario.name()),
+        }
+        runs.push(result.map_err(|e| format!("{e:#}")));
+    }
+    ScenarioReport {
+        name: scenario.name(),
+        about: scenario.about(args),
+        figures: scenario.figures(),
+        runs,
+    }
 }
 
 /// One run: a fresh server and database, the measurement, the server killed.

@@ -220,59 +220,70 @@ impl ScenarioReport {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "\n== {} — {}", self.name, self.about);
+        let mut rows = vec![self.header_row()];
+        rows.extend(self.figures.iter().map(|figure| self.figure_row(figure)));
+        write_aligned(&mut out, &rows);
+        self.write_run_notes(&mut out);
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            self.name,
+            if self.all_met() {
+                "all targets met"
+            } else {
+                "targets NOT met"
+            }
+        );
+        out
+    }
+
+    /// The table's header: one column per run, then the verdict's columns.
+    fn header_row(&self) -> Vec<String> {
         let mut header = vec!["figure".to_owned()];
         for i in 0..self.runs.len() {
             header.push(format!("run {}", i + 1));
         }
         header.extend(["median".into(), "target".into(), "".into()]);
-        let mut rows = vec![header];
-        for figure in &self.figures {
-            let mut row = vec![figure.label.to_owned()];
-            for run in &self.runs {
-                row.push(match run {
-                    Ok(values) => values
-                        .get(figure.key)
-                        .map(|v| format_number(*v, figure.decimals))
-                        .unwrap_or_else(|| "-".into()),
-                    Err(_) => "failed".into(),
-                });
-            }
-            let verdict = self.verdict(figure);
-            row.push(
-                verdict
-                    .median
-                    .map(|m| format_number(m, figure.decimals))
+        header
+    }
+
+    /// One figure's row: its value in every run, the median, the target and
+    /// whether the median meets it.
+    fn figure_row(&self, figure: &Figure) -> Vec<String> {
+        let mut row = vec![figure.label.to_owned()];
+        for run in &self.runs {
+            row.push(match run {
+                Ok(values) => values
+                    .get(figure.key)
+                    .map(|v| format_number(*v, figure.decimals))
                     .unwrap_or_else(|| "-".into()),
-            );
-            row.push(
-                figure
-                    .target
-                    .map(|t| t.describe(figure.decimals))
-                    .unwrap_or_default(),
-            );
-            row.push(match verdict.met {
-                Some(true) => "met".into(),
-                Some(false) => "NOT MET".into(),
-                None => String::new(),
+                Err(_) => "failed".into(),
             });
-            rows.push(row);
         }
-        let columns = rows[0].len();
-        let widths: Vec<usize> = (0..columns)
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
-        for row in &rows {
-            let mut line = String::new();
-            for (c, cell) in row.iter().enumerate() {
-                let pad = widths[c] - cell.chars().count();
-                if c == 0 {
-                    let _ = write!(line, "{cell}{}", " ".repeat(pad));
-                } else {
-                    let _ = write!(line, "  {}{cell}", " ".repeat(pad));
-                }
-            }
-            let _ = writeln!(out, "{}", line.trim_end());
-        }
+        let verdict = self.verdict(figure);
+        row.push(
+            verdict
+                .median
+                .map(|m| format_number(m, figure.decimals))
+                .unwrap_or_else(|| "-".into()),
+        );
+        row.push(
+            figure
+                .target
+                .map(|t| t.describe(figure.decimals))
+                .unwrap_or_default(),
+        );
+        row.push(match verdict.met {
+            Some(true) => "met".into(),
+            Some(false) => "NOT MET".into(),
+            None => String::new(),
+        });
+        row
+    }
+
+    /// Below the table: why a run failed, and which runs shared the machine
+    /// with enough other load to make their timings pessimistic.
+    fn write_run_notes(&self, out: &mut String) {
         for (i, run) in self.runs.iter().enumerate() {
             match run {
                 Err(err) => {
@@ -289,17 +300,6 @@ impl ScenarioReport {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "{}: {}",
-            self.name,
-            if self.all_met() {
-                "all targets met"
-            } else {
-                "targets NOT met"
-            }
-        );
-        out
     }
 
     /// One JSON line.
@@ -333,6 +333,27 @@ impl ScenarioReport {
             "errors": errors,
         })
         .to_string()
+    }
+}
+
+/// Writes `rows` as columns: the first left-aligned, the others right-aligned,
+/// two spaces apart, no trailing blanks.
+fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                let _ = write!(line, "{cell}{}", " ".repeat(pad));
+            } else {
+                let _ = write!(line, "  {}{cell}", " ".repeat(pad));
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use futures_util::StreamExt;
 
-use super::sse::{SseMessage, SseParser};
+use super::sse::{SseEvent, SseMessage, SseParser};
 use crate::domain::EventId;
 
 #[derive(Debug, Clone, Args)]
@@ -71,6 +71,8 @@ async fn tail(args: &TailArgs) -> anyhow::Result<()> {
     }
 }
 
+/// One connection: open the stream after `last`, print what arrives, and
+/// say whether to stop or to reconnect (and after how long).
 async fn connect_once(
     client: &reqwest::Client,
     args: &TailArgs,
@@ -78,29 +80,7 @@ async fn connect_once(
     printed: &mut u64,
     retry: &mut Duration,
 ) -> anyhow::Result<Ended> {
-    let mut query: Vec<(&str, String)> = vec![("channels", args.channels.clone())];
-    if let Some(session) = &args.session_id {
-        query.push(("session_id", session.clone()));
-    }
-    if let Some(agent) = &args.agent_id {
-        query.push(("agent_id", agent.clone()));
-    }
-    if let Some(replay) = args.replay {
-        query.push(("replay", replay.to_string()));
-    }
-    if let Some(ids) = &args.resource_ids {
-        query.push(("resource_ids", ids.clone()));
-    }
-    if args.include_own {
-        query.push(("include_own", "true".into()));
-    }
-    let mut request = client
-        .get(format!("{}/api/stream", args.url.trim_end_matches('/')))
-        .query(&query);
-    if let Some(id) = last {
-        request = request.header("Last-Event-ID", id.to_string());
-    }
-    let response = match request.send().await {
+    let response = match stream_request(client, args, *last).send().await {
         Ok(response) => response,
         Err(err) => {
             eprintln!("switchboard tail: cannot connect ({err}); retrying in {retry:?}");
@@ -130,31 +110,7 @@ async fn connect_once(
                 SseMessage::Retry(ms) => *retry = Duration::from_millis(ms.clamp(100, 60_000)),
                 SseMessage::Comment(_) => {}
                 SseMessage::Event(event) => {
-                    let id = event.event_id();
-                    if let (Some(id), Some(seen)) = (id, *last) {
-                        if id <= seen && event.event != "resync" {
-                            continue; // already printed
-                        }
-                    }
-                    if event.event == "resync" {
-                        eprintln!(
-                            "switchboard tail: resync ({}); refetch your state",
-                            event.data
-                        );
-                        writeln!(
-                            out,
-                            "{{\"type\":\"resync\",\"id\":{},\"payload\":{}}}",
-                            id.unwrap_or(EventId::ZERO),
-                            event.data
-                        )?;
-                    } else {
-                        writeln!(out, "{}", event.data)?;
-                        *printed += 1;
-                    }
-                    if id.is_some() {
-                        *last = id;
-                    }
-                    if args.max_events.is_some_and(|max| *printed >= max) {
+                    if print_event(&mut out, &event, args, last, printed)? {
                         out.flush()?;
                         return Ok(Ended::Done);
                     }
@@ -168,4 +124,73 @@ async fn connect_once(
         last.map_or("the start".into(), |id| id.to_string())
     );
     Ok(Ended::Retry(*retry))
+}
+
+/// `GET /api/stream` with the arguments' filters, resuming after `last`.
+fn stream_request(
+    client: &reqwest::Client,
+    args: &TailArgs,
+    last: Option<EventId>,
+) -> reqwest::RequestBuilder {
+    let mut query: Vec<(&str, String)> = vec![("channels", args.channels.clone())];
+    if let Some(session) = &args.session_id {
+        query.push(("session_id", session.clone()));
+    }
+    if let Some(agent) = &args.agent_id {
+        query.push(("agent_id", agent.clone()));
+    }
+    if let Some(replay) = args.replay {
+        query.push(("replay", replay.to_string()));
+    }
+    if let Some(ids) = &args.resource_ids {
+        query.push(("resource_ids", ids.clone()));
+    }
+    if args.include_own {
+        query.push(("include_own", "true".into()));
+    }
+    let mut request = client
+        .get(format!("{}/api/stream", args.url.trim_end_matches('/')))
+        .query(&query);
+    if let Some(id) = last {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    request
+}
+
+/// Prints one event as a JSON line, unless it is at or below `last` (already
+/// printed before a reconnect); a `resync` is always printed, as a line of
+/// its own with a note on stderr. Moves `last`; true once `--max-events`
+/// events are printed.
+fn print_event(
+    out: &mut impl Write,
+    event: &SseEvent,
+    args: &TailArgs,
+    last: &mut Option<EventId>,
+    printed: &mut u64,
+) -> std::io::Result<bool> {
+    let id = event.event_id();
+    if let (Some(id), Some(seen)) = (id, *last) {
+        if id <= seen && event.event != "resync" {
+            return Ok(false); // already printed
+        }
+    }
+    if event.event == "resync" {
+        eprintln!(
+            "switchboard tail: resync ({}); refetch your state",
+            event.data
+        );
+        writeln!(
+            out,
+            "{{\"type\":\"resync\",\"id\":{},\"payload\":{}}}",
+            id.unwrap_or(EventId::ZERO),
+            event.data
+        )?;
+    } else {
+        writeln!(out, "{}", event.data)?;
+        *printed += 1;
+    }
+    if id.is_some() {
+        *last = id;
+    }
+    Ok(args.max_events.is_some_and(|max| *printed >= max))
 }

@@ -24,8 +24,7 @@ use actix_web::http::header::{CacheControl, CacheDirective, ContentEncoding};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
@@ -35,8 +34,8 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::hub::{
-    comment_frame, frame_events, retry_frame, Frame, Framing, Hub, StreamOwner, SubscriberFlags,
-    SubscriberId,
+    comment_frame, frame_events, retry_frame, Frame, Framing, Hub, Registration, StreamOwner,
+    SubscriberFlags, SubscriberId,
 };
 use crate::store::{events, Store, StoreError};
 
@@ -248,45 +247,22 @@ pub async fn open_stream(
         "stream opened"
     );
 
-    let settings = &state.streams;
-    let stream = LogStream {
-        hub: state.hub.clone(),
-        store: state.store.clone(),
-        subscriber: registration.id,
-        queue: registration.queue,
-        flags: registration.flags,
-        filter: Arc::new(filter),
-        framing,
-        cursor: EventId::ZERO,
-        phase: Phase::Opening {
-            start,
-            upto: registration.head_id,
-        },
-        pending: VecDeque::from([retry_frame(settings.retry.as_millis())]),
-        replay_window: settings.replay_window,
-        keepalive: settings.keepalive,
-        keepalive_timer: Box::pin(tokio::time::sleep(settings.keepalive)),
-        last_sent: Instant::now(),
-        shutdown: {
-            // One future for the stream's whole life, not one per frame.
-            let mut signal = state.hub.shutdown_signal();
-            Box::pin(async move {
-                let _ = signal.changed().await;
-            })
-        },
-        opened: Instant::now(),
-        events_sent: 0,
-    };
+    let stream = LogStream::new(&state, registration, filter, framing, start);
+    Ok(sse_response(stream))
+}
+
+/// The endless `text/event-stream` answer that sends what `stream` produces.
+fn sse_response(stream: LogStream) -> HttpResponse {
     let body = futures_util::stream::unfold(stream, |mut stream| async move {
         let chunk = stream.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), stream))
     });
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
         .insert_header(ContentEncoding::Identity)
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body))
+        .streaming(body)
 }
 
 enum Phase {
@@ -328,6 +304,46 @@ struct LogStream {
 }
 
 impl LogStream {
+    /// A stream for a fresh hub registration: it opens at `start`, reading
+    /// the log up to the registration's head, and first sends `retry:`.
+    fn new(
+        state: &AppState,
+        registration: Registration,
+        filter: StreamFilter,
+        framing: Framing,
+        start: Start,
+    ) -> Self {
+        let settings = &state.streams;
+        LogStream {
+            hub: state.hub.clone(),
+            store: state.store.clone(),
+            subscriber: registration.id,
+            queue: registration.queue,
+            flags: registration.flags,
+            filter: Arc::new(filter),
+            framing,
+            cursor: EventId::ZERO,
+            phase: Phase::Opening {
+                start,
+                upto: registration.head_id,
+            },
+            pending: VecDeque::from([retry_frame(settings.retry.as_millis())]),
+            replay_window: settings.replay_window,
+            keepalive: settings.keepalive,
+            keepalive_timer: Box::pin(tokio::time::sleep(settings.keepalive)),
+            last_sent: Instant::now(),
+            shutdown: {
+                // One future for the stream's whole life, not one per frame.
+                let mut signal = state.hub.shutdown_signal();
+                Box::pin(async move {
+                    let _ = signal.changed().await;
+                })
+            },
+            opened: Instant::now(),
+            events_sent: 0,
+        }
+    }
+
     /// The next bytes to write, or `None` to end the stream.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         let chunk = self.produce().await?;
@@ -505,9 +521,24 @@ impl LogStream {
     fn resync(&mut self, reason: &str, head_id: EventId, oldest_id: EventId) -> Bytes {
         self.cursor = head_id;
         self.phase = Phase::Live;
-        let data = json!({ "reason": reason, "head_id": head_id, "oldest_id": oldest_id });
+        // Serialising a string and two ids to memory cannot fail.
+        let data = serde_json::to_string(&ResyncData {
+            reason,
+            head_id,
+            oldest_id,
+        })
+        .unwrap_or_default();
         Bytes::from(format!("id: {head_id}\nevent: resync\ndata: {data}\n\n"))
     }
+}
+
+/// The data of a `resync` event, in this field order on the wire.
+#[derive(Serialize)]
+struct ResyncData<'a> {
+    /// `cursor_expired` or `cursor_ahead`.
+    reason: &'a str,
+    head_id: EventId,
+    oldest_id: EventId,
 }
 
 impl Drop for LogStream {
@@ -518,6 +549,24 @@ impl Drop for LogStream {
             duration_ms = self.opened.elapsed().as_millis() as u64,
             events_sent = self.events_sent,
             "stream closed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_data_is_reason_head_id_oldest_id_in_that_order() {
+        let data = ResyncData {
+            reason: "cursor_ahead",
+            head_id: EventId::parse("head_id", "7").unwrap(),
+            oldest_id: EventId::parse("oldest_id", "3").unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&data).unwrap(),
+            r#"{"reason":"cursor_ahead","head_id":7,"oldest_id":3}"#
         );
     }
 }
