@@ -19,7 +19,7 @@ pub const MAX_TITLE: usize = 500;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
-    pub id: String,
+    pub id: ResourceId,
     pub title: String,
     pub message_count: i64,
     pub input_tokens: i64,
@@ -34,7 +34,7 @@ pub struct Conversation {
 
 impl Conversation {
     pub fn new(
-        id: String,
+        id: ResourceId,
         title: String,
         previous: Option<&Conversation>,
         agent: &AgentId,
@@ -193,8 +193,8 @@ pub fn text_units(text: &str) -> i64 {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    pub id: String,
-    pub conversation_id: String,
+    pub id: ResourceId,
+    pub conversation_id: ResourceId,
     pub seq: i64,
     pub role: Role,
     pub content: String,
@@ -279,7 +279,7 @@ impl Conversation {
 /// A message to add, checked at the edge.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub id: String,
+    pub id: ResourceId,
     pub role: Role,
     pub content: String,
     pub status: MessageStatus,
@@ -289,7 +289,7 @@ pub struct NewMessage {
 
 impl NewMessage {
     pub fn new(
-        id: String,
+        id: ResourceId,
         role: Role,
         content: String,
         status: MessageStatus,
@@ -381,7 +381,7 @@ pub fn conversation_event(
         channel: ChannelName::parse("channel", &channel)?,
         event_type: EventType::parse("type", event_type)?,
         resource_type: Some(ResourceType::parse("resource_type", resource_type)?),
-        resource_id: Some(ResourceId::parse("id", resource_id)?),
+        resource_id: Some(resource_id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload,
@@ -389,15 +389,15 @@ pub fn conversation_event(
 }
 
 /// `conversation:{id}`
-pub fn message_channel(conversation_id: &str) -> String {
+pub fn message_channel(conversation_id: &ResourceId) -> String {
     format!("conversation:{conversation_id}")
 }
 
 /// `message_delta` `{message_id, offset, text}`: the hot path of streaming,
 /// built without loading the conversation.
 pub fn delta_event(
-    conversation_id: &str,
-    message_id: &str,
+    conversation_id: &ResourceId,
+    message_id: &ResourceId,
     offset: i64,
     text: &str,
     agent: &AgentId,
@@ -408,7 +408,7 @@ pub fn delta_event(
         channel: ChannelName::parse("channel", &message_channel(conversation_id))?,
         event_type: EventType::parse("type", "message_delta")?,
         resource_type: Some(ResourceType::parse("resource_type", "message")?),
-        resource_id: Some(ResourceId::parse("id", message_id)?),
+        resource_id: Some(message_id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload: serde_json::value::to_raw_value(&payload)

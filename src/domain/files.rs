@@ -20,10 +20,10 @@ pub struct FileLock {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedFile {
-    pub stable_id: String,
+    pub stable_id: ResourceId,
     pub name: String,
     pub label: Option<String>,
-    pub derived_from: Option<String>,
+    pub derived_from: Option<ResourceId>,
     pub content: String,
     pub version: i64,
     pub created_at: Timestamp,
@@ -76,10 +76,10 @@ pub fn validate_name(field: &str, name: &str) -> Result<String, DomainError> {
 }
 
 pub struct NewFile {
-    pub stable_id: String,
+    pub stable_id: ResourceId,
     pub name: String,
     pub label: Option<String>,
-    pub derived_from: Option<String>,
+    pub derived_from: Option<ResourceId>,
     pub content: String,
 }
 
@@ -247,7 +247,7 @@ pub fn file_event(
         channel: ChannelName::parse("channel", "files")?,
         event_type: EventType::parse("type", event_type)?,
         resource_type: Some(ResourceType::parse("resource_type", "file")?),
-        resource_id: Some(ResourceId::parse("stable_id", &file.stable_id)?),
+        resource_id: Some(file.stable_id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload,
@@ -260,7 +260,7 @@ mod tests {
 
     fn file() -> SharedFile {
         let new = NewFile {
-            stable_id: "file-1".into(),
+            stable_id: ResourceId::parse("stable_id", "file-1").unwrap(),
             name: "a.md".into(),
             label: None,
             derived_from: None,

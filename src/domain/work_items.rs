@@ -173,13 +173,13 @@ word_enum!(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
-    pub linked_id: String,
+    pub linked_id: ResourceId,
     pub link_type: LinkType,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comment {
-    pub id: String,
+    pub id: ResourceId,
     pub comment_text: String,
     pub author: String,
     pub created_at: Timestamp,
@@ -188,14 +188,14 @@ pub struct Comment {
 /// One feature, track or spike, with its links and comments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkItem {
-    pub id: String,
+    pub id: ResourceId,
     pub kind: Kind,
     pub title: String,
     pub status: Status,
     pub description: Option<String>,
     pub priority: Option<Priority>,
     pub tags: Vec<String>,
-    pub track_id: Option<String>,
+    pub track_id: Option<ResourceId>,
     pub findings: Option<String>,
     pub links: Vec<Link>,
     pub comments: Vec<Comment>,
@@ -221,7 +221,7 @@ impl WorkItem {
 /// the new item.
 pub fn create_item(
     kind: Kind,
-    id: String,
+    id: ResourceId,
     fields: ItemFields,
     previous: Option<&WorkItem>,
     agent: &AgentId,
@@ -426,7 +426,7 @@ pub fn item_event(
         channel: ChannelName::parse("channel", item.kind.collection())?,
         event_type: EventType::parse("type", &event_type)?,
         resource_type: Some(ResourceType::parse("resource_type", singular)?),
-        resource_id: Some(ResourceId::parse("id", &item.id)?),
+        resource_id: Some(item.id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload: serde_json::value::to_raw_value(&payload)
@@ -454,7 +454,7 @@ mod tests {
         };
         create_item(
             Kind::Feature,
-            "feat-1".into(),
+            ResourceId::parse("id", "feat-1").unwrap(),
             fields,
             None,
             &agent(),

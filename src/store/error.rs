@@ -64,3 +64,29 @@ pub(crate) fn stored_time(
     crate::domain::Timestamp::parse("time", text)
         .map_err(|_| StoreError::Corrupt(format!("{}: bad time {text:?}", what())))
 }
+
+/// An id read back from the database: the text a `ResourceId` wrote.
+pub(crate) fn stored_id(
+    text: String,
+    what: impl FnOnce() -> String,
+) -> Result<crate::domain::ResourceId, StoreError> {
+    crate::domain::ResourceId::parse("id", &text)
+        .map_err(|_| StoreError::Corrupt(format!("{}: bad id {text:?}", what())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_id_that_is_not_an_id_is_corrupt() {
+        assert_eq!(
+            stored_id("feat-1".into(), || "row".into())
+                .unwrap()
+                .as_str(),
+            "feat-1"
+        );
+        let err = stored_id("has space".into(), || "work item x".into()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(m) if m.contains("work item x: bad id")));
+    }
+}

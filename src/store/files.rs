@@ -4,11 +4,11 @@
 use super::db::DbConn;
 use diesel::prelude::*;
 
-use super::error::stored_time;
+use super::error::{stored_id, stored_time};
 use super::schema::{file_versions, files};
 use super::StoreError;
 use crate::domain::files::{FileLock, SharedFile, VersionInfo};
-use crate::domain::{EventId, Timestamp};
+use crate::domain::{EventId, ResourceId, Timestamp};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = files)]
@@ -36,10 +36,10 @@ impl FileRow {
     fn from_file(file: &SharedFile, last_event_id: EventId) -> Self {
         let lock = file.lock.as_ref();
         FileRow {
-            stable_id: file.stable_id.clone(),
+            stable_id: file.stable_id.as_str().to_owned(),
             name: file.name.clone(),
             label: file.label.clone(),
-            derived_from: file.derived_from.clone(),
+            derived_from: file.derived_from.as_ref().map(|d| d.as_str().to_owned()),
             content: file.content.clone(),
             version: file.version,
             created_at: file.created_at.to_string(),
@@ -68,13 +68,17 @@ impl FileRow {
             }),
             _ => None,
         };
+        let derived_from = self
+            .derived_from
+            .map(|d| stored_id(d, || format!("file {}: derived_from", self.stable_id)))
+            .transpose()?;
         Ok(SharedFile {
             created_at: stored_time(&self.created_at, what)?,
             updated_at: stored_time(&self.updated_at, what)?,
-            stable_id: self.stable_id,
+            stable_id: stored_id(self.stable_id, || "file".to_owned())?,
             name: self.name,
             label: self.label,
-            derived_from: self.derived_from,
+            derived_from,
             content: self.content,
             version: self.version,
             created_by: self.created_by,
@@ -86,9 +90,9 @@ impl FileRow {
 }
 
 /// The file with this id, tombstones included.
-pub fn load(conn: &mut DbConn, stable_id: &str) -> Result<Option<SharedFile>, StoreError> {
+pub fn load(conn: &mut DbConn, stable_id: &ResourceId) -> Result<Option<SharedFile>, StoreError> {
     files::table
-        .find(stable_id)
+        .find(stable_id.as_str())
         .select(FileRow::as_select())
         .first(conn)
         .optional()?
@@ -103,7 +107,7 @@ pub fn save(
     last_event_id: EventId,
 ) -> Result<(), StoreError> {
     let row = FileRow::from_file(file, last_event_id);
-    let updated = diesel::update(files::table.find(&file.stable_id))
+    let updated = diesel::update(files::table.find(file.stable_id.as_str()))
         .set(&row)
         .execute(conn)?;
     if updated == 0 {
@@ -117,7 +121,7 @@ pub fn save(
 /// Only the lease changed (a renewal): no event, so `last_event_id` stays.
 pub fn save_lock(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreError> {
     let lock = file.lock.as_ref();
-    diesel::update(files::table.find(&file.stable_id))
+    diesel::update(files::table.find(file.stable_id.as_str()))
         .set((
             files::lock_session_id.eq(lock.map(|l| l.session_id.clone())),
             files::lock_agent_id.eq(lock.map(|l| l.agent_id.clone())),
@@ -133,13 +137,13 @@ pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreErr
     // write runs under the one writer lock).
     diesel::delete(
         file_versions::table
-            .filter(file_versions::stable_id.eq(&file.stable_id))
+            .filter(file_versions::stable_id.eq(file.stable_id.as_str()))
             .filter(file_versions::version.eq(file.version)),
     )
     .execute(conn)?;
     diesel::insert_into(file_versions::table)
         .values((
-            file_versions::stable_id.eq(&file.stable_id),
+            file_versions::stable_id.eq(file.stable_id.as_str()),
             file_versions::version.eq(file.version),
             file_versions::content.eq(&file.content),
             file_versions::saved_at.eq(file.updated_at.to_string()),
@@ -149,9 +153,9 @@ pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreErr
     Ok(())
 }
 
-pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
+pub fn versions(conn: &mut DbConn, stable_id: &ResourceId) -> Result<Vec<VersionInfo>, StoreError> {
     let rows: Vec<(i64, String, String, String)> = file_versions::table
-        .filter(file_versions::stable_id.eq(stable_id))
+        .filter(file_versions::stable_id.eq(stable_id.as_str()))
         .order(file_versions::version.asc())
         .select((
             file_versions::version,
@@ -174,11 +178,11 @@ pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, 
 
 pub fn version(
     conn: &mut DbConn,
-    stable_id: &str,
+    stable_id: &ResourceId,
     n: i64,
 ) -> Result<Option<(VersionInfo, String)>, StoreError> {
     let row: Option<(i64, String, String, String)> = file_versions::table
-        .find((stable_id, n))
+        .find((stable_id.as_str(), n))
         .select((
             file_versions::version,
             file_versions::saved_at,
