@@ -216,7 +216,7 @@ fn apply(
             let comment = Comment {
                 id: new_id("cmt-"),
                 comment_text: text,
-                author: agent.as_str().to_owned(),
+                author: agent.clone(),
                 created_at: now,
             };
             items::insert_comment(tx.conn(), &item.id, &comment)?;

@@ -27,8 +27,8 @@ pub struct Conversation {
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    pub created_by: AgentId,
+    pub updated_by: AgentId,
     pub deleted: bool,
 }
 
@@ -49,8 +49,8 @@ impl Conversation {
             version: previous.map_or(1, |p| p.version + 1),
             created_at: now,
             updated_at: now,
-            created_by: agent.as_str().to_owned(),
-            updated_by: agent.as_str().to_owned(),
+            created_by: agent.clone(),
+            updated_by: agent.clone(),
             deleted: false,
         }
     }
@@ -58,7 +58,7 @@ impl Conversation {
     pub fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
         self.updated_at = now;
-        self.updated_by = agent.as_str().to_owned();
+        self.updated_by = agent.clone();
     }
 
     pub fn add_usage(&mut self, usage: Usage) {
@@ -203,7 +203,7 @@ pub struct Message {
     pub usage: Option<Usage>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub created_by: String,
+    pub created_by: AgentId,
 }
 
 impl Conversation {
@@ -228,7 +228,7 @@ impl Conversation {
             usage: new.usage,
             created_at: now,
             updated_at: now,
-            created_by: agent.as_str().to_owned(),
+            created_by: agent.clone(),
         };
         let mut changes = vec![ConversationChange::MessageCreated(message.clone())];
         if let Some(usage) = new.usage {

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::conversations::{Conversation, Message, MessageStatus, Role, Usage};
 use super::files::SharedFile;
 use super::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
-use super::{DomainError, ResourceId, Timestamp};
+use super::{AgentId, DomainError, ResourceId, SessionId, Timestamp};
 
 /// A view as a JSON value (for error details and event payloads).
 pub fn to_value<V: Serialize>(view: V) -> Result<Value, DomainError> {
@@ -51,7 +51,8 @@ pub struct CommentView {
     pub id: ResourceId,
     pub comment_text: String,
     /// The agent that wrote it.
-    pub author: String,
+    #[schema(value_type = String)]
+    pub author: AgentId,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
@@ -94,8 +95,10 @@ macro_rules! work_item_view {
             pub created_at: Timestamp,
             #[schema(value_type = String, format = DateTime)]
             pub updated_at: Timestamp,
-            pub created_by: String,
-            pub updated_by: String,
+            #[schema(value_type = String)]
+            pub created_by: AgentId,
+            #[schema(value_type = String)]
+            pub updated_by: AgentId,
         }
 
         impl From<&WorkItem> for $name {
@@ -222,14 +225,16 @@ pub struct FileMetadataView {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
+    #[schema(value_type = String)]
+    pub updated_by: AgentId,
     /// The agent holding the lock; `null` when unlocked (or its lease ran out).
-    #[schema(required = true)]
-    pub locked_by: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub locked_by: Option<AgentId>,
     /// The session holding the lock.
-    #[schema(required = true)]
-    pub lock_session_id: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub lock_session_id: Option<SessionId>,
     /// When the lock's lease runs out.
     #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub lock_expires_at: Option<Timestamp>,
@@ -275,12 +280,14 @@ pub struct FileWithContentView {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
-    #[schema(required = true)]
-    pub locked_by: Option<String>,
-    #[schema(required = true)]
-    pub lock_session_id: Option<String>,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
+    #[schema(value_type = String)]
+    pub updated_by: AgentId,
+    #[schema(required = true, value_type = Option<String>)]
+    pub locked_by: Option<AgentId>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub lock_session_id: Option<SessionId>,
     #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub lock_expires_at: Option<Timestamp>,
     /// UTF-8 text.
@@ -316,9 +323,11 @@ pub struct LockView {
     #[schema(value_type = String)]
     pub stable_id: ResourceId,
     /// The agent holding it.
-    pub locked_by: String,
+    #[schema(value_type = String)]
+    pub locked_by: AgentId,
     /// The session holding it.
-    pub session_id: String,
+    #[schema(value_type = String)]
+    pub session_id: SessionId,
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
 }
@@ -350,8 +359,10 @@ pub struct ConversationView {
     pub version: i64,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
+    #[schema(value_type = String)]
+    pub updated_by: AgentId,
 }
 
 impl From<&Conversation> for ConversationView {
@@ -389,7 +400,8 @@ pub struct MessageView {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
-    pub created_by: String,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
 }
 
 impl From<&Message> for MessageView {

@@ -181,7 +181,7 @@ pub struct Link {
 pub struct Comment {
     pub id: ResourceId,
     pub comment_text: String,
-    pub author: String,
+    pub author: AgentId,
     pub created_at: Timestamp,
 }
 
@@ -202,8 +202,8 @@ pub struct WorkItem {
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    pub created_by: AgentId,
+    pub updated_by: AgentId,
     /// A tombstone: deleted, kept for `/api/sync`.
     pub deleted: bool,
 }
@@ -212,7 +212,7 @@ impl WorkItem {
     fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
         self.updated_at = now;
-        self.updated_by = agent.as_str().to_owned();
+        self.updated_by = agent.clone();
     }
 }
 
@@ -245,8 +245,8 @@ pub fn create_item(
         version: previous.map_or(1, |p| p.version + 1),
         created_at: now,
         updated_at: now,
-        created_by: agent.as_str().to_owned(),
-        updated_by: agent.as_str().to_owned(),
+        created_by: agent.clone(),
+        updated_by: agent.clone(),
         deleted: false,
     })
 }

@@ -14,7 +14,7 @@ use crate::app::files::{self as use_case, MAX_BULK, MAX_LOCK_TTL};
 use crate::domain::files::{self as rules, NewFile, VersionInfo};
 use crate::domain::ids::new_id;
 use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
-use crate::domain::{DomainError, EventId, ResourceId, SessionId, Timestamp};
+use crate::domain::{AgentId, DomainError, EventId, ResourceId, SessionId, Timestamp};
 use crate::error::ApiError;
 use crate::store::files as store;
 use crate::store::{events, StoreError};
@@ -237,7 +237,8 @@ pub struct FileVersion {
     version: i64,
     #[schema(value_type = String, format = DateTime)]
     saved_at: Timestamp,
-    saved_by: String,
+    #[schema(value_type = String)]
+    saved_by: AgentId,
     size: usize,
     content: String,
 }

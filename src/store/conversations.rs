@@ -5,7 +5,7 @@
 use super::db::{DbConn, MultiBackend};
 use diesel::prelude::*;
 
-use super::error::{stored_id, stored_time};
+use super::error::{stored_agent, stored_id, stored_time};
 use super::schema::{conversations, messages};
 use super::StoreError;
 use crate::domain::conversations::{Conversation, Message, MessageStatus, Role, Usage};
@@ -40,8 +40,8 @@ impl ConversationRow {
             version: c.version,
             created_at: c.created_at.to_string(),
             updated_at: c.updated_at.to_string(),
-            created_by: c.created_by.clone(),
-            updated_by: c.updated_by.clone(),
+            created_by: c.created_by.as_str().to_owned(),
+            updated_by: c.updated_by.as_str().to_owned(),
             deleted: c.deleted,
             last_event_id: last_event_id.get(),
         }
@@ -49,6 +49,8 @@ impl ConversationRow {
 
     fn into_conversation(self) -> Result<Conversation, StoreError> {
         let what = || format!("conversation {}", self.id);
+        let created_by = stored_agent(self.created_by, what)?;
+        let updated_by = stored_agent(self.updated_by, what)?;
         Ok(Conversation {
             created_at: stored_time(&self.created_at, what)?,
             updated_at: stored_time(&self.updated_at, what)?,
@@ -58,8 +60,8 @@ impl ConversationRow {
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             version: self.version,
-            created_by: self.created_by,
-            updated_by: self.updated_by,
+            created_by,
+            updated_by,
             deleted: self.deleted,
         })
     }
@@ -98,7 +100,7 @@ impl MessageRow {
             output_tokens: m.usage.map(|u| u.output_tokens),
             created_at: m.created_at.to_string(),
             updated_at: m.updated_at.to_string(),
-            created_by: m.created_by.clone(),
+            created_by: m.created_by.as_str().to_owned(),
         }
     }
 
@@ -118,6 +120,7 @@ impl MessageRow {
         let conversation_id = stored_id(self.conversation_id, || {
             format!("message {}: conversation_id", self.id)
         })?;
+        let created_by = stored_agent(self.created_by, what)?;
         Ok(Message {
             created_at: stored_time(&self.created_at, what)?,
             updated_at: stored_time(&self.updated_at, what)?,
@@ -129,7 +132,7 @@ impl MessageRow {
             content_units: self.content_units,
             status,
             usage,
-            created_by: self.created_by,
+            created_by,
         })
     }
 }

@@ -4,7 +4,7 @@
 use super::db::DbConn;
 use diesel::prelude::*;
 
-use super::error::{stored_id, stored_time};
+use super::error::{stored_agent, stored_id, stored_session, stored_time};
 use super::schema::{file_versions, files};
 use super::StoreError;
 use crate::domain::files::{FileLock, SharedFile, VersionInfo};
@@ -44,12 +44,12 @@ impl FileRow {
             version: file.version,
             created_at: file.created_at.to_string(),
             updated_at: file.updated_at.to_string(),
-            created_by: file.created_by.clone(),
-            updated_by: file.updated_by.clone(),
+            created_by: file.created_by.as_str().to_owned(),
+            updated_by: file.updated_by.as_str().to_owned(),
             deleted: file.deleted,
             last_event_id: last_event_id.get(),
-            lock_session_id: lock.map(|l| l.session_id.clone()),
-            lock_agent_id: lock.map(|l| l.agent_id.clone()),
+            lock_session_id: lock.map(|l| l.session_id.as_str().to_owned()),
+            lock_agent_id: lock.map(|l| l.agent_id.as_str().to_owned()),
             lock_expires_at: lock.map(|l| l.expires_at.to_string()),
         }
     }
@@ -62,8 +62,8 @@ impl FileRow {
             self.lock_expires_at,
         ) {
             (Some(session_id), Some(agent_id), Some(expires_at)) => Some(FileLock {
-                session_id,
-                agent_id,
+                session_id: stored_session(session_id, what)?,
+                agent_id: stored_agent(agent_id, what)?,
                 expires_at: stored_time(&expires_at, what)?,
             }),
             _ => None,
@@ -72,6 +72,8 @@ impl FileRow {
             .derived_from
             .map(|d| stored_id(d, || format!("file {}: derived_from", self.stable_id)))
             .transpose()?;
+        let created_by = stored_agent(self.created_by, what)?;
+        let updated_by = stored_agent(self.updated_by, what)?;
         Ok(SharedFile {
             created_at: stored_time(&self.created_at, what)?,
             updated_at: stored_time(&self.updated_at, what)?,
@@ -81,8 +83,8 @@ impl FileRow {
             derived_from,
             content: self.content,
             version: self.version,
-            created_by: self.created_by,
-            updated_by: self.updated_by,
+            created_by,
+            updated_by,
             deleted: self.deleted,
             lock,
         })
@@ -123,8 +125,8 @@ pub fn save_lock(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreError>
     let lock = file.lock.as_ref();
     diesel::update(files::table.find(file.stable_id.as_str()))
         .set((
-            files::lock_session_id.eq(lock.map(|l| l.session_id.clone())),
-            files::lock_agent_id.eq(lock.map(|l| l.agent_id.clone())),
+            files::lock_session_id.eq(lock.map(|l| l.session_id.as_str().to_owned())),
+            files::lock_agent_id.eq(lock.map(|l| l.agent_id.as_str().to_owned())),
             files::lock_expires_at.eq(lock.map(|l| l.expires_at.to_string())),
         ))
         .execute(conn)?;
@@ -147,7 +149,7 @@ pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreErr
             file_versions::version.eq(file.version),
             file_versions::content.eq(&file.content),
             file_versions::saved_at.eq(file.updated_at.to_string()),
-            file_versions::saved_by.eq(&file.updated_by),
+            file_versions::saved_by.eq(file.updated_by.as_str()),
         ))
         .execute(conn)?;
     Ok(())
@@ -169,7 +171,7 @@ pub fn versions(conn: &mut DbConn, stable_id: &ResourceId) -> Result<Vec<Version
             Ok(VersionInfo {
                 version,
                 saved_at: stored_time(&saved_at, || format!("file {stable_id}"))?,
-                saved_by,
+                saved_by: stored_agent(saved_by, || format!("file {stable_id}"))?,
                 size: content.len(),
             })
         })
@@ -196,7 +198,7 @@ pub fn version(
             VersionInfo {
                 version,
                 saved_at: stored_time(&saved_at, || format!("file {stable_id}"))?,
-                saved_by,
+                saved_by: stored_agent(saved_by, || format!("file {stable_id}"))?,
                 size: content.len(),
             },
             content,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::db::DbConn;
 use diesel::prelude::*;
 
-use super::error::{stored_id, stored_time};
+use super::error::{stored_agent, stored_id, stored_time};
 use super::schema::{work_item_comments, work_item_links, work_items};
 use super::StoreError;
 use crate::domain::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
@@ -54,8 +54,8 @@ impl WorkItemRow {
             version: item.version,
             created_at: item.created_at.to_string(),
             updated_at: item.updated_at.to_string(),
-            created_by: item.created_by.clone(),
-            updated_by: item.updated_by.clone(),
+            created_by: item.created_by.as_str().to_owned(),
+            updated_by: item.updated_by.as_str().to_owned(),
             deleted: item.deleted,
             last_event_id: last_event_id.get(),
         }
@@ -79,6 +79,8 @@ impl WorkItemRow {
             .track_id
             .map(|t| stored_id(t, || format!("work item {}: track_id", self.id)))
             .transpose()?;
+        let created_by = stored_agent(self.created_by, what)?;
+        let updated_by = stored_agent(self.updated_by, what)?;
         Ok(WorkItem {
             id: stored_id(self.id, || "work item".to_owned())?,
             kind,
@@ -94,8 +96,8 @@ impl WorkItemRow {
             version: self.version,
             created_at,
             updated_at,
-            created_by: self.created_by,
-            updated_by: self.updated_by,
+            created_by,
+            updated_by,
             deleted: self.deleted,
         })
     }
@@ -149,6 +151,7 @@ fn children(conn: &mut DbConn, ids: &[String]) -> Result<Children, StoreError> {
             .load(conn)?;
         for (item_id, id, comment_text, author, created_at) in comment_rows {
             let created_at = stored_time(&created_at, || format!("comment {id}"))?;
+            let author = stored_agent(author, || format!("comment {id}"))?;
             let id = stored_id(id, || format!("comment of work item {item_id}"))?;
             comments.entry(item_id).or_default().push(Comment {
                 id,
@@ -240,7 +243,7 @@ pub fn insert_comment(
             work_item_comments::id.eq(comment.id.as_str()),
             work_item_comments::item_id.eq(item_id.as_str()),
             work_item_comments::comment_text.eq(&comment.comment_text),
-            work_item_comments::author.eq(&comment.author),
+            work_item_comments::author.eq(comment.author.as_str()),
             work_item_comments::created_at.eq(comment.created_at.to_string()),
         ))
         .execute(conn)?;
