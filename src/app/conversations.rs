@@ -10,7 +10,7 @@ use crate::domain::conversations::{
 };
 use crate::domain::precondition::IfMatch;
 use crate::domain::views::{ConversationView, DeltaView};
-use crate::domain::DomainError;
+use crate::domain::{DomainError, ResourceId};
 use crate::store::conversations as store;
 use crate::store::{StoreError, Tx};
 
@@ -18,7 +18,7 @@ use crate::store::{StoreError, Tx};
 pub fn create(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    id: String,
+    id: ResourceId,
     title: String,
 ) -> Result<Conversation, StoreError> {
     let previous = store::load(tx.conn(), &id)?;
@@ -39,7 +39,7 @@ pub fn create(
 pub fn rename(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    id: &str,
+    id: &ResourceId,
     if_match: Option<IfMatch>,
     title: String,
 ) -> Result<Conversation, StoreError> {
@@ -56,7 +56,7 @@ pub fn rename(
 pub fn delete(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    id: &str,
+    id: &ResourceId,
     if_match: Option<IfMatch>,
 ) -> Result<Conversation, StoreError> {
     let mut conversation = load_checked(tx, id, if_match)?;
@@ -72,7 +72,7 @@ pub fn delete(
 pub fn create_message(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    conversation_id: &str,
+    conversation_id: &ResourceId,
     new: NewMessage,
 ) -> Result<Message, StoreError> {
     let mut conversation = load_live(tx, conversation_id)?;
@@ -96,8 +96,8 @@ pub fn create_message(
 pub fn append_delta(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    conversation_id: &str,
-    message_id: &str,
+    conversation_id: &ResourceId,
+    message_id: &ResourceId,
     text: &str,
 ) -> Result<DeltaView, StoreError> {
     let units = text_units(text);
@@ -129,7 +129,7 @@ pub fn append_delta(
     )?;
     tx.append(&event)?;
     Ok(DeltaView {
-        message_id: message_id.to_owned(),
+        message_id: message_id.clone(),
         offset,
         length: offset + units,
     })
@@ -139,8 +139,8 @@ pub fn append_delta(
 pub fn complete_message(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    conversation_id: &str,
-    message_id: &str,
+    conversation_id: &ResourceId,
+    message_id: &ResourceId,
     usage: Option<Usage>,
 ) -> Result<Message, StoreError> {
     let mut conversation = load_live(tx, conversation_id)?;
@@ -156,7 +156,7 @@ pub fn complete_message(
     Ok(message)
 }
 
-fn load_live(tx: &mut Tx<'_>, id: &str) -> Result<Conversation, StoreError> {
+fn load_live(tx: &mut Tx<'_>, id: &ResourceId) -> Result<Conversation, StoreError> {
     store::load(tx.conn(), id)?
         .filter(|c| !c.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("conversation {id}")).into())
@@ -164,7 +164,7 @@ fn load_live(tx: &mut Tx<'_>, id: &str) -> Result<Conversation, StoreError> {
 
 fn load_checked(
     tx: &mut Tx<'_>,
-    id: &str,
+    id: &ResourceId,
     if_match: Option<IfMatch>,
 ) -> Result<Conversation, StoreError> {
     let conversation = load_live(tx, id)?;

@@ -10,7 +10,7 @@ use super::{record, Actor};
 use crate::domain::files::{self as rules, Acquired, FileChange, NewFile, SharedFile};
 use crate::domain::precondition::IfMatch;
 use crate::domain::views::FileMetadataView;
-use crate::domain::{DomainError, SessionId};
+use crate::domain::{DomainError, ResourceId, SessionId};
 use crate::store::files as store;
 use crate::store::{StoreError, Tx, Writer};
 
@@ -49,7 +49,7 @@ pub fn create(tx: &mut Tx<'_>, actor: &Actor, new: NewFile) -> Result<SharedFile
 pub fn save(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    stable_id: &str,
+    stable_id: &ResourceId,
     if_match: Option<IfMatch>,
     content: String,
 ) -> Result<SharedFile, StoreError> {
@@ -70,9 +70,9 @@ pub fn save(
 pub fn delete(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    ids: Vec<String>,
+    ids: Vec<ResourceId>,
     if_match: Option<IfMatch>,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<Vec<ResourceId>, StoreError> {
     let now = tx.now();
     let mut doomed = Vec::with_capacity(ids.len());
     let mut missing = Vec::new();
@@ -84,6 +84,7 @@ pub fn delete(
         }
     }
     if !missing.is_empty() {
+        let missing: Vec<&str> = missing.iter().map(ResourceId::as_str).collect();
         return Err(DomainError::NotFound(format!("files {}", missing.join(", "))).into());
     }
     if let (Some(precondition), [file]) = (if_match, doomed.as_slice()) {
@@ -121,7 +122,7 @@ pub fn lock(
     tx: &mut Tx<'_>,
     actor: &Actor,
     session: &SessionId,
-    stable_id: &str,
+    stable_id: &ResourceId,
     ttl: Duration,
 ) -> Result<SharedFile, StoreError> {
     let now = tx.now();
@@ -142,7 +143,11 @@ pub fn lock(
 }
 
 /// Releases the caller's lock; 409 when it holds none.
-pub fn release(tx: &mut Tx<'_>, actor: &Actor, stable_id: &str) -> Result<SharedFile, StoreError> {
+pub fn release(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    stable_id: &ResourceId,
+) -> Result<SharedFile, StoreError> {
     let now = tx.now();
     let mut file = load_live(tx, stable_id)?;
     rules::release_lock(&mut file, actor.session.as_ref(), now)?;
@@ -179,7 +184,7 @@ pub async fn sweep_expired_locks(writer: &Writer) -> Result<usize, StoreError> {
     Ok(writer.write(sweep_expired).await?.value)
 }
 
-fn load_live(tx: &mut Tx<'_>, id: &str) -> Result<SharedFile, StoreError> {
+fn load_live(tx: &mut Tx<'_>, id: &ResourceId) -> Result<SharedFile, StoreError> {
     store::load(tx.conn(), id)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("file {id}")).into())

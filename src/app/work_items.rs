@@ -10,7 +10,7 @@ use crate::domain::precondition::IfMatch;
 use crate::domain::work_items::{
     self as rules, Comment, ItemChange, ItemFields, Kind, Link, LinkType, Status, WorkItem,
 };
-use crate::domain::{DomainError, EventId, Timestamp};
+use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::store::work_items as items;
 use crate::store::{StoreError, Tx};
 
@@ -21,7 +21,7 @@ pub const MAX_COMMENT: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Target {
     pub kind: Kind,
-    pub id: String,
+    pub id: ResourceId,
     pub if_match: Option<IfMatch>,
 }
 
@@ -36,7 +36,7 @@ pub enum ItemCommand {
     Link(Link),
     /// Every link to `linked_id` (of `link_type` when given); 404 when none.
     Unlink {
-        linked_id: String,
+        linked_id: ResourceId,
         link_type: Option<LinkType>,
     },
     /// `comment_added`; the author is the acting agent.
@@ -50,7 +50,7 @@ pub fn create(
     tx: &mut Tx<'_>,
     actor: &Actor,
     kind: Kind,
-    id: String,
+    id: ResourceId,
     fields: ItemFields,
 ) -> Result<WorkItem, StoreError> {
     let previous = items::load(tx.conn(), &id)?;
@@ -100,7 +100,7 @@ pub fn broadcast(
     tx: &mut Tx<'_>,
     actor: &Actor,
     kind: Kind,
-    id: String,
+    id: ResourceId,
     command: ItemCommand,
 ) -> Result<Broadcast, StoreError> {
     let now = tx.now();
@@ -120,7 +120,7 @@ pub fn broadcast(
         }
         previous => {
             let fields = ItemFields {
-                title: Some(id.clone()),
+                title: Some(id.as_str().to_owned()),
                 ..Default::default()
             };
             let item = rules::create_item(
@@ -186,7 +186,7 @@ fn apply(
             if !rules::add_link(item, link.clone(), agent, now) {
                 return Ok(Vec::new());
             }
-            items::insert_link(tx.conn(), &item.id, &link, agent.as_str(), now)?;
+            items::insert_link(tx.conn(), &item.id, &link, agent, now)?;
             Ok(vec![ItemChange::LinkAdded(link)])
         }
         ItemCommand::Unlink {
@@ -216,7 +216,7 @@ fn apply(
             let comment = Comment {
                 id: new_id("cmt-"),
                 comment_text: text,
-                author: agent.as_str().to_owned(),
+                author: agent.clone(),
                 created_at: now,
             };
             items::insert_comment(tx.conn(), &item.id, &comment)?;
@@ -260,7 +260,7 @@ fn updated_changes(changed: Vec<&'static str>, old_status: Status) -> Vec<ItemCh
 }
 
 /// The live item `id` of `kind`, or 404.
-fn load_live(tx: &mut Tx<'_>, kind: Kind, id: &str) -> Result<WorkItem, StoreError> {
+fn load_live(tx: &mut Tx<'_>, kind: Kind, id: &ResourceId) -> Result<WorkItem, StoreError> {
     items::load(tx.conn(), id)?
         .filter(|item| item.kind == kind && !item.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("{} {id}", kind.singular())).into())
@@ -270,7 +270,7 @@ fn load_live(tx: &mut Tx<'_>, kind: Kind, id: &str) -> Result<WorkItem, StoreErr
 fn require_target(
     tx: &mut Tx<'_>,
     field: &str,
-    id: &str,
+    id: &ResourceId,
     want: Option<Kind>,
 ) -> Result<(), StoreError> {
     let found = items::load(tx.conn(), id)?.filter(|item| !item.deleted);

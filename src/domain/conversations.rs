@@ -19,7 +19,7 @@ pub const MAX_TITLE: usize = 500;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
-    pub id: String,
+    pub id: ResourceId,
     pub title: String,
     pub message_count: i64,
     pub input_tokens: i64,
@@ -27,14 +27,14 @@ pub struct Conversation {
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    pub created_by: AgentId,
+    pub updated_by: AgentId,
     pub deleted: bool,
 }
 
 impl Conversation {
     pub fn new(
-        id: String,
+        id: ResourceId,
         title: String,
         previous: Option<&Conversation>,
         agent: &AgentId,
@@ -49,8 +49,8 @@ impl Conversation {
             version: previous.map_or(1, |p| p.version + 1),
             created_at: now,
             updated_at: now,
-            created_by: agent.as_str().to_owned(),
-            updated_by: agent.as_str().to_owned(),
+            created_by: agent.clone(),
+            updated_by: agent.clone(),
             deleted: false,
         }
     }
@@ -58,7 +58,7 @@ impl Conversation {
     pub fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
         self.updated_at = now;
-        self.updated_by = agent.as_str().to_owned();
+        self.updated_by = agent.clone();
     }
 
     pub fn add_usage(&mut self, usage: Usage) {
@@ -193,8 +193,8 @@ pub fn text_units(text: &str) -> i64 {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    pub id: String,
-    pub conversation_id: String,
+    pub id: ResourceId,
+    pub conversation_id: ResourceId,
     pub seq: i64,
     pub role: Role,
     pub content: String,
@@ -203,7 +203,7 @@ pub struct Message {
     pub usage: Option<Usage>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub created_by: String,
+    pub created_by: AgentId,
 }
 
 impl Conversation {
@@ -228,7 +228,7 @@ impl Conversation {
             usage: new.usage,
             created_at: now,
             updated_at: now,
-            created_by: agent.as_str().to_owned(),
+            created_by: agent.clone(),
         };
         let mut changes = vec![ConversationChange::MessageCreated(message.clone())];
         if let Some(usage) = new.usage {
@@ -279,7 +279,7 @@ impl Conversation {
 /// A message to add, checked at the edge.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
-    pub id: String,
+    pub id: ResourceId,
     pub role: Role,
     pub content: String,
     pub status: MessageStatus,
@@ -289,7 +289,7 @@ pub struct NewMessage {
 
 impl NewMessage {
     pub fn new(
-        id: String,
+        id: ResourceId,
         role: Role,
         content: String,
         status: MessageStatus,
@@ -381,7 +381,7 @@ pub fn conversation_event(
         channel: ChannelName::parse("channel", &channel)?,
         event_type: EventType::parse("type", event_type)?,
         resource_type: Some(ResourceType::parse("resource_type", resource_type)?),
-        resource_id: Some(ResourceId::parse("id", resource_id)?),
+        resource_id: Some(resource_id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload,
@@ -389,15 +389,15 @@ pub fn conversation_event(
 }
 
 /// `conversation:{id}`
-pub fn message_channel(conversation_id: &str) -> String {
+pub fn message_channel(conversation_id: &ResourceId) -> String {
     format!("conversation:{conversation_id}")
 }
 
 /// `message_delta` `{message_id, offset, text}`: the hot path of streaming,
 /// built without loading the conversation.
 pub fn delta_event(
-    conversation_id: &str,
-    message_id: &str,
+    conversation_id: &ResourceId,
+    message_id: &ResourceId,
     offset: i64,
     text: &str,
     agent: &AgentId,
@@ -408,7 +408,7 @@ pub fn delta_event(
         channel: ChannelName::parse("channel", &message_channel(conversation_id))?,
         event_type: EventType::parse("type", "message_delta")?,
         resource_type: Some(ResourceType::parse("resource_type", "message")?),
-        resource_id: Some(ResourceId::parse("id", message_id)?),
+        resource_id: Some(message_id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload: serde_json::value::to_raw_value(&payload)

@@ -13,23 +13,23 @@ use super::{
 /// Who holds a file's lock, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileLock {
-    pub session_id: String,
-    pub agent_id: String,
+    pub session_id: SessionId,
+    pub agent_id: AgentId,
     pub expires_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SharedFile {
-    pub stable_id: String,
+    pub stable_id: ResourceId,
     pub name: String,
     pub label: Option<String>,
-    pub derived_from: Option<String>,
+    pub derived_from: Option<ResourceId>,
     pub content: String,
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    pub created_by: AgentId,
+    pub updated_by: AgentId,
     pub deleted: bool,
     /// The lease as stored; it may have run out (see `active_lock`).
     pub lock: Option<FileLock>,
@@ -42,7 +42,8 @@ pub struct VersionInfo {
     pub version: i64,
     #[schema(value_type = String, format = DateTime)]
     pub saved_at: Timestamp,
-    pub saved_by: String,
+    #[schema(value_type = String)]
+    pub saved_by: AgentId,
     /// Its size in bytes.
     pub size: usize,
 }
@@ -58,7 +59,7 @@ impl SharedFile {
     fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
         self.updated_at = now;
-        self.updated_by = agent.as_str().to_owned();
+        self.updated_by = agent.clone();
     }
 }
 
@@ -76,10 +77,10 @@ pub fn validate_name(field: &str, name: &str) -> Result<String, DomainError> {
 }
 
 pub struct NewFile {
-    pub stable_id: String,
+    pub stable_id: ResourceId,
     pub name: String,
     pub label: Option<String>,
-    pub derived_from: Option<String>,
+    pub derived_from: Option<ResourceId>,
     pub content: String,
 }
 
@@ -98,8 +99,8 @@ pub fn create_file(
         version: previous.map_or(1, |p| p.version + 1),
         created_at: now,
         updated_at: now,
-        created_by: agent.as_str().to_owned(),
-        updated_by: agent.as_str().to_owned(),
+        created_by: agent.clone(),
+        updated_by: agent.clone(),
         deleted: false,
         lock: None,
     }
@@ -128,7 +129,7 @@ pub fn require_lock(
     now: Timestamp,
 ) -> Result<(), DomainError> {
     match (file.active_lock(now), session) {
-        (Some(lock), Some(session)) if lock.session_id == session.as_str() => Ok(()),
+        (Some(lock), Some(session)) if lock.session_id == *session => Ok(()),
         (lock, _) => Err(DomainError::Conflict {
             code: "lock_required",
             message: format!(
@@ -163,15 +164,15 @@ pub fn acquire_lock(
     now: Timestamp,
 ) -> Result<Acquired, DomainError> {
     let outcome = match file.active_lock(now) {
-        Some(lock) if lock.session_id == session.as_str() => Acquired::Renewed,
+        Some(lock) if lock.session_id == *session => Acquired::Renewed,
         Some(lock) => return Err(lock_held(file, lock)),
         None => Acquired::New {
             expired: file.lock.clone(),
         },
     };
     file.lock = Some(FileLock {
-        session_id: session.as_str().to_owned(),
-        agent_id: agent.as_str().to_owned(),
+        session_id: session.clone(),
+        agent_id: agent.clone(),
         expires_at,
     });
     Ok(outcome)
@@ -184,7 +185,7 @@ pub fn release_lock(
     now: Timestamp,
 ) -> Result<(), DomainError> {
     match (file.active_lock(now), session) {
-        (Some(lock), Some(session)) if lock.session_id == session.as_str() => {
+        (Some(lock), Some(session)) if lock.session_id == *session => {
             file.lock = None;
             Ok(())
         }
@@ -247,7 +248,7 @@ pub fn file_event(
         channel: ChannelName::parse("channel", "files")?,
         event_type: EventType::parse("type", event_type)?,
         resource_type: Some(ResourceType::parse("resource_type", "file")?),
-        resource_id: Some(ResourceId::parse("stable_id", &file.stable_id)?),
+        resource_id: Some(file.stable_id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload,
@@ -260,7 +261,7 @@ mod tests {
 
     fn file() -> SharedFile {
         let new = NewFile {
-            stable_id: "file-1".into(),
+            stable_id: ResourceId::parse("stable_id", "file-1").unwrap(),
             name: "a.md".into(),
             label: None,
             derived_from: None,

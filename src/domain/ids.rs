@@ -63,6 +63,18 @@ macro_rules! id_type {
                 &self.0
             }
         }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
     };
 }
 
@@ -210,12 +222,15 @@ impl fmt::Display for ChannelPattern {
     }
 }
 
-/// A random id with the kind's prefix: `feat-3f9a…`.
-pub fn new_id(prefix: &str) -> String {
+/// A random id with the kind's prefix: `feat-3f9a…`. The prefixes are the
+/// server's own (`feat-`, `cmt-`, …): letters and `-`, so the id is valid.
+pub fn new_id(prefix: &'static str) -> ResourceId {
     use rand::Rng;
     let bytes: [u8; 8] = rand::rng().random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")
+    let id = format!("{prefix}{hex}");
+    debug_assert!(check("id", &id, 64, resource_id_byte, "").is_ok());
+    ResourceId(id)
 }
 
 #[cfg(test)]
@@ -242,6 +257,15 @@ mod tests {
         assert!(exact.matches("features") && !exact.matches("features2"));
         assert!(ChannelPattern::parse("c", "a*b").is_err());
         assert!(ChannelPattern::parse("c", "**").is_err());
+    }
+
+    #[test]
+    fn new_ids_are_valid_resource_ids() {
+        for prefix in ["feat-", "trk-", "spk-", "cmt-", "conv-", "msg-", "file-"] {
+            let id = new_id(prefix);
+            assert!(id.as_str().starts_with(prefix));
+            assert_eq!(ResourceId::parse("id", id.as_str()).unwrap(), id);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::conversations::{Conversation, Message, MessageStatus, Role, Usage};
 use super::files::SharedFile;
 use super::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
-use super::{DomainError, Timestamp};
+use super::{AgentId, DomainError, ResourceId, SessionId, Timestamp};
 
 /// A view as a JSON value (for error details and event payloads).
 pub fn to_value<V: Serialize>(view: V) -> Result<Value, DomainError> {
@@ -28,7 +28,8 @@ pub fn to_payload<V: Serialize>(view: V) -> Result<Box<RawValue>, DomainError> {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Link)]
 pub struct LinkView {
-    pub linked_feature_id: String,
+    #[schema(value_type = String)]
+    pub linked_feature_id: ResourceId,
     pub link_type: LinkType,
 }
 
@@ -46,10 +47,12 @@ impl From<&Link> for LinkView {
 #[schema(as = Comment)]
 pub struct CommentView {
     /// `cmt-…`
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: ResourceId,
     pub comment_text: String,
     /// The agent that wrote it.
-    pub author: String,
+    #[schema(value_type = String)]
+    pub author: AgentId,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
@@ -77,7 +80,8 @@ macro_rules! work_item_view {
         #[derive(Debug, Clone, Serialize, ToSchema)]
         #[schema(as = $schema)]
         pub struct $name {
-            pub id: String,
+            #[schema(value_type = String)]
+            pub id: ResourceId,
             pub title: String,
             pub status: Status,
             #[schema(required = true)]
@@ -91,8 +95,10 @@ macro_rules! work_item_view {
             pub created_at: Timestamp,
             #[schema(value_type = String, format = DateTime)]
             pub updated_at: Timestamp,
-            pub created_by: String,
-            pub updated_by: String,
+            #[schema(value_type = String)]
+            pub created_by: AgentId,
+            #[schema(value_type = String)]
+            pub updated_by: AgentId,
         }
 
         impl From<&WorkItem> for $name {
@@ -124,8 +130,8 @@ work_item_view!(
         priority: Option<Priority> = |item| item.priority,
         tags: Vec<String> = |item| item.tags.clone(),
         /// The track this feature belongs to.
-        #[schema(required = true)]
-        track_id: Option<String> = |item| item.track_id.clone(),
+        #[schema(required = true, value_type = Option<String>)]
+        track_id: Option<ResourceId> = |item| item.track_id.clone(),
     }
 );
 
@@ -141,8 +147,8 @@ work_item_view!(
         priority: Option<Priority> = |item| item.priority,
         tags: Vec<String> = |item| item.tags.clone(),
         /// The track this spike belongs to.
-        #[schema(required = true)]
-        track_id: Option<String> = |item| item.track_id.clone(),
+        #[schema(required = true, value_type = Option<String>)]
+        track_id: Option<ResourceId> = |item| item.track_id.clone(),
         #[schema(required = true)]
         findings: Option<String> = |item| item.findings.clone(),
     }
@@ -181,7 +187,8 @@ impl From<&WorkItem> for WorkItemView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = DeletedResource)]
 pub struct DeletedView {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: ResourceId,
     /// The tombstone's version.
     pub version: i64,
     /// Always `true`.
@@ -189,9 +196,9 @@ pub struct DeletedView {
 }
 
 impl DeletedView {
-    pub fn new(id: &str, version: i64) -> Self {
+    pub fn new(id: &ResourceId, version: i64) -> Self {
         DeletedView {
-            id: id.to_owned(),
+            id: id.clone(),
             version,
             deleted: true,
         }
@@ -203,13 +210,14 @@ impl DeletedView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = FileMetadata)]
 pub struct FileMetadataView {
-    pub stable_id: String,
+    #[schema(value_type = String)]
+    pub stable_id: ResourceId,
     pub name: String,
     #[schema(required = true)]
     pub label: Option<String>,
     /// The file this one was made from.
-    #[schema(required = true)]
-    pub derived_from: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub derived_from: Option<ResourceId>,
     /// The content's size in bytes.
     pub size: u64,
     pub version: i64,
@@ -217,14 +225,16 @@ pub struct FileMetadataView {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
+    #[schema(value_type = String)]
+    pub updated_by: AgentId,
     /// The agent holding the lock; `null` when unlocked (or its lease ran out).
-    #[schema(required = true)]
-    pub locked_by: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub locked_by: Option<AgentId>,
     /// The session holding the lock.
-    #[schema(required = true)]
-    pub lock_session_id: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub lock_session_id: Option<SessionId>,
     /// When the lock's lease runs out.
     #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub lock_expires_at: Option<Timestamp>,
@@ -256,12 +266,13 @@ impl FileMetadataView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = FileWithContent)]
 pub struct FileWithContentView {
-    pub stable_id: String,
+    #[schema(value_type = String)]
+    pub stable_id: ResourceId,
     pub name: String,
     #[schema(required = true)]
     pub label: Option<String>,
-    #[schema(required = true)]
-    pub derived_from: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub derived_from: Option<ResourceId>,
     /// The content's size in bytes.
     pub size: u64,
     pub version: i64,
@@ -269,12 +280,14 @@ pub struct FileWithContentView {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
-    #[schema(required = true)]
-    pub locked_by: Option<String>,
-    #[schema(required = true)]
-    pub lock_session_id: Option<String>,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
+    #[schema(value_type = String)]
+    pub updated_by: AgentId,
+    #[schema(required = true, value_type = Option<String>)]
+    pub locked_by: Option<AgentId>,
+    #[schema(required = true, value_type = Option<String>)]
+    pub lock_session_id: Option<SessionId>,
     #[schema(required = true, value_type = Option<String>, format = DateTime)]
     pub lock_expires_at: Option<Timestamp>,
     /// UTF-8 text.
@@ -307,11 +320,14 @@ impl FileWithContentView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = FileLock)]
 pub struct LockView {
-    pub stable_id: String,
+    #[schema(value_type = String)]
+    pub stable_id: ResourceId,
     /// The agent holding it.
-    pub locked_by: String,
+    #[schema(value_type = String)]
+    pub locked_by: AgentId,
     /// The session holding it.
-    pub session_id: String,
+    #[schema(value_type = String)]
+    pub session_id: SessionId,
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
 }
@@ -332,7 +348,8 @@ impl LockView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = ConversationSummary)]
 pub struct ConversationView {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: ResourceId,
     pub title: String,
     pub message_count: i64,
     pub input_tokens: i64,
@@ -342,8 +359,10 @@ pub struct ConversationView {
     pub version: i64,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
+    #[schema(value_type = String)]
+    pub updated_by: AgentId,
 }
 
 impl From<&Conversation> for ConversationView {
@@ -367,8 +386,10 @@ impl From<&Conversation> for ConversationView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Message)]
 pub struct MessageView {
-    pub id: String,
-    pub conversation_id: String,
+    #[schema(value_type = String)]
+    pub id: ResourceId,
+    #[schema(value_type = String)]
+    pub conversation_id: ResourceId,
     pub role: Role,
     pub content: String,
     pub status: MessageStatus,
@@ -379,7 +400,8 @@ pub struct MessageView {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
-    pub created_by: String,
+    #[schema(value_type = String)]
+    pub created_by: AgentId,
 }
 
 impl From<&Message> for MessageView {
@@ -402,7 +424,8 @@ impl From<&Message> for MessageView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = DeltaResult)]
 pub struct DeltaView {
-    pub message_id: String,
+    #[schema(value_type = String)]
+    pub message_id: ResourceId,
     /// Where the text was appended, in UTF-16 code units.
     pub offset: i64,
     /// The message's length after it, in UTF-16 code units.

@@ -173,37 +173,37 @@ word_enum!(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
-    pub linked_id: String,
+    pub linked_id: ResourceId,
     pub link_type: LinkType,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comment {
-    pub id: String,
+    pub id: ResourceId,
     pub comment_text: String,
-    pub author: String,
+    pub author: AgentId,
     pub created_at: Timestamp,
 }
 
 /// One feature, track or spike, with its links and comments.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkItem {
-    pub id: String,
+    pub id: ResourceId,
     pub kind: Kind,
     pub title: String,
     pub status: Status,
     pub description: Option<String>,
     pub priority: Option<Priority>,
     pub tags: Vec<String>,
-    pub track_id: Option<String>,
+    pub track_id: Option<ResourceId>,
     pub findings: Option<String>,
     pub links: Vec<Link>,
     pub comments: Vec<Comment>,
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    pub created_by: String,
-    pub updated_by: String,
+    pub created_by: AgentId,
+    pub updated_by: AgentId,
     /// A tombstone: deleted, kept for `/api/sync`.
     pub deleted: bool,
 }
@@ -212,7 +212,7 @@ impl WorkItem {
     fn touch(&mut self, agent: &AgentId, now: Timestamp) {
         self.version += 1;
         self.updated_at = now;
-        self.updated_by = agent.as_str().to_owned();
+        self.updated_by = agent.clone();
     }
 }
 
@@ -221,7 +221,7 @@ impl WorkItem {
 /// the new item.
 pub fn create_item(
     kind: Kind,
-    id: String,
+    id: ResourceId,
     fields: ItemFields,
     previous: Option<&WorkItem>,
     agent: &AgentId,
@@ -245,8 +245,8 @@ pub fn create_item(
         version: previous.map_or(1, |p| p.version + 1),
         created_at: now,
         updated_at: now,
-        created_by: agent.as_str().to_owned(),
-        updated_by: agent.as_str().to_owned(),
+        created_by: agent.clone(),
+        updated_by: agent.clone(),
         deleted: false,
     })
 }
@@ -426,7 +426,7 @@ pub fn item_event(
         channel: ChannelName::parse("channel", item.kind.collection())?,
         event_type: EventType::parse("type", &event_type)?,
         resource_type: Some(ResourceType::parse("resource_type", singular)?),
-        resource_id: Some(ResourceId::parse("id", &item.id)?),
+        resource_id: Some(item.id.clone()),
         agent_id: agent.clone(),
         session_id: session.cloned(),
         payload: serde_json::value::to_raw_value(&payload)
@@ -454,7 +454,7 @@ mod tests {
         };
         create_item(
             Kind::Feature,
-            "feat-1".into(),
+            ResourceId::parse("id", "feat-1").unwrap(),
             fields,
             None,
             &agent(),

@@ -16,16 +16,16 @@ use crate::error::ApiError;
 use crate::store::conversations as store;
 use crate::store::events;
 
-pub(super) fn conversation_id(value: &str) -> Result<String, ApiError> {
-    let id = ResourceId::parse("id", value)?.into_string();
-    if id == "sync" {
+pub(super) fn conversation_id(value: &str) -> Result<ResourceId, ApiError> {
+    let id = ResourceId::parse("id", value)?;
+    if id.as_str() == "sync" {
         return Err(DomainError::validation("id", "\"sync\" is reserved").into());
     }
     Ok(id)
 }
 
-pub(super) fn message_id(field: &str, value: &str) -> Result<String, ApiError> {
-    Ok(ResourceId::parse(field, value)?.into_string())
+pub(super) fn message_id(field: &str, value: &str) -> Result<ResourceId, ApiError> {
+    Ok(ResourceId::parse(field, value)?)
 }
 
 fn title(value: Option<&str>) -> Result<String, ApiError> {
@@ -359,7 +359,8 @@ pub struct ConversationsSync {
     /// Live conversations changed since `since`/`cursor` (all of them on a full sync).
     conversations: Vec<ConversationView>,
     /// Conversations deleted since then.
-    deleted_ids: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    deleted_ids: Vec<ResourceId>,
     #[schema(value_type = String, format = DateTime)]
     server_time: Timestamp,
     is_full_sync: bool,

@@ -14,14 +14,14 @@ use crate::app::files::{self as use_case, MAX_BULK, MAX_LOCK_TTL};
 use crate::domain::files::{self as rules, NewFile, VersionInfo};
 use crate::domain::ids::new_id;
 use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
-use crate::domain::{DomainError, EventId, ResourceId, SessionId, Timestamp};
+use crate::domain::{AgentId, DomainError, EventId, ResourceId, SessionId, Timestamp};
 use crate::error::ApiError;
 use crate::store::files as store;
 use crate::store::{events, StoreError};
 
-fn stable_id(field: &str, value: &str) -> Result<String, ApiError> {
-    let id = ResourceId::parse(field, value)?.into_string();
-    if id == "delete" {
+fn stable_id(field: &str, value: &str) -> Result<ResourceId, ApiError> {
+    let id = ResourceId::parse(field, value)?;
+    if id.as_str() == "delete" {
         return Err(DomainError::validation(field, "\"delete\" is reserved").into());
     }
     Ok(id)
@@ -224,18 +224,21 @@ pub async fn list_versions(
 /// `GET /api/files/{id}/versions`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FileVersions {
-    stable_id: String,
+    #[schema(value_type = String)]
+    stable_id: ResourceId,
     versions: Vec<VersionInfo>,
 }
 
 /// `GET /api/files/{id}/versions/{n}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FileVersion {
-    stable_id: String,
+    #[schema(value_type = String)]
+    stable_id: ResourceId,
     version: i64,
     #[schema(value_type = String, format = DateTime)]
     saved_at: Timestamp,
-    saved_by: String,
+    #[schema(value_type = String)]
+    saved_by: AgentId,
     size: usize,
     content: String,
 }
@@ -348,7 +351,7 @@ async fn delete_files(
     state: &AppState,
     identity: &Identity,
     raw: &[u8],
-    ids: Vec<String>,
+    ids: Vec<ResourceId>,
 ) -> Result<HttpResponse, ApiError> {
     let context = WriteContext::new(req, identity, raw)?;
     let if_match = context.if_match;
@@ -363,7 +366,8 @@ async fn delete_files(
 /// The files deleted.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FilesDeleted {
-    stable_ids: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    stable_ids: Vec<ResourceId>,
 }
 
 /// `DELETE /api/files/{id}` → `files_deleted`; the caller must hold the lock.
@@ -563,7 +567,8 @@ pub async fn release_lock(
 /// `DELETE /api/files/{id}/lock`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct LockReleased {
-    stable_id: String,
+    #[schema(value_type = String)]
+    stable_id: ResourceId,
     /// Always `true`.
     released: bool,
 }

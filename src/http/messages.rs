@@ -13,7 +13,7 @@ use crate::app::conversations as use_case;
 use crate::domain::conversations::{MessageStatus, NewMessage, Role, Usage};
 use crate::domain::ids::new_id;
 use crate::domain::views::MessageView;
-use crate::domain::{DomainError, EventId};
+use crate::domain::{DomainError, EventId, ResourceId};
 use crate::error::ApiError;
 use crate::store::conversations as store;
 use crate::store::events;
@@ -310,8 +310,8 @@ pub struct MessagesPage {
     /// Messages in the conversation.
     total_count: i64,
     /// Pass as `before` for the older page; `null` at the first message.
-    #[schema(required = true)]
-    next_before: Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
+    next_before: Option<ResourceId>,
     /// The newest event this page includes (also `X-Event-Cursor`).
     #[schema(value_type = i64)]
     cursor: EventId,

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::{AppState, Identity};
 use crate::domain::views::{ConversationView, FeatureView, FileMetadataView, SpikeView, TrackView};
 use crate::domain::work_items::{Kind, WorkItem};
-use crate::domain::{DomainError, EventId, Timestamp};
+use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::error::ApiError;
 use crate::store::{conversations, events, files, work_items};
 
@@ -80,7 +80,8 @@ pub struct SyncQuery {
 /// A deleted resource.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Tombstone {
-    id: String,
+    #[schema(value_type = String)]
+    id: ResourceId,
     version: i64,
     #[schema(value_type = String, format = DateTime)]
     deleted_at: Timestamp,

@@ -26,8 +26,8 @@ fn kind(collection: &str) -> Result<Kind, ApiError> {
     Kind::from_collection(collection).ok_or(ApiError::RouteNotFound)
 }
 
-fn item_id(id: &str) -> Result<String, ApiError> {
-    Ok(ResourceId::parse("id", id)?.into_string())
+fn item_id(id: &str) -> Result<ResourceId, ApiError> {
+    Ok(ResourceId::parse("id", id)?)
 }
 
 fn object(value: Value) -> Result<Map<String, Value>, ApiError> {
@@ -347,13 +347,13 @@ pub struct LinkRequest {
     link_type: Option<String>,
 }
 
-fn parse_link(request: &LinkRequest, own_id: &str) -> Result<Link, ApiError> {
+fn parse_link(request: &LinkRequest, own_id: &ResourceId) -> Result<Link, ApiError> {
     let linked = request
         .linked_feature_id
         .as_deref()
         .ok_or_else(|| DomainError::validation("linked_feature_id", "is required"))?;
-    let linked_id = ResourceId::parse("linked_feature_id", linked)?.into_string();
-    if linked_id == own_id {
+    let linked_id = ResourceId::parse("linked_feature_id", linked)?;
+    if linked_id == *own_id {
         return Err(
             DomainError::validation("linked_feature_id", "an item cannot link to itself").into(),
         );
@@ -408,7 +408,7 @@ pub async fn remove_link(
 ) -> Result<HttpResponse, ApiError> {
     let (collection, id, linked_id) = path.into_inner();
     let command = ItemCommand::Unlink {
-        linked_id: ResourceId::parse("linked_id", &linked_id)?.into_string(),
+        linked_id: ResourceId::parse("linked_id", &linked_id)?,
         link_type: query
             .link_type
             .as_deref()

@@ -5,11 +5,11 @@
 use super::db::{DbConn, MultiBackend};
 use diesel::prelude::*;
 
-use super::error::stored_time;
+use super::error::{stored_agent, stored_id, stored_time};
 use super::schema::{conversations, messages};
 use super::StoreError;
 use crate::domain::conversations::{Conversation, Message, MessageStatus, Role, Usage};
-use crate::domain::{EventId, Timestamp};
+use crate::domain::{EventId, ResourceId, Timestamp};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = conversations)]
@@ -32,7 +32,7 @@ struct ConversationRow {
 impl ConversationRow {
     fn from_conversation(c: &Conversation, last_event_id: EventId) -> Self {
         ConversationRow {
-            id: c.id.clone(),
+            id: c.id.as_str().to_owned(),
             title: c.title.clone(),
             message_count: c.message_count,
             input_tokens: c.input_tokens,
@@ -40,8 +40,8 @@ impl ConversationRow {
             version: c.version,
             created_at: c.created_at.to_string(),
             updated_at: c.updated_at.to_string(),
-            created_by: c.created_by.clone(),
-            updated_by: c.updated_by.clone(),
+            created_by: c.created_by.as_str().to_owned(),
+            updated_by: c.updated_by.as_str().to_owned(),
             deleted: c.deleted,
             last_event_id: last_event_id.get(),
         }
@@ -49,17 +49,19 @@ impl ConversationRow {
 
     fn into_conversation(self) -> Result<Conversation, StoreError> {
         let what = || format!("conversation {}", self.id);
+        let created_by = stored_agent(self.created_by, what)?;
+        let updated_by = stored_agent(self.updated_by, what)?;
         Ok(Conversation {
             created_at: stored_time(&self.created_at, what)?,
             updated_at: stored_time(&self.updated_at, what)?,
-            id: self.id,
+            id: stored_id(self.id, || "conversation".to_owned())?,
             title: self.title,
             message_count: self.message_count,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
             version: self.version,
-            created_by: self.created_by,
-            updated_by: self.updated_by,
+            created_by,
+            updated_by,
             deleted: self.deleted,
         })
     }
@@ -87,8 +89,8 @@ struct MessageRow {
 impl MessageRow {
     fn from_message(m: &Message) -> Self {
         MessageRow {
-            id: m.id.clone(),
-            conversation_id: m.conversation_id.clone(),
+            id: m.id.as_str().to_owned(),
+            conversation_id: m.conversation_id.as_str().to_owned(),
             seq: m.seq,
             role: m.role.as_str().to_owned(),
             content: m.content.clone(),
@@ -98,7 +100,7 @@ impl MessageRow {
             output_tokens: m.usage.map(|u| u.output_tokens),
             created_at: m.created_at.to_string(),
             updated_at: m.updated_at.to_string(),
-            created_by: m.created_by.clone(),
+            created_by: m.created_by.as_str().to_owned(),
         }
     }
 
@@ -115,26 +117,30 @@ impl MessageRow {
         let what = || format!("message {}", self.id);
         let role = Role::parse("role", &self.role)
             .map_err(|_| StoreError::Corrupt(format!("{}: bad role", what())))?;
+        let conversation_id = stored_id(self.conversation_id, || {
+            format!("message {}: conversation_id", self.id)
+        })?;
+        let created_by = stored_agent(self.created_by, what)?;
         Ok(Message {
             created_at: stored_time(&self.created_at, what)?,
             updated_at: stored_time(&self.updated_at, what)?,
-            id: self.id,
-            conversation_id: self.conversation_id,
+            id: stored_id(self.id, || "message".to_owned())?,
+            conversation_id,
             seq: self.seq,
             role,
             content: self.content,
             content_units: self.content_units,
             status,
             usage,
-            created_by: self.created_by,
+            created_by,
         })
     }
 }
 
 /// The conversation, tombstones included.
-pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<Conversation>, StoreError> {
+pub fn load(conn: &mut DbConn, id: &ResourceId) -> Result<Option<Conversation>, StoreError> {
     conversations::table
-        .find(id)
+        .find(id.as_str())
         .select(ConversationRow::as_select())
         .first(conn)
         .optional()?
@@ -144,7 +150,7 @@ pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<Conversation>, StoreEr
 
 pub fn save(conn: &mut DbConn, c: &Conversation, last_event_id: EventId) -> Result<(), StoreError> {
     let row = ConversationRow::from_conversation(c, last_event_id);
-    let updated = diesel::update(conversations::table.find(&c.id))
+    let updated = diesel::update(conversations::table.find(c.id.as_str()))
         .set(&row)
         .execute(conn)?;
     if updated == 0 {
@@ -208,7 +214,7 @@ pub fn insert_message(conn: &mut DbConn, message: &Message) -> Result<(), StoreE
 }
 
 pub fn update_message(conn: &mut DbConn, message: &Message) -> Result<(), StoreError> {
-    diesel::update(messages::table.find(&message.id))
+    diesel::update(messages::table.find(message.id.as_str()))
         .set(MessageRow::from_message(message))
         .execute(conn)?;
     Ok(())
@@ -216,12 +222,12 @@ pub fn update_message(conn: &mut DbConn, message: &Message) -> Result<(), StoreE
 
 pub fn load_message(
     conn: &mut DbConn,
-    conversation_id: &str,
-    id: &str,
+    conversation_id: &ResourceId,
+    id: &ResourceId,
 ) -> Result<Option<Message>, StoreError> {
     messages::table
-        .find(id)
-        .filter(messages::conversation_id.eq(conversation_id))
+        .find(id.as_str())
+        .filter(messages::conversation_id.eq(conversation_id.as_str()))
         .select(MessageRow::as_select())
         .first(conn)
         .optional()?
@@ -229,9 +235,9 @@ pub fn load_message(
         .transpose()
 }
 
-pub fn message_exists(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
+pub fn message_exists(conn: &mut DbConn, id: &ResourceId) -> Result<bool, StoreError> {
     Ok(messages::table
-        .find(id)
+        .find(id.as_str())
         .select(messages::id)
         .first::<String>(conn)
         .optional()?
@@ -242,16 +248,16 @@ pub fn message_exists(conn: &mut DbConn, id: &str) -> Result<bool, StoreError> {
 /// at, or `None` when no streaming message has that id.
 pub fn append_delta(
     conn: &mut DbConn,
-    conversation_id: &str,
-    id: &str,
+    conversation_id: &ResourceId,
+    id: &ResourceId,
     text: &str,
     units: i64,
     now: Timestamp,
 ) -> Result<Option<i64>, StoreError> {
     let new_length: Option<i64> = diesel::update(
         messages::table
-            .find(id)
-            .filter(messages::conversation_id.eq(conversation_id))
+            .find(id.as_str())
+            .filter(messages::conversation_id.eq(conversation_id.as_str()))
             .filter(messages::status.eq(MessageStatus::Streaming.as_str())),
     )
     .set((
@@ -269,12 +275,12 @@ pub fn append_delta(
 /// below `before_seq` (all when `None`).
 pub fn messages_page(
     conn: &mut DbConn,
-    conversation_id: &str,
+    conversation_id: &ResourceId,
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Message>, StoreError> {
     let mut query = messages::table
-        .filter(messages::conversation_id.eq(conversation_id))
+        .filter(messages::conversation_id.eq(conversation_id.as_str()))
         .into_boxed();
     if let Some(before) = before_seq {
         query = query.filter(messages::seq.lt(before));
@@ -291,8 +297,8 @@ pub fn messages_page(
     Ok(page)
 }
 
-pub fn delete_messages(conn: &mut DbConn, conversation_id: &str) -> Result<(), StoreError> {
-    diesel::delete(messages::table.filter(messages::conversation_id.eq(conversation_id)))
+pub fn delete_messages(conn: &mut DbConn, conversation_id: &ResourceId) -> Result<(), StoreError> {
+    diesel::delete(messages::table.filter(messages::conversation_id.eq(conversation_id.as_str())))
         .execute(conn)?;
     Ok(())
 }

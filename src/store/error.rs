@@ -64,3 +64,57 @@ pub(crate) fn stored_time(
     crate::domain::Timestamp::parse("time", text)
         .map_err(|_| StoreError::Corrupt(format!("{}: bad time {text:?}", what())))
 }
+
+/// A value read back from the database with the `parse` that checked it on
+/// the way in; text it refuses now is a corrupt row.
+fn stored<T>(
+    name: &str,
+    parse: fn(&str, &str) -> Result<T, DomainError>,
+    text: String,
+    what: impl FnOnce() -> String,
+) -> Result<T, StoreError> {
+    parse(name, &text).map_err(|_| StoreError::Corrupt(format!("{}: bad {name} {text:?}", what())))
+}
+
+/// An id read back from the database: the text a `ResourceId` wrote.
+pub(crate) fn stored_id(
+    text: String,
+    what: impl FnOnce() -> String,
+) -> Result<crate::domain::ResourceId, StoreError> {
+    stored("id", crate::domain::ResourceId::parse, text, what)
+}
+
+/// An agent read back from the database (`created_by`, a lock's holder…).
+pub(crate) fn stored_agent(
+    text: String,
+    what: impl FnOnce() -> String,
+) -> Result<crate::domain::AgentId, StoreError> {
+    stored("agent", crate::domain::AgentId::parse, text, what)
+}
+
+/// A session read back from the database (a lock's session).
+pub(crate) fn stored_session(
+    text: String,
+    what: impl FnOnce() -> String,
+) -> Result<crate::domain::SessionId, StoreError> {
+    stored("session", crate::domain::SessionId::parse, text, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_id_that_is_not_an_id_is_corrupt() {
+        assert_eq!(
+            stored_id("feat-1".into(), || "row".into())
+                .unwrap()
+                .as_str(),
+            "feat-1"
+        );
+        let err = stored_id("has space".into(), || "work item x".into()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(m) if m.contains("work item x: bad id")));
+        let err = stored_agent(String::new(), || "file f".into()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(m) if m.contains("file f: bad agent")));
+    }
+}

@@ -4,11 +4,11 @@
 use super::db::DbConn;
 use diesel::prelude::*;
 
-use super::error::stored_time;
+use super::error::{stored_agent, stored_id, stored_session, stored_time};
 use super::schema::{file_versions, files};
 use super::StoreError;
 use crate::domain::files::{FileLock, SharedFile, VersionInfo};
-use crate::domain::{EventId, Timestamp};
+use crate::domain::{EventId, ResourceId, Timestamp};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = files)]
@@ -36,20 +36,20 @@ impl FileRow {
     fn from_file(file: &SharedFile, last_event_id: EventId) -> Self {
         let lock = file.lock.as_ref();
         FileRow {
-            stable_id: file.stable_id.clone(),
+            stable_id: file.stable_id.as_str().to_owned(),
             name: file.name.clone(),
             label: file.label.clone(),
-            derived_from: file.derived_from.clone(),
+            derived_from: file.derived_from.as_ref().map(|d| d.as_str().to_owned()),
             content: file.content.clone(),
             version: file.version,
             created_at: file.created_at.to_string(),
             updated_at: file.updated_at.to_string(),
-            created_by: file.created_by.clone(),
-            updated_by: file.updated_by.clone(),
+            created_by: file.created_by.as_str().to_owned(),
+            updated_by: file.updated_by.as_str().to_owned(),
             deleted: file.deleted,
             last_event_id: last_event_id.get(),
-            lock_session_id: lock.map(|l| l.session_id.clone()),
-            lock_agent_id: lock.map(|l| l.agent_id.clone()),
+            lock_session_id: lock.map(|l| l.session_id.as_str().to_owned()),
+            lock_agent_id: lock.map(|l| l.agent_id.as_str().to_owned()),
             lock_expires_at: lock.map(|l| l.expires_at.to_string()),
         }
     }
@@ -62,23 +62,29 @@ impl FileRow {
             self.lock_expires_at,
         ) {
             (Some(session_id), Some(agent_id), Some(expires_at)) => Some(FileLock {
-                session_id,
-                agent_id,
+                session_id: stored_session(session_id, what)?,
+                agent_id: stored_agent(agent_id, what)?,
                 expires_at: stored_time(&expires_at, what)?,
             }),
             _ => None,
         };
+        let derived_from = self
+            .derived_from
+            .map(|d| stored_id(d, || format!("file {}: derived_from", self.stable_id)))
+            .transpose()?;
+        let created_by = stored_agent(self.created_by, what)?;
+        let updated_by = stored_agent(self.updated_by, what)?;
         Ok(SharedFile {
             created_at: stored_time(&self.created_at, what)?,
             updated_at: stored_time(&self.updated_at, what)?,
-            stable_id: self.stable_id,
+            stable_id: stored_id(self.stable_id, || "file".to_owned())?,
             name: self.name,
             label: self.label,
-            derived_from: self.derived_from,
+            derived_from,
             content: self.content,
             version: self.version,
-            created_by: self.created_by,
-            updated_by: self.updated_by,
+            created_by,
+            updated_by,
             deleted: self.deleted,
             lock,
         })
@@ -86,9 +92,9 @@ impl FileRow {
 }
 
 /// The file with this id, tombstones included.
-pub fn load(conn: &mut DbConn, stable_id: &str) -> Result<Option<SharedFile>, StoreError> {
+pub fn load(conn: &mut DbConn, stable_id: &ResourceId) -> Result<Option<SharedFile>, StoreError> {
     files::table
-        .find(stable_id)
+        .find(stable_id.as_str())
         .select(FileRow::as_select())
         .first(conn)
         .optional()?
@@ -103,7 +109,7 @@ pub fn save(
     last_event_id: EventId,
 ) -> Result<(), StoreError> {
     let row = FileRow::from_file(file, last_event_id);
-    let updated = diesel::update(files::table.find(&file.stable_id))
+    let updated = diesel::update(files::table.find(file.stable_id.as_str()))
         .set(&row)
         .execute(conn)?;
     if updated == 0 {
@@ -117,10 +123,10 @@ pub fn save(
 /// Only the lease changed (a renewal): no event, so `last_event_id` stays.
 pub fn save_lock(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreError> {
     let lock = file.lock.as_ref();
-    diesel::update(files::table.find(&file.stable_id))
+    diesel::update(files::table.find(file.stable_id.as_str()))
         .set((
-            files::lock_session_id.eq(lock.map(|l| l.session_id.clone())),
-            files::lock_agent_id.eq(lock.map(|l| l.agent_id.clone())),
+            files::lock_session_id.eq(lock.map(|l| l.session_id.as_str().to_owned())),
+            files::lock_agent_id.eq(lock.map(|l| l.agent_id.as_str().to_owned())),
             files::lock_expires_at.eq(lock.map(|l| l.expires_at.to_string())),
         ))
         .execute(conn)?;
@@ -133,25 +139,25 @@ pub fn keep_version(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreErr
     // write runs under the one writer lock).
     diesel::delete(
         file_versions::table
-            .filter(file_versions::stable_id.eq(&file.stable_id))
+            .filter(file_versions::stable_id.eq(file.stable_id.as_str()))
             .filter(file_versions::version.eq(file.version)),
     )
     .execute(conn)?;
     diesel::insert_into(file_versions::table)
         .values((
-            file_versions::stable_id.eq(&file.stable_id),
+            file_versions::stable_id.eq(file.stable_id.as_str()),
             file_versions::version.eq(file.version),
             file_versions::content.eq(&file.content),
             file_versions::saved_at.eq(file.updated_at.to_string()),
-            file_versions::saved_by.eq(&file.updated_by),
+            file_versions::saved_by.eq(file.updated_by.as_str()),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, StoreError> {
+pub fn versions(conn: &mut DbConn, stable_id: &ResourceId) -> Result<Vec<VersionInfo>, StoreError> {
     let rows: Vec<(i64, String, String, String)> = file_versions::table
-        .filter(file_versions::stable_id.eq(stable_id))
+        .filter(file_versions::stable_id.eq(stable_id.as_str()))
         .order(file_versions::version.asc())
         .select((
             file_versions::version,
@@ -165,7 +171,7 @@ pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, 
             Ok(VersionInfo {
                 version,
                 saved_at: stored_time(&saved_at, || format!("file {stable_id}"))?,
-                saved_by,
+                saved_by: stored_agent(saved_by, || format!("file {stable_id}"))?,
                 size: content.len(),
             })
         })
@@ -174,11 +180,11 @@ pub fn versions(conn: &mut DbConn, stable_id: &str) -> Result<Vec<VersionInfo>, 
 
 pub fn version(
     conn: &mut DbConn,
-    stable_id: &str,
+    stable_id: &ResourceId,
     n: i64,
 ) -> Result<Option<(VersionInfo, String)>, StoreError> {
     let row: Option<(i64, String, String, String)> = file_versions::table
-        .find((stable_id, n))
+        .find((stable_id.as_str(), n))
         .select((
             file_versions::version,
             file_versions::saved_at,
@@ -192,7 +198,7 @@ pub fn version(
             VersionInfo {
                 version,
                 saved_at: stored_time(&saved_at, || format!("file {stable_id}"))?,
-                saved_by,
+                saved_by: stored_agent(saved_by, || format!("file {stable_id}"))?,
                 size: content.len(),
             },
             content,

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use super::db::DbConn;
 use diesel::prelude::*;
 
-use super::error::stored_time;
+use super::error::{stored_agent, stored_id, stored_time};
 use super::schema::{work_item_comments, work_item_links, work_items};
 use super::StoreError;
 use crate::domain::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
-use crate::domain::{EventId, Timestamp};
+use crate::domain::{AgentId, EventId, ResourceId, Timestamp};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = work_items)]
@@ -42,20 +42,20 @@ fn corrupt(what: &str, id: &str) -> StoreError {
 impl WorkItemRow {
     fn from_item(item: &WorkItem, last_event_id: EventId) -> Self {
         WorkItemRow {
-            id: item.id.clone(),
+            id: item.id.as_str().to_owned(),
             kind: item.kind.singular().to_owned(),
             title: item.title.clone(),
             status: item.status.as_str().to_owned(),
             description: item.description.clone(),
             priority: item.priority.map(|p| p.as_str().to_owned()),
             tags: serde_json::to_string(&item.tags).unwrap_or_else(|_| "[]".into()),
-            track_id: item.track_id.clone(),
+            track_id: item.track_id.as_ref().map(|t| t.as_str().to_owned()),
             findings: item.findings.clone(),
             version: item.version,
             created_at: item.created_at.to_string(),
             updated_at: item.updated_at.to_string(),
-            created_by: item.created_by.clone(),
-            updated_by: item.updated_by.clone(),
+            created_by: item.created_by.as_str().to_owned(),
+            updated_by: item.updated_by.as_str().to_owned(),
             deleted: item.deleted,
             last_event_id: last_event_id.get(),
         }
@@ -75,23 +75,29 @@ impl WorkItemRow {
         let what = || format!("work item {}", self.id);
         let created_at = stored_time(&self.created_at, what)?;
         let updated_at = stored_time(&self.updated_at, what)?;
+        let track_id = self
+            .track_id
+            .map(|t| stored_id(t, || format!("work item {}: track_id", self.id)))
+            .transpose()?;
+        let created_by = stored_agent(self.created_by, what)?;
+        let updated_by = stored_agent(self.updated_by, what)?;
         Ok(WorkItem {
-            id: self.id,
+            id: stored_id(self.id, || "work item".to_owned())?,
             kind,
             title: self.title,
             status,
             description: self.description,
             priority,
             tags,
-            track_id: self.track_id,
+            track_id,
             findings: self.findings,
             links,
             comments,
             version: self.version,
             created_at,
             updated_at,
-            created_by: self.created_by,
-            updated_by: self.updated_by,
+            created_by,
+            updated_by,
             deleted: self.deleted,
         })
     }
@@ -123,6 +129,7 @@ fn children(conn: &mut DbConn, ids: &[String]) -> Result<Children, StoreError> {
         for (item_id, linked_id, link_type) in link_rows {
             let link_type = LinkType::parse("link_type", &link_type)
                 .map_err(|_| corrupt("link type", &item_id))?;
+            let linked_id = stored_id(linked_id, || format!("link of work item {item_id}"))?;
             links.entry(item_id).or_default().push(Link {
                 linked_id,
                 link_type,
@@ -144,6 +151,8 @@ fn children(conn: &mut DbConn, ids: &[String]) -> Result<Children, StoreError> {
             .load(conn)?;
         for (item_id, id, comment_text, author, created_at) in comment_rows {
             let created_at = stored_time(&created_at, || format!("comment {id}"))?;
+            let author = stored_agent(author, || format!("comment {id}"))?;
+            let id = stored_id(id, || format!("comment of work item {item_id}"))?;
             comments.entry(item_id).or_default().push(Comment {
                 id,
                 comment_text,
@@ -168,9 +177,9 @@ fn assemble(conn: &mut DbConn, rows: Vec<WorkItemRow>) -> Result<Vec<WorkItem>, 
 }
 
 /// The item with this id, of any kind, tombstones included.
-pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<WorkItem>, StoreError> {
+pub fn load(conn: &mut DbConn, id: &ResourceId) -> Result<Option<WorkItem>, StoreError> {
     let row: Option<WorkItemRow> = work_items::table
-        .find(id)
+        .find(id.as_str())
         .select(WorkItemRow::as_select())
         .first(conn)
         .optional()?;
@@ -183,7 +192,7 @@ pub fn load(conn: &mut DbConn, id: &str) -> Result<Option<WorkItem>, StoreError>
 /// Writes the item's own row (not its links or comments).
 pub fn save(conn: &mut DbConn, item: &WorkItem, last_event_id: EventId) -> Result<(), StoreError> {
     let row = WorkItemRow::from_item(item, last_event_id);
-    let updated = diesel::update(work_items::table.find(&item.id))
+    let updated = diesel::update(work_items::table.find(item.id.as_str()))
         .set(&row)
         .execute(conn)?;
     if updated == 0 {
@@ -196,28 +205,28 @@ pub fn save(conn: &mut DbConn, item: &WorkItem, last_event_id: EventId) -> Resul
 
 pub fn insert_link(
     conn: &mut DbConn,
-    item_id: &str,
+    item_id: &ResourceId,
     link: &Link,
-    agent: &str,
+    agent: &AgentId,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     diesel::insert_into(work_item_links::table)
         .values((
-            work_item_links::item_id.eq(item_id),
-            work_item_links::linked_id.eq(&link.linked_id),
+            work_item_links::item_id.eq(item_id.as_str()),
+            work_item_links::linked_id.eq(link.linked_id.as_str()),
             work_item_links::link_type.eq(link.link_type.as_str()),
             work_item_links::created_at.eq(now.to_string()),
-            work_item_links::created_by.eq(agent),
+            work_item_links::created_by.eq(agent.as_str()),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-pub fn delete_link(conn: &mut DbConn, item_id: &str, link: &Link) -> Result<(), StoreError> {
+pub fn delete_link(conn: &mut DbConn, item_id: &ResourceId, link: &Link) -> Result<(), StoreError> {
     diesel::delete(
         work_item_links::table
-            .filter(work_item_links::item_id.eq(item_id))
-            .filter(work_item_links::linked_id.eq(&link.linked_id))
+            .filter(work_item_links::item_id.eq(item_id.as_str()))
+            .filter(work_item_links::linked_id.eq(link.linked_id.as_str()))
             .filter(work_item_links::link_type.eq(link.link_type.as_str())),
     )
     .execute(conn)?;
@@ -226,15 +235,15 @@ pub fn delete_link(conn: &mut DbConn, item_id: &str, link: &Link) -> Result<(), 
 
 pub fn insert_comment(
     conn: &mut DbConn,
-    item_id: &str,
+    item_id: &ResourceId,
     comment: &Comment,
 ) -> Result<(), StoreError> {
     diesel::insert_into(work_item_comments::table)
         .values((
-            work_item_comments::id.eq(&comment.id),
-            work_item_comments::item_id.eq(item_id),
+            work_item_comments::id.eq(comment.id.as_str()),
+            work_item_comments::item_id.eq(item_id.as_str()),
             work_item_comments::comment_text.eq(&comment.comment_text),
-            work_item_comments::author.eq(&comment.author),
+            work_item_comments::author.eq(comment.author.as_str()),
             work_item_comments::created_at.eq(comment.created_at.to_string()),
         ))
         .execute(conn)?;
@@ -242,7 +251,8 @@ pub fn insert_comment(
 }
 
 /// Removes an item's links and comments (when it is deleted).
-pub fn delete_children(conn: &mut DbConn, item_id: &str) -> Result<(), StoreError> {
+pub fn delete_children(conn: &mut DbConn, item_id: &ResourceId) -> Result<(), StoreError> {
+    let item_id = item_id.as_str();
     diesel::delete(work_item_links::table.filter(work_item_links::item_id.eq(item_id)))
         .execute(conn)?;
     diesel::delete(work_item_comments::table.filter(work_item_comments::item_id.eq(item_id)))

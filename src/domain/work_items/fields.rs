@@ -16,7 +16,7 @@ pub struct ItemFields {
     pub description: Option<Option<String>>,
     pub priority: Option<Priority>,
     pub tags: Option<Vec<String>>,
-    pub track_id: Option<Option<String>>,
+    pub track_id: Option<Option<ResourceId>>,
     pub findings: Option<Option<String>>,
 }
 
@@ -94,9 +94,7 @@ impl ItemFields {
                 "track_id" => {
                     fields.track_id = Some(match value {
                         Value::Null => None,
-                        other => Some(
-                            ResourceId::parse("track_id", &word("track_id", other)?)?.into_string(),
-                        ),
+                        other => Some(ResourceId::parse("track_id", &word("track_id", other)?)?),
                     })
                 }
                 "findings" => fields.findings = Some(optional_text("findings", value, MAX_TEXT)?),
