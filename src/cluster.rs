@@ -13,9 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-
-use crate::domain::{format_timestamp, presence_event, PresenceChange};
+use crate::domain::{presence_event, PresenceChange, Timestamp};
 use crate::hub::{Hub, PresenceSink, SessionInfo};
 use crate::periodic::spawn_periodic;
 use crate::store::{self, presence::PresenceRow, StoreError, Tx, WeakWriter, Writer};
@@ -25,7 +23,7 @@ use crate::store::{self, presence::PresenceRow, StoreError, Tx, WeakWriter, Writ
 #[derive(Clone)]
 pub struct Node {
     id: String,
-    started_at: String,
+    started_at: Timestamp,
 }
 
 impl Node {
@@ -34,7 +32,7 @@ impl Node {
     pub async fn join(writer: &Writer, hub: &Arc<Hub>, timeout: Duration) -> anyhow::Result<Self> {
         let node = Node {
             id: format!("{:016x}", rand::random::<u64>()),
-            started_at: format_timestamp(Utc::now()),
+            started_at: Timestamp::now(),
         };
         node.beat(writer, hub, None).await?;
         tracing::info!(node_id = %node.id, "joined the nodes sharing this database");
@@ -56,7 +54,7 @@ impl Node {
         let id = self.id.clone();
         let done = writer
             .write(move |tx| {
-                store::presence::remove_nodes(tx, "", Some(&id))?;
+                store::presence::remove_nodes(tx, None, Some(&id))?;
                 Ok(())
             })
             .await;
@@ -88,10 +86,10 @@ impl Node {
         let rows: Vec<PresenceRow> = hub.sessions().iter().map(|s| self.row(s)).collect();
         writer
             .write(move |tx| {
-                store::presence::heartbeat(tx, &node.id, &node.started_at, &rows)?;
+                store::presence::heartbeat(tx, &node.id, node.started_at, &rows)?;
                 if let Some(timeout) = timeout.and_then(|t| chrono::Duration::from_std(t).ok()) {
-                    let cutoff = tx.now().minus(timeout).to_string();
-                    let gone = store::presence::remove_nodes(tx, &cutoff, None)?;
+                    let cutoff = tx.now().minus(timeout);
+                    let gone = store::presence::remove_nodes(tx, Some(cutoff), None)?;
                     if gone > 0 {
                         tracing::warn!(
                             nodes = gone,
@@ -112,7 +110,7 @@ impl Node {
             agent_id: session.agent_id.clone(),
             connections: session.connections as i64,
             channels: serde_json::to_string(&session.channels).unwrap_or_else(|_| "[]".into()),
-            connected_at: session.connected_at.clone(),
+            connected_at: session.connected_at.to_string(),
         }
     }
 

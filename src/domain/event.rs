@@ -1,6 +1,5 @@
 //! The event: one row of the log, and the unit every stream delivers.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -44,25 +43,4 @@ pub struct NewEvent {
     pub agent_id: AgentId,
     pub session_id: Option<SessionId>,
     pub payload: Box<RawValue>,
-}
-
-/// RFC 3339 UTC with microseconds: `2026-11-21T12:00:00.123456Z`. Fixed
-/// width, so the text sorts in time order.
-pub fn format_timestamp(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_have_microseconds_and_sort_as_text() {
-        let t = DateTime::parse_from_rfc3339("2026-11-21T12:00:00.1234567Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(format_timestamp(t), "2026-11-21T12:00:00.123456Z");
-        let later = t + chrono::Duration::microseconds(5);
-        assert!(format_timestamp(t) < format_timestamp(later));
-    }
 }

@@ -19,7 +19,7 @@ pub mod views;
 pub mod work_items;
 
 pub use error::DomainError;
-pub use event::{format_timestamp, Event, NewEvent};
+pub use event::{Event, NewEvent};
 pub use event_id::EventId;
 pub use filter::StreamFilter;
 pub use ids::{

@@ -136,27 +136,27 @@ pub async fn sessions(
     // Every node's sessions: this node's from its hub (exact), the others'
     // from the shared table (refreshed with each heartbeat).
     let timeout = chrono::Duration::from_std(node.timeout).unwrap_or_default();
-    let cutoff = Timestamp::now().minus(timeout).to_string();
+    let cutoff = Timestamp::now().minus(timeout);
     let rows = state
         .store
-        .read(move |conn| presence::live_rows(conn, &cutoff))
+        .read(move |conn| presence::live_rows(conn, cutoff))
         .await?;
     let mut merged: BTreeMap<String, ClusterSession> = BTreeMap::new();
     let local_rows = local.into_iter().map(|s| ClusterSession {
         nodes: Some(vec![node.node_id.clone()]),
         ..ClusterSession::local(s)
     });
-    let other_rows = rows
-        .into_iter()
-        .filter(|row| row.node_id != node.node_id)
-        .map(|row| ClusterSession {
+    let mut other_rows = Vec::with_capacity(rows.len());
+    for row in rows.into_iter().filter(|row| row.node_id != node.node_id) {
+        other_rows.push(ClusterSession {
+            connected_at: row.connected_at()?,
             session_id: row.session_id,
             agent_id: row.agent_id,
             connections: row.connections.max(0) as u64,
             channels: serde_json::from_str(&row.channels).unwrap_or_default(),
-            connected_at: row.connected_at,
             nodes: Some(vec![row.node_id]),
         });
+    }
     for session in local_rows.chain(other_rows) {
         match merged.get_mut(&session.session_id) {
             None => {
@@ -184,8 +184,8 @@ pub struct ClusterSession {
     /// The channel patterns its streams subscribe to.
     channels: Vec<String>,
     /// When its first open stream opened (RFC 3339, microseconds).
-    #[schema(format = DateTime)]
-    connected_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    connected_at: Timestamp,
     /// With PostgreSQL: the nodes it has streams on.
     #[serde(skip_serializing_if = "Option::is_none")]
     nodes: Option<Vec<String>>,

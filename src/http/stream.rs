@@ -23,15 +23,12 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{CacheControl, CacheDirective, ContentEncoding};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::{AppState, Identity};
-use crate::domain::{
-    format_timestamp, ChannelPattern, DomainError, EventId, ResourceId, StreamFilter,
-};
+use crate::domain::{ChannelPattern, DomainError, EventId, ResourceId, StreamFilter, Timestamp};
 use crate::error::ApiError;
 use crate::hub::{
     comment_frame, frame_events, retry_frame, Frame, Framing, Hub, Registration, StreamOwner,
@@ -234,12 +231,9 @@ pub async fn open_stream(
         session_id: session.as_str().to_owned(),
         agent_id: identity.agent_id.as_str().to_owned(),
     });
-    let registration = state.hub.subscribe(
-        filter.clone(),
-        framing,
-        owner,
-        &format_timestamp(Utc::now()),
-    );
+    let registration = state
+        .hub
+        .subscribe(filter.clone(), framing, owner, Timestamp::now());
     tracing::info!(
         subscriber = registration.id,
         session_id = identity.session_id.as_ref().map(|s| s.as_str()),
@@ -401,15 +395,12 @@ impl LogStream {
                 Ok(None)
             }
             Start::Recent(count) => {
-                let since = format_timestamp(
-                    Utc::now() - chrono::Duration::from_std(self.replay_window).unwrap_or_default(),
-                );
+                let since = Timestamp::now()
+                    .minus(chrono::Duration::from_std(self.replay_window).unwrap_or_default());
                 let filter = self.filter.clone();
                 let recent = self
                     .store
-                    .read(move |conn| {
-                        events::read_recent(conn, &filter, upto, &since, count as i64)
-                    })
+                    .read(move |conn| events::read_recent(conn, &filter, upto, since, count as i64))
                     .await?;
                 self.cursor = upto;
                 self.phase = Phase::Live;

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 pub use frame::{comment_frame, event_frame, frame_events, retry_frame, Frame, Framing};
 use index::ChannelIndex;
 
-use crate::domain::{Event, EventId, PresenceChange, StreamFilter};
+use crate::domain::{Event, EventId, PresenceChange, StreamFilter, Timestamp};
 
 pub type SubscriberId = u64;
 
@@ -63,7 +63,7 @@ pub struct SessionInfo {
     pub agent_id: String,
     pub connections: usize,
     pub channels: Vec<String>,
-    pub connected_at: String,
+    pub connected_at: Timestamp,
 }
 
 /// Counters that only ever grow, for stats and metrics.
@@ -156,7 +156,7 @@ impl Hub {
         filter: StreamFilter,
         framing: Framing,
         owner: Option<StreamOwner>,
-        now: &str,
+        now: Timestamp,
     ) -> Registration {
         let (queue, receiver) = mpsc::channel(self.queue_capacity);
         let flags = Arc::new(SubscriberFlags::default());
@@ -174,7 +174,7 @@ impl Hub {
                     agent_id: owner.agent_id,
                     connections: 0,
                     channels: Vec::new(),
-                    connected_at: now.to_owned(),
+                    connected_at: now,
                 });
             info.connections += 1;
             for channel in &channels {

@@ -282,11 +282,11 @@ pub fn read_recent(
     conn: &mut DbConn,
     filter: &StreamFilter,
     upto: EventId,
-    since: &str,
+    since: Timestamp,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
     let first_in_window: Option<i64> = events::table
-        .filter(events::created_at.ge(since.to_owned()))
+        .filter(events::created_at.ge(since.to_string()))
         .order(events::created_at.asc())
         .select(events::id)
         .first(conn)
@@ -297,7 +297,7 @@ pub fn read_recent(
     let query = apply_stream_filter(events::table.into_boxed(), filter)
         .filter(events::id.ge(first_in_window))
         .filter(events::id.le(upto.get()))
-        .filter(events::created_at.ge(since.to_owned()))
+        .filter(events::created_at.ge(since.to_string()))
         .order(events::id.desc())
         .limit(limit)
         .select(EventRow::as_select());

@@ -7,9 +7,10 @@
 
 use diesel::prelude::*;
 
+use super::error::stored_time;
 use super::schema::{nodes, presence};
 use super::{StoreError, Tx};
-use crate::domain::{presence_event, PresenceChange};
+use crate::domain::{presence_event, PresenceChange, Timestamp};
 
 /// A session's streams on one node.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -23,6 +24,15 @@ pub struct PresenceRow {
     /// A JSON array of channel patterns.
     pub channels: String,
     pub connected_at: String,
+}
+
+impl PresenceRow {
+    /// When the session's first stream on this node opened.
+    pub fn connected_at(&self) -> Result<Timestamp, StoreError> {
+        stored_time(&self.connected_at, || {
+            format!("presence of {}", self.session_id)
+        })
+    }
 }
 
 fn rows_left(tx: &mut Tx<'_>, session_id: &str) -> Result<i64, StoreError> {
@@ -89,7 +99,7 @@ pub fn left(
 pub fn heartbeat(
     tx: &mut Tx<'_>,
     node_id: &str,
-    started_at: &str,
+    started_at: Timestamp,
     sessions: &[PresenceRow],
 ) -> Result<(), StoreError> {
     let now = tx.now().to_string();
@@ -102,7 +112,7 @@ pub fn heartbeat(
         diesel::insert_into(nodes::table)
             .values((
                 nodes::node_id.eq(node_id),
-                nodes::started_at.eq(started_at),
+                nodes::started_at.eq(started_at.to_string()),
                 nodes::heartbeat_at.eq(&now),
             ))
             .execute(tx.conn())?;
@@ -131,11 +141,11 @@ pub fn heartbeat(
 /// leave. Returns how many nodes went.
 pub fn remove_nodes(
     tx: &mut Tx<'_>,
-    cutoff: &str,
+    cutoff: Option<Timestamp>,
     stopping: Option<&str>,
 ) -> Result<usize, StoreError> {
     let mut gone: Vec<String> = nodes::table
-        .filter(nodes::heartbeat_at.lt(cutoff))
+        .filter(nodes::heartbeat_at.lt(cutoff.map(|t| t.to_string()).unwrap_or_default()))
         .select(nodes::node_id)
         .load(tx.conn())?;
     if let Some(stopping) = stopping {
@@ -155,10 +165,13 @@ pub fn remove_nodes(
 }
 
 /// Every session row of every node whose heartbeat is not older than `cutoff`.
-pub fn live_rows(conn: &mut super::DbConn, cutoff: &str) -> Result<Vec<PresenceRow>, StoreError> {
+pub fn live_rows(
+    conn: &mut super::DbConn,
+    cutoff: Timestamp,
+) -> Result<Vec<PresenceRow>, StoreError> {
     Ok(presence::table
         .inner_join(nodes::table.on(nodes::node_id.eq(presence::node_id)))
-        .filter(nodes::heartbeat_at.ge(cutoff))
+        .filter(nodes::heartbeat_at.ge(cutoff.to_string()))
         .order((presence::session_id.asc(), presence::node_id.asc()))
         .select(PresenceRow::as_select())
         .load(conn)?)
