@@ -16,7 +16,7 @@
 mod frame;
 mod index;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -76,10 +76,37 @@ pub struct HubCounters {
 
 struct State {
     head_id: EventId,
+    /// How many streams each recent event reached, oldest first (at most
+    /// `RECENT_DELIVERIES`): a writer whose events the follower published
+    /// first still learns their counts.
+    recent_deliveries: VecDeque<(EventId, usize)>,
     next_id: SubscriberId,
     subscribers: HashMap<SubscriberId, Subscriber>,
     index: ChannelIndex,
     sessions: HashMap<SessionKey, SessionInfo>,
+}
+
+/// How many recent events' delivery counts the hub remembers.
+const RECENT_DELIVERIES: usize = 4096;
+
+impl State {
+    /// The delivery counts of `events` if every one of them was published
+    /// already (0 for one too old to be remembered); `None` otherwise.
+    fn recorded_deliveries(&self, events: &[&Event]) -> Option<Vec<usize>> {
+        if events.iter().any(|event| event.id > self.head_id) {
+            return None;
+        }
+        Some(
+            events
+                .iter()
+                .map(|event| {
+                    self.recent_deliveries
+                        .binary_search_by_key(&event.id, |(id, _)| *id)
+                        .map_or(0, |at| self.recent_deliveries[at].1)
+                })
+                .collect(),
+        )
+    }
 }
 
 /// A registration: the queue to read and the head id at registration time.
@@ -114,6 +141,7 @@ impl Hub {
     pub fn new(head_id: EventId, queue_capacity: usize) -> Self {
         Hub {
             state: Mutex::new(State {
+                recent_deliveries: VecDeque::with_capacity(RECENT_DELIVERIES),
                 head_id,
                 next_id: 1,
                 subscribers: HashMap::new(),
@@ -252,6 +280,8 @@ impl Hub {
     /// head when that commit began (with a shared database, other nodes'
     /// events may sit between; then nothing is published, `None` is
     /// returned, and the events arrive later through `publish` from the log).
+    /// When the follower already published them (it read the commit from
+    /// the log first), their recorded delivery counts are returned.
     pub fn publish_after(&self, before: EventId, events: &[&Event]) -> Option<Vec<usize>> {
         self.publish_checked(Some(before), events)
     }
@@ -263,10 +293,11 @@ impl Hub {
             .collect();
         let mut state = self.lock();
         if before.is_some_and(|before| before != state.head_id) {
-            return None;
+            return state.recorded_deliveries(events);
         }
         let State {
             head_id,
+            recent_deliveries,
             subscribers,
             index,
             ..
@@ -320,6 +351,10 @@ impl Hub {
                 }
             }
             counts.push(delivered);
+            if recent_deliveries.len() == RECENT_DELIVERIES {
+                recent_deliveries.pop_front();
+            }
+            recent_deliveries.push_back((event.id, delivered));
         }
         drop(state);
         self.counters
@@ -356,5 +391,47 @@ impl Hub {
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn event(id: &str) -> Event {
+        Event {
+            id: EventId::parse("id", id).unwrap(),
+            channel: "global".into(),
+            event_type: "note".into(),
+            resource_type: None,
+            resource_id: None,
+            agent_id: "a".into(),
+            session_id: None,
+            timestamp: Timestamp::parse("t", "2026-11-21T12:00:00.000000Z").unwrap(),
+            payload: RawValue::from_string("{}".into()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_writer_learns_the_deliveries_of_events_the_follower_published_first() {
+        let hub = Hub::new(EventId::ZERO, 16);
+        let _a = hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now());
+        let _b = hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now());
+        let (one, two) = (event("1"), event("2"));
+        // The follower read the commit from the log before the writer
+        // published it.
+        assert_eq!(hub.publish(&[&one, &two]), vec![2, 2]);
+        assert_eq!(
+            hub.publish_after(EventId::ZERO, &[&one, &two]),
+            Some(vec![2, 2])
+        );
+        // Events the hub has not seen yet, after another node's: not published.
+        let three = event("3");
+        assert_eq!(hub.publish_after(EventId::ZERO, &[&three]), None);
+        assert_eq!(
+            hub.publish_after(EventId::parse("id", "2").unwrap(), &[&three]),
+            Some(vec![2])
+        );
     }
 }
