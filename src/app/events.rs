@@ -18,6 +18,17 @@ pub fn check_publishable(channel: &ChannelName) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// A batch holds 1 to `MAX_BATCH` events.
+pub fn check_batch_size(len: usize) -> Result<(), DomainError> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(DomainError::validation(
+            "events",
+            format!("must hold 1 to {MAX_BATCH} events"),
+        ));
+    }
+    Ok(())
+}
+
 /// Appends one event.
 pub fn publish(tx: &mut Tx<'_>, event: &NewEvent) -> Result<Event, StoreError> {
     check_publishable(&event.channel)?;
@@ -26,12 +37,6 @@ pub fn publish(tx: &mut Tx<'_>, event: &NewEvent) -> Result<Event, StoreError> {
 
 /// Appends every event, in order, or none (the job's savepoint).
 pub fn publish_batch(tx: &mut Tx<'_>, events: &[NewEvent]) -> Result<Vec<Event>, StoreError> {
-    if events.is_empty() || events.len() > MAX_BATCH {
-        return Err(DomainError::validation(
-            "events",
-            format!("must hold 1 to {MAX_BATCH} events"),
-        )
-        .into());
-    }
+    check_batch_size(events.len())?;
     events.iter().map(|event| publish(tx, event)).collect()
 }

@@ -122,12 +122,7 @@ impl WriteContext {
         V: Serialize + Send + 'static,
         F: FnOnce(&mut Tx<'_>, &Actor) -> Result<Answer<V>, StoreError> + Send + 'static,
     {
-        let actor = self.actor;
-        let reply = state
-            .writer
-            .write_idempotent(self.claim, move |tx| job(tx, &actor))
-            .await?;
-        Ok(respond(reply))
+        Ok(respond(self.run_raw(state, job).await?))
     }
 
     /// Like `run`, for answers that add something only a fresh change knows

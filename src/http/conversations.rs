@@ -82,9 +82,8 @@ pub async fn create_conversation(
     context
         .run(&state, move |tx, actor| {
             let conversation = use_case::create(tx, actor, id, title)?;
-            let mut answer = summary(&conversation);
-            answer.status = actix_web::http::StatusCode::CREATED;
-            Ok(answer)
+            let view = ConversationView::from(&conversation);
+            Ok(Answer::created(view).versioned(conversation.version))
         })
         .await
 }

@@ -183,13 +183,7 @@ pub async fn publish_batch(
         .value
         .events
         .ok_or_else(|| DomainError::validation("events", "is required"))?;
-    if items.is_empty() || items.len() > events::MAX_BATCH {
-        return Err(DomainError::validation(
-            "events",
-            format!("must hold 1 to {} events", events::MAX_BATCH),
-        )
-        .into());
-    }
+    events::check_batch_size(items.len())?;
     let batch: Vec<NewEvent> = items
         .into_iter()
         .enumerate()

@@ -106,9 +106,8 @@ pub async fn create_file(
     context
         .run(&state, move |tx, actor| {
             let file = use_case::create(tx, actor, new)?;
-            let mut answer = metadata(&file, tx.now());
-            answer.status = actix_web::http::StatusCode::CREATED;
-            Ok(answer)
+            let view = FileMetadataView::at(&file, tx.now());
+            Ok(Answer::created(view).versioned(file.version))
         })
         .await
 }

@@ -61,8 +61,7 @@ pub(crate) fn stored_time(
     text: &str,
     what: impl FnOnce() -> String,
 ) -> Result<crate::domain::Timestamp, StoreError> {
-    crate::domain::Timestamp::parse("time", text)
-        .map_err(|_| StoreError::Corrupt(format!("{}: bad time {text:?}", what())))
+    stored("time", crate::domain::Timestamp::parse, text, what)
 }
 
 /// A value read back from the database with the `parse` that checked it on
@@ -70,10 +69,10 @@ pub(crate) fn stored_time(
 fn stored<T>(
     name: &str,
     parse: fn(&str, &str) -> Result<T, DomainError>,
-    text: String,
+    text: &str,
     what: impl FnOnce() -> String,
 ) -> Result<T, StoreError> {
-    parse(name, &text).map_err(|_| StoreError::Corrupt(format!("{}: bad {name} {text:?}", what())))
+    parse(name, text).map_err(|_| StoreError::Corrupt(format!("{}: bad {name} {text:?}", what())))
 }
 
 /// An id read back from the database: the text a `ResourceId` wrote.
@@ -81,7 +80,7 @@ pub(crate) fn stored_id(
     text: String,
     what: impl FnOnce() -> String,
 ) -> Result<crate::domain::ResourceId, StoreError> {
-    stored("id", crate::domain::ResourceId::parse, text, what)
+    stored("id", crate::domain::ResourceId::parse, &text, what)
 }
 
 /// An agent read back from the database (`created_by`, a lock's holder…).
@@ -89,7 +88,7 @@ pub(crate) fn stored_agent(
     text: String,
     what: impl FnOnce() -> String,
 ) -> Result<crate::domain::AgentId, StoreError> {
-    stored("agent", crate::domain::AgentId::parse, text, what)
+    stored("agent", crate::domain::AgentId::parse, &text, what)
 }
 
 /// A session read back from the database (a lock's session).
@@ -97,7 +96,7 @@ pub(crate) fn stored_session(
     text: String,
     what: impl FnOnce() -> String,
 ) -> Result<crate::domain::SessionId, StoreError> {
-    stored("session", crate::domain::SessionId::parse, text, what)
+    stored("session", crate::domain::SessionId::parse, &text, what)
 }
 
 #[cfg(test)]

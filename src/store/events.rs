@@ -77,9 +77,14 @@ pub fn read_transaction<T>(
     super::db::transaction(conn, super::db::TxMode::Read, f)
 }
 
-/// Appends one event; `now` is the commit batch's timestamp.
-pub fn append(conn: &mut DbConn, event: &NewEvent, now: Timestamp) -> Result<Event, StoreError> {
-    let created_at = now.to_string();
+/// Appends one event; `now` is the commit batch's timestamp and `now_text`
+/// its stored text (formatted once per batch, not once per event).
+pub fn append(
+    conn: &mut DbConn,
+    event: &NewEvent,
+    now: Timestamp,
+    now_text: &str,
+) -> Result<Event, StoreError> {
     let row = NewEventRow {
         channel: event.channel.as_str(),
         event_type: event.event_type.as_str(),
@@ -87,7 +92,7 @@ pub fn append(conn: &mut DbConn, event: &NewEvent, now: Timestamp) -> Result<Eve
         resource_id: event.resource_id.as_ref().map(|r| r.as_str()),
         agent_id: event.agent_id.as_str(),
         session_id: event.session_id.as_ref().map(|s| s.as_str()),
-        created_at: &created_at,
+        created_at: now_text,
         payload: event.payload.get(),
     };
     let id: i64 = diesel::insert_into(events::table)

@@ -66,6 +66,8 @@ pub enum Reply<T> {
 pub struct Tx<'a> {
     conn: &'a mut DbConn,
     now: Timestamp,
+    /// `now` as stored, formatted once per batch.
+    now_text: &'a str,
     events: Vec<Event>,
 }
 
@@ -81,7 +83,7 @@ impl Tx<'_> {
 
     /// Appends an event to the log in this transaction.
     pub fn append(&mut self, event: &NewEvent) -> Result<&Event, StoreError> {
-        let stored = events::append(self.conn, event, self.now)?;
+        let stored = events::append(self.conn, event, self.now, self.now_text)?;
         self.events.push(stored);
         Ok(self.events.last().expect("just pushed"))
     }
@@ -427,6 +429,7 @@ fn run_jobs(
     results: &mut Vec<Result<Done, StoreError>>,
 ) -> Result<(), StoreError> {
     let keys_not_before = now.minus(KEY_LIFETIME);
+    let now_text = now.to_string();
     let mut savepoint_open = false;
     for request in batch.iter_mut() {
         conn.batch_execute(if savepoint_open {
@@ -435,7 +438,13 @@ fn run_jobs(
             "SAVEPOINT job"
         })?;
         let claim = request.claim.as_ref();
-        let result = run_job(conn, now, keys_not_before, claim, request.job.as_mut());
+        let result = run_job(
+            conn,
+            (now, &now_text),
+            keys_not_before,
+            claim,
+            request.job.as_mut(),
+        );
         savepoint_open = result.is_ok();
         if !savepoint_open {
             conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
@@ -497,7 +506,7 @@ fn answer(batch: &mut Vec<Request>, results: Vec<Result<Done, StoreError>>, deli
 
 fn run_job(
     conn: &mut DbConn,
-    now: Timestamp,
+    (now, now_text): (Timestamp, &str),
     keys_not_before: Timestamp,
     claim: Option<&IdempotencyClaim>,
     job: &mut dyn Pending,
@@ -510,6 +519,7 @@ fn run_job(
     let mut tx = Tx {
         conn,
         now,
+        now_text,
         events: Vec::new(),
     };
     let stored = catch_unwind(AssertUnwindSafe(|| job.run(&mut tx, claim.is_some())))
