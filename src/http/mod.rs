@@ -5,9 +5,9 @@
 //! and no SQL here.
 
 mod answer;
+mod assets;
 mod auth;
 mod conversations;
-mod dashboard;
 mod events;
 mod extract;
 mod files;

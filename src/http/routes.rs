@@ -28,7 +28,7 @@ use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
 use utoipa::openapi::OpenApi;
 
 use super::{
-    auth, conversations, dashboard, events, files, health, messages, openapi, ops, stream, sync,
+    assets, auth, conversations, events, files, health, messages, openapi, ops, stream, sync,
     work_items,
 };
 use crate::error::ApiError;
@@ -223,7 +223,9 @@ fn table() -> Vec<Route> {
     const CONVERSATIONS: Channel = Named("conversations");
     const MESSAGES: Channel = Conversation("id");
     vec![
-        route!(Get "/", dashboard::dashboard, Public),
+        route!(Get "/", assets::dashboard, Public),
+        route!(Get "/client.js", assets::client_js, Public),
+        route!(Get "/client.d.ts", assets::client_types, Public),
         route!(Get "/healthz", health::healthz, Public),
         route!(Get "/readyz", health::readyz, Public),
         route!(Get "/metrics", ops::metrics, AnyToken),

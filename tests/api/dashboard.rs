@@ -1,165 +1,11 @@
-//! The dashboard in a real browser: headless Chromium driven through
-//! chromedriver (W3C WebDriver over plain HTTP). Two pages; a feature created
-//! in one appears in the other; the server restarts and the page shows later
-//! events without duplicates.
-//!
-//! The test is `#[ignore]`d, so a plain `cargo test` reports it as ignored:
-//! it needs Debian's `chromium` and `chromium-driver`. It runs with
-//! `--include-ignored` (as `.ci/run` does), and then fails, naming what is
-//! missing, when either is not installed.
+//! The dashboard in a real browser (see `browser.rs`). Two pages; a
+//! feature created in one appears in the other; the server restarts and the
+//! page shows later events without duplicates.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use serde_json::json;
 
-use serde_json::{json, Value};
-
+use crate::browser::{require_browser, Driver};
 use crate::helpers::spawn_app;
-
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-struct Driver {
-    process: Child,
-    url: String,
-    client: reqwest::Client,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let port = free_port();
-        let process = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg("--log-path=/tmp/chromedriver-test.log")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let driver = Driver {
-            process,
-            url: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = driver
-                .client
-                .get(format!("{}/status", driver.url))
-                .send()
-                .await
-            {
-                let body: Value = r.json().await.unwrap_or_default();
-                if body["value"]["ready"] == true {
-                    return driver;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn page(&self, profile: &Path) -> Page {
-        let capabilities = json!({
-            "capabilities": { "alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": {
-                    "binary": CHROMIUM,
-                    "args": [
-                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                        "--disable-background-networking", "--disable-component-update",
-                        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                        format!("--user-data-dir={}", profile.display()),
-                    ]
-                }
-            }}
-        });
-        let answer: Value = self
-            .client
-            .post(format!("{}/session", self.url))
-            .json(&capabilities)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = answer["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no browser session: {answer}"))
-            .to_owned();
-        Page {
-            base: format!("{}/session/{id}", self.url),
-            client: self.client.clone(),
-        }
-    }
-}
-
-struct Page {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Page {
-    async fn open(&self, url: &str) {
-        let r = self
-            .client
-            .post(format!("{}/url", self.base))
-            .json(&json!({ "url": url }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "navigate: {}",
-            r.text().await.unwrap()
-        );
-    }
-
-    async fn eval(&self, script: &str) -> Value {
-        let answer: Value = self
-            .client
-            .post(format!("{}/execute/sync", self.base))
-            .json(&json!({ "script": script, "args": [] }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["value"].clone()
-    }
-
-    /// Waits until `script` returns true.
-    async fn wait_for(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.eval(script).await != Value::Bool(true) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn close(self) {
-        let _ = self.client.delete(&self.base).send().await;
-    }
-}
 
 const LIVE: &str = "return document.getElementById('status-text').textContent === 'live'";
 
@@ -170,13 +16,7 @@ fn feed_ids_script() -> &'static str {
 #[tokio::test]
 #[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
 async fn two_dashboards_see_each_others_changes_and_survive_a_restart_without_duplicates() {
-    for program in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(program).exists(),
-            "this browser test was asked to run but {program} is missing: install Debian's \
-             chromium and chromium-driver, or leave out --include-ignored / --ignored"
-        );
-    }
+    require_browser();
     let app = spawn_app().await;
     let port = app.port;
     let driver = Driver::start().await;

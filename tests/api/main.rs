@@ -1,7 +1,9 @@
 //! Black-box tests: a real server on port 0, a temporary SQLite file, real
 //! HTTP and real SSE.
 
+mod browser;
 mod cli;
+mod client;
 mod conversations;
 mod dashboard;
 mod errors;

@@ -56,7 +56,9 @@ fn expected(method: &str, template: &str) -> Expect {
     };
     let segments: Vec<&str> = template.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        [""] | ["healthz"] | ["readyz"] | ["openapi.json"] => Expect::Public,
+        [""] | ["healthz"] | ["readyz"] | ["openapi.json"] | ["client.js"] | ["client.d.ts"] => {
+            Expect::Public
+        }
         ["metrics"] | ["api", "stats"] => Expect::AnyToken,
         ["api", "stream" | "stream-tickets" | "events" | "sync"]
         | ["api", "events", "batch" | "{id}"] => Expect::Narrowing,

@@ -142,7 +142,7 @@ async fn every_route_without_a_token_is_refused_with_401() {
             .unwrap();
         assert_eq!(response.status(), 401, "{method} {path} with a wrong token");
     }
-    for public in ["/healthz", "/readyz", "/"] {
+    for public in ["/healthz", "/readyz", "/", "/client.js", "/client.d.ts"] {
         assert_eq!(
             app.get(public).send().await.unwrap().status(),
             200,

@@ -1,0 +1,610 @@
+/// <reference lib="es2015" />
+// TypeScript declarations of switchboard's browser client, `/client.js`.
+// Served next to it at `/client.d.ts`. The wire shapes follow the server's
+// views (src/domain/views.rs); times are RFC 3339 UTC strings.
+//
+//   import { Switchboard } from "/client.js";
+//   const sb = new Switchboard();
+//   const features = sb.live("features");   // LiveCollection<Feature>
+
+// ---- wire shapes ---------------------------------------------------------
+
+/** An RFC 3339 UTC time with microseconds: `2026-11-21T12:00:00.123456Z`. */
+export type Timestamp = string;
+
+export type Status = "todo" | "in_progress" | "blocked" | "done" | "cancelled";
+export type Priority = "low" | "medium" | "high" | "critical";
+export type LinkType = "depends_on" | "blocks" | "blocked_by" | "relates_to" | "part_of";
+export type Role = "user" | "assistant" | "system" | "tool";
+export type MessageStatus = "streaming" | "complete";
+
+/** One row of the event log. `payload` depends on `type` (see docs/api.md). */
+export interface SwitchboardEvent<P = any> {
+  id: number;
+  channel: string;
+  type: string;
+  resource_type: string | null;
+  resource_id: string | null;
+  agent_id: string;
+  session_id: string | null;
+  timestamp: Timestamp;
+  payload: P;
+}
+
+/** The data of the stream's `resync`. */
+export interface ResyncData {
+  reason: "cursor_expired" | "cursor_ahead";
+  head_id: number;
+  oldest_id: number;
+}
+
+/**
+ * What a subscription receives when the log no longer holds (or does not yet
+ * hold) its position; events go on from `head_id`. Tell it from an event by
+ * `type === "resync"` or `channel === null`.
+ */
+export interface ResyncEvent {
+  id: number;
+  type: "resync";
+  channel: null;
+  payload: ResyncData;
+}
+
+/** A link to another work item (of any collection). */
+export interface Link {
+  linked_feature_id: string;
+  link_type: LinkType;
+}
+
+export interface Comment {
+  /** `cmt-…` */
+  id: string;
+  comment_text: string;
+  /** The agent that wrote it. */
+  author: string;
+  created_at: Timestamp;
+}
+
+/** What every work item has. */
+interface WorkItemBase {
+  id: string;
+  title: string;
+  status: Status;
+  description: string | null;
+  links: Link[];
+  comments: Comment[];
+  /** 1 on create, +1 on every change. */
+  version: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  created_by: string;
+  updated_by: string;
+}
+
+export interface Feature extends WorkItemBase {
+  priority: Priority | null;
+  tags: string[];
+  track_id: string | null;
+}
+
+export interface Track extends WorkItemBase {}
+
+export interface Spike extends WorkItemBase {
+  priority: Priority | null;
+  tags: string[];
+  track_id: string | null;
+  findings: string | null;
+}
+
+export type WorkItem = Feature | Track | Spike;
+
+/** `POST /api/features`. */
+export interface FeatureCreate {
+  id?: string;
+  title: string;
+  status?: Status;
+  description?: string | null;
+  priority?: Priority;
+  tags?: string[];
+  track_id?: string | null;
+}
+
+/** `POST /api/tracks`. */
+export interface TrackCreate {
+  id?: string;
+  title: string;
+  status?: Status;
+  description?: string | null;
+}
+
+/** `POST /api/spikes`. */
+export interface SpikeCreate extends FeatureCreate {
+  findings?: string | null;
+}
+
+/** A partial update: a missing field is left alone, `null` clears it. */
+export type FeaturePatch = Partial<Omit<FeatureCreate, "id">>;
+export type TrackPatch = Partial<Omit<TrackCreate, "id">>;
+export type SpikePatch = Partial<Omit<SpikeCreate, "id">>;
+
+/** The answer to a delete: the resource is a tombstone now. */
+export interface DeletedResource {
+  id: string;
+  version: number;
+  deleted: true;
+}
+
+/** A file's metadata and lock state (never its content). */
+export interface FileMetadata {
+  stable_id: string;
+  name: string;
+  label: string | null;
+  derived_from: string | null;
+  /** The content's size in bytes. */
+  size: number;
+  version: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  created_by: string;
+  updated_by: string;
+  /** The agent holding the lock; `null` when unlocked. */
+  locked_by: string | null;
+  /** The session holding the lock. */
+  lock_session_id: string | null;
+  /** When the lock's lease runs out. */
+  lock_expires_at: Timestamp | null;
+}
+
+export interface FileWithContent extends FileMetadata {
+  /** UTF-8 text. */
+  content: string;
+}
+
+/** `POST /api/files`. */
+export interface FileCreate {
+  stable_id?: string;
+  name: string;
+  content: string;
+  label?: string;
+  derived_from?: string;
+}
+
+/** A file's lock, as `POST /api/files/{id}/lock` answers it. */
+export interface Lock {
+  stable_id: string;
+  locked_by: string;
+  session_id: string;
+  expires_at: Timestamp;
+}
+
+/** `details` of a 409 `lock_held`. */
+export interface LockHeldDetails {
+  stable_id: string;
+  locked_by: string;
+  lock_session_id: string;
+  lock_expires_at: Timestamp;
+}
+
+export interface FileVersionInfo {
+  version: number;
+  saved_at: Timestamp;
+  saved_by: string;
+  /** Its size in bytes. */
+  size: number;
+}
+
+export interface FileVersions {
+  stable_id: string;
+  versions: FileVersionInfo[];
+}
+
+export interface FileVersion extends FileVersionInfo {
+  stable_id: string;
+  content: string;
+}
+
+export interface FileList {
+  files: FileMetadata[];
+  cursor: number;
+}
+
+export interface FilesDeleted {
+  stable_ids: string[];
+}
+
+/** A conversation's summary. */
+export interface Conversation {
+  id: string;
+  title: string;
+  message_count: number;
+  input_tokens: number;
+  output_tokens: number;
+  updated_at: Timestamp;
+  version: number;
+  created_at: Timestamp;
+  created_by: string;
+  updated_by: string;
+}
+
+export interface ConversationList {
+  conversations: Conversation[];
+  cursor: number;
+}
+
+export interface Usage {
+  input_tokens: number;
+  output_tokens: number;
+}
+
+/** A message; a streaming one has the text received so far. */
+export interface Message {
+  id: string;
+  conversation_id: string;
+  role: Role;
+  content: string;
+  status: MessageStatus;
+  /** `null` until the message is complete (or created complete without usage). */
+  usage: Usage | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  created_by: string;
+}
+
+/** `POST /api/conversations/{id}/messages`. */
+export interface NewMessage {
+  id?: string;
+  role: Role;
+  content?: string;
+  status?: MessageStatus;
+  usage?: Usage;
+}
+
+/** The answer to a delta: where the text went, in UTF-16 code units. */
+export interface DeltaResult {
+  message_id: string;
+  offset: number;
+  length: number;
+}
+
+/** A session with a stream open. */
+export interface Session {
+  session_id: string;
+  agent_id: string;
+  connections: number;
+  channels: string[];
+  connected_at: Timestamp;
+  /** With PostgreSQL: the nodes it is connected to. */
+  nodes?: string[];
+}
+
+/** `GET /api/sessions`. */
+export interface Sessions {
+  scope: "node" | "cluster";
+  /** With PostgreSQL: the node that answered. */
+  node_id?: string;
+  sessions: Session[];
+}
+
+/** An event of `publishBatch`. */
+export interface BatchEvent {
+  channel: string;
+  type: string;
+  data?: unknown;
+  resource_type?: string;
+  resource_id?: string;
+}
+
+export interface EventList {
+  events: SwitchboardEvent[];
+  next_cursor: number | null;
+}
+
+/** `GET /api/events` filters. */
+export interface EventFilters {
+  after?: number;
+  before?: number;
+  limit?: number;
+  channels?: string;
+  type?: string;
+  resource_id?: string;
+  agent_id?: string;
+  session_id?: string;
+  order?: "asc" | "desc";
+}
+
+// ---- the client ----------------------------------------------------------
+
+/**
+ * An answer of the API that is not a success, or a request that could not
+ * reach the server (`status` 0, `code` `"network_error"`).
+ */
+export class SwitchboardError extends Error {
+  constructor(status: number, code: string, message: string, details?: Record<string, any>);
+  name: string;
+  /** HTTP status (0 when the server was not reached). */
+  status: number;
+  /** The API's error code (`lock_held`, `precondition_failed`, …), or `http_<status>`. */
+  code: string;
+  /** The API's `details` (`{}` when none): `current` for 412, {@link LockHeldDetails} for `lock_held`. */
+  details: Record<string, any>;
+}
+
+/** The shared stream's state. */
+export type ConnectionStatus = "idle" | "connecting" | "live" | "reconnecting";
+
+export type WorkItemCollection = "features" | "tracks" | "spikes";
+export type CollectionName = WorkItemCollection | "files" | "conversations";
+
+/** A bearer token, or a function returning one (called before every request). */
+export type TokenSource = string | (() => string | Promise<string>);
+
+export interface SwitchboardOptions {
+  /** The server; the page's origin by default. */
+  url?: string;
+  /** A bearer token, or a function returning one: token mode. */
+  token?: TokenSource;
+  /** `X-Agent-ID` (in token mode the token names the agent). */
+  agentId?: string;
+  /** `X-Session-ID`; one per tab by default (kept in `sessionStorage`). */
+  sessionId?: string;
+}
+
+export interface SubscribeOptions {
+  /** Channel patterns (`*` suffix = prefix), as a list or comma-separated; `"*"` by default. */
+  channels?: string | string[];
+  /** Only events with one of these `resource_id`s. */
+  resourceIds?: string | string[];
+  /** Start after this event id; without it the subscription starts now. */
+  lastEventId?: number | string;
+  /** Also deliver this session's own events; `false` by default. */
+  includeOwn?: boolean;
+}
+
+/** What `lockLost` listeners and `onLost` receive. */
+export interface LockLostInfo {
+  stableId: string;
+  /**
+   * `"taken"`, `"released"`, `"expired"`, `"deleted"`, or the error code of
+   * a renewal the server refused (`"lock_held"`, …).
+   */
+  reason: string;
+  /** The failed renewal's error, if that is how the lease was lost. */
+  error?: SwitchboardError;
+}
+
+export interface WriteOptions {
+  /** The `Idempotency-Key` to send; a random one by default. */
+  idempotencyKey?: string;
+}
+
+export interface VersionedWriteOptions extends WriteOptions {
+  /**
+   * The version to send as `If-Match`. Where the method sends the version
+   * held by default (`update`, `files.save`), `false` sends none.
+   */
+  ifMatch?: number | false;
+}
+
+export interface PublishOptions extends WriteOptions {
+  resourceType?: string;
+  resourceId?: string;
+}
+
+/** `GET /api/{features,tracks,spikes}` filters. */
+export interface WorkItemFilters {
+  status?: Status;
+  track_id?: string;
+  tag?: string;
+  updated_since_id?: number;
+}
+
+/** `GET /api/features` → `{features, cursor}` (tracks, spikes likewise). */
+export type WorkItemList<N extends WorkItemCollection, T> = { [K in N]: T[] } & { cursor: number };
+
+export interface LiveChange<T = any> {
+  /** `"snapshot"`, `"event"`, `"resync"`, `"refetch"` (one item read again) or `"answer"` (a write's answer). */
+  reason: "snapshot" | "event" | "resync" | "refetch" | "answer";
+  /** The event applied, when `reason` is `"event"`. */
+  event?: SwitchboardEvent<T>;
+}
+
+/**
+ * What `sb.subscribe()` returns. Events reach `onEvent` once each, in id
+ * order; a `resync` reaches it as an event of type `"resync"`.
+ */
+export interface Subscription {
+  readonly channels: string[];
+  readonly resourceIds: string[];
+  readonly includeOwn: boolean;
+  /** The id of the newest event this subscription has passed (or skipped); `null` until registered. */
+  readonly lastEventId: number | null;
+  readonly closed: boolean;
+  /** Resolves once the subscription is registered with its start position. */
+  readonly ready: Promise<void>;
+  close(): void;
+}
+
+/**
+ * A live collection: `items` equal to the server's state as of `cursor`,
+ * kept by a snapshot from `/api/sync` and the stream from its cursor.
+ */
+export interface LiveCollection<T> {
+  readonly name: CollectionName;
+  /** By `id` (files: by `stable_id`). */
+  readonly items: Map<string, T>;
+  /** The newest event id applied; `null` before the first snapshot. */
+  readonly cursor: number | null;
+  readonly closed: boolean;
+  /** Resolves once the first snapshot is loaded (rejects on a 4xx answer). */
+  readonly ready: Promise<this>;
+  on(name: "change", fn: (change: LiveChange) => void): () => void;
+  off(name: "change", fn: (change: LiveChange) => void): void;
+  /** The version held of `id`, or undefined. */
+  version(id: string): number | undefined;
+  close(): void;
+}
+
+/** One conversation with its messages, live. */
+export interface LiveConversation {
+  readonly id: string;
+  /** The summary; `deleted: true` once the conversation was deleted. */
+  readonly conversation: (Conversation & { deleted?: true }) | null;
+  /** Every message, in order; streaming ones grow delta by delta. */
+  readonly messages: Message[];
+  readonly cursor: number | null;
+  readonly closed: boolean;
+  readonly ready: Promise<this>;
+  on(name: "change", fn: (change: LiveChange) => void): () => void;
+  off(name: "change", fn: (change: LiveChange) => void): void;
+  /** The message with this id, or undefined. */
+  message(id: string): Message | undefined;
+  /** Adds a message to this conversation; see `sb.conversations.send`. */
+  send(message: NewMessage, options?: WriteOptions): Promise<Message>;
+  close(): void;
+}
+
+/** The sessions connected now, live. */
+export interface LivePresence {
+  /** By `session_id`. */
+  readonly sessions: Map<string, Session>;
+  readonly closed: boolean;
+  /** Resolves after the first read of `/api/sessions` (also when it failed). */
+  readonly ready: Promise<this>;
+  on(name: "change", fn: (change: { reason: "presence" }) => void): () => void;
+  off(name: "change", fn: (change: { reason: "presence" }) => void): void;
+  close(): void;
+}
+
+/** A lock on a file, renewed before it runs out until `release()`. */
+export interface Lease {
+  readonly stableId: string;
+  readonly ttlSeconds: number;
+  onLost: ((info: LockLostInfo) => void) | null;
+  readonly held: boolean;
+  /** The server's answer to the last (re)newal. */
+  readonly lock: Lock | null;
+  readonly expiresAt: Date | null;
+  /** Saves the file's content with this lease (and `If-Match`). */
+  save(content: string, options?: VersionedWriteOptions): Promise<FileMetadata>;
+  /** Releases the lock; resolves when the server has released it. */
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** The lease's term, 1–3600; 60 by default. */
+  ttlSeconds?: number;
+  onLost?: (info: LockLostInfo) => void;
+}
+
+/** `sb.features`, `sb.tracks`, `sb.spikes`. */
+export interface WorkItems<T extends WorkItem, Create, Patch, N extends WorkItemCollection> {
+  readonly name: N;
+  list(filters?: WorkItemFilters): Promise<WorkItemList<N, T>>;
+  get(id: string): Promise<T>;
+  create(fields: Create, options?: WriteOptions): Promise<T>;
+  /** A partial update, with `If-Match` from the version held unless `options.ifMatch` says otherwise. */
+  update(id: string, fields: Patch, options?: VersionedWriteOptions): Promise<T>;
+  setStatus(id: string, newStatus: Status, options?: VersionedWriteOptions): Promise<T>;
+  link(id: string, linkedId: string, linkType?: LinkType, options?: VersionedWriteOptions): Promise<T>;
+  /** Without `linkType`, every link to `linkedId` goes. */
+  unlink(id: string, linkedId: string, linkType?: LinkType, options?: VersionedWriteOptions): Promise<T>;
+  comment(id: string, text: string, options?: VersionedWriteOptions): Promise<T>;
+  remove(id: string, options?: VersionedWriteOptions): Promise<DeletedResource>;
+}
+
+/** `sb.files`. */
+export interface Files {
+  list(): Promise<FileList>;
+  get(stableId: string): Promise<FileWithContent>;
+  versions(stableId: string): Promise<FileVersions>;
+  version(stableId: string, n: number): Promise<FileVersion>;
+  create(file: FileCreate, options?: WriteOptions): Promise<FileMetadata>;
+  /** This session must hold the lock; `If-Match` from the version held unless `options.ifMatch` says otherwise. */
+  save(stableId: string, content: string, options?: VersionedWriteOptions): Promise<FileMetadata>;
+  /** One file, or several (a list or comma-separated), all or nothing; this session must hold every lock. */
+  remove(stableIds: string | string[]): Promise<FilesDeleted>;
+  /** Locks a file for this session and keeps the lock; rejects with `lock_held` when another session holds it. */
+  lock(stableId: string, options?: LockOptions): Promise<Lease>;
+}
+
+/** `sb.conversations`. */
+export interface Conversations {
+  list(): Promise<ConversationList>;
+  get(id: string): Promise<Conversation>;
+  create(conversation: { id?: string; title: string }, options?: WriteOptions): Promise<Conversation>;
+  /** `If-Match` from the version held unless `options.ifMatch` says otherwise. */
+  rename(id: string, title: string, options?: { ifMatch?: number | false }): Promise<Conversation>;
+  remove(id: string): Promise<DeletedResource>;
+  send(conversationId: string, message: NewMessage, options?: WriteOptions): Promise<Message>;
+  appendDelta(conversationId: string, messageId: string, text: string, options?: WriteOptions): Promise<DeltaResult>;
+  complete(conversationId: string, messageId: string, usage?: Usage | null, options?: WriteOptions): Promise<Message>;
+}
+
+/** `sb.events`: the log. */
+export interface Events {
+  list(filters?: EventFilters): Promise<EventList>;
+  get(id: number): Promise<SwitchboardEvent>;
+}
+
+/** A client of one switchboard server. */
+export class Switchboard {
+  constructor(options?: SwitchboardOptions);
+
+  /** The server's origin (no trailing slash). */
+  url: string;
+  token: TokenSource | null;
+  agentId: string | null;
+  sessionId: string;
+  /** The shared stream's state. */
+  readonly status: ConnectionStatus;
+
+  features: WorkItems<Feature, FeatureCreate, FeaturePatch, "features">;
+  tracks: WorkItems<Track, TrackCreate, TrackPatch, "tracks">;
+  spikes: WorkItems<Spike, SpikeCreate, SpikePatch, "spikes">;
+  files: Files;
+  conversations: Conversations;
+  events: Events;
+
+  /** Adds a listener; returns the function that removes it. */
+  on(name: "status", fn: (status: ConnectionStatus) => void): () => void;
+  /** A background request failed (it is retried). */
+  on(name: "error", fn: (error: SwitchboardError | Error) => void): () => void;
+  on(name: "lockLost", fn: (info: LockLostInfo) => void): () => void;
+  off(name: "status", fn: (status: ConnectionStatus) => void): void;
+  off(name: "error", fn: (error: SwitchboardError | Error) => void): void;
+  off(name: "lockLost", fn: (info: LockLostInfo) => void): void;
+
+  /**
+   * Subscribes to events: `onEvent` gets each matching event once, in id
+   * order, across reconnects and restarts.
+   */
+  subscribe(options: SubscribeOptions | undefined, onEvent: (event: SwitchboardEvent | ResyncEvent) => void): Subscription;
+
+  /** A live collection. Throws a `TypeError` for any other name. */
+  live(collection: "features"): LiveCollection<Feature>;
+  live(collection: "tracks"): LiveCollection<Track>;
+  live(collection: "spikes"): LiveCollection<Spike>;
+  live(collection: "files"): LiveCollection<FileMetadata>;
+  live(collection: "conversations"): LiveCollection<Conversation>;
+  live(collection: CollectionName): LiveCollection<WorkItem | FileMetadata | Conversation>;
+
+  /** One conversation with its messages, live; messages are read `pageSize` (200) at a time. */
+  conversation(id: string, options?: { pageSize?: number }): LiveConversation;
+
+  /** The sessions connected now, live. */
+  presence(): LivePresence;
+
+  /** Publishes an event on a channel of your own; answers the stored event. */
+  publish(channel: string, type: string, data?: unknown, options?: PublishOptions): Promise<SwitchboardEvent>;
+
+  /** Publishes several events at once, all or nothing, with consecutive ids. */
+  publishBatch(events: BatchEvent[], options?: WriteOptions): Promise<{ events: SwitchboardEvent[] }>;
+
+  /** The sessions connected now, once. */
+  sessions(): Promise<Sessions>;
+
+  /** Closes the stream and releases every lease held. */
+  close(): Promise<void>;
+}
+
+export default Switchboard;

@@ -1,0 +1,204 @@
+//! A real browser for the tests: headless Chromium driven through
+//! chromedriver (W3C WebDriver over plain HTTP). The browser tests are
+//! `#[ignore]`d, so a plain `cargo test` reports them as ignored: they need
+//! Debian's `chromium` and `chromium-driver`. They run with
+//! `--include-ignored` (as `.ci/run` does), and then fail, naming what is
+//! missing, when either is not installed.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Fails the test, naming the package, when the browser is not installed.
+pub fn require_browser() {
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(program).exists(),
+            "this browser test was asked to run but {program} is missing: install Debian's \
+             chromium and chromium-driver, or leave out --include-ignored / --ignored"
+        );
+    }
+}
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+pub struct Driver {
+    process: Child,
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Driver {
+    pub async fn start() -> Driver {
+        let port = free_port();
+        let process = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .arg("--log-path=/tmp/chromedriver-test.log")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Driver {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = driver
+                .client
+                .get(format!("{}/status", driver.url))
+                .send()
+                .await
+            {
+                let body: Value = r.json().await.unwrap_or_default();
+                if body["value"]["ready"] == true {
+                    return driver;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn page(&self, profile: &Path) -> Page {
+        let capabilities = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                        format!("--user-data-dir={}", profile.display()),
+                    ]
+                }
+            }}
+        });
+        let answer: Value = self
+            .client
+            .post(format!("{}/session", self.url))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {answer}"))
+            .to_owned();
+        Page {
+            base: format!("{}/session/{id}", self.url),
+            client: self.client.clone(),
+        }
+    }
+}
+
+pub struct Page {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Page {
+    pub async fn open(&self, url: &str) {
+        let r = self
+            .client
+            .post(format!("{}/url", self.base))
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "navigate: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    pub async fn eval(&self, script: &str) -> Value {
+        let answer: Value = self
+            .client
+            .post(format!("{}/execute/sync", self.base))
+            .json(&json!({ "script": script, "args": [] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"].clone()
+    }
+
+    /// Waits until `script` returns true.
+    pub async fn wait_for(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.eval(script).await != Value::Bool(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.delete(&self.base).send().await;
+    }
+}
+
+impl Page {
+    /// Runs `body` (the inside of an async function) and returns what it
+    /// returns; a thrown error comes back as `{"thrown": "…"}`.
+    pub async fn run(&self, body: &str) -> Value {
+        let script = format!(
+            "const done = arguments[arguments.length - 1];
+             (async () => {{ {body} }})().then(done, (e) => done({{ thrown: String(e && e.stack || e) }}));"
+        );
+        let answer: Value = self
+            .client
+            .post(format!("{}/execute/async", self.base))
+            .json(&json!({ "script": script, "args": [] }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let value = answer["value"].clone();
+        assert!(
+            value.get("thrown").is_none() && value.get("error").is_none(),
+            "the page's script failed: {value}"
+        );
+        value
+    }
+
+    /// Closes the page's window the way a user closes a tab.
+    pub async fn close_window(&self) {
+        let _ = self
+            .client
+            .delete(format!("{}/window", self.base))
+            .send()
+            .await;
+    }
+}
