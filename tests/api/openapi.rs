@@ -14,6 +14,8 @@ use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 fn server_routes() -> BTreeSet<(String, String)> {
     let mut routes: Vec<(&str, String)> = [
         ("get", "/"),
+        ("get", "/client.js"),
+        ("get", "/client.d.ts"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -156,7 +158,7 @@ async fn the_document_lists_exactly_the_routes_the_server_registers() {
         unknown.is_empty(),
         "documented routes the server lacks: {unknown:?}"
     );
-    assert_eq!(documented.len(), 70);
+    assert_eq!(documented.len(), 72);
 }
 
 #[tokio::test]
