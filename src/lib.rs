@@ -12,6 +12,7 @@ pub mod error;
 pub mod follow;
 pub mod http;
 pub mod hub;
+pub mod mcp;
 pub mod metrics;
 pub mod periodic;
 pub mod startup;

@@ -40,6 +40,9 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Publish one event: CHANNEL TYPE '{"json": "data"}'.
     Publish(publish::PublishArgs),
+    /// Serve the Model Context Protocol over stdio for one coding agent,
+    /// talking to a running server (see docs/agents.md).
+    Mcp(crate::mcp::McpArgs),
 }
 
 /// `switchboard migrate`: apply the embedded migrations and exit.

@@ -11,6 +11,7 @@ mod faults;
 mod files;
 mod helpers;
 mod history;
+mod mcp;
 mod openapi;
 mod ops;
 mod process;
