@@ -9,6 +9,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// How long one request may take (the stream that wakes waits has none).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the server answered instead of a success, or why it could not be
 /// reached (`status` 0, code `unreachable`).
 #[derive(Debug, Clone)]
@@ -26,6 +29,16 @@ impl ApiFailure {
             code: "unreachable".into(),
             message: format!("{what}: the server cannot be reached ({err})"),
             details: json!({}),
+        }
+    }
+
+    /// A tool argument the server would refuse, refused here.
+    pub fn invalid(field: &str, message: &str) -> Self {
+        ApiFailure {
+            status: 422,
+            code: "validation_failed".into(),
+            message: format!("{field} {message}"),
+            details: json!({ "field": field }),
         }
     }
 
@@ -156,7 +169,9 @@ impl Api {
         let what = format!("{} {}", call.method, call.path);
         let mut attempt = 0;
         let response = loop {
-            let mut request = self.request(call.method.clone(), &call.path);
+            let mut request = self
+                .request(call.method.clone(), &call.path)
+                .timeout(REQUEST_TIMEOUT);
             if !call.query.is_empty() {
                 request = request.query(&call.query);
             }

@@ -73,6 +73,12 @@ impl Feed {
     pub async fn wait(&self, ask: WaitFor) -> Result<Found, ApiFailure> {
         let mut cursor = self.cursor.lock().await;
         if let Some(since) = ask.since {
+            if since < 0 {
+                return Err(ApiFailure::invalid(
+                    "since",
+                    "must be an event id, 0 or more",
+                ));
+            }
             *cursor = since;
         }
         let deadline = Instant::now() + ask.timeout;
@@ -109,7 +115,10 @@ impl Feed {
 
     /// Reads the log after `cursor`, moving it past what is returned or
     /// passed over; at most `ask.limit` events.
-    async fn read(&self, cursor: &mut i64, ask: &WaitFor) -> Result<Found, ApiFailure> {
+    async fn read(&self, committed: &mut i64, ask: &WaitFor) -> Result<Found, ApiFailure> {
+        // Moved for good only when the read succeeds as a whole.
+        let mut position = *committed;
+        let cursor = &mut position;
         let mut events = Vec::new();
         loop {
             let page = self
@@ -123,7 +132,8 @@ impl Feed {
                 .await?;
             let batch = page.body["events"].as_array().cloned().unwrap_or_default();
             let full = batch.len() == PAGE;
-            for event in batch {
+            let count = batch.len();
+            for (at, event) in batch.into_iter().enumerate() {
                 let id = event["id"].as_i64().unwrap_or(*cursor);
                 let own = event["session_id"].as_str() == Some(self.api.session_id.as_str());
                 let presence = event["channel"] == "presence" && !ask.include_presence;
@@ -132,14 +142,16 @@ impl Feed {
                 }
                 *cursor = id;
                 if events.len() == ask.limit {
+                    *committed = *cursor;
                     return Ok(Found {
                         events,
                         cursor: *cursor,
-                        more: true,
+                        more: full || at + 1 < count,
                     });
                 }
             }
             if !full {
+                *committed = *cursor;
                 return Ok(Found {
                     events,
                     cursor: *cursor,

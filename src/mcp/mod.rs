@@ -87,7 +87,7 @@ async fn check_server(api: &Api) -> anyhow::Result<i64> {
                 failure.message
             ),
             401 | 403 => anyhow::anyhow!(
-                "the switchboard server at {} refused the token ({failure}); check --token",
+                "the switchboard server at {} refused the token or agent ({failure}); check --token and --agent-id",
                 api.base()
             ),
             _ => anyhow::anyhow!(

@@ -199,6 +199,7 @@ pub struct WaitForEvents {
     /// Start after this event id instead of this session's cursor.
     pub since: Option<i64>,
     /// Comma-separated channel patterns (`features,files`, `conversation:*`); all if absent.
+    /// Events on other channels are passed over: the cursor moves past them.
     pub channels: Option<String>,
     /// Also return presence events (sessions joining and leaving); default false.
     pub include_presence: Option<bool>,
@@ -257,14 +258,14 @@ fn fields(pairs: Vec<(&str, Option<Value>)>) -> Value {
 }
 
 fn describe_item(kind: Kind, item: &Value) -> String {
+    let kind = format!("{kind:?}").to_lowercase();
     format!(
-        "{kind:?} {} \"{}\" is {} (version {})",
+        "{kind} {} \"{}\" is {} (version {})",
         item["id"].as_str().unwrap_or("?"),
         item["title"].as_str().unwrap_or(""),
         item["status"].as_str().unwrap_or("?"),
         item["version"]
     )
-    .to_lowercase()
 }
 
 #[tool_router]
@@ -443,7 +444,7 @@ impl Tools {
         )
     }
 
-    #[tool(description = "Delete a work item.")]
+    #[tool(description = "Delete a work item (features, tracks or spikes); others see feature_deleted, track_deleted or spike_deleted.")]
     async fn delete_work_item(&self, Parameters(p): Parameters<ItemRef>) -> ToolResult {
         answer(
             async {

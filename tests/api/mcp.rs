@@ -110,6 +110,8 @@ async fn tools_list_has_every_tool_with_an_input_schema() {
         "set_status",
         "link_work_items",
         "comment",
+        "unlink_work_items",
+        "delete_work_item",
         "list_files",
         "read_file",
         "create_file",
