@@ -100,6 +100,46 @@ pub struct ServeArgs {
     /// `text` for people, `json` for machines.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub mercure: MercureArgs,
+}
+
+/// The Mercure hub at `/.well-known/mercure` (docs/mercure.md): on when a
+/// publisher key is given.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MercureArgs {
+    /// Turns the Mercure hub on: the key publishers' JWTs are signed with
+    /// (HS256: the secret; RS256: a PEM public key, inline or a file path).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MERCURE_PUBLISHER_JWT_KEY",
+        hide_env_values = true
+    )]
+    pub mercure_publisher_jwt_key: Option<String>,
+    /// The key subscribers' JWTs are signed with (default: the publisher key).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MERCURE_SUBSCRIBER_JWT_KEY",
+        hide_env_values = true
+    )]
+    pub mercure_subscriber_jwt_key: Option<String>,
+    /// The algorithm of both keys.
+    #[arg(long, env = "SWITCHBOARD_MERCURE_JWT_ALGORITHM", value_enum, default_value_t = MercureAlgorithm::Hs256)]
+    pub mercure_jwt_algorithm: MercureAlgorithm,
+    /// Subscribers without a token receive public updates.
+    #[arg(long, env = "SWITCHBOARD_MERCURE_ANONYMOUS")]
+    pub mercure_anonymous: bool,
+    /// Publish subscription events and serve the subscriptions API.
+    #[arg(long, env = "SWITCHBOARD_MERCURE_SUBSCRIPTIONS")]
+    pub mercure_subscriptions: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MercureAlgorithm {
+    #[value(name = "HS256")]
+    Hs256,
+    #[value(name = "RS256")]
+    Rs256,
 }
 
 /// `ServeArgs` alone, to read the defaults.

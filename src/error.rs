@@ -29,8 +29,8 @@ pub enum ApiError {
     BadParameter { field: String, message: String },
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("send the body as JSON with Content-Type: application/json")]
-    UnsupportedMediaType,
+    #[error("send the body with Content-Type: {expected}")]
+    UnsupportedMediaType { expected: &'static str },
     #[error("no route for this path")]
     RouteNotFound,
     #[error("method not allowed; this resource answers {allow}")]
@@ -79,7 +79,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::BadParameter { .. } => "bad_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
@@ -129,7 +129,7 @@ impl ResponseError for ApiError {
             },
             ApiError::InvalidJson(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

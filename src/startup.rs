@@ -61,6 +61,7 @@ impl Stopper {
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
         let auth = load_tokens(&args)?;
+        let mercure = http::Mercure::from_args(&args.mercure)?;
         let listener = bind(&args, &auth)?;
         let url = args.db.database.clone();
         let store = open_store(&url, args.read_pool)?;
@@ -78,6 +79,7 @@ impl Application {
             hub.clone(),
             node.as_ref(),
             auth,
+            mercure,
         );
         let server = start_http_server(listener, state, &args)?;
         tracing::info!(address = %args.bind, port, database = %url, head_id = head_id.get(), "switchboard listening");
@@ -351,6 +353,7 @@ fn app_state(
     hub: Arc<Hub>,
     node: Option<&Node>,
     auth: Arc<Auth>,
+    mercure: Option<Arc<http::Mercure>>,
 ) -> web::Data<AppState> {
     web::Data::new(AppState {
         store,
@@ -373,6 +376,8 @@ fn app_state(
         auth,
         limiter: http::WriteLimiter::new(args.rate_limit),
         max_streams: args.max_streams,
+        mercure,
+        cors_origins: args.cors_origins.clone(),
     })
 }
 

@@ -11,6 +11,7 @@
 pub mod conversations;
 pub mod events;
 pub mod files;
+pub mod mercure;
 mod record;
 pub mod work_items;
 

@@ -1,6 +1,9 @@
 //! What a stream subscribes to: channel patterns, an optional resource filter,
 //! and the session whose own events it does not want back.
 
+use std::sync::Arc;
+
+use super::mercure::{SubscriberFilter, Update};
 use super::{ChannelPattern, Event};
 
 #[derive(Debug, Clone)]
@@ -12,6 +15,9 @@ pub struct StreamFilter {
     pub exclude_session: Option<String>,
     /// The channels the caller's token may read; `None` for all.
     pub allowed: Option<Vec<ChannelPattern>>,
+    /// A Mercure subscriber's topic selectors and authorization: only the
+    /// updates it admits (see `admits_update`).
+    pub mercure: Option<Arc<SubscriberFilter>>,
 }
 
 impl StreamFilter {
@@ -22,6 +28,17 @@ impl StreamFilter {
             resource_ids: None,
             exclude_session: None,
             allowed: None,
+            mercure: None,
+        }
+    }
+
+    /// For a Mercure subscriber: whether the (parsed) update reaches it.
+    /// Every other stream takes every event its channels match.
+    pub fn admits_update(&self, update: Option<&Update>) -> bool {
+        match (&self.mercure, update) {
+            (None, _) => true,
+            (Some(filter), Some(update)) => filter.admits(update),
+            (Some(_), None) => false,
         }
     }
 

@@ -135,7 +135,8 @@ impl AgentId {
     }
 }
 
-/// The channels that only the server writes to.
+/// The channels that only the server writes to (Mercure updates are written
+/// by the Mercure edge).
 const RESERVED_CHANNELS: [&str; 7] = [
     "features",
     "tracks",
@@ -143,14 +144,16 @@ const RESERVED_CHANNELS: [&str; 7] = [
     "files",
     "conversations",
     "presence",
-    "conversation:",
+    "mercure",
 ];
+/// And every channel with one of these prefixes.
+const RESERVED_PREFIXES: [&str; 2] = ["conversation:", "mercure:"];
 
 impl ChannelName {
     /// Whether clients may publish on this channel with the generic API.
     pub fn is_reserved(&self) -> bool {
         let name = self.as_str();
-        RESERVED_CHANNELS[..6].contains(&name) || name.starts_with(RESERVED_CHANNELS[6])
+        RESERVED_CHANNELS.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
     }
 }
 

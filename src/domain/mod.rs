@@ -12,6 +12,7 @@ mod event_id;
 pub mod files;
 mod filter;
 pub mod ids;
+pub mod mercure;
 pub mod precondition;
 mod presence;
 mod time;

@@ -151,25 +151,37 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let mut payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
-                return Err(ApiError::UnsupportedMediaType);
+                return Err(ApiError::UnsupportedMediaType {
+                    expected: "application/json",
+                });
             }
-            if declared_length.is_some_and(|n| n > limit) {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge { limit });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            let raw = body.freeze();
+            let raw = read_body(&mut payload, limit, declared_length).await?;
             let value = parse_json(&raw)?;
             Ok(JsonBody { value, raw })
         })
     }
+}
+
+/// The whole body, refused with 413 as soon as it is known to pass `limit`.
+pub async fn read_body(
+    payload: &mut (impl futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>>
+              + Unpin),
+    limit: usize,
+    declared_length: Option<usize>,
+) -> Result<Bytes, ApiError> {
+    if declared_length.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {

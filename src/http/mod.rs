@@ -12,6 +12,7 @@ mod events;
 mod extract;
 mod files;
 mod health;
+mod mercure;
 mod messages;
 pub mod middleware;
 mod openapi;
@@ -67,7 +68,13 @@ pub struct AppState {
     pub database: crate::store::DatabaseUrl,
     /// With PostgreSQL: this node's id and the node timeout.
     pub node: Option<NodeInfo>,
+    /// The Mercure hub, when a publisher key turns it on.
+    pub mercure: Option<Arc<mercure::Mercure>>,
+    /// `--cors-origin`: also the origins a cookie-authorized Mercure publish may come from.
+    pub cors_origins: Vec<String>,
 }
+
+pub use mercure::Mercure;
 
 /// The app's routes (all declared in `routes.rs`) and how a malformed query
 /// or path parameter is answered.

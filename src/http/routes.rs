@@ -28,8 +28,8 @@ use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
 use utoipa::openapi::OpenApi;
 
 use super::{
-    assets, auth, conversations, events, files, health, messages, openapi, ops, stream, sync,
-    work_items,
+    assets, auth, conversations, events, files, health, mercure, messages, openapi, ops, stream,
+    sync, work_items,
 };
 use crate::error::ApiError;
 
@@ -226,6 +226,12 @@ fn table() -> Vec<Route> {
         route!(Get "/", assets::dashboard, Public),
         route!(Get "/client.js", assets::client_js, Public),
         route!(Get "/client.d.ts", assets::client_types, Public),
+        // Mercure authorizes with its own JWTs (mercure/auth.rs), not tokens.
+        route!(Get "/.well-known/mercure", mercure::subscribe, Public),
+        route!(Post "/.well-known/mercure", mercure::publish, Public),
+        route!(Get "/.well-known/mercure/subscriptions", mercure::subscriptions, Public),
+        route!(Get "/.well-known/mercure/subscriptions/{topic}", mercure::topic_subscriptions, Public),
+        route!(Get "/.well-known/mercure/subscriptions/{topic}/{subscriber}", mercure::subscription, Public),
         route!(Get "/healthz", health::healthz, Public),
         route!(Get "/readyz", health::readyz, Public),
         route!(Get "/metrics", ops::metrics, AnyToken),

@@ -28,11 +28,12 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::{AppState, Identity};
+use crate::domain::mercure::Update;
 use crate::domain::{ChannelPattern, DomainError, EventId, ResourceId, StreamFilter, Timestamp};
 use crate::error::ApiError;
 use crate::hub::{
-    comment_frame, frame_events, retry_frame, Frame, Framing, Hub, Registration, StreamOwner,
-    SubscriberFlags, SubscriberId,
+    comment_frame, frame_events, mercure_frame, retry_frame, Frame, Framing, Hub, Registration,
+    StreamOwner, SubscriberFlags, SubscriberId,
 };
 use crate::store::{events, Store, StoreError};
 
@@ -73,7 +74,7 @@ pub struct StreamQuery {
 
 /// Where a new stream starts.
 #[derive(Debug, Clone, Copy)]
-enum Start {
+pub(super) enum Start {
     /// After this id (`Last-Event-ID`).
     After(EventId),
     /// With the `n` most recent matching events inside the replay window.
@@ -164,6 +165,7 @@ fn parse_filter(
             .filter(|_| !include_own)
             .map(|s| s.as_str().to_owned()),
         allowed,
+        mercure: None,
     })
 }
 
@@ -247,11 +249,19 @@ pub async fn open_stream(
 
 /// The endless `text/event-stream` answer that sends what `stream` produces.
 fn sse_response(stream: LogStream) -> HttpResponse {
+    sse_response_with(stream, HttpResponse::Ok())
+}
+
+/// The same, with headers of the caller's already on `response`.
+pub(super) fn sse_response_with(
+    stream: LogStream,
+    mut response: actix_web::HttpResponseBuilder,
+) -> HttpResponse {
     let body = futures_util::stream::unfold(stream, |mut stream| async move {
         let chunk = stream.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), stream))
     });
-    HttpResponse::Ok()
+    response
         .content_type("text/event-stream")
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
         .insert_header(ContentEncoding::Identity)
@@ -275,7 +285,7 @@ enum Phase {
 }
 
 /// One open stream's state. Dropping it unregisters from the hub.
-struct LogStream {
+pub(super) struct LogStream {
     hub: Arc<Hub>,
     store: Store,
     subscriber: SubscriberId,
@@ -295,12 +305,16 @@ struct LogStream {
     shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     opened: Instant,
     events_sent: u64,
+    /// When the stream must end (a Mercure subscriber's token expires).
+    expires: Option<Pin<Box<Sleep>>>,
+    /// Run once when the stream ends (a Mercure subscription's end).
+    on_close: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl LogStream {
     /// A stream for a fresh hub registration: it opens at `start`, reading
     /// the log up to the registration's head, and first sends `retry:`.
-    fn new(
+    pub(super) fn new(
         state: &AppState,
         registration: Registration,
         filter: StreamFilter,
@@ -335,7 +349,25 @@ impl LogStream {
             },
             opened: Instant::now(),
             events_sent: 0,
+            expires: None,
+            on_close: None,
         }
+    }
+
+    /// Ends the stream at `deadline`.
+    pub(super) fn expires_at(mut self, deadline: Instant) -> Self {
+        self.expires = Some(Box::pin(tokio::time::sleep_until(deadline.into())));
+        self
+    }
+
+    /// Runs `f` once when the stream ends.
+    pub(super) fn on_close(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_close = Some(Box::new(f));
+        self
+    }
+
+    fn expired(&self) -> bool {
+        self.expires.as_ref().is_some_and(|t| t.is_elapsed())
     }
 
     /// The next bytes to write, or `None` to end the stream.
@@ -347,6 +379,10 @@ impl LogStream {
 
     async fn produce(&mut self) -> Option<Bytes> {
         loop {
+            if self.expired() {
+                self.phase = Phase::Finished;
+                return None;
+            }
             if let Some(chunk) = self.pending.pop_front() {
                 return Some(chunk);
             }
@@ -462,9 +498,19 @@ impl LogStream {
                 self.phase = Phase::CatchUp { upto };
                 return Ok(None);
             }
+            let expires = async {
+                match self.expires.as_mut() {
+                    Some(deadline) => deadline.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.shutdown.as_mut() => {
+                    self.phase = Phase::Finished;
+                    return Ok(None);
+                }
+                _ = expires => {
                     self.phase = Phase::Finished;
                     return Ok(None);
                 }
@@ -503,6 +549,17 @@ impl LogStream {
     fn send_events(&mut self, batch: &[crate::domain::Event]) -> Option<Bytes> {
         let last = batch.last()?;
         self.cursor = self.cursor.max(last.id);
+        if self.filter.mercure.is_some() {
+            // Topics and authorization are not in the SQL: check each update.
+            let mut out = bytes::BytesMut::new();
+            for update in batch.iter().filter_map(Update::from_event) {
+                if self.filter.admits_update(Some(&update)) {
+                    out.extend_from_slice(&mercure_frame(&update));
+                    self.events_sent += 1;
+                }
+            }
+            return (!out.is_empty()).then(|| out.freeze());
+        }
         self.events_sent += batch.len() as u64;
         Some(frame_events(batch, self.framing))
     }
@@ -512,6 +569,13 @@ impl LogStream {
     fn resync(&mut self, reason: &str, head_id: EventId, oldest_id: EventId) -> Bytes {
         self.cursor = head_id;
         self.phase = Phase::Live;
+        if self.framing == Framing::Mercure {
+            // Mercure has no such event; a comment says it (its clients
+            // compare the Last-Event-ID response header, see mercure.rs).
+            return Bytes::from(format!(
+                ": resync {reason}: the history before {head_id} is gone\n\n"
+            ));
+        }
         // Serialising a string and two ids to memory cannot fail.
         let data = serde_json::to_string(&ResyncData {
             reason,
@@ -535,6 +599,9 @@ struct ResyncData<'a> {
 impl Drop for LogStream {
     fn drop(&mut self) {
         self.hub.unsubscribe(self.subscriber);
+        if let Some(on_close) = self.on_close.take() {
+            on_close();
+        }
         tracing::info!(
             subscriber = self.subscriber,
             duration_ms = self.opened.elapsed().as_millis() as u64,

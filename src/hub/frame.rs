@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::domain::mercure::Update;
 use crate::domain::{Event, EventId};
 
 /// One event's frame, as queued for a stream.
@@ -20,21 +21,60 @@ pub enum Framing {
     Named,
     /// No `event:` line: every event reaches `onmessage` (the type is in the JSON).
     Plain,
+    /// A Mercure update: the publisher's `id`, `event` and `retry`, and its
+    /// data as `data:` lines (see `mercure_frame`).
+    Mercure,
 }
 
 fn write_event(out: &mut BytesMut, event: &Event, framing: Framing) {
     use std::fmt::Write as _;
+    if framing == Framing::Mercure {
+        if let Some(update) = Update::from_event(event) {
+            write_update(out, &update);
+        }
+        return;
+    }
     // Event types are `[A-Za-z0-9_.-]` and compact JSON has no raw newline, so
     // neither can break the frame.
     let _ = match framing {
         Framing::Named => write!(out, "id: {}\nevent: {}\ndata: ", event.id, event.event_type),
-        Framing::Plain => write!(out, "id: {}\ndata: ", event.id),
+        Framing::Plain | Framing::Mercure => write!(out, "id: {}\ndata: ", event.id),
     };
     let mut writer = out.writer();
     // Serialising an `Event` to memory cannot fail: every field is a string,
     // a number or already-valid JSON.
     let _ = serde_json::to_writer(&mut writer, event);
     writer.into_inner().put_slice(b"\n\n");
+}
+
+/// A Mercure update's SSE fields. The data's lines (split at CRLF, CR or
+/// LF) become one `data:` line each, so a client sees the data unchanged.
+fn write_update(out: &mut BytesMut, update: &Update) {
+    out.put_slice(b"id: ");
+    out.put_slice(update.id.as_bytes());
+    out.put_slice(b"\n");
+    if let Some(event_type) = &update.event_type {
+        out.put_slice(b"event: ");
+        out.put_slice(event_type.as_bytes());
+        out.put_slice(b"\n");
+    }
+    if let Some(retry) = update.retry {
+        out.put_slice(format!("retry: {retry}\n").as_bytes());
+    }
+    let data = update.data.replace("\r\n", "\n").replace('\r', "\n");
+    for line in data.split('\n') {
+        out.put_slice(b"data: ");
+        out.put_slice(line.as_bytes());
+        out.put_slice(b"\n");
+    }
+    out.put_slice(b"\n");
+}
+
+/// A Mercure update's frame, built once for every Mercure stream it reaches.
+pub fn mercure_frame(update: &Update) -> Bytes {
+    let mut out = BytesMut::with_capacity(64 + update.id.len() + update.data.len());
+    write_update(&mut out, update);
+    out.freeze()
 }
 
 /// `id: …\nevent: …\ndata: {json}\n\n`

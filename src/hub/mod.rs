@@ -23,9 +23,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-pub use frame::{comment_frame, event_frame, frame_events, retry_frame, Frame, Framing};
+pub use frame::{
+    comment_frame, event_frame, frame_events, mercure_frame, retry_frame, Frame, Framing,
+};
 use index::ChannelIndex;
 
+use crate::domain::mercure::Update;
 use crate::domain::{Event, EventId, PresenceChange, StreamFilter, Timestamp};
 
 pub type SubscriberId = u64;
@@ -315,8 +318,11 @@ impl Hub {
             candidates.clear();
             index.collect(&event.channel, &mut candidates);
             let mut delivered = 0;
-            // The plain variant is framed once too, when a stream wants it.
+            // The plain variant is framed once too, when a stream wants it;
+            // a Mercure update is parsed and framed once for all its streams.
             let mut plain: Option<Bytes> = None;
+            let mut update: Option<Option<Update>> = None;
+            let mut mercure: Option<Bytes> = None;
             for id in &candidates {
                 let Some(subscriber) = subscribers.get_mut(id) else {
                     continue;
@@ -331,12 +337,28 @@ impl Hub {
                 {
                     continue;
                 }
+                if subscriber.filter.mercure.is_some() {
+                    let parsed = update
+                        .get_or_insert_with(|| Update::from_event(event))
+                        .as_ref();
+                    if !subscriber.filter.admits_update(parsed) {
+                        continue;
+                    }
+                }
                 subscriber.last_pushed = event.id;
                 let bytes = match subscriber.framing {
                     Framing::Named => bytes.clone(),
                     Framing::Plain => plain
                         .get_or_insert_with(|| event_frame(event, Framing::Plain))
                         .clone(),
+                    Framing::Mercure => {
+                        match update.get_or_insert_with(|| Update::from_event(event)) {
+                            Some(parsed) => {
+                                mercure.get_or_insert_with(|| mercure_frame(parsed)).clone()
+                            }
+                            None => continue,
+                        }
+                    }
                 };
                 match subscriber.queue.try_send(Frame {
                     id: event.id,

@@ -444,7 +444,9 @@ impl Tools {
         )
     }
 
-    #[tool(description = "Delete a work item (features, tracks or spikes); others see feature_deleted, track_deleted or spike_deleted.")]
+    #[tool(
+        description = "Delete a work item (features, tracks or spikes); others see feature_deleted, track_deleted or spike_deleted."
+    )]
     async fn delete_work_item(&self, Parameters(p): Parameters<ItemRef>) -> ToolResult {
         answer(
             async {

@@ -397,6 +397,7 @@ pub fn prune_batch(conn: &mut DbConn, cutoff: Timestamp, limit: i64) -> Result<u
         return Ok(0);
     };
     let deleted = diesel::delete(events::table.filter(events::id.eq_any(&doomed))).execute(conn)?;
+    super::mercure::forget_through(conn, EventId::from_stored(highest))?;
     diesel::update(log_state::table)
         .filter(log_state::pruned_through.lt(highest))
         .set(log_state::pruned_through.eq(highest))

@@ -12,6 +12,7 @@ pub mod events;
 pub mod files;
 mod idempotency;
 pub mod listen;
+pub mod mercure;
 pub mod presence;
 mod schema;
 pub mod scratch;

@@ -187,3 +187,10 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(nodes, presence);
+
+diesel::table! {
+    mercure_updates (update_id) {
+        update_id -> Text,
+        event_id -> BigInt,
+    }
+}
