@@ -39,14 +39,16 @@ impl Update {
     /// Checks a publication: at least one topic, an id not starting with `#`,
     /// no line break where the SSE format cannot carry one.
     pub fn check(&self) -> Result<(), DomainError> {
+        // 400, as the reference hub answers these.
         if self.topics.is_empty() || self.topics.iter().any(String::is_empty) {
-            return Err(DomainError::validation(
-                "topic",
-                "at least one non-empty topic is required",
+            return Err(DomainError::BadRequest(
+                "give at least one non-empty `topic`".into(),
             ));
         }
         if self.id.starts_with('#') {
-            return Err(DomainError::validation("id", "must not start with #"));
+            return Err(DomainError::BadRequest(
+                "`id` must not start with #: such ids are the hub's own".into(),
+            ));
         }
         if self.id.is_empty() || self.id.len() > 1024 {
             return Err(DomainError::validation(

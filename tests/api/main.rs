@@ -12,6 +12,7 @@ mod files;
 mod helpers;
 mod history;
 mod mcp;
+mod mercure;
 mod openapi;
 mod ops;
 mod process;
