@@ -46,7 +46,13 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
         .allowed_header("X-Session-ID")
         .allowed_header("Idempotency-Key")
         .allowed_header("Last-Event-ID")
-        .expose_headers(["ETag", "X-Event-Cursor", "Retry-After"])
+        .expose_headers([
+            "ETag",
+            "X-Event-Cursor",
+            "Retry-After",
+            "Last-Event-ID",
+            "Link",
+        ])
         .supports_credentials()
         .max_age(3600);
     for origin in origins {

@@ -709,3 +709,173 @@ async fn two_nodes_on_postgresql_share_updates_and_resume_on_either() {
     .await;
     assert_eq!(on_two.next_event().await.id.unwrap(), b);
 }
+
+#[tokio::test]
+async fn rs256_tokens_verified_with_a_pem_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private.pem");
+    let public = dir.path().join("public.pem");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        private.to_str().unwrap(),
+    ]);
+    run(&[
+        "pkey",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let sign = |claims: Value| {
+        encode(&Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap()
+    };
+    let public_path = public.to_str().unwrap().to_owned();
+    let app = spawn_app_with(|a| {
+        a.mercure.mercure_publisher_jwt_key = Some(public_path);
+        a.mercure.mercure_jwt_algorithm = switchboard::config::MercureAlgorithm::Rs256;
+    })
+    .await;
+    let auth = format!(
+        "Bearer {}",
+        sign(json!({ "mercure": { "subscribe": ["*"] } }))
+    );
+    let mut s = subscribe(&app, &[("topic", "t")], &[("Authorization", &auth)]).await;
+    let token = sign(json!({ "mercure": { "publish": ["t"] } }));
+    let (status, id) = post(
+        &app,
+        Some(&token),
+        &[("topic", "t"), ("data", "signed with RSA")],
+    )
+    .await;
+    assert_eq!(status, 200, "{id}");
+    assert_eq!(s.next_event().await.id.unwrap(), id);
+    // An HS256 token (the hub's algorithm is RS256) is refused, saying why.
+    let (status, body) = post(&app, Some(&publisher()), &[("topic", "t")]).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("another algorithm"), "{body}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn a_browser_eventsource_receives_updates_published_with_fetch_across_a_restart() {
+    crate::browser::require_browser();
+    let anonymous = |a: &mut switchboard::config::ServeArgs| {
+        mercure_args(a);
+        a.mercure.mercure_anonymous = true;
+    };
+    let app = spawn_app_with(anonymous).await;
+    let port = app.port;
+    let driver = crate::browser::Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let reader = driver.page(&profiles.path().join("reader")).await;
+    let writer = driver.page(&profiles.path().join("writer")).await;
+    for page in [&reader, &writer] {
+        page.open(&app.url("/healthz")).await;
+    }
+    reader
+        .run(
+            "window.got = [];
+             const url = new URL('/.well-known/mercure', location.origin);
+             url.searchParams.append('topic', 'https://example.com/books/{id}');
+             window.source = new EventSource(url);
+             source.onmessage = (e) => got.push({ id: e.lastEventId, data: e.data });
+             await new Promise((r) => { source.onopen = r; });
+             return true;",
+        )
+        .await;
+    let publish_script = |topic: &str, data: &str, private: bool| {
+        format!(
+            "const body = new URLSearchParams([['topic', {topic:?}], ['data', {data:?}]]);
+             if ({private}) body.append('private', 'on');
+             const r = await fetch('/.well-known/mercure', {{ method: 'POST', body,
+               headers: {{ Authorization: 'Bearer {token}' }} }});
+             return {{ status: r.status, id: await r.text() }};",
+            token = publisher()
+        )
+    };
+    let first = writer
+        .run(&publish_script(
+            "https://example.com/books/1",
+            "{\"title\": \"Dune\"}\nsecond line",
+            false,
+        ))
+        .await;
+    assert_eq!(first["status"], 200);
+    let hidden = writer
+        .run(&publish_script(
+            "https://example.com/books/2",
+            "private",
+            true,
+        ))
+        .await;
+    assert_eq!(hidden["status"], 200);
+    let other = writer
+        .run(&publish_script(
+            "https://example.com/authors/1",
+            "no match",
+            false,
+        ))
+        .await;
+    assert_eq!(other["status"], 200);
+    reader
+        .wait_for("the first update", "return window.got.length >= 1")
+        .await;
+    assert_eq!(
+        reader.eval("return window.got").await,
+        json!([{ "id": first["id"], "data": "{\"title\": \"Dune\"}\nsecond line" }])
+    );
+
+    // The server restarts; updates published before the page reconnects
+    // reach it through Last-Event-ID.
+    let app = app
+        .restart_with(|a| {
+            anonymous(a);
+            a.bind = format!("127.0.0.1:{port}");
+        })
+        .await;
+    let mut ids = vec![first["id"].clone()];
+    for n in 0..2 {
+        let r = app
+            .client
+            .post(app.url(HUB))
+            .bearer_auth(publisher())
+            .form(&[
+                ("topic", format!("https://example.com/books/{n}")),
+                ("data", format!("after {n}")),
+            ])
+            .send()
+            .await
+            .unwrap();
+        ids.push(json!(r.text().await.unwrap()));
+    }
+    reader
+        .wait_for(
+            "the updates after the restart",
+            "return window.got.length >= 3",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got: Vec<Value> = serde_json::from_value(reader.eval("return window.got").await).unwrap();
+    let got_ids: Vec<Value> = got.iter().map(|g| g["id"].clone()).collect();
+    assert_eq!(
+        got_ids, ids,
+        "each once, in order; never the private or the other topic"
+    );
+    reader.close().await;
+    writer.close().await;
+}

@@ -16,6 +16,14 @@ fn server_routes() -> BTreeSet<(String, String)> {
         ("get", "/"),
         ("get", "/client.js"),
         ("get", "/client.d.ts"),
+        ("get", "/.well-known/mercure"),
+        ("post", "/.well-known/mercure"),
+        ("get", "/.well-known/mercure/subscriptions"),
+        ("get", "/.well-known/mercure/subscriptions/{topic}"),
+        (
+            "get",
+            "/.well-known/mercure/subscriptions/{topic}/{subscriber}",
+        ),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -158,7 +166,7 @@ async fn the_document_lists_exactly_the_routes_the_server_registers() {
         unknown.is_empty(),
         "documented routes the server lacks: {unknown:?}"
     );
-    assert_eq!(documented.len(), 72);
+    assert_eq!(documented.len(), 77);
 }
 
 #[tokio::test]

@@ -56,9 +56,13 @@ fn expected(method: &str, template: &str) -> Expect {
     };
     let segments: Vec<&str> = template.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        [""] | ["healthz"] | ["readyz"] | ["openapi.json"] | ["client.js"] | ["client.d.ts"] => {
-            Expect::Public
-        }
+        [""]
+        | ["healthz"]
+        | ["readyz"]
+        | ["openapi.json"]
+        | ["client.js"]
+        | ["client.d.ts"]
+        | [".well-known", ..] => Expect::Public,
         ["metrics"] | ["api", "stats"] => Expect::AnyToken,
         ["api", "stream" | "stream-tickets" | "events" | "sync"]
         | ["api", "events", "batch" | "{id}"] => Expect::Narrowing,
