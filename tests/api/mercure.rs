@@ -196,7 +196,7 @@ async fn every_sse_field_and_multi_line_data_and_the_headers_at_once() {
     let mut saw_retry = false;
     let event = loop {
         match stream.next_message(DEADLINE).await.expect("a message") {
-            switchboard::cli::sse::SseMessage::Retry(ms) if ms == 2500 => saw_retry = true,
+            switchboard::cli::sse::SseMessage::Retry(2500) => saw_retry = true,
             switchboard::cli::sse::SseMessage::Event(event) => break event,
             _ => {}
         }
@@ -489,7 +489,7 @@ async fn reconciliation_header_wins_earliest_unknown_ids_and_the_response_header
     .await;
     assert_eq!(r.headers()["last-event-id"], b.as_str());
     let mut s = SseStream::new(r);
-    assert_eq!(ids(s.take_events(1).await), [c.clone()]);
+    assert_eq!(ids(s.take_events(1).await), std::slice::from_ref(&c));
     s.assert_quiet(Duration::from_millis(300)).await;
 
     for asked in ["earliest", "urn:never:published"] {
