@@ -102,6 +102,13 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub mercure: MercureArgs,
+    /// How long a Durable Streams long-poll (and an idle SSE wait) lasts
+    /// before it answers 204 (SSE: a control event).
+    #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_LONG_POLL", default_value = "30s", value_parser = parse_duration)]
+    pub durable_streams_long_poll: Duration,
+    /// The largest Durable Streams append or initial body.
+    #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_MAX_APPEND", default_value = "16MiB", value_parser = parse_size)]
+    pub durable_streams_max_append: usize,
 }
 
 /// The Mercure hub at `/.well-known/mercure` (docs/mercure.md): on when a

@@ -377,6 +377,10 @@ fn app_state(
         limiter: http::WriteLimiter::new(args.rate_limit),
         max_streams: args.max_streams,
         mercure,
+        durable: Arc::new(http::Durable::new(
+            args.durable_streams_long_poll,
+            args.durable_streams_max_append,
+        )),
         cors_origins: args.cors_origins.clone(),
     })
 }

@@ -9,6 +9,7 @@
 //! Nothing here knows HTTP, renders an answer, or writes SQL.
 
 pub mod conversations;
+pub mod durable;
 pub mod events;
 pub mod files;
 pub mod mercure;

@@ -6,6 +6,7 @@
 //! past a handler, a value that exists is valid.
 
 pub mod conversations;
+pub mod durable;
 mod error;
 mod event;
 mod event_id;

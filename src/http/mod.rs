@@ -8,6 +8,7 @@ mod answer;
 mod assets;
 mod auth;
 mod conversations;
+mod durable;
 mod events;
 mod extract;
 mod files;
@@ -70,10 +71,13 @@ pub struct AppState {
     pub node: Option<NodeInfo>,
     /// The Mercure hub, when a publisher key turns it on.
     pub mercure: Option<Arc<mercure::Mercure>>,
+    /// Durable Streams: settings and per-node read times.
+    pub durable: Arc<durable::Durable>,
     /// `--cors-origin`: also the origins a cookie-authorized Mercure publish may come from.
     pub cors_origins: Vec<String>,
 }
 
+pub use durable::Durable;
 pub use mercure::Mercure;
 
 /// The app's routes (all declared in `routes.rs`) and how a malformed query

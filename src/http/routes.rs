@@ -28,8 +28,8 @@ use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
 use utoipa::openapi::OpenApi;
 
 use super::{
-    assets, auth, conversations, events, files, health, mercure, messages, openapi, ops, stream,
-    sync, work_items,
+    assets, auth, conversations, durable, events, files, health, mercure, messages, openapi, ops,
+    stream, sync, work_items,
 };
 use crate::error::ApiError;
 
@@ -40,16 +40,20 @@ const WORK_ITEM_COLLECTIONS: &str = "features|tracks|spikes";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
     Get,
+    Head,
     Post,
     Put,
     Patch,
     Delete,
+    Options,
 }
 
 impl Verb {
     pub fn method(self) -> Method {
         match self {
             Verb::Get => Method::GET,
+            Verb::Head => Method::HEAD,
+            Verb::Options => Method::OPTIONS,
             Verb::Post => Method::POST,
             Verb::Put => Method::PUT,
             Verb::Patch => Method::PATCH,
@@ -60,6 +64,8 @@ impl Verb {
     pub fn openapi(self) -> HttpMethod {
         match self {
             Verb::Get => HttpMethod::Get,
+            Verb::Head => HttpMethod::Head,
+            Verb::Options => HttpMethod::Options,
             Verb::Post => HttpMethod::Post,
             Verb::Put => HttpMethod::Put,
             Verb::Patch => HttpMethod::Patch,
@@ -70,13 +76,15 @@ impl Verb {
     /// Whether a request with this method changes something (the write rate
     /// applies, and the document lists 429).
     pub fn writes(self) -> bool {
-        self != Verb::Get
+        !matches!(self, Verb::Get | Verb::Head | Verb::Options)
     }
 
     /// Takes this method's operation out of a path item.
     fn take(self, item: &mut PathItem) -> Option<Operation> {
         match self {
             Verb::Get => item.get.take(),
+            Verb::Head => item.head.take(),
+            Verb::Options => item.options.take(),
             Verb::Post => item.post.take(),
             Verb::Put => item.put.take(),
             Verb::Patch => item.patch.take(),
@@ -220,6 +228,7 @@ fn table() -> Vec<Route> {
     use Need::{AnyToken, Narrowing, Public, Read, Write};
     const COLLECTION: Channel = Param("collection");
     const FILES: Channel = Named("files");
+    const DURABLE: Channel = Named("durable-streams");
     const CONVERSATIONS: Channel = Named("conversations");
     const MESSAGES: Channel = Conversation("id");
     vec![
@@ -233,6 +242,13 @@ fn table() -> Vec<Route> {
         route!(Get "/.well-known/mercure/subscriptions/{topic}", mercure::topic_subscriptions, Public),
         route!(Get "/.well-known/mercure/subscriptions/{topic}/{subscriber}", mercure::subscription, Public),
         route!(Get "/healthz", health::healthz, Public),
+        // Durable Streams: a token's scopes name the channel `durable-streams`.
+        route!(Get "/v1/stream/{path}", durable::read, Read(DURABLE)),
+        route!(Head "/v1/stream/{path}", durable::head, Read(DURABLE)),
+        route!(Put "/v1/stream/{path}", durable::create, Write(DURABLE)),
+        route!(Post "/v1/stream/{path}", durable::append, Write(DURABLE)),
+        route!(Delete "/v1/stream/{path}", durable::delete, Write(DURABLE)),
+        route!(Options "/v1/stream/{path}", durable::options, Public),
         route!(Get "/readyz", health::readyz, Public),
         route!(Get "/metrics", ops::metrics, AnyToken),
         route!(Get "/openapi.json", openapi::openapi_json, Public),
@@ -388,6 +404,7 @@ fn pattern(path: &str) -> String {
         "{collection}",
         &format!("{{collection:{WORK_ITEM_COLLECTIONS}}}"),
     )
+    .replace("/v1/stream/{path}", "/v1/stream/{path:.+}")
 }
 
 impl Routes {

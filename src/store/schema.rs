@@ -194,3 +194,43 @@ diesel::table! {
         event_id -> BigInt,
     }
 }
+
+diesel::table! {
+    ds_streams (path) {
+        path -> Text,
+        content_type -> Text,
+        ttl_seconds -> Nullable<BigInt>,
+        expires_at -> Nullable<Text>,
+        closed -> Bool,
+        closed_by -> Nullable<Text>,
+        created_ms -> BigInt,
+        accessed_ms -> BigInt,
+        forked_from -> Nullable<Text>,
+        fork_offset -> Nullable<Text>,
+        fork_sub_offset -> Nullable<BigInt>,
+        ref_count -> BigInt,
+        soft_deleted -> Bool,
+        tail -> Text,
+        bytes -> BigInt,
+        last_seq -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    ds_messages (path, offset) {
+        path -> Text,
+        #[sql_name = "offset"]
+        offset -> Text,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    ds_producers (path, producer_id) {
+        path -> Text,
+        producer_id -> Text,
+        epoch -> BigInt,
+        last_seq -> BigInt,
+        updated_ms -> BigInt,
+    }
+}

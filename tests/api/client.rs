@@ -236,12 +236,23 @@ async fn two_pages_keep_live_features_equal_to_the_server_across_a_restart() {
     let expected = server_items(&app, "features").await;
     assert_eq!(expected.as_object().unwrap().len(), 3 + 2 * 10);
     for (page, start) in &pages {
-        wait_until(
-            "the page to equal the server",
-            Duration::from_secs(15),
-            || async { page.eval(PAGE_ITEMS).await == expected },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let held = page.eval(PAGE_ITEMS).await;
+            if held == expected {
+                break;
+            }
+            if Instant::now() > deadline {
+                let debug = page
+                    .eval("return { status: sb.status, cursor: features.cursor, subs: [...sb._hub.subs].map(s => [s.channels, s.lastEventId, s._waiting]), pos: sb._hub.position }")
+                    .await;
+                for (id, item) in expected.as_object().unwrap() {
+                    assert_eq!(&held[id], item, "item {id} held by the page ({debug})");
+                }
+                assert_eq!(held, expected, "{debug}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         // Every event of the collection after the snapshot, each once, in order.
         let log: Value = app
             .get(&format!(

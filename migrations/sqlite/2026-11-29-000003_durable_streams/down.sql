@@ -1,0 +1,3 @@
+DROP TABLE ds_producers;
+DROP TABLE ds_messages;
+DROP TABLE ds_streams;

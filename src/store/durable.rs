@@ -1,0 +1,184 @@
+//! Durable Streams in the database: one row per stream (its metadata and
+//! tail), one per message (its bytes, exactly), one per idempotent producer.
+
+use diesel::prelude::*;
+
+use super::db::DbConn;
+use super::schema::{ds_messages, ds_producers, ds_streams};
+use super::StoreError;
+use crate::domain::durable::ProducerState;
+
+/// A stream's row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = ds_streams)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+#[diesel(treat_none_as_null = true)]
+pub struct StreamRow {
+    pub path: String,
+    pub content_type: String,
+    pub ttl_seconds: Option<i64>,
+    pub expires_at: Option<String>,
+    pub closed: bool,
+    /// JSON of `ClosedBy`, when a producer closed it.
+    pub closed_by: Option<String>,
+    pub created_ms: i64,
+    pub accessed_ms: i64,
+    pub forked_from: Option<String>,
+    pub fork_offset: Option<String>,
+    pub fork_sub_offset: Option<i64>,
+    pub ref_count: i64,
+    pub soft_deleted: bool,
+    pub tail: String,
+    pub bytes: i64,
+    pub last_seq: Option<String>,
+}
+
+/// One message: the offset after it and its bytes.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub offset: String,
+    pub data: Vec<u8>,
+}
+
+pub fn get(conn: &mut DbConn, path: &str) -> Result<Option<StreamRow>, StoreError> {
+    Ok(ds_streams::table
+        .find(path)
+        .select(StreamRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn insert(conn: &mut DbConn, row: &StreamRow) -> Result<(), StoreError> {
+    diesel::insert_into(ds_streams::table)
+        .values(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn update(conn: &mut DbConn, row: &StreamRow) -> Result<(), StoreError> {
+    diesel::update(ds_streams::table.find(&row.path))
+        .set(row)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn add_message(
+    conn: &mut DbConn,
+    path: &str,
+    offset: &str,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    diesel::insert_into(ds_messages::table)
+        .values((
+            ds_messages::path.eq(path),
+            ds_messages::offset.eq(offset),
+            ds_messages::data.eq(data),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The stream's own messages after `after`, up to `cap` (inclusive) when
+/// given, oldest first, stopping once `max_bytes` are read (at least one).
+pub fn messages(
+    conn: &mut DbConn,
+    path: &str,
+    after: &str,
+    cap: Option<&str>,
+    max_bytes: usize,
+) -> Result<(Vec<Message>, bool), StoreError> {
+    const PAGE: i64 = 256;
+    let mut out = Vec::new();
+    let mut size = 0usize;
+    let mut from = after.to_owned();
+    loop {
+        let mut query = ds_messages::table
+            .filter(ds_messages::path.eq(path))
+            .filter(ds_messages::offset.gt(from.clone()))
+            .order(ds_messages::offset.asc())
+            .select((ds_messages::offset, ds_messages::data))
+            .limit(PAGE)
+            .into_boxed();
+        if let Some(cap) = cap {
+            query = query.filter(ds_messages::offset.le(cap.to_owned()));
+        }
+        let page: Vec<(String, Vec<u8>)> = query.load(conn)?;
+        let full = page.len() as i64 == PAGE;
+        for (offset, data) in page {
+            if !out.is_empty() && size + data.len() > max_bytes {
+                return Ok((out, true));
+            }
+            size += data.len();
+            from.clone_from(&offset);
+            out.push(Message { offset, data });
+        }
+        if !full {
+            return Ok((out, false));
+        }
+    }
+}
+
+/// The first own message after `after` (a fork's sub-offset source).
+pub fn first_after(
+    conn: &mut DbConn,
+    path: &str,
+    after: &str,
+) -> Result<Option<Message>, StoreError> {
+    let row: Option<(String, Vec<u8>)> = ds_messages::table
+        .filter(ds_messages::path.eq(path))
+        .filter(ds_messages::offset.gt(after))
+        .order(ds_messages::offset.asc())
+        .select((ds_messages::offset, ds_messages::data))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(offset, data)| Message { offset, data }))
+}
+
+/// Removes a stream, its messages and its producers.
+pub fn remove(conn: &mut DbConn, path: &str) -> Result<(), StoreError> {
+    diesel::delete(ds_messages::table.filter(ds_messages::path.eq(path))).execute(conn)?;
+    diesel::delete(ds_producers::table.filter(ds_producers::path.eq(path))).execute(conn)?;
+    diesel::delete(ds_streams::table.find(path)).execute(conn)?;
+    Ok(())
+}
+
+pub fn producer(
+    conn: &mut DbConn,
+    path: &str,
+    id: &str,
+) -> Result<Option<ProducerState>, StoreError> {
+    let row: Option<(i64, i64)> = ds_producers::table
+        .find((path, id))
+        .select((ds_producers::epoch, ds_producers::last_seq))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(epoch, last_seq)| ProducerState { epoch, last_seq }))
+}
+
+pub fn save_producer(
+    conn: &mut DbConn,
+    path: &str,
+    id: &str,
+    state: ProducerState,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let updated = diesel::update(ds_producers::table.find((path, id)))
+        .set((
+            ds_producers::epoch.eq(state.epoch),
+            ds_producers::last_seq.eq(state.last_seq),
+            ds_producers::updated_ms.eq(now_ms),
+        ))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(ds_producers::table)
+            .values((
+                ds_producers::path.eq(path),
+                ds_producers::producer_id.eq(id),
+                ds_producers::epoch.eq(state.epoch),
+                ds_producers::last_seq.eq(state.last_seq),
+                ds_producers::updated_ms.eq(now_ms),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
