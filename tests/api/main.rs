@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod conversations;
 mod dashboard;
+mod durable;
 mod errors;
 mod faults;
 mod files;

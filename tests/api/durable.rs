@@ -1,0 +1,340 @@
+//! Durable Streams beyond the upstream suite (which `.ci/run` runs as is):
+//! what survives a restart and a `kill -9`, SSE across a restart, and
+//! several nodes on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures_util::StreamExt;
+
+use crate::helpers::{spawn_app, spawn_node_with, PgDatabase, DEADLINE};
+use crate::process::start_serve;
+
+/// Every byte value, several times: no UTF-8 or JSON round trip survives it.
+fn binary(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn put(client: &reqwest::Client, url: &str, content_type: &str) -> reqwest::Response {
+    client
+        .put(url)
+        .header("Content-Type", content_type)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Response {
+    client
+        .post(url)
+        .header("Content-Type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The whole stream from the start (following `Stream-Next-Offset` chunks).
+async fn read_all(client: &reqwest::Client, url: &str) -> (Vec<u8>, String) {
+    let mut offset = "-1".to_owned();
+    let mut out = Vec::new();
+    loop {
+        let r = client
+            .get(format!("{url}?offset={offset}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r.headers()["stream-next-offset"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let done = r.headers().contains_key("stream-up-to-date");
+        out.extend_from_slice(&r.bytes().await.unwrap());
+        offset = next;
+        if done {
+            return (out, offset);
+        }
+    }
+}
+
+#[tokio::test]
+async fn streams_survive_a_restart_with_offsets_and_bytes_intact() {
+    let app = spawn_app().await;
+    let url = app.url("/v1/stream/restart-me");
+    assert_eq!(
+        put(&app.client, &url, "application/octet-stream")
+            .await
+            .status(),
+        201
+    );
+    let mut written = Vec::new();
+    let mut offsets = Vec::new();
+    for i in 0..20 {
+        let chunk = binary(1000 + i * 37, i as u8);
+        let r = post(&app.client, &url, chunk.clone()).await;
+        assert_eq!(r.status(), 204);
+        offsets.push(
+            r.headers()["stream-next-offset"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        written.extend(chunk);
+    }
+    let mut sorted = offsets.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, offsets, "offsets strictly increase");
+    let (before, tail) = read_all(&app.client, &url).await;
+    assert_eq!(before, written);
+
+    let app = app.restart().await;
+    let url = app.url("/v1/stream/restart-me");
+    let (after, tail_after) = read_all(&app.client, &url).await;
+    assert_eq!(after, written, "the same bytes");
+    assert_eq!(tail_after, tail, "the same tail");
+    // Reading from a middle offset gives exactly what followed it.
+    let r = app
+        .client
+        .get(format!("{url}?offset={}", offsets[9]))
+        .send()
+        .await
+        .unwrap();
+    let rest = r.bytes().await.unwrap();
+    let head: usize = (0..10).map(|i| 1000 + i * 37).sum();
+    assert_eq!(&rest[..], &written[head..]);
+    // Appends go on after the old tail.
+    let r = post(&app.client, &url, b"more".to_vec()).await;
+    assert!(r.headers()["stream-next-offset"].to_str().unwrap() > tail.as_str());
+}
+
+#[tokio::test]
+async fn a_kill_9_during_appends_loses_no_acknowledged_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("switchboard.db");
+    let (mut child, port) = start_serve(&database).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v1/stream/crash");
+    assert_eq!(
+        put(&client, &url, "application/octet-stream")
+            .await
+            .status(),
+        201
+    );
+
+    // Four writers append numbered chunks until the server dies.
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let mut writers = Vec::new();
+    for w in 0..4u8 {
+        let (client, url, acknowledged) = (client.clone(), url.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0..10_000u32 {
+                let mut chunk = vec![w];
+                chunk.extend_from_slice(&n.to_be_bytes());
+                chunk.extend(binary(61, w));
+                match client
+                    .post(&url)
+                    .header("Content-Type", "application/octet-stream")
+                    .body(chunk.clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 204 => acknowledged.lock().unwrap().push(chunk),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let _ = child.wait().await;
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 20,
+        "appends were made: {}",
+        acknowledged.len()
+    );
+
+    let (_child, port) = start_serve(&database).await;
+    let url = format!("http://127.0.0.1:{port}/v1/stream/crash");
+    let (stored, _) = read_all(&client, &url).await;
+    assert_eq!(stored.len() % 66, 0, "whole appends only");
+    let chunks: Vec<&[u8]> = stored.chunks(66).collect();
+    for chunk in &acknowledged {
+        assert!(
+            chunks.contains(&chunk.as_slice()),
+            "an acknowledged append is stored"
+        );
+    }
+    // Each writer's appends are stored in the order it made them.
+    for w in 0..4u8 {
+        let numbers: Vec<u32> = chunks
+            .iter()
+            .filter(|c| c[0] == w)
+            .map(|c| u32::from_be_bytes([c[1], c[2], c[3], c[4]]))
+            .collect();
+        assert!(
+            numbers.windows(2).all(|p| p[1] == p[0] + 1),
+            "writer {w} in order"
+        );
+    }
+}
+
+/// Follows a stream with SSE from `offset`, reconnecting from the last
+/// control event's offset, until `want` bytes arrived.
+async fn follow(
+    client: reqwest::Client,
+    base: Arc<std::sync::Mutex<String>>,
+    path: &str,
+    want: usize,
+) -> Vec<u8> {
+    let mut offset = "-1".to_owned();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "followed {} of {want} bytes",
+            got.len()
+        );
+        let url = format!(
+            "{}{path}?offset={offset}&live=sse",
+            base.lock().unwrap().clone()
+        );
+        let Ok(response) = client.get(url).send().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if response.status() != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert_eq!(response.headers()["stream-sse-data-encoding"], "base64");
+        let mut body = response.bytes_stream();
+        let mut buffer = String::new();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let kind = block
+                    .lines()
+                    .find_map(|l| l.strip_prefix("event: "))
+                    .unwrap_or("");
+                let data: String = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .collect();
+                if kind == "data" {
+                    pending = base64::engine::general_purpose::STANDARD
+                        .decode(data.trim())
+                        .unwrap();
+                } else if kind == "control" {
+                    // Data counts once its control event (with the offset) came.
+                    let control: serde_json::Value = serde_json::from_str(&data).unwrap();
+                    got.append(&mut pending);
+                    offset = control["streamNextOffset"].as_str().unwrap().to_owned();
+                }
+            }
+            if got.len() >= want {
+                break;
+            }
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn an_sse_reader_sees_every_byte_once_across_a_restart() {
+    let app = spawn_app().await;
+    let port = app.port;
+    let base = Arc::new(std::sync::Mutex::new(app.url("")));
+    let url = app.url("/v1/stream/followed");
+    assert_eq!(
+        put(&app.client, &url, "application/octet-stream")
+            .await
+            .status(),
+        201
+    );
+    let chunks: Vec<Vec<u8>> = (0..30).map(|i| binary(500 + i, i as u8)).collect();
+    let expected: Vec<u8> = chunks.concat();
+    let reader = tokio::spawn(follow(
+        app.client.clone(),
+        base.clone(),
+        "/v1/stream/followed",
+        expected.len(),
+    ));
+    for chunk in &chunks[..15] {
+        assert_eq!(post(&app.client, &url, chunk.clone()).await.status(), 204);
+    }
+    let app = app
+        .restart_with(|a| a.bind = format!("127.0.0.1:{port}"))
+        .await;
+    for chunk in &chunks[15..] {
+        assert_eq!(post(&app.client, &url, chunk.clone()).await.status(), 204);
+    }
+    let got = tokio::time::timeout(DEADLINE * 3, reader)
+        .await
+        .expect("the reader finishes")
+        .unwrap();
+    assert_eq!(got.len(), expected.len(), "every byte once");
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set SWITCHBOARD_TEST_POSTGRES=postgres://… and run with --include-ignored"]
+async fn two_nodes_on_postgresql_serve_the_same_streams_live() {
+    let database = Arc::new(PgDatabase::create().await);
+    let one = spawn_node_with(&database, |_| {}).await;
+    let two = spawn_node_with(&database, |_| {}).await;
+    let client = reqwest::Client::new();
+    let on_one = one.url("/v1/stream/shared");
+    let on_two = two.url("/v1/stream/shared");
+    let r = put(&client, &on_one, "text/plain").await;
+    assert_eq!(r.status(), 201);
+    let tail = r.headers()["stream-next-offset"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // A long-poll on node two ends with an append made on node one.
+    let waiting = {
+        let client = client.clone();
+        let url = format!("{on_two}?offset={tail}&live=long-poll");
+        tokio::spawn(async move {
+            let r = client.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = client
+        .post(&on_one)
+        .header("Content-Type", "text/plain")
+        .body("hello from one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, body) = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "hello from one"));
+    let r = client
+        .get(format!("{on_two}?offset=-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "hello from one");
+}
