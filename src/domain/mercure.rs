@@ -45,6 +45,11 @@ impl Update {
                 "give at least one non-empty `topic`".into(),
             ));
         }
+        if self.id == "earliest" {
+            return Err(DomainError::BadRequest(
+                "`id` must not be `earliest`: it is reserved for reconciliation".into(),
+            ));
+        }
         if self.id.starts_with('#') {
             return Err(DomainError::BadRequest(
                 "`id` must not start with #: such ids are the hub's own".into(),

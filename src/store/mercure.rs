@@ -9,17 +9,21 @@ use crate::domain::EventId;
 /// Records that update `update_id` is event `event_id`; false when the id is
 /// taken already (by an earlier update).
 pub fn insert(conn: &mut DbConn, update_id: &str, event_id: EventId) -> Result<bool, StoreError> {
-    let taken = find(conn, update_id)?.is_some();
-    if taken {
-        return Ok(false);
-    }
-    diesel::insert_into(mercure_updates::table)
+    // The primary key decides, also between nodes racing on one id.
+    let inserted = diesel::insert_into(mercure_updates::table)
         .values((
             mercure_updates::update_id.eq(update_id),
             mercure_updates::event_id.eq(event_id.get()),
         ))
-        .execute(conn)?;
-    Ok(true)
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The event update `update_id` is stored as.

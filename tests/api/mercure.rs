@@ -213,6 +213,13 @@ async fn every_sse_field_and_multi_line_data_and_the_headers_at_once() {
     assert_eq!(status, 400, "{body}");
     let (status, _) = post(&app, Some(&publisher()), &[("data", "no topic")]).await;
     assert_eq!(status, 400);
+    let (status, _) = post(
+        &app,
+        Some(&publisher()),
+        &[("topic", "t"), ("id", "earliest")],
+    )
+    .await;
+    assert_eq!(status, 400, "earliest is reserved");
     let (status, body) = post(
         &app,
         Some(&publisher()),
@@ -397,6 +404,15 @@ async fn the_jwt_is_taken_from_header_then_query_then_cookie() {
     let app = hub_app().await;
     let good = subscriber(&["*"]);
     let topic = ("topic", "t");
+    // A fractional exp, as Symfony's cookies carry, is a valid time.
+    let symfony = jwt(json!({ "mercure": { "subscribe": ["*"] }, "exp": now() as f64 + 60.5 }));
+    let r = open(
+        &app,
+        &[topic],
+        &[("Authorization", &format!("Bearer {symfony}"))],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
     // Query parameter alone, cookie alone.
     let r = open(&app, &[topic, ("authorization", &good)], &[]).await;
     assert_eq!(r.status(), 200);

@@ -39,7 +39,8 @@ pub struct Grant {
 #[derive(Debug, Deserialize)]
 struct Claims {
     mercure: Option<MercureClaim>,
-    exp: Option<u64>,
+    /// Seconds since the epoch; Symfony's tokens carry a fraction.
+    exp: Option<f64>,
     sub: Option<String>,
 }
 
@@ -63,6 +64,9 @@ impl Keys {
         let Some(publisher) = &args.mercure_publisher_jwt_key else {
             return Ok(None);
         };
+        if publisher.is_empty() || args.mercure_subscriber_jwt_key.as_deref() == Some("") {
+            anyhow::bail!("the Mercure JWT keys must not be empty: anyone could sign tokens");
+        }
         let subscriber = args
             .mercure_subscriber_jwt_key
             .as_ref()
@@ -102,10 +106,22 @@ impl Keys {
         let mut validation = Validation::new(self.algorithm);
         validation.required_spec_claims.clear();
         validation.validate_aud = false;
+        // `exp` is checked here: jsonwebtoken refuses a fractional one.
+        validation.validate_exp = false;
         validation.leeway = 0;
         let claims = jsonwebtoken::decode::<Claims>(&token, key, &validation)
             .map_err(|e| ApiError::Unauthorized(why(e.kind(), source)))?
             .claims;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        if claims.exp.is_some_and(|exp| exp <= now) {
+            return Err(ApiError::Unauthorized(why(
+                &ErrorKind::ExpiredSignature,
+                source,
+            )));
+        }
         let mercure = claims.mercure;
         let selectors = |list: Option<&Vec<String>>| {
             list.map(|l| l.iter().map(|s| Selector::new(s)).collect())
@@ -115,7 +131,7 @@ impl Keys {
             publish: selectors(mercure.as_ref().and_then(|m| m.publish.as_ref())),
             subscribe: selectors(mercure.as_ref().and_then(|m| m.subscribe.as_ref())),
             payload: mercure.and_then(|m| m.payload),
-            expires: claims.exp,
+            expires: claims.exp.map(|exp| exp.max(0.0).ceil() as u64),
             subject: claims.sub,
             source: Some(source),
         }))

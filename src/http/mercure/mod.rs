@@ -169,7 +169,11 @@ pub async fn subscribe(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())
         .map(str::to_owned)
-        .or_else(|| all(&query, "lastEventID").into_iter().next());
+        .or_else(|| {
+            all(&query, "lastEventID")
+                .into_iter()
+                .find(|v| !v.trim().is_empty())
+        });
     let (start, preceding) = resume(&state, asked).await?;
 
     let filter = StreamFilter {
