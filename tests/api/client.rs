@@ -236,7 +236,7 @@ async fn two_pages_keep_live_features_equal_to_the_server_across_a_restart() {
     let expected = server_items(&app, "features").await;
     assert_eq!(expected.as_object().unwrap().len(), 3 + 2 * 10);
     for (page, start) in &pages {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let held = page.eval(PAGE_ITEMS).await;
             if held == expected {

@@ -28,7 +28,7 @@ const COLLECTIONS = [...WORK_ITEMS, "files", "conversations"];
 const SESSION_KEY = "switchboard.session";
 /** Reconnect backoff: first delay and ceiling, in milliseconds. */
 const BACKOFF_FIRST = 500;
-const BACKOFF_MAX = 10000;
+const BACKOFF_MAX = 5000;
 
 /**
  * An answer of the API that is not a success, or a request that could not
