@@ -265,15 +265,15 @@ fn spawn_background_tasks(
     auth: &Arc<Auth>,
 ) {
     spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
-    let sweeper = writer.clone();
+    let (sweeper, reads) = (writer.clone(), store.clone());
     spawn_periodic(
         "lock sweep",
         LOCK_SWEEP_PERIOD,
         hub.shutdown_signal(),
         move || {
-            let writer = sweeper.clone();
+            let (writer, reads) = (sweeper.clone(), reads.clone());
             async move {
-                crate::app::files::sweep_expired_locks(&writer)
+                crate::app::files::sweep_expired_locks(&reads, &writer)
                     .await
                     .map(|_| ())
             }

@@ -27,6 +27,9 @@ pub struct ResponseHead {
     pub chunked: bool,
     pub content_length: Option<usize>,
     pub close: bool,
+    /// The Durable Streams headers a reader follows.
+    pub next_offset: Option<String>,
+    pub up_to_date: bool,
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -53,6 +56,8 @@ pub fn parse_head(bytes: &[u8]) -> io::Result<ResponseHead> {
         chunked: false,
         content_length: None,
         close: version == "HTTP/1.0",
+        next_offset: None,
+        up_to_date: false,
     };
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -69,6 +74,8 @@ pub fn parse_head(bytes: &[u8]) -> io::Result<ResponseHead> {
             }
             "connection" => head.close = value.eq_ignore_ascii_case("close"),
             "content-type" => head.content_type = Some(value.to_owned()),
+            "stream-next-offset" => head.next_offset = Some(value.to_owned()),
+            "stream-up-to-date" => head.up_to_date = value.eq_ignore_ascii_case("true"),
             _ => {}
         }
     }
@@ -196,6 +203,8 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 pub struct Response {
     pub status: u16,
     pub body: Vec<u8>,
+    pub next_offset: Option<String>,
+    pub up_to_date: bool,
 }
 
 impl Response {
@@ -237,7 +246,19 @@ impl HttpConn {
         path: &str,
         body: Option<&[u8]>,
     ) -> io::Result<Response> {
-        let result = self.exchange(method, path, body).await;
+        self.send_typed(method, path, "application/json", body)
+            .await
+    }
+
+    /// The same, with a body of `content_type` (also sent with no body).
+    pub async fn send_typed(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&[u8]>,
+    ) -> io::Result<Response> {
+        let result = self.exchange(method, path, content_type, body).await;
         if result.is_err() {
             self.reset();
         }
@@ -248,6 +269,7 @@ impl HttpConn {
         &mut self,
         method: &str,
         path: &str,
+        content_type: &str,
         body: Option<&[u8]>,
     ) -> io::Result<Response> {
         if self.stream.is_none() {
@@ -261,12 +283,16 @@ impl HttpConn {
         if let Some(body) = body {
             self.request.extend_from_slice(
                 format!(
-                    "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 )
                 .as_bytes(),
             );
             self.request.extend_from_slice(body);
+        } else if method == "PUT" {
+            self.request.extend_from_slice(
+                format!("Content-Type: {content_type}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            );
         } else {
             self.request.extend_from_slice(b"\r\n");
         }
@@ -297,6 +323,8 @@ impl HttpConn {
         }
         Ok(Response {
             status: head.status,
+            next_offset: head.next_offset,
+            up_to_date: head.up_to_date,
             body,
         })
     }

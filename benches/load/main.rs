@@ -18,6 +18,7 @@
 //! against the set of probes the server answered 2xx for.
 
 mod deltas;
+mod durable;
 mod figures;
 mod http;
 mod scenarios;
@@ -68,6 +69,15 @@ pub enum Scenario {
     /// The same publishers spread over 3 nodes on one database.
     #[value(name = "nodes-flood-3")]
     NodesFlood3,
+    /// Durable Streams appends/s, 16 producers (and each `--ds-peer`).
+    #[value(name = "ds-append")]
+    DsAppend,
+    /// Durable Streams SSE fan-out latency, 100 readers (and each `--ds-peer`).
+    #[value(name = "ds-fanout")]
+    DsFanout,
+    /// Durable Streams catch-up read of 100 MB (and each `--ds-peer`).
+    #[value(name = "ds-catchup")]
+    DsCatchup,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -93,6 +103,11 @@ pub struct BenchArgs {
     /// Without it those scenarios are skipped.
     #[arg(long, env = "SWITCHBOARD_BENCH_POSTGRES")]
     pub postgres: Option<String>,
+    /// A Durable Streams server to run the ds-* scenarios against too, in the
+    /// same run: `name=host:port` (repeat for several), e.g.
+    /// `ds-rust=127.0.0.1:8084` (see docs/benchmarks.md).
+    #[arg(long, value_parser = durable::parse_peer)]
+    pub ds_peer: Vec<(String, std::net::SocketAddr)>,
     /// Print one JSON line per scenario instead of the tables.
     #[arg(long)]
     pub json: bool,
@@ -123,7 +138,7 @@ const NODES_FLOOD_PUBLISHERS: usize = 24;
 const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 impl Scenario {
-    const ALL: [Scenario; 11] = [
+    const ALL: [Scenario; 14] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
@@ -135,7 +150,20 @@ impl Scenario {
         Scenario::Nodes3,
         Scenario::NodesFlood1,
         Scenario::NodesFlood3,
+        Scenario::DsAppend,
+        Scenario::DsFanout,
+        Scenario::DsCatchup,
     ];
+
+    /// The Durable Streams scenarios, run against every target (`durable.rs`).
+    fn durable(self) -> Option<durable::DsScenario> {
+        match self {
+            Scenario::DsAppend => Some(durable::DsScenario::Append),
+            Scenario::DsFanout => Some(durable::DsScenario::Fanout),
+            Scenario::DsCatchup => Some(durable::DsScenario::Catchup),
+            _ => None,
+        }
+    }
 
     /// Nodes on a shared PostgreSQL database, for the scale-out scenarios.
     fn nodes(self) -> Option<usize> {
@@ -162,6 +190,9 @@ impl Scenario {
             Scenario::Nodes3 => "nodes-3",
             Scenario::NodesFlood1 => "nodes-flood-1",
             Scenario::NodesFlood3 => "nodes-flood-3",
+            Scenario::DsAppend => "ds-append",
+            Scenario::DsFanout => "ds-fanout",
+            Scenario::DsCatchup => "ds-catchup",
         }
     }
 
@@ -189,6 +220,9 @@ impl Scenario {
                 "{} node(s) on one PostgreSQL database: {NODES_FLOOD_PUBLISHERS} sequential publishers for {secs} s, spread over the nodes, {FLOOD_SUBSCRIBERS} subscribers",
                 self.nodes().unwrap_or(1)
             ),
+            Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => {
+                "Durable Streams, see durable.rs".to_owned()
+            }
         }
     }
 
@@ -205,6 +239,7 @@ impl Scenario {
             | Scenario::Nodes3
             | Scenario::NodesFlood1
             | Scenario::NodesFlood3 => delivery_figures(None),
+            Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => Vec::new(),
         }
     }
 }
@@ -297,6 +332,10 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut missed = Vec::new();
     for scenario in scenarios {
+        if let Some(ds) = scenario.durable() {
+            durable::run(ds, args, &server, &root).await?;
+            continue;
+        }
         let report = run_scenario(scenario, args, &server, &root).await;
         if args.json {
             println!("{}", report.json_line());
@@ -475,6 +514,9 @@ async fn measure(
                 publishers: NODES_FLOOD_PUBLISHERS,
             };
             scenarios::deliveries(servers, FLOOD_SUBSCRIBERS, load, duration).await
+        }
+        Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => {
+            anyhow::bail!("the ds-* scenarios are measured by durable::run")
         }
     }
 }

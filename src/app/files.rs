@@ -179,8 +179,19 @@ pub fn sweep_expired(tx: &mut Tx<'_>) -> Result<usize, StoreError> {
     Ok(expired.len())
 }
 
-/// One sweep through the writer (the background task's tick).
-pub async fn sweep_expired_locks(writer: &Writer) -> Result<usize, StoreError> {
+/// The background task's tick: a sweep through the writer only when a
+/// lease can have run out (a read says when the first one does), so an idle
+/// server writes nothing and, on PostgreSQL, takes no cluster-wide lock.
+pub async fn sweep_expired_locks(
+    reads: &crate::store::Store,
+    writer: &Writer,
+) -> Result<usize, StoreError> {
+    let Some(first) = reads.read(store::earliest_lock_expiry).await? else {
+        return Ok(0);
+    };
+    if first > crate::domain::Timestamp::now() {
+        return Ok(0);
+    }
     Ok(writer.write(sweep_expired).await?.value)
 }
 

@@ -268,7 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn json_appends_flatten_arrays_and_keep_values_exact() {
+    fn json_appends_flatten_arrays_and_store_values_compact() {
         assert_eq!(json_append(br#"{"a": 1}"#, false).unwrap(), br#"{"a":1},"#);
         assert_eq!(
             json_append(b"[1, {\"b\":2}]", false).unwrap(),

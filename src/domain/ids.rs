@@ -147,7 +147,7 @@ const RESERVED_CHANNELS: [&str; 7] = [
     "mercure",
 ];
 /// And every channel with one of these prefixes.
-const RESERVED_PREFIXES: [&str; 2] = ["conversation:", "mercure:"];
+const RESERVED_PREFIXES: [&str; 3] = ["conversation:", "mercure:", "ds:"];
 
 impl ChannelName {
     /// Whether clients may publish on this channel with the generic API.

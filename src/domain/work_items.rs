@@ -341,8 +341,14 @@ pub fn remove_link(item: &mut WorkItem, link: &Link, agent: &AgentId, now: Times
     true
 }
 
+/// Adds a comment. Comments are ordered by time, then id — the order they
+/// are read back in — so an answer, an event and a later read agree even
+/// for comments of one group commit (which share their time).
 pub fn add_comment(item: &mut WorkItem, comment: Comment, agent: &AgentId, now: Timestamp) {
-    item.comments.push(comment);
+    let at = item.comments.partition_point(|c| {
+        (c.created_at, c.id.as_str()) <= (comment.created_at, comment.id.as_str())
+    });
+    item.comments.insert(at, comment);
     item.touch(agent, now);
 }
 

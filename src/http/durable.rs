@@ -359,7 +359,8 @@ fn read_messages(
         }
     }
     let size: usize = out.iter().map(|m| m.data.len()).sum();
-    if !out.is_empty() && size >= max {
+    if !out.is_empty() && size >= max.min(CHUNK) {
+        // The inherited range goes on (or the fork's own data follows).
         return Ok((out, true));
     }
     let (own, more) = rows::messages(
@@ -394,7 +395,11 @@ fn inherited(
             inherited(conn, parent, after, upto, out)?;
         }
     }
-    let (own, _) = rows::messages(conn, path, after, Some(cap), usize::MAX)?;
+    let have: usize = out.iter().map(|m| m.data.len()).sum();
+    if have >= CHUNK {
+        return Ok(());
+    }
+    let (own, _) = rows::messages(conn, path, after, Some(cap), CHUNK - have)?;
     out.extend(own);
     Ok(())
 }
@@ -712,7 +717,9 @@ impl Follow {
     fn control(&self, offset: &str, closed: bool, up_to_date: bool) -> String {
         let mut control = serde_json::json!({ "streamNextOffset": offset });
         if closed {
+            // A closed stream at its tail is up to date as well.
             control["streamClosed"] = true.into();
+            control["upToDate"] = true.into();
         } else {
             control["streamCursor"] = cursor(self.client_cursor.as_deref()).into();
             if up_to_date {
@@ -863,10 +870,9 @@ fn producer(req: &HttpRequest) -> Result<Option<(String, i64, i64)>, HttpRespons
 #[utoipa::path(post, path = "/v1/stream/{path}", tag = "durable-streams",
     params(("path" = String, Path, description = "The stream's path")),
     request_body(content = String, content_type = "application/octet-stream", description = "The bytes to append (the stream's content type)"),
-    responses((status = 204, description = "Appended; `Stream-Next-Offset`"),
+    responses((status = 204, description = "Appended; `Stream-Next-Offset`. A stale producer epoch answers 403 with `Producer-Epoch` (plain text)"),
         (status = 200, description = "Appended by an idempotent producer"),
         (status = 400, description = "A bad header or body", body = String),
-        (status = 403, description = "A stale producer epoch", body = String),
         (status = 404, description = "No such stream", body = String),
         (status = 409, description = "Closed, another content type, a sequence conflict or gap", body = String),
         (status = 410, description = "Deleted, still read by forks", body = String),

@@ -220,6 +220,17 @@ pub fn list(conn: &mut DbConn) -> Result<Vec<SharedFile>, StoreError> {
 }
 
 /// Files whose lease ran out before `now`, at most `limit`.
+/// When the first lease now held runs out, if any lease is held.
+pub fn earliest_lock_expiry(conn: &mut DbConn) -> Result<Option<Timestamp>, StoreError> {
+    let first: Option<String> = files::table
+        .filter(files::lock_expires_at.is_not_null())
+        .select(diesel::dsl::min(files::lock_expires_at))
+        .first::<Option<String>>(conn)?;
+    first
+        .map(|t| stored_time(&t, || "the earliest lock expiry".to_owned()))
+        .transpose()
+}
+
 pub fn expired_locks(
     conn: &mut DbConn,
     now: Timestamp,

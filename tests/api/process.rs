@@ -118,3 +118,73 @@ async fn the_server_exits_promptly_on_sigterm_and_a_new_one_carries_on() {
         .unwrap();
     assert!(next["id"].as_i64().unwrap() > stored["id"].as_i64().unwrap());
 }
+
+/// The number of group commits the server made, from its `/metrics`.
+async fn commits(client: &reqwest::Client, base: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchboard_writer_commit_seconds_count "))
+        .map_or(0.0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn an_idle_server_commits_nothing_and_still_sweeps_a_lease_that_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, port) = start_serve(dir.path().join("switchboard.db")).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = commits(&client, &base).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        commits(&client, &base).await,
+        before,
+        "no commit while idle (the sweeper ticks every 250 ms)"
+    );
+
+    let r = client
+        .post(format!("{base}/api/files"))
+        .json(&json!({ "stable_id": "f", "name": "f", "content": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .post(format!("{base}/api/files/f/lock"))
+        .header("X-Session-ID", "s1")
+        .json(&json!({ "ttl_seconds": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let file: Value = client
+            .get(format!("{base}/api/files/f"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if file["locked_by"].is_null() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lease was swept");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let settled = commits(&client, &base).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        commits(&client, &base).await,
+        settled,
+        "idle again once no lease is held"
+    );
+}

@@ -22,7 +22,8 @@ const ADMIN: &str = "admin-token-0123456789";
 const NONE: &str = "no-scopes-token-0123456789";
 
 /// The channels a scoped route below may need.
-const CHANNELS: [&str; 8] = [
+const CHANNELS: [&str; 9] = [
+    "durable-streams",
     "features",
     "tracks",
     "spikes",

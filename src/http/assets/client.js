@@ -483,7 +483,12 @@ class LiveCollection extends LiveView {
       item.links = held.links.filter((l) => !(l.linked_feature_id === p.linked_feature_id && l.link_type === p.link_type));
     }
     if (event.type === "comment_added") {
-      item.comments = [...held.comments, { id: p.comment_id, comment_text: p.comment_text, author: p.author, created_at: event.timestamp }];
+      // The server orders comments by time, then id (one group commit's share a time).
+      const comment = { id: p.comment_id, comment_text: p.comment_text, author: p.author, created_at: event.timestamp };
+      const key = (c) => [c.created_at, c.id];
+      const after = (a, b) => key(a)[0] > key(b)[0] || (key(a)[0] === key(b)[0] && key(a)[1] > key(b)[1]);
+      const at = held.comments.findIndex((c) => after(c, comment));
+      item.comments = at < 0 ? [...held.comments, comment] : [...held.comments.slice(0, at), comment, ...held.comments.slice(at)];
     }
     this.items.set(p.id, item);
   }
