@@ -24,6 +24,7 @@ mod http;
 mod scenarios;
 mod server;
 mod stats;
+mod versus;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -78,6 +79,12 @@ pub enum Scenario {
     /// Durable Streams catch-up read of 100 MB (and each `--ds-peer`).
     #[value(name = "ds-catchup")]
     DsCatchup,
+    /// switchboard and nchan (`--nchan`), 8 publishers flooding, 10 subscribers.
+    #[value(name = "vs-flood")]
+    VsFlood,
+    /// switchboard and nchan (`--nchan`), 100 subscribers × 1,000 events/s.
+    #[value(name = "vs-fanout")]
+    VsFanout,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -108,6 +115,9 @@ pub struct BenchArgs {
     /// `ds-rust=127.0.0.1:8084` (see docs/benchmarks.md).
     #[arg(long, value_parser = durable::parse_peer)]
     pub ds_peer: Vec<(String, std::net::SocketAddr)>,
+    /// nchan for the vs-* scenarios, e.g. 127.0.0.1:8081 (see docs/benchmarks.md).
+    #[arg(long)]
+    pub nchan: Option<std::net::SocketAddr>,
     /// Print one JSON line per scenario instead of the tables.
     #[arg(long)]
     pub json: bool,
@@ -138,7 +148,7 @@ const NODES_FLOOD_PUBLISHERS: usize = 24;
 const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 impl Scenario {
-    const ALL: [Scenario; 14] = [
+    const ALL: [Scenario; 16] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
@@ -153,7 +163,18 @@ impl Scenario {
         Scenario::DsAppend,
         Scenario::DsFanout,
         Scenario::DsCatchup,
+        Scenario::VsFlood,
+        Scenario::VsFanout,
     ];
+
+    /// The side-by-side scenarios with nchan (`versus.rs`).
+    fn versus(self) -> Option<versus::Versus> {
+        match self {
+            Scenario::VsFlood => Some(versus::Versus::Flood),
+            Scenario::VsFanout => Some(versus::Versus::Fanout),
+            _ => None,
+        }
+    }
 
     /// The Durable Streams scenarios, run against every target (`durable.rs`).
     fn durable(self) -> Option<durable::DsScenario> {
@@ -193,6 +214,8 @@ impl Scenario {
             Scenario::DsAppend => "ds-append",
             Scenario::DsFanout => "ds-fanout",
             Scenario::DsCatchup => "ds-catchup",
+            Scenario::VsFlood => "vs-flood",
+            Scenario::VsFanout => "vs-fanout",
         }
     }
 
@@ -223,6 +246,7 @@ impl Scenario {
             Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => {
                 "Durable Streams, see durable.rs".to_owned()
             }
+            Scenario::VsFlood | Scenario::VsFanout => "side by side with nchan, see versus.rs".to_owned(),
         }
     }
 
@@ -239,7 +263,11 @@ impl Scenario {
             | Scenario::Nodes3
             | Scenario::NodesFlood1
             | Scenario::NodesFlood3 => delivery_figures(None),
-            Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => Vec::new(),
+            Scenario::DsAppend
+            | Scenario::DsFanout
+            | Scenario::DsCatchup
+            | Scenario::VsFlood
+            | Scenario::VsFanout => Vec::new(),
         }
     }
 }
@@ -334,6 +362,10 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
     for scenario in scenarios {
         if let Some(ds) = scenario.durable() {
             durable::run(ds, args, &server, &root).await?;
+            continue;
+        }
+        if let Some(kind) = scenario.versus() {
+            versus::run(kind, args, &server, &root).await?;
             continue;
         }
         let report = run_scenario(scenario, args, &server, &root).await;
@@ -515,8 +547,12 @@ async fn measure(
             };
             scenarios::deliveries(servers, FLOOD_SUBSCRIBERS, load, duration).await
         }
-        Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => {
-            anyhow::bail!("the ds-* scenarios are measured by durable::run")
+        Scenario::DsAppend
+        | Scenario::DsFanout
+        | Scenario::DsCatchup
+        | Scenario::VsFlood
+        | Scenario::VsFanout => {
+            anyhow::bail!("the ds-* and vs-* scenarios are measured by their own modules")
         }
     }
 }

@@ -752,17 +752,31 @@ impl Follow {
                     return Some(Bytes::from(self.control(&self.offset, false, true)));
                 }
             }
-            let Ok(row) = readable(&self.state, &self.path).await else {
+            // The row and the messages in one read of the pool.
+            let (path, after) = (self.path.clone(), self.offset.clone());
+            let now = now_ms();
+            let touched = self.state.durable.touched(&path);
+            let read = self
+                .state
+                .store
+                .read(move |conn| {
+                    let Some(row) = rows::get(conn, &path)? else {
+                        return Ok(None);
+                    };
+                    if row.soft_deleted || use_case::expired(&row, now, touched) {
+                        return Ok(None);
+                    }
+                    let (messages, more) = read_messages(conn, &row, &after, CHUNK)?;
+                    Ok(Some((row, messages, more)))
+                })
+                .await;
+            let Ok(Some((row, messages, more))) = read else {
                 self.done = true;
                 return None;
             };
             if row.ttl_seconds.is_some() {
                 self.state.durable.touch(&self.path);
             }
-            let Ok((messages, more)) = load(&self.state, &row, &self.offset).await else {
-                self.done = true;
-                return None;
-            };
             let mut out = String::new();
             let count = messages.len();
             // Every data event is followed by its control event.

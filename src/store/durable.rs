@@ -87,7 +87,9 @@ pub fn messages(
     cap: Option<&str>,
     max_bytes: usize,
 ) -> Result<(Vec<Message>, bool), StoreError> {
-    const PAGE: i64 = 256;
+    // Pages grow or shrink with the rows' sizes, so a read of 1 MiB
+    // messages does not load hundreds of them to answer a few.
+    let mut page: i64 = 8;
     let mut out = Vec::new();
     let mut size = 0usize;
     let mut from = after.to_owned();
@@ -97,14 +99,16 @@ pub fn messages(
             .filter(ds_messages::offset.gt(from.clone()))
             .order(ds_messages::offset.asc())
             .select((ds_messages::offset, ds_messages::data))
-            .limit(PAGE)
+            .limit(page)
             .into_boxed();
         if let Some(cap) = cap {
             query = query.filter(ds_messages::offset.le(cap.to_owned()));
         }
-        let page: Vec<(String, Vec<u8>)> = query.load(conn)?;
-        let full = page.len() as i64 == PAGE;
-        for (offset, data) in page {
+        let rows: Vec<(String, Vec<u8>)> = query.load(conn)?;
+        let full = rows.len() as i64 == page;
+        let bytes: usize = rows.iter().map(|(_, d)| d.len()).sum();
+        let average = (bytes / rows.len().max(1)).max(1);
+        for (offset, data) in rows {
             if !out.is_empty() && size + data.len() > max_bytes {
                 return Ok((out, true));
             }
@@ -115,6 +119,7 @@ pub fn messages(
         if !full {
             return Ok((out, false));
         }
+        page = (max_bytes.saturating_sub(size) / average).clamp(1, 512) as i64;
     }
 }
 
