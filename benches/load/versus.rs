@@ -81,7 +81,10 @@ fn now_us() -> u64 {
 /// The probe's send time, wherever it sits in the data.
 fn sent_us(data: &str) -> Option<u64> {
     let at = data.find("\"sent_us\":")? + 10;
-    let digits: String = data[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = data[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -93,7 +96,12 @@ struct Run {
     delivered: f64,
 }
 
-async fn run_once(kind: Versus, target: Target, channel: &str, duration: Duration) -> anyhow::Result<Run> {
+async fn run_once(
+    kind: Versus,
+    target: Target,
+    channel: &str,
+    duration: Duration,
+) -> anyhow::Result<Run> {
     let (subscribers, publishers, rate) = match kind {
         Versus::Flood => (10usize, 8usize, None),
         Versus::Fanout => (100, 1, Some(1000u64)),
@@ -101,14 +109,25 @@ async fn run_once(kind: Versus, target: Target, channel: &str, duration: Duratio
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..subscribers {
-        let mut conn = SseConn::open(target.addr(), &target.subscribe_path(channel), "", 64 * 1024).await?;
+        let mut conn = SseConn::open(
+            target.addr(),
+            &target.subscribe_path(channel),
+            "",
+            64 * 1024,
+        )
+        .await?;
         let stop = stop.clone();
         readers.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::new();
             let mut messages = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 messages.clear();
-                match tokio::time::timeout(Duration::from_millis(200), conn.read_some(&mut messages)).await {
+                match tokio::time::timeout(
+                    Duration::from_millis(200),
+                    conn.read_some(&mut messages),
+                )
+                .await
+                {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => break,
                     Err(_) => continue,
@@ -144,7 +163,9 @@ async fn run_once(kind: Versus, target: Target, channel: &str, duration: Duratio
                 }
                 let s = seq.fetch_add(1, Ordering::Relaxed);
                 let probe = format!(r#"{{"sent_us":{},"seq":{s},"p":{p}}}"#, now_us());
-                let r = conn.send("POST", &path, Some(target.body(&probe).as_bytes())).await?;
+                let r = conn
+                    .send("POST", &path, Some(target.body(&probe).as_bytes()))
+                    .await?;
                 anyhow::ensure!(r.is_success(), "publish: {}", r.status);
                 ok += 1;
             }
@@ -175,7 +196,12 @@ async fn run_once(kind: Versus, target: Target, channel: &str, duration: Duratio
 
 /// Runs `kind` `args.runs` times against a fresh switchboard and nchan,
 /// alternating, and prints the medians and ratios.
-pub async fn run(kind: Versus, args: &BenchArgs, server_bin: &Path, root: &TempRoot) -> anyhow::Result<()> {
+pub async fn run(
+    kind: Versus,
+    args: &BenchArgs,
+    server_bin: &Path,
+    root: &TempRoot,
+) -> anyhow::Result<()> {
     let Some(nchan) = args.nchan else {
         eprintln!("note: {} needs --nchan host:port; skipping it", kind.name());
         return Ok(());
@@ -184,13 +210,30 @@ pub async fn run(kind: Versus, args: &BenchArgs, server_bin: &Path, root: &TempR
     let mut theirs = Vec::new();
     for run in 0..args.runs {
         let label = format!("{}-{run}", kind.name());
-        let server = ServerProcess::start(server_bin, root.path(), &label, &args.server_log, None).await?;
-        let result = run_once(kind, Target::Switchboard(server.addr), "bench", args.duration).await;
+        let server =
+            ServerProcess::start(server_bin, root.path(), &label, &args.server_log, None).await?;
+        let result = run_once(
+            kind,
+            Target::Switchboard(server.addr),
+            "bench",
+            args.duration,
+        )
+        .await;
         server.stop();
         ours.push(result?);
-        theirs.push(run_once(kind, Target::Nchan(nchan), &format!("bench-{run}-{}", now_us()), args.duration).await?);
+        theirs.push(
+            run_once(
+                kind,
+                Target::Nchan(nchan),
+                &format!("bench-{run}-{}", now_us()),
+                args.duration,
+            )
+            .await?,
+        );
     }
-    let pick = |runs: &[Run], f: fn(&Run) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN);
+    let pick = |runs: &[Run], f: fn(&Run) -> f64| {
+        median(&runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+    };
     let rows: [(&str, fn(&Run) -> f64, bool); 3] = [
         ("accepted publishes/s", |r| r.accepted, true),
         ("delivery p99 ms", |r| r.p99_ms, false),
@@ -215,8 +258,16 @@ pub async fn run(kind: Versus, args: &BenchArgs, server_bin: &Path, root: &TempR
         Versus::Flood => "8 sequential publishers as fast as answered, 10 subscribers",
         Versus::Fanout => "100 subscribers × 1,000 events/s",
     };
-    println!("\n{} — {about}, {} s, medians of {} runs", kind.name(), args.duration.as_secs(), args.runs);
-    println!("  {:<22} {:>12} {:>12} {:>8}", "figure", "switchboard", "nchan", "ratio");
+    println!(
+        "\n{} — {about}, {} s, medians of {} runs",
+        kind.name(),
+        args.duration.as_secs(),
+        args.runs
+    );
+    println!(
+        "  {:<22} {:>12} {:>12} {:>8}",
+        "figure", "switchboard", "nchan", "ratio"
+    );
     for (name, f, _) in rows {
         let (a, b) = (pick(&ours, f), pick(&theirs, f));
         println!("  {name:<22} {a:>12.2} {b:>12.2} {:>8.2}", a / b);

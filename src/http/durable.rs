@@ -33,11 +33,35 @@ const CHUNK: usize = 4 * 1024 * 1024;
 const EXPOSE: &str = "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, etag, content-type, content-encoding, vary, location";
 const ALLOW_HEADERS: &str = "content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, If-None-Match";
 
-/// Settings and per-node read times (the sliding TTL of reads).
+/// Settings, per-node read times (the sliding TTL of reads), and the last
+/// read of each followed stream, shared by its SSE readers.
 pub struct Durable {
     pub long_poll: Duration,
     pub max_append: usize,
     touched: Mutex<HashMap<String, i64>>,
+    reads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>>>,
+}
+
+/// One read of a stream: what followed `start`, valid for every event up to
+/// `valid_through` (the hub's head when it was read). Offsets never change
+/// their bytes, so readers at `start` or at any offset in it may share it.
+pub struct Snapshot {
+    start: String,
+    valid_through: i64,
+    row: StreamRow,
+    messages: Vec<Message>,
+    more: bool,
+}
+
+impl Snapshot {
+    /// What follows `offset`, if this read covers it.
+    fn after(&self, offset: &str) -> Option<(Vec<Message>, bool)> {
+        if offset == self.start {
+            return Some((self.messages.clone(), self.more));
+        }
+        let at = self.messages.iter().position(|m| m.offset == offset)?;
+        Some((self.messages[at + 1..].to_vec(), self.more))
+    }
 }
 
 impl Durable {
@@ -46,6 +70,7 @@ impl Durable {
             long_poll,
             max_append,
             touched: Mutex::new(HashMap::new()),
+            reads: Mutex::new(HashMap::new()),
         }
     }
 
@@ -55,6 +80,14 @@ impl Durable {
             touched.clear();
         }
         touched.insert(path.to_owned(), now_ms());
+    }
+
+    fn read_slot(&self, path: &str) -> Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>> {
+        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        if reads.len() > 10_000 {
+            reads.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        reads.entry(path.to_owned()).or_default().clone()
     }
 
     fn touched(&self, path: &str) -> i64 {
@@ -437,6 +470,8 @@ struct Watch {
     id: SubscriberId,
     queue: mpsc::Receiver<Frame>,
     flags: Arc<crate::hub::SubscriberFlags>,
+    /// The newest event of the stream this watch has seen.
+    seen: i64,
 }
 
 impl Watch {
@@ -454,6 +489,7 @@ impl Watch {
         Watch {
             hub: state.hub.clone(),
             id: reg.id,
+            seen: reg.head_id.get(),
             queue: reg.queue,
             flags: reg.flags,
         }
@@ -465,11 +501,16 @@ impl Watch {
             self.hub.clear_lag(self.id);
             return true;
         }
-        let woke = matches!(
-            tokio::time::timeout(limit, self.queue.recv()).await,
-            Ok(Some(_))
-        );
-        while self.queue.try_recv().is_ok() {}
+        let woke = match tokio::time::timeout(limit, self.queue.recv()).await {
+            Ok(Some(frame)) => {
+                self.seen = self.seen.max(frame.id.get());
+                true
+            }
+            _ => false,
+        };
+        while let Ok(frame) = self.queue.try_recv() {
+            self.seen = self.seen.max(frame.id.get());
+        }
         woke
     }
 }
@@ -714,6 +755,49 @@ struct Follow {
 }
 
 impl Follow {
+    /// The stream's row and what follows this reader's offset: from the
+    /// last read of the stream when it covers the offset and every event
+    /// this reader was woken by, else from one new read (the others wait
+    /// for it rather than read too).
+    async fn shared_read(&self) -> Option<(StreamRow, Vec<Message>, bool)> {
+        let slot = self.state.durable.read_slot(&self.path);
+        let mut last = slot.lock().await;
+        if let Some(snapshot) = last.as_ref() {
+            if snapshot.valid_through >= self.watch.seen {
+                if let Some((messages, more)) = snapshot.after(&self.offset) {
+                    return Some((snapshot.row.clone(), messages, more));
+                }
+            }
+        }
+        let (path, after) = (self.path.clone(), self.offset.clone());
+        let now = now_ms();
+        let touched = self.state.durable.touched(&path);
+        let valid_through = self.state.hub.head_id().get();
+        let read = self
+            .state
+            .store
+            .read(move |conn| {
+                let Some(row) = rows::get(conn, &path)? else {
+                    return Ok(None);
+                };
+                if row.soft_deleted || use_case::expired(&row, now, touched) {
+                    return Ok(None);
+                }
+                let (messages, more) = read_messages(conn, &row, &after, CHUNK)?;
+                Ok(Some((row, messages, more)))
+            })
+            .await
+            .ok()??;
+        *last = Some(Arc::new(Snapshot {
+            start: self.offset.clone(),
+            valid_through,
+            row: read.0.clone(),
+            messages: read.1.clone(),
+            more: read.2,
+        }));
+        Some(read)
+    }
+
     fn control(&self, offset: &str, closed: bool, up_to_date: bool) -> String {
         let mut control = serde_json::json!({ "streamNextOffset": offset });
         if closed {
@@ -752,25 +836,8 @@ impl Follow {
                     return Some(Bytes::from(self.control(&self.offset, false, true)));
                 }
             }
-            // The row and the messages in one read of the pool.
-            let (path, after) = (self.path.clone(), self.offset.clone());
-            let now = now_ms();
-            let touched = self.state.durable.touched(&path);
-            let read = self
-                .state
-                .store
-                .read(move |conn| {
-                    let Some(row) = rows::get(conn, &path)? else {
-                        return Ok(None);
-                    };
-                    if row.soft_deleted || use_case::expired(&row, now, touched) {
-                        return Ok(None);
-                    }
-                    let (messages, more) = read_messages(conn, &row, &after, CHUNK)?;
-                    Ok(Some((row, messages, more)))
-                })
-                .await;
-            let Ok(Some((row, messages, more))) = read else {
+            // Readers of one stream woken by one append share one read.
+            let Some((row, messages, more)) = self.shared_read().await else {
                 self.done = true;
                 return None;
             };
