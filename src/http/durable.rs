@@ -39,8 +39,11 @@ pub struct Durable {
     pub long_poll: Duration,
     pub max_append: usize,
     touched: Mutex<HashMap<String, i64>>,
-    reads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>>>,
+    reads: Mutex<HashMap<String, ReadSlot>>,
 }
+
+/// The last read of one stream, locked while a reader renews it.
+type ReadSlot = Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>;
 
 /// One read of a stream: what followed `start`, valid for every event up to
 /// `valid_through` (the hub's head when it was read). Offsets never change
@@ -82,7 +85,7 @@ impl Durable {
         touched.insert(path.to_owned(), now_ms());
     }
 
-    fn read_slot(&self, path: &str) -> Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>> {
+    fn read_slot(&self, path: &str) -> ReadSlot {
         let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
         if reads.len() > 10_000 {
             reads.retain(|_, slot| Arc::strong_count(slot) > 1);
