@@ -324,6 +324,10 @@ impl Writer {
     }
 }
 
+/// How long the writer's PostgreSQL connection may sit idle before the next
+/// batch checks it is still there.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn run(
     url: DatabaseUrl,
     mut conn: DbConn,
@@ -332,7 +336,19 @@ fn run(
     on_commit: OnCommit,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut last_used = std::time::Instant::now();
     while let Some(first) = requests.blocking_recv() {
+        // A PostgreSQL connection idle for a while may have been cut (a
+        // restart, a failover, an idle timeout): check it before the batch
+        // rather than answer its requests 503.
+        if conn.is_postgres() && last_used.elapsed() > IDLE_CHECK {
+            if let Err(err) = conn.batch_execute("SELECT 1") {
+                tracing::warn!(error = %err, "the writer's connection was lost; reconnecting");
+                if let Ok(fresh) = writer_connection(&url) {
+                    conn = fresh;
+                }
+            }
+        }
         batch.push(first);
         while batch.len() < max_batch {
             match requests.try_recv() {
@@ -340,7 +356,9 @@ fn run(
                 Err(_) => break,
             }
         }
-        if !commit_batch(&mut conn, &mut batch, &on_commit) {
+        let committed = commit_batch(&mut conn, &mut batch, &on_commit);
+        last_used = std::time::Instant::now();
+        if !committed {
             // The disk was full, read-only, or the file was locked: the
             // requests got 503. Start the next batch on a fresh connection,
             // so no half-open transaction state outlives the fault.
