@@ -825,6 +825,8 @@ impl Follow {
             if self.waiting {
                 let woke = self.watch.changed(self.state.durable.long_poll).await;
                 self.waiting = false;
+                // A connected reader keeps a stream with a sliding TTL alive.
+                self.state.durable.touch(&self.path);
                 if !woke {
                     let row = readable(&self.state, &self.path).await.ok();
                     let Some(row) = row else {

@@ -338,3 +338,36 @@ async fn two_nodes_on_postgresql_serve_the_same_streams_live() {
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "hello from one");
 }
+
+#[tokio::test]
+async fn a_connected_sse_reader_keeps_a_stream_with_a_ttl_alive() {
+    let app = crate::helpers::spawn_app_with(|a| {
+        a.durable_streams_long_poll = Duration::from_millis(500);
+    })
+    .await;
+    let url = app.url("/v1/stream/kept");
+    let r = app
+        .client
+        .put(&url)
+        .header("Content-Type", "text/plain")
+        .header("Stream-TTL", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let reader = app
+        .client
+        .get(format!("{url}?offset=-1&live=sse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reader.status(), 200);
+    // Four seconds, twice the TTL, with the reader connected and idle.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let r = app.client.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the reader kept it alive");
+    drop(reader);
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let r = app.client.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 404, "it expires once nobody reads it");
+}
