@@ -531,6 +531,17 @@ struct ReadQuery {
     cursor: Option<String>,
 }
 
+impl ReadQuery {
+    /// The offset a read starts after: `-1` (or none) is the start, `now` the tail.
+    fn start(&self, row: &StreamRow) -> String {
+        match self.offset.as_deref() {
+            None | Some("-1") => ZERO_OFFSET.to_owned(),
+            Some("now") => row.tail.clone(),
+            Some(o) => o.to_owned(),
+        }
+    }
+}
+
 fn read_query(req: &HttpRequest) -> Result<ReadQuery, HttpResponse> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -630,11 +641,7 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         };
         return r.body(body);
     }
-    let start = match query.offset.as_deref() {
-        None | Some("-1") => ZERO_OFFSET.to_owned(),
-        Some("now") => row.tail.clone(),
-        Some(o) => o.to_owned(),
-    };
+    let start = query.start(&row);
     let mut watch = long_poll.then(|| Watch::new(&state, &path));
     let mut row = row;
     let (mut messages, mut more) = match load(&state, &row, &start).await {
@@ -818,90 +825,84 @@ impl Follow {
 
     /// The next chunk of the SSE body, or `None` to end it.
     async fn next(&mut self) -> Option<Bytes> {
-        {
-            if self.done {
-                return None;
-            }
-            if self.waiting {
-                let woke = self.watch.changed(self.state.durable.long_poll).await;
-                self.waiting = false;
-                // A connected reader keeps a stream with a sliding TTL alive.
-                self.state.durable.touch(&self.path);
-                if !woke {
-                    let row = readable(&self.state, &self.path).await.ok();
-                    let Some(row) = row else {
-                        self.done = true;
-                        return None;
-                    };
-                    if row.closed && row.tail == self.offset {
-                        self.done = true;
-                        return Some(Bytes::from(self.control(&self.offset, true, true)));
-                    }
-                    self.waiting = true;
-                    return Some(Bytes::from(self.control(&self.offset, false, true)));
-                }
-            }
-            // Readers of one stream woken by one append share one read.
-            let Some((row, messages, more)) = self.shared_read().await else {
-                self.done = true;
-                return None;
-            };
-            if row.ttl_seconds.is_some() {
-                self.state.durable.touch(&self.path);
-            }
-            let mut out = String::new();
-            let count = messages.len();
-            // Every data event is followed by its control event.
-            for (i, message) in messages.iter().enumerate() {
-                let payload = if self.base64 {
-                    base64::engine::general_purpose::STANDARD.encode(&message.data)
-                } else if rules::is_json(&row.content_type) {
-                    String::from_utf8_lossy(&rules::json_array(std::iter::once(
-                        message.data.as_slice(),
-                    )))
-                    .into_owned()
-                } else {
-                    String::from_utf8_lossy(&message.data).into_owned()
-                };
-                out.push_str("event: data\n");
-                out.push_str(&sse_data(&payload));
-                self.offset.clone_from(&message.offset);
-                let last = i + 1 == count && !more;
-                let closed = last && row.closed && self.offset == row.tail;
-                out.push_str(&self.control(&self.offset, closed, last));
-                if closed {
-                    self.done = true;
-                    return Some(Bytes::from(out));
-                }
-            }
-            if messages.is_empty() {
-                if self.offset < row.tail
-                    && self.offset.as_str() >= row.fork_offset.as_deref().unwrap_or("")
-                {
-                    // An offset between messages: go on from the tail.
-                    self.offset.clone_from(&row.tail);
-                }
-                let closed = row.closed && self.offset >= row.tail;
-                out.push_str(&self.control(&self.offset, closed, true));
-                if closed {
-                    self.done = true;
-                    return Some(Bytes::from(out));
-                }
-            }
-            if !more {
-                self.waiting = true;
-            }
-            Some(Bytes::from(out))
+        if self.done {
+            return None;
         }
+        if self.waiting {
+            let woke = self.watch.changed(self.state.durable.long_poll).await;
+            self.waiting = false;
+            // A connected reader keeps a stream with a sliding TTL alive.
+            self.state.durable.touch(&self.path);
+            if !woke {
+                let row = readable(&self.state, &self.path).await.ok();
+                let Some(row) = row else {
+                    self.done = true;
+                    return None;
+                };
+                if row.closed && row.tail == self.offset {
+                    self.done = true;
+                    return Some(Bytes::from(self.control(&self.offset, true, true)));
+                }
+                self.waiting = true;
+                return Some(Bytes::from(self.control(&self.offset, false, true)));
+            }
+        }
+        // Readers of one stream woken by one append share one read.
+        let Some((row, messages, more)) = self.shared_read().await else {
+            self.done = true;
+            return None;
+        };
+        if row.ttl_seconds.is_some() {
+            self.state.durable.touch(&self.path);
+        }
+        let mut out = String::new();
+        let count = messages.len();
+        // Every data event is followed by its control event.
+        for (i, message) in messages.iter().enumerate() {
+            let payload = if self.base64 {
+                base64::engine::general_purpose::STANDARD.encode(&message.data)
+            } else if rules::is_json(&row.content_type) {
+                String::from_utf8_lossy(&rules::json_array(std::iter::once(
+                    message.data.as_slice(),
+                )))
+                .into_owned()
+            } else {
+                String::from_utf8_lossy(&message.data).into_owned()
+            };
+            out.push_str("event: data\n");
+            out.push_str(&sse_data(&payload));
+            self.offset.clone_from(&message.offset);
+            let last = i + 1 == count && !more;
+            let closed = last && row.closed && self.offset == row.tail;
+            out.push_str(&self.control(&self.offset, closed, last));
+            if closed {
+                self.done = true;
+                return Some(Bytes::from(out));
+            }
+        }
+        if messages.is_empty() {
+            if self.offset < row.tail
+                && self.offset.as_str() >= row.fork_offset.as_deref().unwrap_or("")
+            {
+                // An offset between messages: go on from the tail.
+                self.offset.clone_from(&row.tail);
+            }
+            let closed = row.closed && self.offset >= row.tail;
+            out.push_str(&self.control(&self.offset, closed, true));
+            if closed {
+                self.done = true;
+                return Some(Bytes::from(out));
+            }
+        }
+        if !more {
+            self.waiting = true;
+        }
+        Some(Bytes::from(out))
     }
 }
 
 async fn sse(state: &web::Data<AppState>, row: StreamRow, query: &ReadQuery) -> HttpResponse {
-    let offset = match query.offset.as_deref() {
-        None | Some("-1") => ZERO_OFFSET.to_owned(),
-        Some("now") => row.tail.clone(),
-        Some(o) => o.to_owned(),
-    };
+    let offset = query.start(&row);
     let base64 = !rules::is_text(&row.content_type);
     let follow = Follow {
         watch: Watch::new(state, &row.path),

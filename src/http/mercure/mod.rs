@@ -29,7 +29,7 @@ use crate::domain::{AgentId, ChannelPattern, DomainError, StreamFilter};
 use crate::error::ApiError;
 use crate::hub::Framing;
 use crate::store::{self, events};
-use auth::{Grant, Keys, Source};
+use auth::{Keys, Source};
 
 /// The hub's path.
 pub const HUB_PATH: &str = "/.well-known/mercure";
@@ -206,7 +206,7 @@ pub async fn subscribe(
             .map(|topic| Active {
                 topic: topic.clone(),
                 subscriber: subscriber.clone(),
-                payload: grant_payload(&grant),
+                payload: grant.payload.clone(),
             })
             .collect();
         mercure.active().extend(subs.iter().cloned());
@@ -229,10 +229,6 @@ pub async fn subscribe(
         response.insert_header(("Last-Event-ID", preceding));
     }
     Ok(sse_response_with(stream, response))
-}
-
-fn grant_payload(grant: &Grant) -> Option<Value> {
-    grant.payload.clone()
 }
 
 /// An `Instant` for a JWT's `exp` (seconds since the epoch).
