@@ -67,6 +67,10 @@ pub enum Scenario {
     /// Writes as fast as they are answered, 1 node on PostgreSQL.
     #[value(name = "nodes-flood-1")]
     NodesFlood1,
+    /// The nodes-flood load on one node on the embedded SQLite: the figure
+    /// nodes-flood-1 (PostgreSQL) is compared to, in the same invocation.
+    #[value(name = "nodes-flood-sqlite")]
+    NodesFloodSqlite,
     /// The same publishers spread over 3 nodes on one database.
     #[value(name = "nodes-flood-3")]
     NodesFlood3,
@@ -85,6 +89,18 @@ pub enum Scenario {
     /// switchboard and nchan (`--nchan`), 100 subscribers × 1,000 events/s.
     #[value(name = "vs-fanout")]
     VsFanout,
+    /// switchboard and nchan (`--nchan`), 1,000 subscribers × 100 events/s.
+    #[value(name = "vs-fanout-1000")]
+    VsFanout1000,
+    /// switchboard and nchan (`--nchan`), 1,000 subscribers × 1,000 events/s.
+    #[value(name = "vs-fanout-1000-fast")]
+    VsFanout1000Fast,
+    /// switchboard and nchan (`--nchan`), server memory per idle stream.
+    #[value(name = "vs-idle")]
+    VsIdle,
+    /// switchboard and nchan (`--nchan`), catch-up speed of a resuming stream.
+    #[value(name = "vs-replay")]
+    VsReplay,
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -102,7 +118,7 @@ pub struct BenchArgs {
     /// How long the fan-out and flood scenarios publish.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Streams the idle scenario opens.
+    /// Streams the idle scenario opens (vs-idle: to each target).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=50_000))]
     pub idle_streams: u64,
     /// A PostgreSQL server for the `nodes-*` scenarios (each run creates and
@@ -148,7 +164,7 @@ const NODES_FLOOD_PUBLISHERS: usize = 24;
 const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 impl Scenario {
-    const ALL: [Scenario; 16] = [
+    const ALL: [Scenario; 21] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
@@ -159,12 +175,17 @@ impl Scenario {
         Scenario::Nodes2,
         Scenario::Nodes3,
         Scenario::NodesFlood1,
+        Scenario::NodesFloodSqlite,
         Scenario::NodesFlood3,
         Scenario::DsAppend,
         Scenario::DsFanout,
         Scenario::DsCatchup,
         Scenario::VsFlood,
         Scenario::VsFanout,
+        Scenario::VsFanout1000,
+        Scenario::VsFanout1000Fast,
+        Scenario::VsIdle,
+        Scenario::VsReplay,
     ];
 
     /// The side-by-side scenarios with nchan (`versus.rs`).
@@ -172,6 +193,10 @@ impl Scenario {
         match self {
             Scenario::VsFlood => Some(versus::Versus::Flood),
             Scenario::VsFanout => Some(versus::Versus::Fanout),
+            Scenario::VsFanout1000 => Some(versus::Versus::Fanout1000),
+            Scenario::VsFanout1000Fast => Some(versus::Versus::Fanout1000Fast),
+            Scenario::VsIdle => Some(versus::Versus::Idle),
+            Scenario::VsReplay => Some(versus::Versus::Replay),
             _ => None,
         }
     }
@@ -210,12 +235,17 @@ impl Scenario {
             Scenario::Nodes2 => "nodes-2",
             Scenario::Nodes3 => "nodes-3",
             Scenario::NodesFlood1 => "nodes-flood-1",
+            Scenario::NodesFloodSqlite => "nodes-flood-sqlite",
             Scenario::NodesFlood3 => "nodes-flood-3",
             Scenario::DsAppend => "ds-append",
             Scenario::DsFanout => "ds-fanout",
             Scenario::DsCatchup => "ds-catchup",
             Scenario::VsFlood => "vs-flood",
             Scenario::VsFanout => "vs-fanout",
+            Scenario::VsFanout1000 => "vs-fanout-1000",
+            Scenario::VsFanout1000Fast => "vs-fanout-1000-fast",
+            Scenario::VsIdle => "vs-idle",
+            Scenario::VsReplay => "vs-replay",
         }
     }
 
@@ -243,10 +273,18 @@ impl Scenario {
                 "{} node(s) on one PostgreSQL database: {NODES_FLOOD_PUBLISHERS} sequential publishers for {secs} s, spread over the nodes, {FLOOD_SUBSCRIBERS} subscribers",
                 self.nodes().unwrap_or(1)
             ),
+            Scenario::NodesFloodSqlite => format!(
+                "1 node on the embedded SQLite: {NODES_FLOOD_PUBLISHERS} sequential publishers for {secs} s, {FLOOD_SUBSCRIBERS} subscribers"
+            ),
             Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => {
                 "Durable Streams, see durable.rs".to_owned()
             }
-            Scenario::VsFlood | Scenario::VsFanout => "side by side with nchan, see versus.rs".to_owned(),
+            Scenario::VsFlood
+            | Scenario::VsFanout
+            | Scenario::VsFanout1000
+            | Scenario::VsFanout1000Fast
+            | Scenario::VsIdle
+            | Scenario::VsReplay => "side by side with nchan, see versus.rs".to_owned(),
         }
     }
 
@@ -262,12 +300,17 @@ impl Scenario {
             | Scenario::Nodes2
             | Scenario::Nodes3
             | Scenario::NodesFlood1
+            | Scenario::NodesFloodSqlite
             | Scenario::NodesFlood3 => delivery_figures(None),
             Scenario::DsAppend
             | Scenario::DsFanout
             | Scenario::DsCatchup
             | Scenario::VsFlood
-            | Scenario::VsFanout => Vec::new(),
+            | Scenario::VsFanout
+            | Scenario::VsFanout1000
+            | Scenario::VsFanout1000Fast
+            | Scenario::VsIdle
+            | Scenario::VsReplay => Vec::new(),
         }
     }
 }
@@ -541,7 +584,7 @@ async fn measure(
             let load = Load::Paced { rate: NODES_RATE };
             scenarios::deliveries(servers, NODES_SUBSCRIBERS, load, duration).await
         }
-        Scenario::NodesFlood1 | Scenario::NodesFlood3 => {
+        Scenario::NodesFlood1 | Scenario::NodesFloodSqlite | Scenario::NodesFlood3 => {
             let load = Load::Flood {
                 publishers: NODES_FLOOD_PUBLISHERS,
             };
@@ -551,7 +594,11 @@ async fn measure(
         | Scenario::DsFanout
         | Scenario::DsCatchup
         | Scenario::VsFlood
-        | Scenario::VsFanout => {
+        | Scenario::VsFanout
+        | Scenario::VsFanout1000
+        | Scenario::VsFanout1000Fast
+        | Scenario::VsIdle
+        | Scenario::VsReplay => {
             anyhow::bail!("the ds-* and vs-* scenarios are measured by their own modules")
         }
     }

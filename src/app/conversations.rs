@@ -21,7 +21,7 @@ pub fn create(
     id: ResourceId,
     title: String,
 ) -> Result<Conversation, StoreError> {
-    let previous = store::load(tx.conn(), &id)?;
+    let previous = store::load(tx.conn()?, &id)?;
     if previous.as_ref().is_some_and(|c| !c.deleted) {
         return Err(DomainError::Conflict {
             code: "already_exists",
@@ -60,7 +60,7 @@ pub fn delete(
     if_match: Option<IfMatch>,
 ) -> Result<Conversation, StoreError> {
     let mut conversation = load_checked(tx, id, if_match)?;
-    store::delete_messages(tx.conn(), id)?;
+    store::delete_messages(tx.conn()?, id)?;
     conversation.deleted = true;
     conversation.touch(&actor.agent, tx.now());
     record(tx, &conversation, actor, &[ConversationChange::Deleted])?;
@@ -76,7 +76,7 @@ pub fn create_message(
     new: NewMessage,
 ) -> Result<Message, StoreError> {
     let mut conversation = load_live(tx, conversation_id)?;
-    if store::message_exists(tx.conn(), &new.id)? {
+    if store::message_exists(tx.conn()?, &new.id)? {
         return Err(DomainError::Conflict {
             code: "already_exists",
             message: format!("message {} already exists", new.id),
@@ -85,7 +85,7 @@ pub fn create_message(
         .into());
     }
     let (message, changes) = conversation.add_message(new, &actor.agent, tx.now());
-    store::insert_message(tx.conn(), &message)?;
+    store::insert_message(tx.conn()?, &message)?;
     record(tx, &conversation, actor, &changes)?;
     Ok(message)
 }
@@ -103,10 +103,10 @@ pub fn append_delta(
     let units = text_units(text);
     let now = tx.now();
     let Some(offset) =
-        store::append_delta(tx.conn(), conversation_id, message_id, text, units, now)?
+        store::append_delta(tx.conn()?, conversation_id, message_id, text, units, now)?
     else {
         return Err(
-            match store::load_message(tx.conn(), conversation_id, message_id)? {
+            match store::load_message(tx.conn()?, conversation_id, message_id)? {
                 Some(_) => DomainError::Conflict {
                     code: "conflict",
                     message: format!("message {message_id} is complete: it takes no more deltas"),
@@ -145,19 +145,19 @@ pub fn complete_message(
 ) -> Result<Message, StoreError> {
     let mut conversation = load_live(tx, conversation_id)?;
     let mut message =
-        store::load_message(tx.conn(), conversation_id, message_id)?.ok_or_else(|| {
+        store::load_message(tx.conn()?, conversation_id, message_id)?.ok_or_else(|| {
             DomainError::NotFound(format!(
                 "message {message_id} in conversation {conversation_id}"
             ))
         })?;
     let changes = conversation.complete_message(&mut message, usage, &actor.agent, tx.now())?;
-    store::update_message(tx.conn(), &message)?;
+    store::update_message(tx.conn()?, &message)?;
     record(tx, &conversation, actor, &changes)?;
     Ok(message)
 }
 
 fn load_live(tx: &mut Tx<'_>, id: &ResourceId) -> Result<Conversation, StoreError> {
-    store::load(tx.conn(), id)?
+    store::load(tx.conn()?, id)?
         .filter(|c| !c.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("conversation {id}")).into())
 }

@@ -118,7 +118,7 @@ fn live_stream(
     now_ms: i64,
     touched_ms: i64,
 ) -> Result<Result<StreamRow, Refusal>, StoreError> {
-    let Some(row) = rows::get(tx.conn(), path)? else {
+    let Some(row) = rows::get(tx.conn()?, path)? else {
         return Ok(Err(Refusal::NotFound("Stream not found")));
     };
     if row.soft_deleted {
@@ -128,7 +128,7 @@ fn live_stream(
         if row.ref_count > 0 {
             let mut gone = row;
             gone.soft_deleted = true;
-            rows::update(tx.conn(), &gone)?;
+            rows::update(tx.conn()?, &gone)?;
             return Ok(Err(Refusal::Gone));
         }
         remove_cascade(tx, &row)?;
@@ -147,7 +147,7 @@ fn append_bytes(
     let event_id = note(tx, &row.path, kind, &row.tail)?;
     row.bytes += data.len() as i64;
     row.tail = rules::offset(event_id, row.bytes);
-    rows::add_message(tx.conn(), &row.path, &row.tail, data)?;
+    rows::add_message(tx.conn()?, &row.path, &row.tail, data)?;
     Ok(())
 }
 
@@ -157,7 +157,7 @@ pub fn create(
     tx: &mut Tx<'_>,
     c: Create,
 ) -> Result<Result<(StreamRow, bool), Refusal>, StoreError> {
-    if let Some(existing) = rows::get(tx.conn(), &c.path)? {
+    if let Some(existing) = rows::get(tx.conn()?, &c.path)? {
         if existing.soft_deleted {
             return Ok(Err(Refusal::Conflict(
                 "stream was deleted but still has active forks; the path cannot be reused until they are removed",
@@ -216,7 +216,7 @@ pub fn create(
     };
     let mut prefix = None;
     if let Some(source_path) = &c.forked_from {
-        let mut source = match rows::get(tx.conn(), source_path)? {
+        let mut source = match rows::get(tx.conn()?, source_path)? {
             Some(s) if !expired(&s, c.now_ms, 0) || s.soft_deleted => s,
             _ => return Ok(Err(Refusal::NotFound("Source stream not found"))),
         };
@@ -261,15 +261,15 @@ pub fn create(
         row.tail = fork_offset.clone();
         row.bytes = rules::offset_parts(&fork_offset).1;
         source.ref_count += 1;
-        rows::update(tx.conn(), &source)?;
+        rows::update(tx.conn()?, &source)?;
     }
-    rows::insert(tx.conn(), &row)?;
+    rows::insert(tx.conn()?, &row)?;
     if let Some(prefix) = prefix {
         // The part of the source's next message the fork inherits.
         let (event, bytes) = rules::offset_parts(&row.tail);
         row.bytes = bytes + prefix.len() as i64 + 5;
         row.tail = rules::offset(event, row.bytes);
-        rows::add_message(tx.conn(), &row.path, &row.tail, &prefix)?;
+        rows::add_message(tx.conn()?, &row.path, &row.tail, &prefix)?;
     }
     if !c.body.is_empty() {
         let data = if rules::is_json(&row.content_type) {
@@ -290,7 +290,7 @@ pub fn create(
         }
     }
     row.closed = c.closed;
-    rows::update(tx.conn(), &row)?;
+    rows::update(tx.conn()?, &row)?;
     note(tx, &row.path, "stream_created", &row.tail)?;
     Ok(Ok((row, true)))
 }
@@ -308,14 +308,14 @@ fn sub_offset_prefix(
     let message = loop {
         if let (Some(parent), Some(at)) = (&from.forked_from, &from.fork_offset) {
             if fork_offset < at.as_str() {
-                let first = rows::first_after(tx.conn(), parent, fork_offset)?;
+                let first = rows::first_after(tx.conn()?, parent, fork_offset)?;
                 if first
                     .as_ref()
                     .is_some_and(|m| m.offset.as_str() <= at.as_str())
                 {
                     break first;
                 }
-                match rows::get(tx.conn(), parent)? {
+                match rows::get(tx.conn()?, parent)? {
                     Some(p) => {
                         from = p;
                         continue;
@@ -324,7 +324,7 @@ fn sub_offset_prefix(
                 }
             }
         }
-        break rows::first_after(tx.conn(), &source.path, fork_offset)?;
+        break rows::first_after(tx.conn()?, &source.path, fork_offset)?;
     };
     let Some(message) = message else {
         return Ok(None);
@@ -379,7 +379,7 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
     }
     let mut producer = None;
     if let Some((id, epoch, seq)) = &a.producer {
-        let state = rows::producer(tx.conn(), &a.path, id)?;
+        let state = rows::producer(tx.conn()?, &a.path, id)?;
         match check_producer(state, *epoch, *seq) {
             ProducerCheck::Accepted(next) => producer = Some((id.clone(), next)),
             ProducerCheck::Duplicate { last_seq } => {
@@ -418,7 +418,7 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
         append_bytes(tx, &mut row, &data, "stream_appended")?;
     }
     if let Some((id, state)) = &producer {
-        rows::save_producer(tx.conn(), &a.path, id, *state, a.now_ms)?;
+        rows::save_producer(tx.conn()?, &a.path, id, *state, a.now_ms)?;
     }
     if let Some(seq) = a.seq {
         row.last_seq = Some(seq);
@@ -436,7 +436,7 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
         note(tx, &a.path, "stream_closed", &row.tail)?;
     }
     row.accessed_ms = a.now_ms;
-    rows::update(tx.conn(), &row)?;
+    rows::update(tx.conn()?, &row)?;
     Ok(Ok(Appended {
         tail: row.tail,
         closed: row.closed,
@@ -458,7 +458,7 @@ pub fn delete(
     if row.ref_count > 0 {
         let mut gone = row;
         gone.soft_deleted = true;
-        rows::update(tx.conn(), &gone)?;
+        rows::update(tx.conn()?, &gone)?;
     } else {
         remove_cascade(tx, &row)?;
     }
@@ -468,18 +468,18 @@ pub fn delete(
 
 /// Removes a stream; a soft-deleted source left without forks goes too.
 fn remove_cascade(tx: &mut Tx<'_>, row: &StreamRow) -> Result<(), StoreError> {
-    rows::remove(tx.conn(), &row.path)?;
+    rows::remove(tx.conn()?, &row.path)?;
     let mut parent_path = row.forked_from.clone();
     while let Some(path) = parent_path.take() {
-        let Some(mut parent) = rows::get(tx.conn(), &path)? else {
+        let Some(mut parent) = rows::get(tx.conn()?, &path)? else {
             break;
         };
         parent.ref_count = (parent.ref_count - 1).max(0);
         if parent.ref_count == 0 && parent.soft_deleted {
-            rows::remove(tx.conn(), &parent.path)?;
+            rows::remove(tx.conn()?, &parent.path)?;
             parent_path = parent.forked_from.clone();
         } else {
-            rows::update(tx.conn(), &parent)?;
+            rows::update(tx.conn()?, &parent)?;
         }
     }
     Ok(())

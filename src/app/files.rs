@@ -23,7 +23,7 @@ const SWEEP_BATCH: i64 = 500;
 
 /// A new file; 409 `already_exists` when a live file has the id.
 pub fn create(tx: &mut Tx<'_>, actor: &Actor, new: NewFile) -> Result<SharedFile, StoreError> {
-    let previous = store::load(tx.conn(), &new.stable_id)?;
+    let previous = store::load(tx.conn()?, &new.stable_id)?;
     if previous.as_ref().is_some_and(|f| !f.deleted) {
         return Err(DomainError::Conflict {
             code: "already_exists",
@@ -41,7 +41,7 @@ pub fn create(tx: &mut Tx<'_>, actor: &Actor, new: NewFile) -> Result<SharedFile
     }
     let file = rules::create_file(new, previous.as_ref(), &actor.agent, tx.now());
     record(tx, &file, actor, &[FileChange::Created])?;
-    store::keep_version(tx.conn(), &file)?;
+    store::keep_version(tx.conn()?, &file)?;
     Ok(file)
 }
 
@@ -61,7 +61,7 @@ pub fn save(
     rules::require_lock(&file, actor.session.as_ref(), now)?;
     rules::save_file(&mut file, content, &actor.agent, now);
     record(tx, &file, actor, &[FileChange::Saved])?;
-    store::keep_version(tx.conn(), &file)?;
+    store::keep_version(tx.conn()?, &file)?;
     Ok(file)
 }
 
@@ -129,7 +129,7 @@ pub fn lock(
     let mut file = load_live(tx, stable_id)?;
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
     match rules::acquire_lock(&mut file, session, &actor.agent, now.plus(ttl), now)? {
-        Acquired::Renewed => store::save_lock(tx.conn(), &file)?,
+        Acquired::Renewed => store::save_lock(tx.conn()?, &file)?,
         Acquired::New { expired } => {
             if expired.is_some() {
                 let released = FileChange::LockReleased { reason: "expired" };
@@ -161,12 +161,12 @@ pub fn release(
 /// included. Returns how many it released.
 pub fn sweep_expired(tx: &mut Tx<'_>) -> Result<usize, StoreError> {
     let now = tx.now();
-    let expired = store::expired_locks(tx.conn(), now, SWEEP_BATCH)?;
+    let expired = store::expired_locks(tx.conn()?, now, SWEEP_BATCH)?;
     let server = Actor::server();
     for mut file in expired.iter().cloned() {
         file.lock = None;
         if file.deleted {
-            store::save_lock(tx.conn(), &file)?;
+            store::save_lock(tx.conn()?, &file)?;
             continue;
         }
         record(
@@ -196,7 +196,7 @@ pub async fn sweep_expired_locks(
 }
 
 fn load_live(tx: &mut Tx<'_>, id: &ResourceId) -> Result<SharedFile, StoreError> {
-    store::load(tx.conn(), id)?
+    store::load(tx.conn()?, id)?
         .filter(|f| !f.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("file {id}")).into())
 }

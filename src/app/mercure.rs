@@ -24,7 +24,7 @@ pub fn publish(tx: &mut Tx<'_>, actor: &Actor, update: &Update) -> Result<Event,
         payload: to_payload(update)?,
     };
     let stored = tx.append(&event)?.clone();
-    if !store::mercure::insert(tx.conn(), &update.id, stored.id)? {
+    if !store::mercure::insert(tx.conn()?, &update.id, stored.id)? {
         return Err(DomainError::Conflict {
             code: "conflict",
             message: format!(

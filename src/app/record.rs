@@ -63,7 +63,7 @@ pub fn record<R: Resource>(
         ids.push(tx.append(&event)?.id);
     }
     if let Some(last) = ids.last() {
-        resource.save(tx.conn(), *last)?;
+        resource.save(tx.conn()?, *last)?;
     }
     Ok(ids)
 }

@@ -53,7 +53,7 @@ pub fn create(
     id: ResourceId,
     fields: ItemFields,
 ) -> Result<WorkItem, StoreError> {
-    let previous = items::load(tx.conn(), &id)?;
+    let previous = items::load(tx.conn()?, &id)?;
     if let Some(existing) = previous.as_ref().filter(|item| !item.deleted) {
         return Err(DomainError::Conflict {
             code: "already_exists",
@@ -104,7 +104,7 @@ pub fn broadcast(
     command: ItemCommand,
 ) -> Result<Broadcast, StoreError> {
     let now = tx.now();
-    let (mut item, is_new) = match items::load(tx.conn(), &id)? {
+    let (mut item, is_new) = match items::load(tx.conn()?, &id)? {
         Some(item) if !item.deleted && item.kind == kind => (item, false),
         Some(item) if !item.deleted => {
             return Err(DomainError::Conflict {
@@ -132,7 +132,7 @@ pub fn broadcast(
                 now,
             )?;
             // Stored now so that links can refer to it; `record` rewrites it.
-            items::save(tx.conn(), &item, EventId::ZERO)?;
+            items::save(tx.conn()?, &item, EventId::ZERO)?;
             (item, true)
         }
     };
@@ -186,7 +186,7 @@ fn apply(
             if !rules::add_link(item, link.clone(), agent, now) {
                 return Ok(Vec::new());
             }
-            items::insert_link(tx.conn(), &item.id, &link, agent, now)?;
+            items::insert_link(tx.conn()?, &item.id, &link, agent, now)?;
             Ok(vec![ItemChange::LinkAdded(link)])
         }
         ItemCommand::Unlink {
@@ -207,7 +207,7 @@ fn apply(
             let mut changes = Vec::with_capacity(doomed.len());
             for link in doomed {
                 rules::remove_link(item, &link, agent, now);
-                items::delete_link(tx.conn(), &item.id, &link)?;
+                items::delete_link(tx.conn()?, &item.id, &link)?;
                 changes.push(ItemChange::LinkRemoved(link));
             }
             Ok(changes)
@@ -219,12 +219,12 @@ fn apply(
                 author: agent.clone(),
                 created_at: now,
             };
-            items::insert_comment(tx.conn(), &item.id, &comment)?;
+            items::insert_comment(tx.conn()?, &item.id, &comment)?;
             rules::add_comment(item, comment.clone(), agent, now);
             Ok(vec![ItemChange::CommentAdded(comment)])
         }
         ItemCommand::Delete => {
-            items::delete_children(tx.conn(), &item.id)?;
+            items::delete_children(tx.conn()?, &item.id)?;
             rules::delete_item(item, agent, now);
             Ok(vec![ItemChange::Deleted])
         }
@@ -261,7 +261,7 @@ fn updated_changes(changed: Vec<&'static str>, old_status: Status) -> Vec<ItemCh
 
 /// The live item `id` of `kind`, or 404.
 fn load_live(tx: &mut Tx<'_>, kind: Kind, id: &ResourceId) -> Result<WorkItem, StoreError> {
-    items::load(tx.conn(), id)?
+    items::load(tx.conn()?, id)?
         .filter(|item| item.kind == kind && !item.deleted)
         .ok_or_else(|| DomainError::NotFound(format!("{} {id}", kind.singular())).into())
 }
@@ -273,7 +273,7 @@ fn require_target(
     id: &ResourceId,
     want: Option<Kind>,
 ) -> Result<(), StoreError> {
-    let found = items::load(tx.conn(), id)?.filter(|item| !item.deleted);
+    let found = items::load(tx.conn()?, id)?.filter(|item| !item.deleted);
     match (found, want) {
         (Some(item), Some(kind)) if item.kind != kind => Err(DomainError::validation(
             field,

@@ -18,14 +18,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use base64::Engine;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::AppState;
 use crate::app::durable::{self as use_case, Append, Appended, Create, Refusal};
 use crate::domain::durable::{self as rules, ZERO_OFFSET};
 use crate::domain::{ChannelPattern, StreamFilter, Timestamp};
 use crate::error::ApiError;
-use crate::hub::{Frame, Framing, Hub, SubscriberId};
+use crate::hub::{FrameQueue, Framing, Hub, SubscriberId};
 use crate::store::durable::{self as rows, Message, StreamRow};
 
 /// The most bytes one catch-up read answers.
@@ -471,8 +470,7 @@ fn cursor(client: Option<&str>) -> String {
 struct Watch {
     hub: Arc<Hub>,
     id: SubscriberId,
-    queue: mpsc::Receiver<Frame>,
-    flags: Arc<crate::hub::SubscriberFlags>,
+    queue: Arc<FrameQueue>,
     /// The newest event of the stream this watch has seen.
     seen: i64,
 }
@@ -494,24 +492,19 @@ impl Watch {
             id: reg.id,
             seen: reg.head_id.get(),
             queue: reg.queue,
-            flags: reg.flags,
         }
     }
 
     /// Waits until something happens on the stream (true) or `limit` passes.
     async fn changed(&mut self, limit: Duration) -> bool {
-        if self.flags.is_lagged() {
+        if self.queue.is_lagged() {
             self.hub.clear_lag(self.id);
             return true;
         }
-        let woke = match tokio::time::timeout(limit, self.queue.recv()).await {
-            Ok(Some(frame)) => {
-                self.seen = self.seen.max(frame.id.get());
-                true
-            }
-            _ => false,
-        };
-        while let Ok(frame) = self.queue.try_recv() {
+        let woke = tokio::time::timeout(limit, self.queue.ready())
+            .await
+            .is_ok();
+        while let Some(frame) = self.queue.try_recv() {
             self.seen = self.seen.max(frame.id.get());
         }
         woke

@@ -24,7 +24,6 @@ use actix_web::http::header::{CacheControl, CacheDirective, ContentEncoding};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::{AppState, Identity};
@@ -32,8 +31,8 @@ use crate::domain::mercure::Update;
 use crate::domain::{ChannelPattern, DomainError, EventId, ResourceId, StreamFilter, Timestamp};
 use crate::error::ApiError;
 use crate::hub::{
-    comment_frame, frame_events, mercure_frame, retry_frame, Frame, Framing, Hub, Registration,
-    StreamOwner, SubscriberFlags, SubscriberId,
+    comment_frame, frame_events, mercure_frame, retry_frame, Frame, FrameQueue, Framing, Hub,
+    Registration, StreamOwner, SubscriberId,
 };
 use crate::store::{events, Store, StoreError};
 
@@ -289,8 +288,7 @@ pub(super) struct LogStream {
     hub: Arc<Hub>,
     store: Store,
     subscriber: SubscriberId,
-    queue: mpsc::Receiver<Frame>,
-    flags: Arc<SubscriberFlags>,
+    queue: Arc<FrameQueue>,
     filter: Arc<StreamFilter>,
     framing: Framing,
     /// The last event id sent (or skipped on purpose by replay or resync).
@@ -327,7 +325,6 @@ impl LogStream {
             store: state.store.clone(),
             subscriber: registration.id,
             queue: registration.queue,
-            flags: registration.flags,
             filter: Arc::new(filter),
             framing,
             cursor: EventId::ZERO,
@@ -479,20 +476,13 @@ impl LogStream {
 
     async fn live(&mut self) -> Result<Option<Bytes>, StoreError> {
         loop {
-            match self.queue.try_recv() {
-                Ok(frame) => {
-                    if let Some(bytes) = self.accept(frame) {
-                        return Ok(Some(bytes));
-                    }
-                    continue;
+            if let Some(frame) = self.queue.try_recv() {
+                if let Some(bytes) = self.accept(frame) {
+                    return Ok(Some(bytes));
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.phase = Phase::Finished;
-                    return Ok(None);
-                }
-                Err(mpsc::error::TryRecvError::Empty) => {}
+                continue;
             }
-            if self.flags.is_lagged() {
+            if self.queue.is_lagged() {
                 // Everything queued is sent; read the rest from the log.
                 let upto = self.hub.clear_lag(self.subscriber);
                 self.phase = Phase::CatchUp { upto };
@@ -514,17 +504,8 @@ impl LogStream {
                     self.phase = Phase::Finished;
                     return Ok(None);
                 }
-                frame = self.queue.recv() => match frame {
-                    Some(frame) => {
-                        if let Some(bytes) = self.accept(frame) {
-                            return Ok(Some(bytes));
-                        }
-                    }
-                    None => {
-                        self.phase = Phase::Finished;
-                        return Ok(None);
-                    }
-                },
+                // Taken at the top of the loop.
+                _ = self.queue.ready() => {}
                 _ = self.keepalive_timer.as_mut() => {
                     let due = self.last_sent + self.keepalive;
                     if Instant::now() >= due {

@@ -15,41 +15,30 @@
 
 mod frame;
 mod index;
+mod queue;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub use frame::{
     comment_frame, event_frame, frame_events, mercure_frame, retry_frame, Frame, Framing,
 };
 use index::ChannelIndex;
+pub use queue::FrameQueue;
+use queue::Pushed;
 
 use crate::domain::mercure::Update;
 use crate::domain::{Event, EventId, PresenceChange, StreamFilter, Timestamp};
 
 pub type SubscriberId = u64;
 
-/// What one stream shares with the hub.
-#[derive(Debug, Default)]
-pub struct SubscriberFlags {
-    /// Set by the hub when a frame did not fit in the queue.
-    lagged: AtomicBool,
-}
-
-impl SubscriberFlags {
-    pub fn is_lagged(&self) -> bool {
-        self.lagged.load(Ordering::Acquire)
-    }
-}
-
 struct Subscriber {
     filter: StreamFilter,
-    queue: mpsc::Sender<Frame>,
-    flags: Arc<SubscriberFlags>,
+    queue: Arc<FrameQueue>,
     /// Highest id pushed, so overlapping patterns never push an event twice.
     last_pushed: EventId,
     session: Option<SessionKey>,
@@ -117,8 +106,7 @@ impl State {
 /// queue overflows, which sets the lagged flag).
 pub struct Registration {
     pub id: SubscriberId,
-    pub queue: mpsc::Receiver<Frame>,
-    pub flags: Arc<SubscriberFlags>,
+    pub queue: Arc<FrameQueue>,
     pub head_id: EventId,
 }
 
@@ -189,8 +177,7 @@ impl Hub {
         owner: Option<StreamOwner>,
         now: Timestamp,
     ) -> Registration {
-        let (queue, receiver) = mpsc::channel(self.queue_capacity);
-        let flags = Arc::new(SubscriberFlags::default());
+        let queue = Arc::new(FrameQueue::default());
         let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
@@ -224,19 +211,13 @@ impl Hub {
             id,
             Subscriber {
                 filter,
-                queue,
-                flags: flags.clone(),
+                queue: queue.clone(),
                 last_pushed: head_id,
                 session,
                 framing,
             },
         );
-        Registration {
-            id,
-            queue: receiver,
-            flags,
-            head_id,
-        }
+        Registration { id, queue, head_id }
     }
 
     /// Removes a stream; the session leaves when this was its last one.
@@ -267,7 +248,7 @@ impl Hub {
         let head_id = state.head_id;
         if let Some(subscriber) = state.subscribers.get_mut(&id) {
             subscriber.last_pushed = head_id;
-            subscriber.flags.lagged.store(false, Ordering::Release);
+            subscriber.queue.clear_lag();
         }
         head_id
     }
@@ -328,7 +309,7 @@ impl Hub {
                     continue;
                 };
                 if subscriber.last_pushed >= event.id
-                    || subscriber.flags.is_lagged()
+                    || subscriber.queue.is_lagged()
                     || !subscriber.filter.accepts(
                         &event.channel,
                         event.session_id.as_deref(),
@@ -360,16 +341,13 @@ impl Hub {
                         }
                     }
                 };
-                match subscriber.queue.try_send(Frame {
+                let frame = Frame {
                     id: event.id,
                     bytes,
-                }) {
-                    Ok(()) => delivered += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        subscriber.flags.lagged.store(true, Ordering::Release);
-                        lagged += 1;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                };
+                match subscriber.queue.push(frame, self.queue_capacity) {
+                    Pushed::Queued => delivered += 1,
+                    Pushed::Full => lagged += 1,
                 }
             }
             counts.push(delivered);

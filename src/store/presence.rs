@@ -39,7 +39,7 @@ fn rows_left(tx: &mut Tx<'_>, session_id: &str) -> Result<i64, StoreError> {
     Ok(presence::table
         .filter(presence::session_id.eq(session_id))
         .count()
-        .get_result(tx.conn())?)
+        .get_result(tx.conn()?)?)
 }
 
 /// The session's first stream on this node opened: records it, and publishes
@@ -51,10 +51,10 @@ pub fn joined(tx: &mut Tx<'_>, row: PresenceRow) -> Result<(), StoreError> {
             .filter(presence::node_id.eq(&row.node_id))
             .filter(presence::session_id.eq(&row.session_id)),
     )
-    .execute(tx.conn())?;
+    .execute(tx.conn()?)?;
     diesel::insert_into(presence::table)
         .values(&row)
-        .execute(tx.conn())?;
+        .execute(tx.conn()?)?;
     if first {
         let event = presence_event(
             PresenceChange::Joined,
@@ -80,7 +80,7 @@ pub fn left(
             .filter(presence::node_id.eq(node_id))
             .filter(presence::session_id.eq(session_id)),
     )
-    .execute(tx.conn())?;
+    .execute(tx.conn()?)?;
     if deleted > 0 && rows_left(tx, session_id)? == 0 {
         tx.append(&presence_event(
             PresenceChange::Left,
@@ -105,7 +105,7 @@ pub fn heartbeat(
     let now = tx.now().to_string();
     let updated = diesel::update(nodes::table.find(node_id))
         .set(nodes::heartbeat_at.eq(&now))
-        .execute(tx.conn())?;
+        .execute(tx.conn()?)?;
     if updated == 0 {
         // A new node, or one the others removed while it was cut off: its
         // sessions (re)join.
@@ -115,7 +115,7 @@ pub fn heartbeat(
                 nodes::started_at.eq(started_at.to_string()),
                 nodes::heartbeat_at.eq(&now),
             ))
-            .execute(tx.conn())?;
+            .execute(tx.conn()?)?;
         for row in sessions {
             joined(tx, row.clone())?;
         }
@@ -131,7 +131,7 @@ pub fn heartbeat(
             presence::connections.eq(row.connections),
             presence::channels.eq(&row.channels),
         ))
-        .execute(tx.conn())?;
+        .execute(tx.conn()?)?;
     }
     Ok(())
 }
@@ -147,7 +147,7 @@ pub fn remove_nodes(
     let mut gone: Vec<String> = nodes::table
         .filter(nodes::heartbeat_at.lt(cutoff.map(|t| t.to_string()).unwrap_or_default()))
         .select(nodes::node_id)
-        .load(tx.conn())?;
+        .load(tx.conn()?)?;
     if let Some(stopping) = stopping {
         gone.push(stopping.to_owned());
     }
@@ -155,11 +155,11 @@ pub fn remove_nodes(
         let rows: Vec<PresenceRow> = presence::table
             .filter(presence::node_id.eq(node_id))
             .select(PresenceRow::as_select())
-            .load(tx.conn())?;
+            .load(tx.conn()?)?;
         for row in rows {
             left(tx, node_id, &row.session_id, &row.agent_id)?;
         }
-        diesel::delete(nodes::table.find(node_id)).execute(tx.conn())?;
+        diesel::delete(nodes::table.find(node_id)).execute(tx.conn()?)?;
     }
     Ok(gone.len())
 }

@@ -61,19 +61,77 @@ pub enum Reply<T> {
     Replayed(StoredAnswer),
 }
 
+/// The events a batch appends, numbered by the writer and inserted lazily.
+///
+/// The writer holds the write lock (SQLite's, or on PostgreSQL the
+/// cluster-wide advisory lock) for the whole batch, so the log's head read
+/// at its start plus one is the next id: events are numbered here, and their
+/// rows are inserted many per statement, when a job next touches the
+/// database or at the batch's end. A job that only appends events (a
+/// publish) therefore costs no statement of its own and no savepoint.
+struct BatchLog {
+    /// Every event appended so far, in id order.
+    events: Vec<Event>,
+    /// How many of `events` are inserted.
+    inserted: usize,
+    next_id: EventId,
+    /// A job's savepoint is open (released when the next one opens).
+    savepoint_open: bool,
+}
+
+impl BatchLog {
+    fn new(head: EventId) -> Self {
+        BatchLog {
+            events: Vec::new(),
+            inserted: 0,
+            next_id: head.next(),
+            savepoint_open: false,
+        }
+    }
+
+    /// Inserts the events up to `upto` not inserted yet.
+    fn insert(&mut self, conn: &mut DbConn, now_text: &str, upto: usize) -> Result<(), StoreError> {
+        if upto > self.inserted {
+            events::insert(conn, &self.events[self.inserted..upto], now_text)?;
+            self.inserted = upto;
+        }
+        Ok(())
+    }
+}
+
 /// The transaction a job runs in: the connection, the batch's timestamp, and
-/// the events the job appends.
+/// the log the job appends events to.
 pub struct Tx<'a> {
     conn: &'a mut DbConn,
+    log: &'a mut BatchLog,
     now: Timestamp,
     /// `now` as stored, formatted once per batch.
     now_text: &'a str,
-    events: Vec<Event>,
+    /// Where this job's events start in the batch's log.
+    first: usize,
+    /// This job's savepoint is open: it touched the database.
+    savepoint: bool,
 }
 
 impl Tx<'_> {
-    pub fn conn(&mut self) -> &mut DbConn {
-        self.conn
+    /// The connection, inside this job's savepoint (opened on first use),
+    /// with every event appended so far inserted, so the job's queries see
+    /// them.
+    pub fn conn(&mut self) -> Result<&mut DbConn, StoreError> {
+        if !self.savepoint {
+            // Earlier jobs' events belong outside this job's savepoint.
+            self.log.insert(self.conn, self.now_text, self.first)?;
+            self.conn.batch_execute(if self.log.savepoint_open {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            } else {
+                "SAVEPOINT job"
+            })?;
+            self.log.savepoint_open = true;
+            self.savepoint = true;
+        }
+        self.log
+            .insert(self.conn, self.now_text, self.log.events.len())?;
+        Ok(self.conn)
     }
 
     /// The commit batch's time: every change and event of the batch has it.
@@ -83,9 +141,15 @@ impl Tx<'_> {
 
     /// Appends an event to the log in this transaction.
     pub fn append(&mut self, event: &NewEvent) -> Result<&Event, StoreError> {
-        let stored = events::append(self.conn, event, self.now, self.now_text)?;
-        self.events.push(stored);
-        Ok(self.events.last().expect("just pushed"))
+        let id = self.log.next_id;
+        self.log.next_id = id.next();
+        self.log.events.push(events::numbered(event, id, self.now));
+        Ok(self.log.events.last().expect("just pushed"))
+    }
+
+    /// How many events this job appended.
+    fn appended(&self) -> usize {
+        self.log.events.len() - self.first
     }
 }
 
@@ -373,9 +437,10 @@ fn run(
     tracing::debug!("writer stopped");
 }
 
-/// A job that ran: the events it appended, or the stored answer it found.
+/// A job that ran: how many events it appended, or the stored answer it
+/// found.
 enum Done {
-    Ran(Vec<Event>),
+    Ran(usize),
     Replayed(StoredAnswer),
 }
 
@@ -397,124 +462,136 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
     let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
     let mut before = None;
     let committed = db::write_transaction::<_, StoreError>(conn, |conn| {
-        let now = batch_time(conn, &mut before)?;
-        run_jobs(conn, batch, now, &mut results)?;
-        notify_nodes(conn, &results)
+        let (now, head) = batch_start(conn)?;
+        before = conn.is_postgres().then_some(head);
+        let log = run_jobs(conn, batch, now, head, &mut results)?;
+        notify_nodes(conn, &log.events)?;
+        Ok(log.events)
     });
-    if let Err(err) = committed {
-        tracing::error!(error = %err, requests = batch.len(), "group commit failed");
-        for request in batch.drain(..) {
-            request.job.finish(Err(StoreError::Unavailable(format!(
-                "commit failed: {err}"
-            ))));
+    let events = match committed {
+        Ok(events) => events,
+        Err(err) => {
+            tracing::error!(error = %err, requests = batch.len(), "group commit failed");
+            for request in batch.drain(..) {
+                request.job.finish(Err(StoreError::Unavailable(format!(
+                    "commit failed: {err}"
+                ))));
+            }
+            return false;
         }
-        return false;
-    }
-    let delivered = publish(on_commit, before, &results);
+    };
+    let delivered = publish(on_commit, before, &events);
     crate::metrics::record_commit(batch.len(), started.elapsed());
     tracing::trace!(
         requests = batch.len(),
         micros = started.elapsed().as_micros() as u64,
         "group commit"
     );
-    answer(batch, results, delivered);
+    answer(batch, results, events, delivered);
     true
 }
 
-/// The batch's time, taken under the write lock, so that event times grow
-/// with ids (replay windows and retention rely on it). On PostgreSQL it also
-/// notes the log's head in `before`: every id up to it is committed.
-fn batch_time(conn: &mut DbConn, before: &mut Option<EventId>) -> Result<Timestamp, StoreError> {
+/// The batch's time and the log's head, read under the write lock: every id
+/// up to the head is committed, the batch's events follow it, and event
+/// times grow with ids (replay windows and retention rely on it).
+fn batch_start(conn: &mut DbConn) -> Result<(Timestamp, EventId), StoreError> {
     let mut now_time = Utc::now();
+    let head = events::head_id(conn)?;
     if conn.is_postgres() {
-        *before = Some(events::head_id(conn)?);
         // Another node's clock may be ahead of this one's: never go below
         // the newest event's time.
         if let Some(newest) = events::newest_time(conn)? {
             now_time = now_time.max(newest);
         }
     }
-    Ok(Timestamp::from(now_time))
+    Ok((Timestamp::from(now_time), head))
 }
 
-/// Runs every request in its own savepoint, managed here rather than by
-/// nested diesel transactions so that releasing one and opening the next is
-/// one round trip (it matters on PostgreSQL); COMMIT releases the last.
+/// Runs every request in its own savepoint (opened only when the job
+/// touches the database, see `Tx::conn`), managed here rather than by nested
+/// diesel transactions so that releasing one and opening the next is one
+/// round trip (it matters on PostgreSQL); COMMIT releases the last. Returns
+/// the batch's events, all inserted.
 fn run_jobs(
     conn: &mut DbConn,
     batch: &mut [Request],
     now: Timestamp,
+    head: EventId,
     results: &mut Vec<Result<Done, StoreError>>,
-) -> Result<(), StoreError> {
+) -> Result<BatchLog, StoreError> {
     let keys_not_before = now.minus(KEY_LIFETIME);
     let now_text = now.to_string();
-    let mut savepoint_open = false;
+    let mut log = BatchLog::new(head);
     for request in batch.iter_mut() {
-        conn.batch_execute(if savepoint_open {
-            "RELEASE SAVEPOINT job; SAVEPOINT job"
-        } else {
-            "SAVEPOINT job"
-        })?;
-        let claim = request.claim.as_ref();
-        let result = run_job(
+        let (first, next_id) = (log.events.len(), log.next_id);
+        let mut tx = Tx {
             conn,
-            (now, &now_text),
+            log: &mut log,
+            now,
+            now_text: &now_text,
+            first,
+            savepoint: false,
+        };
+        let result = run_job(
+            &mut tx,
             keys_not_before,
-            claim,
+            request.claim.as_ref(),
             request.job.as_mut(),
         );
-        savepoint_open = result.is_ok();
-        if !savepoint_open {
-            conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+        let savepoint = tx.savepoint;
+        if result.is_err() {
+            // Undo the job alone: its rows (in its savepoint) and its events.
+            if savepoint {
+                conn.batch_execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")?;
+                log.savepoint_open = false;
+            }
+            log.events.truncate(first);
+            log.inserted = log.inserted.min(first);
+            log.next_id = next_id;
         }
         results.push(result);
     }
-    Ok(())
-}
-
-/// The events the batch appended, in id order, borrowed (each request keeps
-/// its own for its answer).
-fn appended(results: &[Result<Done, StoreError>]) -> impl Iterator<Item = &Event> {
-    results.iter().flat_map(|r| match r {
-        Ok(Done::Ran(events)) => events.as_slice(),
-        _ => &[],
-    })
+    let all = log.events.len();
+    log.insert(conn, &now_text, all)?;
+    Ok(log)
 }
 
 /// On PostgreSQL: `NOTIFY` with the batch's last id, delivered to every
 /// node at COMMIT.
-fn notify_nodes(conn: &mut DbConn, results: &[Result<Done, StoreError>]) -> Result<(), StoreError> {
+fn notify_nodes(conn: &mut DbConn, events: &[Event]) -> Result<(), StoreError> {
     if !conn.is_postgres() {
         return Ok(());
     }
-    if let Some(last) = appended(results).map(|event| event.id).max() {
-        conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}, '{last}'"))?;
+    if let Some(last) = events.last() {
+        conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}, '{}'", last.id))?;
     }
     Ok(())
 }
 
 /// Hands the committed events to the hub; per event, how many streams got it.
-fn publish(
-    on_commit: &OnCommit,
-    before: Option<EventId>,
-    results: &[Result<Done, StoreError>],
-) -> Vec<usize> {
-    let all_events: Vec<&Event> = appended(results).collect();
-    if all_events.is_empty() {
+fn publish(on_commit: &OnCommit, before: Option<EventId>, events: &[Event]) -> Vec<usize> {
+    if events.is_empty() {
         Vec::new()
     } else {
-        on_commit(before, &all_events)
+        on_commit(before, &events.iter().collect::<Vec<_>>())
     }
 }
 
-/// Answers every request of the committed batch.
-fn answer(batch: &mut Vec<Request>, results: Vec<Result<Done, StoreError>>, delivered: Vec<usize>) {
+/// Answers every request of the committed batch, each with its own events
+/// (the batch's, in order, `Done::Ran` counting each job's share).
+fn answer(
+    batch: &mut Vec<Request>,
+    results: Vec<Result<Done, StoreError>>,
+    events: Vec<Event>,
+    delivered: Vec<usize>,
+) {
     let mut delivered = delivered.into_iter();
+    let mut events = events.into_iter();
     for (request, result) in batch.drain(..).zip(results) {
         let outcome = result.map(|done| match done {
-            Done::Ran(events) => Finished::Fresh {
-                deliveries: delivered.by_ref().take(events.len()).collect(),
-                events,
+            Done::Ran(count) => Finished::Fresh {
+                deliveries: delivered.by_ref().take(count).collect(),
+                events: events.by_ref().take(count).collect(),
             },
             Done::Replayed(stored) => Finished::Replayed(stored),
         });
@@ -523,30 +600,23 @@ fn answer(batch: &mut Vec<Request>, results: Vec<Result<Done, StoreError>>, deli
 }
 
 fn run_job(
-    conn: &mut DbConn,
-    (now, now_text): (Timestamp, &str),
+    tx: &mut Tx<'_>,
     keys_not_before: Timestamp,
     claim: Option<&IdempotencyClaim>,
     job: &mut dyn Pending,
 ) -> Result<Done, StoreError> {
     if let Some(claim) = claim {
-        if let Some(stored) = idempotency::lookup(conn, claim, keys_not_before)? {
+        if let Some(stored) = idempotency::lookup(tx.conn()?, claim, keys_not_before)? {
             return Ok(Done::Replayed(stored));
         }
     }
-    let mut tx = Tx {
-        conn,
-        now,
-        now_text,
-        events: Vec::new(),
-    };
-    let stored = catch_unwind(AssertUnwindSafe(|| job.run(&mut tx, claim.is_some())))
+    let stored = catch_unwind(AssertUnwindSafe(|| job.run(tx, claim.is_some())))
         .map_err(|_| StoreError::Corrupt("a write job panicked".into()))??;
-    let Tx { conn, events, .. } = tx;
     if let (Some(claim), Some(stored)) = (claim, stored) {
-        idempotency::remember(conn, claim, &stored, now)?;
+        let now = tx.now();
+        idempotency::remember(tx.conn()?, claim, &stored, now)?;
     }
-    Ok(Done::Ran(events))
+    Ok(Done::Ran(tx.appended()))
 }
 
 /// Retention as writer jobs: one small batch per transaction, so other
@@ -559,7 +629,7 @@ pub async fn prune_with(
     let mut total = 0;
     loop {
         let deleted = writer
-            .write(move |tx| events::prune_batch(tx.conn(), cutoff, batch))
+            .write(move |tx| events::prune_batch(tx.conn()?, cutoff, batch))
             .await?
             .value;
         total += deleted;
@@ -569,7 +639,7 @@ pub async fn prune_with(
     }
     let keys_cutoff = Timestamp::now().minus(KEY_LIFETIME);
     writer
-        .write(move |tx| idempotency::forget_expired(tx.conn(), keys_cutoff, 10_000))
+        .write(move |tx| idempotency::forget_expired(tx.conn()?, keys_cutoff, 10_000))
         .await?;
     Ok(total)
 }

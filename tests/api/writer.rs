@@ -2,14 +2,16 @@
 //! database (not only a rejected one) is rolled back alone, and the requests
 //! around it in the same batch still commit — on SQLite and on PostgreSQL,
 //! where a failed statement poisons the transaction until its savepoint is
-//! rolled back.
+//! rolled back. The writer numbers events itself and inserts them lazily,
+//! so a rolled-back request must also give its ids back: the log stays
+//! gap-free and every answer names the id its event has in the log.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use switchboard::domain::{AgentId, ChannelName, EventId, EventType, NewEvent};
-use switchboard::store::{self, DatabaseUrl, Writer, WriterConfig};
+use switchboard::domain::{AgentId, ChannelName, DomainError, EventId, EventType, NewEvent};
+use switchboard::store::{self, DatabaseUrl, StoreError, Writer, WriterConfig};
 
 use crate::helpers::{PgDatabase, BACKEND};
 
@@ -59,7 +61,12 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
                     if n % 3 == 0 {
                         // After a write: a statement fails inside the
                         // database, and the write must go with it.
-                        tx.conn().batch_execute("SELECT * FROM no_such_table")?;
+                        tx.conn()?.batch_execute("SELECT * FROM no_such_table")?;
+                    }
+                    if n == 4 {
+                        // Rejected after appending, without a statement of
+                        // its own: the event was never inserted.
+                        return Err(StoreError::Rejected(DomainError::validation("n", "four")));
                     }
                     Ok(id)
                 })
@@ -74,13 +81,15 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
     let mut committed = Vec::new();
     for (n, job) in (1..=6u32).zip(jobs) {
         let result = job.await.unwrap();
-        if n % 3 == 0 {
-            assert!(result.is_err(), "request {n} failed in the database");
+        if n % 3 == 0 || n == 4 {
+            assert!(result.is_err(), "request {n} failed");
         } else {
             let done = result.unwrap_or_else(|e| panic!("request {n} commits: {e}"));
-            committed.push(done.events[0].id);
+            assert_eq!(done.events[0].id, done.value);
+            committed.push((done.events[0].payload.get().to_owned(), done.value));
         }
     }
+    committed.push((first.events[0].payload.get().to_owned(), first.value));
     assert_eq!(committed.len(), 4);
 
     let pool = store::open_pool(&url, 1).unwrap();
@@ -94,15 +103,15 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
     payloads.sort();
     assert_eq!(
         payloads,
-        [
-            "{\"n\":0}",
-            "{\"n\":1}",
-            "{\"n\":2}",
-            "{\"n\":4}",
-            "{\"n\":5}"
-        ],
+        ["{\"n\":0}", "{\"n\":1}", "{\"n\":2}", "{\"n\":5}"],
         "the failed requests left nothing behind"
     );
+    let ids: Vec<i64> = logged.iter().map(|e| e.id.get()).collect();
+    assert_eq!(ids, [1, 2, 3, 4], "ids without a gap");
+    for (payload, id) in committed {
+        let stored = logged.iter().find(|e| e.payload.get() == payload).unwrap();
+        assert_eq!(stored.id, id, "{payload} was answered with its logged id");
+    }
     drop(writer);
     thread.join().unwrap();
 }

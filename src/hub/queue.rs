@@ -1,0 +1,97 @@
+//! A stream's queue of frames: the hub pushes under its lock, the stream
+//! takes. It is bounded: a frame that does not fit is not queued, and the
+//! stream is marked lagged instead (it then reads the gap from the log).
+//!
+//! An idle stream's queue holds no buffer: the frames' ring is allocated
+//! when frames arrive and given back once a burst is drained, so ten
+//! thousand idle streams cost a few dozen bytes each here.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+
+use super::Frame;
+
+/// A drained ring larger than this is given back rather than kept.
+const KEEP_CAPACITY: usize = 16;
+
+#[derive(Debug, Default)]
+pub struct FrameQueue {
+    frames: Mutex<VecDeque<Frame>>,
+    waker: AtomicWaker,
+    /// Set by the hub when a frame did not fit.
+    lagged: AtomicBool,
+}
+
+/// What became of a pushed frame.
+pub(super) enum Pushed {
+    Queued,
+    /// The queue is full: the stream is now lagged, the frame dropped.
+    Full,
+}
+
+impl FrameQueue {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Frame>> {
+        // A panic while holding the lock leaves plain data behind: go on.
+        self.frames
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `frame` unless `capacity` frames wait already; wakes the
+    /// stream.
+    pub(super) fn push(&self, frame: Frame, capacity: usize) -> Pushed {
+        let mut frames = self.lock();
+        if frames.len() >= capacity {
+            drop(frames);
+            self.lagged.store(true, Ordering::Release);
+            self.waker.wake();
+            return Pushed::Full;
+        }
+        frames.push_back(frame);
+        drop(frames);
+        self.waker.wake();
+        Pushed::Queued
+    }
+
+    pub fn is_lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+
+    pub(super) fn clear_lag(&self) {
+        self.lagged.store(false, Ordering::Release);
+    }
+
+    /// The oldest queued frame, if any.
+    pub fn try_recv(&self) -> Option<Frame> {
+        let mut frames = self.lock();
+        let frame = frames.pop_front();
+        if frames.is_empty() && frames.capacity() > KEEP_CAPACITY {
+            *frames = VecDeque::new();
+        }
+        frame
+    }
+
+    /// Waits until a frame is queued or the stream is lagged; does not take
+    /// the frame (`try_recv` does).
+    pub async fn ready(&self) {
+        poll_fn(|cx| {
+            if self.is_lagged() || !self.lock().is_empty() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A push between the check and the registration woke nobody:
+            // look again.
+            if self.is_lagged() || !self.lock().is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
