@@ -52,9 +52,28 @@ impl From<DateTime<Utc>> for Timestamp {
     }
 }
 
+/// The stored and sent form. Written field by field: every event is
+/// formatted at least twice (stored, sent), and chrono's `format` parses its
+/// pattern each time. Years outside 0–9999 and leap seconds take chrono's
+/// path, which renders them the same way the pattern says.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+        use chrono::{Datelike, Timelike};
+        let t = &self.0;
+        let (year, nanos) = (t.year(), t.nanosecond());
+        if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+            return write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+        }
+        write!(
+            f,
+            "{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            nanos / 1_000
+        )
     }
 }
 
@@ -77,6 +96,18 @@ mod tests {
         assert!(t < later);
         assert!(t.to_string() < later.to_string());
         assert!(Timestamp::parse("since", "yesterday").is_err());
+    }
+
+    #[test]
+    fn the_text_is_chronos_rendering_of_the_fixed_pattern() {
+        let start = Timestamp::parse("t", "0001-01-01T00:00:00Z").unwrap();
+        let mut t = start;
+        // Steps of a prime number of microseconds cover every field.
+        for _ in 0..10_000 {
+            let expected = t.0.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+            assert_eq!(t.to_string(), expected);
+            t = t.plus(Duration::microseconds(7_919_000_123_457));
+        }
     }
 
     #[test]

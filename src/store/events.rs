@@ -121,12 +121,24 @@ pub fn insert(conn: &mut DbConn, batch: &[Event], created_at: &str) -> Result<()
                 payload: event.payload.get(),
             })
             .collect();
-        // Multi-row inserts exist per backend, not on the multi-backend.
-        let insert = diesel::insert_into(events::table).values(&rows);
         match conn {
-            DbConn::Sqlite(conn) => insert.execute(conn)?,
-            DbConn::Pg(conn) => insert.execute(conn)?,
-        };
+            // In-process: a cached one-row statement per event costs less
+            // than preparing a new multi-row one per batch.
+            DbConn::Sqlite(conn) => {
+                for row in &rows {
+                    diesel::insert_into(events::table)
+                        .values(row)
+                        .execute(conn)?;
+                }
+            }
+            // One round trip per chunk (multi-row inserts exist per
+            // backend, not on the multi-backend connection).
+            DbConn::Pg(conn) => {
+                diesel::insert_into(events::table)
+                    .values(&rows)
+                    .execute(conn)?;
+            }
+        }
     }
     Ok(())
 }
