@@ -209,8 +209,8 @@ pub enum TxMode {
     /// statement its own).
     Read,
     /// Takes the write lock at once: SQLite's `BEGIN IMMEDIATE` (waiting out
-    /// the busy timeout instead of failing half-way); on PostgreSQL the
-    /// caller takes the cluster-wide write lock as its first statement.
+    /// the busy timeout instead of failing half-way); on PostgreSQL `BEGIN`
+    /// and the cluster-wide write lock, sent in one round trip.
     Write,
 }
 
@@ -237,9 +237,11 @@ where
             c,
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         )?,
-        (DbConn::Pg(c), TxMode::Write) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?
-        }
+        // The cluster-wide write lock in the same round trip as BEGIN.
+        (DbConn::Pg(c), TxMode::Write) => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            &format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
+        )?,
     }
     match f(conn) {
         Ok(value) => match Manager::commit_transaction(conn) {
@@ -263,7 +265,7 @@ where
 pub const WRITE_LOCK: i64 = 7_346_201;
 
 /// A write transaction: SQLite's `BEGIN IMMEDIATE`, or PostgreSQL's `BEGIN`
-/// followed by the cluster-wide write lock.
+/// with the cluster-wide write lock (`TxMode::Write`).
 pub fn write_transaction<T, E>(
     conn: &mut DbConn,
     f: impl FnOnce(&mut DbConn) -> Result<T, E>,
@@ -271,10 +273,5 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    transaction(conn, TxMode::Write, |conn| {
-        if conn.is_postgres() {
-            conn.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
-        }
-        f(conn)
-    })
+    transaction(conn, TxMode::Write, f)
 }

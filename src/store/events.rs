@@ -143,6 +143,37 @@ pub fn insert(conn: &mut DbConn, batch: &[Event], created_at: &str) -> Result<()
     Ok(())
 }
 
+/// The log's head and the newest event's time, for a write batch on
+/// PostgreSQL: one round trip instead of three.
+pub fn batch_start_pg(
+    conn: &mut DbConn,
+) -> Result<(EventId, Option<chrono::DateTime<chrono::Utc>>), StoreError> {
+    #[derive(QueryableByName)]
+    struct Start {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        head: i64,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        newest: Option<String>,
+    }
+    let DbConn::Pg(pg) = conn else {
+        return Err(StoreError::Corrupt("a PostgreSQL query on SQLite".into()));
+    };
+    let start: Start = diesel::sql_query(
+        "SELECT GREATEST(COALESCE((SELECT max(id) FROM events), 0), \
+                (SELECT COALESCE(max(pruned_through), 0) FROM log_state)) AS head, \
+                (SELECT created_at FROM events ORDER BY id DESC LIMIT 1) AS newest",
+    )
+    .get_result(pg)?;
+    let newest = start.newest.map(|text| parse_time(&text)).transpose()?;
+    Ok((EventId::from_stored(start.head), newest))
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .map_err(|e| StoreError::Corrupt(format!("event time {text:?}: {e}")))
+}
+
 /// Where the log stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogPosition {
@@ -152,22 +183,6 @@ pub struct LogPosition {
     pub pruned_through: EventId,
     /// The oldest id still held, or `head_id + 1` when the log is empty.
     pub oldest_id: EventId,
-}
-
-/// The time of the newest event still held, if any.
-pub fn newest_time(conn: &mut DbConn) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-    let newest: Option<String> = events::table
-        .order(events::id.desc())
-        .select(events::created_at)
-        .first(conn)
-        .optional()?;
-    newest
-        .map(|text| {
-            chrono::DateTime::parse_from_rfc3339(&text)
-                .map(|time| time.with_timezone(&chrono::Utc))
-                .map_err(|e| StoreError::Corrupt(format!("event time {text:?}: {e}")))
-        })
-        .transpose()
 }
 
 pub fn head_id(conn: &mut DbConn) -> Result<EventId, StoreError> {

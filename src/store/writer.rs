@@ -495,15 +495,14 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
 /// up to the head is committed, the batch's events follow it, and event
 /// times grow with ids (replay windows and retention rely on it).
 fn batch_start(conn: &mut DbConn) -> Result<(Timestamp, EventId), StoreError> {
-    let mut now_time = Utc::now();
-    let head = events::head_id(conn)?;
-    if conn.is_postgres() {
-        // Another node's clock may be ahead of this one's: never go below
-        // the newest event's time.
-        if let Some(newest) = events::newest_time(conn)? {
-            now_time = now_time.max(newest);
-        }
+    let now_time = Utc::now();
+    if !conn.is_postgres() {
+        return Ok((Timestamp::from(now_time), events::head_id(conn)?));
     }
+    // Another node's clock may be ahead of this one's: never go below the
+    // newest event's time.
+    let (head, newest) = events::batch_start_pg(conn)?;
+    let now_time = newest.map_or(now_time, |newest| now_time.max(newest));
     Ok((Timestamp::from(now_time), head))
 }
 
