@@ -6,7 +6,7 @@
 //! that retention deleted between two statements.
 
 use super::db::{DbConn, MultiBackend};
-use diesel::dsl::{max, min};
+use diesel::dsl::min;
 use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
@@ -143,11 +143,11 @@ pub fn insert(conn: &mut DbConn, batch: &[Event], created_at: &str) -> Result<()
     Ok(())
 }
 
-/// The log's head and the newest event's time, for a write batch on
-/// PostgreSQL: one round trip instead of three.
-pub fn batch_start_pg(
-    conn: &mut DbConn,
-) -> Result<(EventId, Option<chrono::DateTime<chrono::Utc>>), StoreError> {
+/// PostgreSQL's head and the newest event's time, in one round trip (a
+/// write batch needs both). There is no `sqlite_sequence`: the head is the
+/// newest visible id, or, when retention deleted every row, the highest id
+/// it deleted.
+pub fn head_and_newest_pg(conn: &mut DbConn) -> Result<(EventId, Option<Timestamp>), StoreError> {
     #[derive(QueryableByName)]
     struct Start {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -164,14 +164,11 @@ pub fn batch_start_pg(
                 (SELECT created_at FROM events ORDER BY id DESC LIMIT 1) AS newest",
     )
     .get_result(pg)?;
-    let newest = start.newest.map(|text| parse_time(&text)).transpose()?;
+    let newest = start
+        .newest
+        .map(|text| stored_time(&text, || "the newest event".into()))
+        .transpose()?;
     Ok((EventId::from_stored(start.head), newest))
-}
-
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&chrono::Utc))
-        .map_err(|e| StoreError::Corrupt(format!("event time {text:?}: {e}")))
 }
 
 /// Where the log stands.
@@ -187,11 +184,7 @@ pub struct LogPosition {
 
 pub fn head_id(conn: &mut DbConn) -> Result<EventId, StoreError> {
     if conn.is_postgres() {
-        // No sqlite_sequence: the newest visible id, or, when retention
-        // deleted every row, the highest id it deleted.
-        let newest: Option<i64> = events::table.select(max(events::id)).first(conn)?;
-        let newest = newest.map_or(EventId::ZERO, EventId::from_stored);
-        return Ok(newest.max(pruned_through(conn)?));
+        return Ok(head_and_newest_pg(conn)?.0);
     }
     let seq: Option<i64> = sqlite_sequence::table
         .filter(sqlite_sequence::name.eq("events"))

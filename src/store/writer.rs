@@ -18,7 +18,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
 
-use chrono::Utc;
 use diesel::connection::SimpleConnection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -495,15 +494,14 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
 /// up to the head is committed, the batch's events follow it, and event
 /// times grow with ids (replay windows and retention rely on it).
 fn batch_start(conn: &mut DbConn) -> Result<(Timestamp, EventId), StoreError> {
-    let now_time = Utc::now();
+    let now = Timestamp::now();
     if !conn.is_postgres() {
-        return Ok((Timestamp::from(now_time), events::head_id(conn)?));
+        return Ok((now, events::head_id(conn)?));
     }
     // Another node's clock may be ahead of this one's: never go below the
     // newest event's time.
-    let (head, newest) = events::batch_start_pg(conn)?;
-    let now_time = newest.map_or(now_time, |newest| now_time.max(newest));
-    Ok((Timestamp::from(now_time), head))
+    let (head, newest) = events::head_and_newest_pg(conn)?;
+    Ok((newest.map_or(now, |newest| now.max(newest)), head))
 }
 
 /// Runs every request in its own savepoint (opened only when the job
