@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
@@ -393,7 +393,7 @@ fn start_http_server(
     args: &ServeArgs,
 ) -> anyhow::Result<Server> {
     let cors_origins = args.cors_origins.clone();
-    let mut server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .wrap(from_fn(http::authenticate))
             .wrap(Condition::new(
@@ -404,11 +404,15 @@ fn start_http_server(
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(state.clone())
             .configure(http::configure)
-    })
-    .listen(listener)?
-    .backlog(4096)
-    .disable_signals()
-    .shutdown_timeout(2);
+    };
+    let local = listener.local_addr()?;
+    let mut server = Server::build()
+        .listen("switchboard", listener, move || {
+            http::serve_connections(app(), local)
+        })?
+        .backlog(4096)
+        .disable_signals()
+        .shutdown_timeout(2);
     if let Some(workers) = args.workers {
         server = server.workers(workers);
     }

@@ -7,6 +7,7 @@
 mod answer;
 mod assets;
 mod auth;
+mod connection;
 mod conversations;
 mod durable;
 mod events;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use actix_web::web;
 
 pub use auth::{authenticate, principal, WriteLimiter};
+pub use connection::serve_connections;
 pub(crate) use extract::query_param;
 pub use extract::{Identity, JsonBody, Query};
 

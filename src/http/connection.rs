@@ -1,0 +1,472 @@
+//! How a TCP connection is served: by actix-http, or — when its first request
+//! opens a stream — by a lean HTTP/1.1 loop of our own.
+//!
+//! actix-http gives every connection two 8 KiB buffers (read and write) for
+//! its whole life, and a stream connection lives for hours doing nothing.
+//! With ten thousand idle streams those buffers are most of the server's
+//! memory. So the acceptor peeks at a new connection's first bytes:
+//!
+//! - `GET /api/stream…`, `GET /.well-known/mercure…` and a Durable Streams
+//!   `GET /v1/stream/…?…live=sse…` are served here. The request head is read
+//!   into a buffer that is dropped once parsed, the request goes to **the same
+//!   App service** as every other request (gate, CORS, metrics, request log,
+//!   handler), and the answer is written with chunked framing from a buffer
+//!   that is freed whenever it drains. Such a connection serves that one
+//!   request and is closed after it (`Connection: close`).
+//! - Everything else goes to actix-http untouched, keep-alive included.
+//!
+//! A stream served here ends when its client closes the connection (a read
+//! of zero bytes), when a write fails, or when its body ends.
+
+use std::fmt;
+use std::future::{poll_fn, ready};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_http::body::{BodySize, BoxBody, MessageBody};
+use actix_http::{HttpService, KeepAlive, Request, Response};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
+    ServiceFactoryExt as _,
+};
+use actix_web::dev::{AppConfig, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode, Uri, Version};
+use actix_web::rt::net::TcpStream;
+use actix_web::{HttpResponse, ResponseError};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+
+use crate::error::ApiError;
+
+/// actix-web's defaults, which the API's clients have relied on.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes peeked to recognise a stream request: its request line.
+const PEEK: usize = 512;
+/// The largest request head served here (actix-http's limit is 32 KiB, but
+/// stream requests carry little beyond a cookie or a token).
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+/// Stop taking frames from the body while this much waits for the socket;
+/// the stream's own queue then applies its lag rule.
+const HIGH_WATER: usize = 64 * 1024;
+
+/// The per-worker service a listener runs: each accepted connection goes
+/// to the lean stream loop or to actix-http, both in front of one instance
+/// of the App (`app`, built as `HttpServer` would build it).
+pub fn serve_connections<I, S, B>(
+    app: I,
+    local: SocketAddr,
+) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
+where
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<
+            Request,
+            Config = AppConfig,
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+        > + 'static,
+    S::InitError: fmt::Debug,
+    S::Service: 'static,
+    S::Future: 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    B: MessageBody + 'static,
+{
+    // What `HttpServer::listen` does: the App sees its listener's address
+    // as the host when a request names none, and errors become responses.
+    let app = map_config(app, move |()| {
+        AppConfig::__priv_test_new(false, local.to_string(), local)
+    })
+    .map(ServiceResponse::map_into_boxed_body)
+    .map_err(|err: actix_web::Error| err.error_response());
+    fn_factory(move || {
+        let app = app.new_service(());
+        async move {
+            let app = Rc::new(
+                app.await
+                    .map_err(|err| tracing::error!(?err, "the app did not start"))?,
+            );
+            let shared = Rc::clone(&app);
+            let actix = HttpService::build()
+                .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
+                .client_request_timeout(REQUEST_TIMEOUT)
+                .client_disconnect_timeout(DISCONNECT_TIMEOUT)
+                .h1_allow_half_closed(true)
+                .local_addr(local)
+                .finish(fn_factory(move || ready(Ok::<_, ()>(Rc::clone(&shared)))))
+                .tcp()
+                .new_service(())
+                .await?;
+            let actix = Rc::new(actix);
+            Ok(fn_service(move |io: TcpStream| {
+                let app = Rc::clone(&app);
+                let actix = Rc::clone(&actix);
+                async move {
+                    if opens_stream(&io).await {
+                        serve_stream(io, &*app).await;
+                    } else {
+                        // Boxed, so that a stream connection's task is not
+                        // sized for actix-http's dispatcher.
+                        let dispatch = Box::pin(actix.call(io));
+                        if let Err(err) = dispatch.await {
+                            tracing::debug!(%err, "connection ended with an error");
+                        }
+                    }
+                    Ok::<_, ()>(())
+                }
+            }))
+        }
+    })
+}
+
+/// Whether the connection's first request (peeked, not consumed) opens a
+/// stream. A request line split across packets falls to actix-http, which
+/// serves it as well, only with more memory.
+async fn opens_stream(io: &TcpStream) -> bool {
+    let mut line = [0u8; PEEK];
+    match tokio::time::timeout(REQUEST_TIMEOUT, io.peek(&mut line)).await {
+        Ok(Ok(n)) => is_stream_request(&line[..n]),
+        _ => false,
+    }
+}
+
+/// `GET <target> ` where the target is a stream endpoint.
+fn is_stream_request(head: &[u8]) -> bool {
+    let Some(rest) = head.strip_prefix(b"GET ") else {
+        return false;
+    };
+    let Some(end) = rest.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let target = &rest[..end];
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, &b""[..]),
+    };
+    match path {
+        b"/api/stream" | b"/.well-known/mercure" => true,
+        _ => {
+            path.starts_with(b"/v1/stream/")
+                && query.split(|&b| b == b'&').any(|pair| pair == b"live=sse")
+        }
+    }
+}
+
+/// One request on a lean connection, then close.
+async fn serve_stream<S>(mut io: TcpStream, app: &S)
+where
+    S: Service<Request, Error = HttpResponse>,
+    S::Response: Into<Response<BoxBody>>,
+{
+    let _ = io.set_nodelay(true);
+    let peer = io.peer_addr().ok();
+    // Chunked framing is HTTP/1.1's; an HTTP/1.0 client reads to the close.
+    let mut chunked = true;
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut io)).await {
+        Ok(Ok(mut request)) => {
+            request.head_mut().peer_addr = peer;
+            chunked = request.version() == Version::HTTP_11;
+            request
+        }
+        Ok(Err(Refusal::Gone)) => return,
+        Ok(Err(Refusal::Answer(err))) => {
+            let answer = err.error_response().map_into_boxed_body();
+            let _ = write_response(&mut io, answer.into(), chunked).await;
+            return;
+        }
+        Err(_elapsed) => {
+            let answer = HttpResponse::RequestTimeout().finish();
+            let _ = write_response(&mut io, answer.into(), chunked).await;
+            return;
+        }
+    };
+    // Boxed: the middleware chain's future is large and short-lived.
+    let answer = match Box::pin(app.call(request)).await {
+        Ok(answer) => answer.into(),
+        Err(answer) => answer.into(),
+    };
+    let _ = write_response(&mut io, answer, chunked).await;
+}
+
+/// Why no request came out of the connection.
+enum Refusal {
+    /// The client left (or the socket failed) before a whole head arrived.
+    Gone,
+    /// A malformed or oversized head: answered, then the connection closes.
+    Answer(ApiError),
+}
+
+/// Reads and parses the request head. The buffer is dropped on return.
+async fn read_request(io: &mut TcpStream) -> Result<Request, Refusal> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = io.read(&mut chunk).await.map_err(|_| Refusal::Gone)?;
+        if n == 0 {
+            return Err(Refusal::Gone);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => return to_request(&parsed),
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(Refusal::Answer(ApiError::bad_request(format!(
+                    "the request head is larger than {MAX_HEAD} bytes"
+                ))))
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Refusal::Answer(ApiError::bad_request(format!(
+                    "the request has more than {MAX_HEADERS} headers"
+                ))))
+            }
+            Err(err) => {
+                return Err(Refusal::Answer(ApiError::bad_request(format!(
+                    "malformed HTTP request: {err}"
+                ))))
+            }
+        }
+    }
+}
+
+fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
+    let malformed =
+        |what: &str| Refusal::Answer(ApiError::bad_request(format!("malformed {what}")));
+    let mut request = Request::new();
+    let head = request.head_mut();
+    head.method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
+        .map_err(|_| malformed("method"))?;
+    head.uri = parsed
+        .path
+        .unwrap_or_default()
+        .parse::<Uri>()
+        .map_err(|_| malformed("request target"))?;
+    head.version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    for h in parsed.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| malformed("header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| malformed("header value"))?;
+        head.headers.append(name, value);
+    }
+    Ok(request)
+}
+
+/// Writes the status line and headers, then the body: chunked when its
+/// length is unknown and the client speaks HTTP/1.1, else up to the close. Returns when the body ends, the client closes or a
+/// write fails.
+async fn write_response(
+    io: &mut TcpStream,
+    answer: Response<BoxBody>,
+    may_chunk: bool,
+) -> std::io::Result<()> {
+    let (head, body) = answer.into_parts();
+    let status = head.status();
+    let size = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        BodySize::None
+    } else {
+        body.size()
+    };
+    let mut out = Vec::with_capacity(512);
+    write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or("")
+    )?;
+    for (name, value) in head.headers().iter() {
+        if matches!(
+            *name,
+            header::CONNECTION | header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::DATE
+        ) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    write!(out, "date: {}\r\n", httpdate(chrono::Utc::now()))?;
+    out.extend_from_slice(b"connection: close\r\n");
+    let chunked = match size {
+        BodySize::None => false,
+        BodySize::Sized(n) => {
+            write!(out, "content-length: {n}\r\n")?;
+            false
+        }
+        BodySize::Stream if may_chunk => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            true
+        }
+        BodySize::Stream => false,
+    };
+    out.extend_from_slice(b"\r\n");
+    let body = if matches!(size, BodySize::None) {
+        None
+    } else {
+        Some(body)
+    };
+    let mut pump = Pump {
+        io,
+        body,
+        chunked,
+        out,
+        written: 0,
+    };
+    poll_fn(|cx| pump.poll(cx)).await
+}
+
+/// The body's frames on their way to the socket.
+struct Pump<'a> {
+    io: &'a mut TcpStream,
+    /// `None` once the body has ended (its last chunk is in `out`).
+    body: Option<BoxBody>,
+    chunked: bool,
+    /// Bytes not yet written, from `written` on. Freed whenever it drains,
+    /// so an idle stream holds no buffer.
+    out: Vec<u8>,
+    written: usize,
+}
+
+impl Pump<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            // Frames into the buffer, as many as are ready and fit.
+            let mut body_pending = false;
+            while let Some(body) = self.body.as_mut() {
+                if self.out.len() - self.written >= HIGH_WATER {
+                    break;
+                }
+                match Pin::new(body).poll_next(cx) {
+                    Poll::Ready(Some(Ok(bytes))) => self.frame(&bytes),
+                    Poll::Ready(Some(Err(err))) => {
+                        tracing::debug!(%err, "stream body failed");
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Ready(None) => {
+                        if self.chunked {
+                            self.out.extend_from_slice(b"0\r\n\r\n");
+                        }
+                        self.body = None;
+                    }
+                    Poll::Pending => {
+                        body_pending = true;
+                        break;
+                    }
+                }
+            }
+            // The buffer onto the socket.
+            let mut write_pending = false;
+            while self.written < self.out.len() {
+                match Pin::new(&mut *self.io).poll_write(cx, &self.out[self.written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
+                    Poll::Ready(Ok(n)) => self.written += n,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                    Poll::Pending => {
+                        write_pending = true;
+                        break;
+                    }
+                }
+            }
+            if self.written == self.out.len() {
+                self.out = Vec::new();
+                self.written = 0;
+                if self.body.is_none() {
+                    return Poll::Ready(Ok(()));
+                }
+            } else if self.written >= HIGH_WATER {
+                // A slow reader: keep the buffer from growing at its front.
+                self.out.drain(..self.written);
+                self.written = 0;
+            }
+            // A client that closes its side has left: end the stream now
+            // rather than at the next failed write.
+            if self.peer_closed(cx) {
+                return Poll::Ready(Ok(()));
+            }
+            // Wait only when the body or the socket will wake this task;
+            // otherwise (the buffer drained while the body was not polled)
+            // go round again.
+            if body_pending || write_pending {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Appends one body chunk, framed.
+    fn frame(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // An empty chunk would read as the end of a chunked body.
+            return;
+        }
+        if self.chunked {
+            let _ = write!(self.out, "{:x}\r\n", bytes.len());
+            self.out.extend_from_slice(bytes);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+
+    /// Reads (and drops) anything the client sends after its request;
+    /// true at end of file or on a read error.
+    fn peer_closed(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut scratch = [0u8; 256];
+        loop {
+            let mut read = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *self.io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => return true,
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return true,
+                Poll::Pending => return false,
+            }
+        }
+    }
+}
+
+/// An IMF-fixdate, as the `Date` header wants it.
+fn httpdate(now: chrono::DateTime<chrono::Utc>) -> impl fmt::Display {
+    now.format("%a, %d %b %Y %H:%M:%S GMT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_stream_request;
+
+    #[test]
+    fn recognises_stream_requests_by_their_request_line() {
+        for line in [
+            "GET /api/stream HTTP/1.1\r\n",
+            "GET /api/stream?channels=a&replay=0 HTTP/1.1\r\n",
+            "GET /.well-known/mercure?topic=x HTTP/1.1\r\n",
+            "GET /v1/stream/a/b?offset=-1&live=sse HTTP/1.1\r\n",
+        ] {
+            assert!(is_stream_request(line.as_bytes()), "{line}");
+        }
+        for line in [
+            "GET /api/streams HTTP/1.1\r\n",
+            "GET /api/stream-tickets HTTP/1.1\r\n",
+            "POST /api/stream HTTP/1.1\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\n",
+            "GET /v1/stream/a?offset=-1 HTTP/1.1\r\n",
+            "GET /v1/stream/a?live=long-poll HTTP/1.1\r\n",
+            "GET /v1/stream/a?xlive=sse HTTP/1.1\r\n",
+            "GET /api/features HTTP/1.1\r\n",
+            // The request line is not whole yet: actix-http serves it.
+            "GET /api/stream",
+            "GE",
+            "",
+        ] {
+            assert!(!is_stream_request(line.as_bytes()), "{line}");
+        }
+    }
+}
