@@ -108,7 +108,8 @@ where
                 let app = Rc::clone(&app);
                 let actix = Rc::clone(&actix);
                 async move {
-                    if opens_stream(&io).await {
+                    // Boxed: the peek buffer is not kept for the stream's life.
+                    if Box::pin(opens_stream(&io)).await {
                         serve_stream(io, &*app).await;
                     } else {
                         // Boxed, so that a stream connection's task is not
@@ -165,31 +166,21 @@ where
     S::Response: Into<Response<BoxBody>>,
 {
     let _ = io.set_nodelay(true);
-    let peer = io.peer_addr().ok();
-    // Chunked framing is HTTP/1.1's; an HTTP/1.0 client reads to the close.
-    let mut chunked = true;
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut io)).await {
-        Ok(Ok(mut request)) => {
-            request.head_mut().peer_addr = peer;
-            chunked = request.version() == Version::HTTP_11;
-            request
+    // The request phase and the app's call are boxed: their states are
+    // large and short-lived, and the stream's task would otherwise be sized
+    // for them for its whole life.
+    let (answer, chunked) = match Box::pin(take_request(&mut io)).await {
+        Ok(request) => {
+            // Chunked framing is HTTP/1.1's; an HTTP/1.0 client reads to
+            // the close.
+            let chunked = request.version() == Version::HTTP_11;
+            match Box::pin(app.call(request)).await {
+                Ok(answer) => (answer.into(), chunked),
+                Err(answer) => (answer.into(), chunked),
+            }
         }
-        Ok(Err(Refusal::Gone)) => return,
-        Ok(Err(Refusal::Answer(err))) => {
-            let answer = err.error_response().map_into_boxed_body();
-            let _ = write_response(&mut io, answer.into(), chunked).await;
-            return;
-        }
-        Err(_elapsed) => {
-            let answer = HttpResponse::RequestTimeout().finish();
-            let _ = write_response(&mut io, answer.into(), chunked).await;
-            return;
-        }
-    };
-    // Boxed: the middleware chain's future is large and short-lived.
-    let answer = match Box::pin(app.call(request)).await {
-        Ok(answer) => answer.into(),
-        Err(answer) => answer.into(),
+        Err(Refusal::Gone) => return,
+        Err(Refusal::Answer(answer)) => (answer, false),
     };
     let _ = write_response(&mut io, answer, chunked).await;
 }
@@ -198,8 +189,29 @@ where
 enum Refusal {
     /// The client left (or the socket failed) before a whole head arrived.
     Gone,
-    /// A malformed or oversized head: answered, then the connection closes.
-    Answer(ApiError),
+    /// A malformed, oversized or late head: this answer, then the close.
+    Answer(Response<BoxBody>),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(err: ApiError) -> Self {
+        Refusal::Answer(err.error_response().map_into_boxed_body().into())
+    }
+}
+
+/// The request head, within the request timeout, with the peer's address.
+async fn take_request(io: &mut TcpStream) -> Result<Request, Refusal> {
+    let peer = io.peer_addr().ok();
+    match tokio::time::timeout(REQUEST_TIMEOUT, read_request(io)).await {
+        Ok(Ok(mut request)) => {
+            request.head_mut().peer_addr = peer;
+            Ok(request)
+        }
+        Ok(Err(refusal)) => Err(refusal),
+        Err(_elapsed) => Err(Refusal::Answer(
+            HttpResponse::RequestTimeout().finish().into(),
+        )),
+    }
 }
 
 /// Reads and parses the request head. The buffer is dropped on return.
@@ -218,27 +230,26 @@ async fn read_request(io: &mut TcpStream) -> Result<Request, Refusal> {
             Ok(httparse::Status::Complete(_)) => return to_request(&parsed),
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
             Ok(httparse::Status::Partial) => {
-                return Err(Refusal::Answer(ApiError::bad_request(format!(
+                return Err(ApiError::bad_request(format!(
                     "the request head is larger than {MAX_HEAD} bytes"
-                ))))
+                ))
+                .into())
             }
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(Refusal::Answer(ApiError::bad_request(format!(
+                return Err(ApiError::bad_request(format!(
                     "the request has more than {MAX_HEADERS} headers"
-                ))))
+                ))
+                .into())
             }
             Err(err) => {
-                return Err(Refusal::Answer(ApiError::bad_request(format!(
-                    "malformed HTTP request: {err}"
-                ))))
+                return Err(ApiError::bad_request(format!("malformed HTTP request: {err}")).into())
             }
         }
     }
 }
 
 fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
-    let malformed =
-        |what: &str| Refusal::Answer(ApiError::bad_request(format!("malformed {what}")));
+    let malformed = |what: &str| Refusal::from(ApiError::bad_request(format!("malformed {what}")));
     let mut request = Request::new();
     let head = request.head_mut();
     head.method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes())
@@ -310,6 +321,9 @@ async fn write_response(
         BodySize::Stream => false,
     };
     out.extend_from_slice(b"\r\n");
+    // The head (its header map alone is ~3 KiB) is not kept for the
+    // stream's life.
+    drop(head);
     let body = if matches!(size, BodySize::None) {
         None
     } else {
