@@ -251,6 +251,11 @@ impl TestApp {
         self.client.get(self.url(path))
     }
 
+    /// `GET path` answered with JSON (any status), as a value.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Publishes one event as `session` (if any) and returns the stored event.
     pub async fn publish(
         &self,

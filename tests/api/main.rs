@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod client;
+mod connections;
 mod conversations;
 mod dashboard;
 mod durable;
