@@ -406,9 +406,11 @@ fn start_http_server(
             .configure(http::configure)
     };
     let local = listener.local_addr()?;
-    let mut server = Server::build()
+    let builder = Server::build();
+    let shutdown = builder.graceful_shutdown_signal();
+    let mut server = builder
         .listen("switchboard", listener, move || {
-            http::serve_connections(app(), local)
+            http::serve_connections(app(), local, shutdown.clone())
         })?
         .backlog(4096)
         .disable_signals()

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::{HttpService, KeepAlive, Request, Response};
+use actix_server::GracefulShutdownSignal;
 use actix_service::{
     fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
     ServiceFactoryExt as _,
@@ -63,6 +64,7 @@ const HIGH_WATER: usize = 64 * 1024;
 pub fn serve_connections<I, S, B>(
     app: I,
     local: SocketAddr,
+    shutdown: GracefulShutdownSignal,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()>
 where
     I: IntoServiceFactory<S, Request>,
@@ -87,6 +89,7 @@ where
     .map_err(|err: actix_web::Error| err.error_response());
     fn_factory(move || {
         let app = app.new_service(());
+        let shutdown = shutdown.clone();
         async move {
             let app = Rc::new(
                 app.await
@@ -99,6 +102,11 @@ where
                 .client_disconnect_timeout(DISCONNECT_TIMEOUT)
                 .h1_allow_half_closed(true)
                 .local_addr(local)
+                // Idle keep-alive connections close when the server stops.
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
                 .finish(fn_factory(move || ready(Ok::<_, ()>(Rc::clone(&shared)))))
                 .tcp()
                 .new_service(())
