@@ -47,6 +47,8 @@ use crate::error::ApiError;
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a closing stream connection drains what its client still sends.
+const LINGER: Duration = DISCONNECT_TIMEOUT;
 
 /// Bytes peeked to recognise a stream request: its request line.
 const PEEK: usize = 512;
@@ -191,6 +193,23 @@ where
         Err(Refusal::Answer(answer)) => (answer, false),
     };
     let _ = write_response(&mut io, answer, chunked).await;
+    Box::pin(linger_close(io)).await;
+}
+
+/// Ends a connection after its answer: FIN first, then whatever the client
+/// still sends (the rest of an oversized head, say) is read and dropped for
+/// a moment, so that closing with unread bytes does not send a reset that
+/// can discard the answer before the client reads it.
+async fn linger_close(mut io: TcpStream) {
+    use tokio::io::AsyncWriteExt as _;
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = [0u8; 1024];
+        while let Ok(1..) = io.read(&mut scratch).await {}
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Why no request came out of the connection.

@@ -418,6 +418,34 @@ async fn a_malformed_stream_request_head_is_a_json_400_and_harms_nothing() {
     assert_stream_head(&raw.head().await);
 }
 
+/// The server stops reading an oversized head at 16 KiB and answers; the
+/// client, which is still sending, must get that answer whole, not a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_stream_request_head_is_answered_whole_before_the_close() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        let mut raw = Raw::open(&app).await;
+        let mut request = b"GET /api/stream?channels=big HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+        request.extend(std::iter::repeat_n(b'y', 64 * 1024));
+        request.extend_from_slice(b"\r\n\r\n");
+        raw.send(&request).await;
+        let head = raw.head().await;
+        assert_eq!(head.status(), 400, "{head:?}");
+        assert_eq!(head.get("connection"), Some("close"), "{head:?}");
+        let body = raw.read_to_close(Duration::from_secs(3)).await;
+        assert_json_error(&head, &body, "bad_request");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("16384 bytes"),
+            "{error}"
+        );
+    }
+    assert_eq!(connected_clients(&app).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_socket_ends_the_stream_at_once() {
     // Keep-alive comments far away: only noticing the close can end it.
