@@ -412,7 +412,6 @@ fn start_http_server(
         .listen("switchboard", listener, move || {
             http::serve_connections(app(), local, shutdown.clone())
         })?
-        .backlog(4096)
         .disable_signals()
         .shutdown_timeout(2);
     if let Some(workers) = args.workers {

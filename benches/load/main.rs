@@ -240,12 +240,13 @@ impl Scenario {
             Scenario::DsAppend => "ds-append",
             Scenario::DsFanout => "ds-fanout",
             Scenario::DsCatchup => "ds-catchup",
-            Scenario::VsFlood => "vs-flood",
-            Scenario::VsFanout => "vs-fanout",
-            Scenario::VsFanout1000 => "vs-fanout-1000",
-            Scenario::VsFanout1000Fast => "vs-fanout-1000-fast",
-            Scenario::VsIdle => "vs-idle",
-            Scenario::VsReplay => "vs-replay",
+            // Named once, by the side-by-side module.
+            Scenario::VsFlood
+            | Scenario::VsFanout
+            | Scenario::VsFanout1000
+            | Scenario::VsFanout1000Fast
+            | Scenario::VsIdle
+            | Scenario::VsReplay => self.versus().expect("a vs-* scenario").name(),
         }
     }
 

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::{HttpService, KeepAlive, Request, Response};
@@ -35,12 +35,13 @@ use actix_service::{
     ServiceFactoryExt as _,
 };
 use actix_web::dev::{AppConfig, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue, HttpDate};
 use actix_web::http::{Method, StatusCode, Uri, Version};
 use actix_web::rt::net::TcpStream;
 use actix_web::{HttpResponse, ResponseError};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 
+use super::mercure::HUB_PATH;
 use crate::error::ApiError;
 
 /// actix-web's defaults, which the API's clients have relied on.
@@ -160,13 +161,10 @@ fn is_stream_request(head: &[u8]) -> bool {
         Some(at) => (&target[..at], &target[at + 1..]),
         None => (target, &b""[..]),
     };
-    match path {
-        b"/api/stream" | b"/.well-known/mercure" => true,
-        _ => {
-            path.starts_with(b"/v1/stream/")
-                && query.split(|&b| b == b'&').any(|pair| pair == b"live=sse")
-        }
-    }
+    path == b"/api/stream"
+        || path == HUB_PATH.as_bytes()
+        || (path.starts_with(b"/v1/stream/")
+            && query.split(|&b| b == b'&').any(|pair| pair == b"live=sse"))
 }
 
 /// One request on a lean connection, then close.
@@ -333,7 +331,7 @@ async fn write_response(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    write!(out, "date: {}\r\n", httpdate(chrono::Utc::now()))?;
+    write!(out, "date: {}\r\n", HttpDate::from(SystemTime::now()))?;
     out.extend_from_slice(b"connection: close\r\n");
     let chunked = match size {
         BodySize::None => false,
@@ -472,11 +470,6 @@ impl Pump<'_> {
             }
         }
     }
-}
-
-/// An IMF-fixdate, as the `Date` header wants it.
-fn httpdate(now: chrono::DateTime<chrono::Utc>) -> impl fmt::Display {
-    now.format("%a, %d %b %Y %H:%M:%S GMT")
 }
 
 #[cfg(test)]
