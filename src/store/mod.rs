@@ -29,6 +29,8 @@ pub use writer::{Answer, Committed, Reply, StoredAnswer, Tx, WeakWriter, Writer,
 
 use std::sync::Arc;
 
+use diesel::{QueryableByName, RunQueryDsl};
+
 /// Read access to the database through the connection pool. Reads run on
 /// tokio's blocking threads and see a consistent WAL snapshot each.
 #[derive(Clone)]
@@ -85,14 +87,53 @@ pub fn prune_direct(
     }
 }
 
-/// Copies committed WAL frames into the database file (a passive checkpoint:
-/// it waits for no one and nobody waits for it). Run periodically beside the
-/// writer, which does not checkpoint by itself.
+/// Copies committed WAL frames into the database file. Run periodically
+/// beside the writer, which does not checkpoint by itself.
+///
+/// A passive checkpoint waits for no one and nobody waits for it, but under
+/// steady writes it never lets the WAL start over: a commit lands while it
+/// copies, so the WAL is never wholly copied when the next write begins, and
+/// SQLite only rewinds a wholly copied WAL. The file would grow by every
+/// commit for as long as the writes go on (16 KiB per single-event commit),
+/// and each append lands on a page the kernel must allocate and zero. So
+/// once the WAL holds more than `WAL_RESTART_FRAMES`, a restart checkpoint
+/// follows: it holds writes back while it copies what the passive one left
+/// (a few pages) and waits at most `RESTART_WAIT` for readers of the old
+/// frames; the next commit then writes the WAL from its start again, over
+/// pages already in memory.
 pub fn checkpoint(conn: &mut DbConn) -> Result<(), StoreError> {
     use diesel::connection::SimpleConnection;
-    if conn.is_postgres() {
+    #[derive(QueryableByName)]
+    struct Progress {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        log: i32,
+    }
+    let DbConn::Sqlite(conn) = conn else {
+        return Ok(());
+    };
+    let passive: Progress = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
+    if passive.log <= WAL_RESTART_FRAMES {
         return Ok(());
     }
-    conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?;
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {};",
+        RESTART_WAIT.as_millis()
+    ))?;
+    let restarted =
+        diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<Progress>(conn);
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {};",
+        db::BUSY_TIMEOUT.as_millis()
+    ))?;
+    restarted?;
     Ok(())
 }
+
+/// The WAL size (in frames of one page) above which a checkpoint makes it
+/// start over: SQLite's own automatic checkpoint threshold, ~4 MiB.
+const WAL_RESTART_FRAMES: i32 = 1000;
+
+/// How long a restart checkpoint waits for the writer's batch or a reader;
+/// the writer waits as long at most. When it gives up the next period tries
+/// again.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(20);

@@ -23,6 +23,7 @@ mod scale_out;
 mod scopes;
 mod security;
 mod smoke;
+mod storage;
 mod stream;
 mod work_items;
 mod writer;
