@@ -94,6 +94,7 @@ where
         let app = app.new_service(());
         let shutdown = shutdown.clone();
         async move {
+            crate::hub::wake::install_on_this_thread();
             let app = Rc::new(
                 app.await
                     .map_err(|err| tracing::error!(?err, "the app did not start"))?,
