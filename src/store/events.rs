@@ -13,6 +13,7 @@ use diesel::sql_types::Bool;
 use serde_json::value::RawValue;
 
 use super::error::stored_time;
+use super::pg::{self, Notify};
 use super::schema::{events, log_state, sqlite_sequence};
 use super::StoreError;
 use crate::domain::{ChannelPattern, Event, EventId, NewEvent, StreamFilter, Timestamp};
@@ -98,49 +99,48 @@ pub fn numbered(event: &NewEvent, id: EventId, now: Timestamp) -> Event {
     }
 }
 
-/// Rows per `INSERT` statement: 9 parameters each stays far below both
-/// backends' limits on parameters per statement.
-const INSERT_ROWS: usize = 256;
-
-/// Inserts numbered events (from `numbered`), many rows per statement: one
-/// round trip for a whole group commit on PostgreSQL. `created_at` is the
-/// batch's time as stored, formatted once.
-pub fn insert(conn: &mut DbConn, batch: &[Event], created_at: &str) -> Result<(), StoreError> {
-    for chunk in batch.chunks(INSERT_ROWS) {
-        let rows: Vec<NewEventRow<'_>> = chunk
-            .iter()
-            .map(|event| NewEventRow {
-                id: event.id.get(),
-                channel: &event.channel,
-                event_type: &event.event_type,
-                resource_type: event.resource_type.as_deref(),
-                resource_id: event.resource_id.as_deref(),
-                agent_id: &event.agent_id,
-                session_id: event.session_id.as_deref(),
-                created_at,
-                payload: event.payload.get(),
-            })
-            .collect();
-        match conn {
-            // In-process: a cached one-row statement per event costs less
-            // than preparing a new multi-row one per batch.
-            DbConn::Sqlite(conn) => {
-                for row in &rows {
-                    diesel::insert_into(events::table)
-                        .values(row)
-                        .execute(conn)?;
-                }
-            }
-            // One round trip per chunk (multi-row inserts exist per
-            // backend, not on the multi-backend connection).
-            DbConn::Pg(conn) => {
+/// Inserts numbered events (from `numbered`). `created_at` is the batch's
+/// time as stored, formatted once. On PostgreSQL the whole batch is one
+/// statement, which also sends `notify` (see `pg::insert_events`).
+pub fn insert(
+    conn: &mut DbConn,
+    batch: &[Event],
+    created_at: &str,
+    notify: Option<&Notify<'_>>,
+) -> Result<(), StoreError> {
+    match conn {
+        // In-process: a cached one-row statement per event costs less than
+        // preparing a new multi-row one per batch.
+        DbConn::Sqlite(conn) => {
+            for event in batch {
                 diesel::insert_into(events::table)
-                    .values(&rows)
+                    .values(NewEventRow {
+                        id: event.id.get(),
+                        channel: &event.channel,
+                        event_type: &event.event_type,
+                        resource_type: event.resource_type.as_deref(),
+                        resource_id: event.resource_id.as_deref(),
+                        agent_id: &event.agent_id,
+                        session_id: event.session_id.as_deref(),
+                        created_at,
+                        payload: event.payload.get(),
+                    })
                     .execute(conn)?;
             }
         }
+        DbConn::Pg(conn) => pg::insert_events(conn, batch, created_at, notify)?,
     }
     Ok(())
+}
+
+/// Sends `notify` on its own (PostgreSQL).
+pub fn notify(conn: &mut DbConn, notify: &Notify<'_>) -> Result<(), StoreError> {
+    let DbConn::Pg(conn) = conn else {
+        return Err(StoreError::Corrupt(
+            "a PostgreSQL notification on SQLite".into(),
+        ));
+    };
+    Ok(pg::notify(conn, notify)?)
 }
 
 /// PostgreSQL's head and the newest event's time, in one round trip (a
@@ -148,27 +148,14 @@ pub fn insert(conn: &mut DbConn, batch: &[Event], created_at: &str) -> Result<()
 /// newest visible id, or, when retention deleted every row, the highest id
 /// it deleted.
 pub fn head_and_newest_pg(conn: &mut DbConn) -> Result<(EventId, Option<Timestamp>), StoreError> {
-    #[derive(QueryableByName)]
-    struct Start {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        head: i64,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-        newest: Option<String>,
-    }
     let DbConn::Pg(pg) = conn else {
         return Err(StoreError::Corrupt("a PostgreSQL query on SQLite".into()));
     };
-    let start: Start = diesel::sql_query(
-        "SELECT GREATEST(COALESCE((SELECT max(id) FROM events), 0), \
-                (SELECT COALESCE(max(pruned_through), 0) FROM log_state)) AS head, \
-                (SELECT created_at FROM events ORDER BY id DESC LIMIT 1) AS newest",
-    )
-    .get_result(pg)?;
-    let newest = start
-        .newest
+    let (head, newest) = pg::head_and_newest(pg)?;
+    let newest = newest
         .map(|text| stored_time(&text, || "the newest event".into()))
         .transpose()?;
-    Ok((EventId::from_stored(start.head), newest))
+    Ok((EventId::from_stored(head), newest))
 }
 
 /// Where the log stands.

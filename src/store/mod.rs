@@ -14,6 +14,7 @@ pub mod files;
 mod idempotency;
 pub mod listen;
 pub mod mercure;
+mod pg;
 pub mod presence;
 mod schema;
 pub mod scratch;

@@ -90,11 +90,43 @@ impl BatchLog {
 
     /// Inserts the events up to `upto` not inserted yet.
     fn insert(&mut self, conn: &mut DbConn, now_text: &str, upto: usize) -> Result<(), StoreError> {
+        self.insert_notifying(conn, now_text, upto, None)
+    }
+
+    /// `insert`, the statement also sending `notify` (PostgreSQL).
+    fn insert_notifying(
+        &mut self,
+        conn: &mut DbConn,
+        now_text: &str,
+        upto: usize,
+        notify: Option<&super::pg::Notify<'_>>,
+    ) -> Result<(), StoreError> {
         if upto > self.inserted {
-            events::insert(conn, &self.events[self.inserted..upto], now_text)?;
+            events::insert(conn, &self.events[self.inserted..upto], now_text, notify)?;
             self.inserted = upto;
         }
         Ok(())
+    }
+
+    /// Inserts what is left and, on PostgreSQL, tells the other nodes of the
+    /// batch's last id (`NOTIFY`, delivered at COMMIT): in the same statement
+    /// as the insert when one is left, else on its own.
+    fn finish(&mut self, conn: &mut DbConn, now_text: &str) -> Result<(), StoreError> {
+        let all = self.events.len();
+        let Some(last) = self.events.last().map(|event| event.id.to_string()) else {
+            return Ok(());
+        };
+        if !conn.is_postgres() {
+            return self.insert(conn, now_text, all);
+        }
+        let notify = super::pg::Notify {
+            channel: NOTIFY_CHANNEL,
+            payload: &last,
+        };
+        if all > self.inserted {
+            return self.insert_notifying(conn, now_text, all, Some(&notify));
+        }
+        events::notify(conn, &notify)
     }
 }
 
@@ -464,7 +496,6 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
         let (now, head) = batch_start(conn)?;
         before = conn.is_postgres().then_some(head);
         let log = run_jobs(conn, batch, now, head, &mut results)?;
-        notify_nodes(conn, &log.events)?;
         Ok(log.events)
     });
     let events = match committed {
@@ -548,21 +579,8 @@ fn run_jobs(
         }
         results.push(result);
     }
-    let all = log.events.len();
-    log.insert(conn, &now_text, all)?;
+    log.finish(conn, &now_text)?;
     Ok(log)
-}
-
-/// On PostgreSQL: `NOTIFY` with the batch's last id, delivered to every
-/// node at COMMIT.
-fn notify_nodes(conn: &mut DbConn, events: &[Event]) -> Result<(), StoreError> {
-    if !conn.is_postgres() {
-        return Ok(());
-    }
-    if let Some(last) = events.last() {
-        conn.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}, '{}'", last.id))?;
-    }
-    Ok(())
 }
 
 /// Hands the committed events to the hub; per event, how many streams got it.
