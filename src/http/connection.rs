@@ -94,7 +94,6 @@ where
         let app = app.new_service(());
         let shutdown = shutdown.clone();
         async move {
-            crate::hub::wake::install_on_this_thread();
             let app = Rc::new(
                 app.await
                     .map_err(|err| tracing::error!(?err, "the app did not start"))?,

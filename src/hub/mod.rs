@@ -16,7 +16,6 @@
 mod frame;
 mod index;
 mod queue;
-pub mod wake;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +30,6 @@ pub use frame::{
 use index::ChannelIndex;
 pub use queue::FrameQueue;
 use queue::Pushed;
-use wake::{WakeGroup, Wakes};
 
 use crate::domain::mercure::Update;
 use crate::domain::{Event, EventId, PresenceChange, StreamFilter, Timestamp};
@@ -45,9 +43,6 @@ struct Subscriber {
     last_pushed: EventId,
     session: Option<SessionKey>,
     framing: Framing,
-    /// The worker thread the stream lives on, which wakes it (`None`: woken
-    /// directly).
-    wake_group: Option<Arc<WakeGroup>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -220,7 +215,6 @@ impl Hub {
                 last_pushed: head_id,
                 session,
                 framing,
-                wake_group: wake::this_thread(),
             },
         );
         Registration { id, queue, head_id }
@@ -294,7 +288,6 @@ impl Hub {
         } = &mut *state;
         let mut counts = Vec::with_capacity(events.len());
         let mut lagged = 0u64;
-        let mut wakes = Wakes::default();
         let mut candidates = Vec::new();
         for (event, bytes) in events.iter().zip(frames) {
             if event.id <= *head_id {
@@ -356,9 +349,6 @@ impl Hub {
                     Pushed::Queued => delivered += 1,
                     Pushed::Full => lagged += 1,
                 }
-                if let Some(waker) = subscriber.queue.take_waker() {
-                    wakes.add(subscriber.wake_group.as_ref(), waker);
-                }
             }
             counts.push(delivered);
             if recent_deliveries.len() == RECENT_DELIVERIES {
@@ -367,7 +357,6 @@ impl Hub {
             recent_deliveries.push_back((event.id, delivered));
         }
         drop(state);
-        wakes.send();
         self.counters
             .events_published
             .fetch_add(events.len() as u64, Ordering::Relaxed);

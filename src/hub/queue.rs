@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
 
@@ -42,24 +42,20 @@ impl FrameQueue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `frame` unless `capacity` frames wait already. The stream is
-    /// not woken here: the hub takes its waker (`take_waker`) and wakes it
-    /// once the whole batch is pushed.
+    /// Queues `frame` unless `capacity` frames wait already; wakes the
+    /// stream.
     pub(super) fn push(&self, frame: Frame, capacity: usize) -> Pushed {
         let mut frames = self.lock();
         if frames.len() >= capacity {
             drop(frames);
             self.lagged.store(true, Ordering::Release);
+            self.waker.wake();
             return Pushed::Full;
         }
         frames.push_back(frame);
+        drop(frames);
+        self.waker.wake();
         Pushed::Queued
-    }
-
-    /// The waiting stream's waker, if it is waiting (taken: the next
-    /// `ready` registers again).
-    pub(super) fn take_waker(&self) -> Option<Waker> {
-        self.waker.take()
     }
 
     pub fn is_lagged(&self) -> bool {
