@@ -272,13 +272,27 @@ fn assert_stream_head(head: &Head) {
     );
 }
 
-/// The event published as (id, data) arrived as one SSE event.
-fn assert_is_event(event: &SseEvent, id: i64, data: &Value) {
+/// Publishes a `note` with `data` on `channel` (as another session) and
+/// asserts that it arrives on `raw` as one SSE event, read with `framing`.
+/// Returns its id.
+async fn publish_and_read(
+    app: &TestApp,
+    raw: &mut Raw,
+    framing: &mut Framing,
+    channel: &str,
+    data: Value,
+) -> i64 {
+    let published = app
+        .publish(channel, "note", data.clone(), Some("writer"))
+        .await;
+    let id = published["id"].as_i64().unwrap();
+    let event = raw.next_event(framing).await;
     assert_eq!(event.id_number(), Some(id), "{event:?}");
     assert_eq!(event.event, "note", "{event:?}");
     let json = event.json().expect("the data line is JSON");
     assert_eq!(json["id"], id, "{json}");
-    assert_eq!(&json["payload"], data, "{json}");
+    assert_eq!(json["payload"], data, "{json}");
+    id
 }
 
 /// `connected_clients` in `/api/stats`.
@@ -322,14 +336,9 @@ async fn an_http_1_1_stream_is_chunked_and_closed_after_it() {
     assert_stream_head(&head);
     assert_eq!(head.get("transfer-encoding"), Some("chunked"), "{head:?}");
 
-    let data = json!({"text": "over a raw socket", "n": 11});
-    let published = app
-        .publish("raw11", "note", data.clone(), Some("writer"))
-        .await;
-    let id = published["id"].as_i64().unwrap();
     let mut framing = Framing::chunked();
-    let event = raw.next_event(&mut framing).await;
-    assert_is_event(&event, id, &data);
+    let data = json!({"text": "over a raw socket", "n": 11});
+    publish_and_read(&app, &mut raw, &mut framing, "raw11", data).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,14 +351,9 @@ async fn an_http_1_0_stream_is_raw_sse_up_to_the_close() {
     assert_stream_head(&head);
     assert_eq!(head.get("transfer-encoding"), None, "{head:?}");
 
-    let data = json!({"text": "no chunks", "n": 10});
-    let published = app
-        .publish("raw10", "note", data.clone(), Some("writer"))
-        .await;
-    let id = published["id"].as_i64().unwrap();
     let mut framing = Framing::plain();
-    let event = raw.next_event(&mut framing).await;
-    assert_is_event(&event, id, &data);
+    let data = json!({"text": "no chunks", "n": 10});
+    let id = publish_and_read(&app, &mut raw, &mut framing, "raw10", data).await;
 
     // Every byte of the body is SSE: no chunk-size line, no chunk CRLF.
     let Framing::Plain { text, .. } = &framing else {
