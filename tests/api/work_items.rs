@@ -741,8 +741,17 @@ async fn a_snapshot_plus_its_cursor_plus_the_stream_ends_with_exactly_the_server
         .await;
     writer.await.unwrap();
 
-    // Drain until the stream has caught up with the log's head.
-    let head = app.all_events().await.last().unwrap()["id"]
+    // Drain until the stream has caught up with the newest event it can
+    // get: the log's last `features` event. The log's head may be another
+    // channel's (opening the stream records `session_joined` on `presence`,
+    // last when the writer finished first).
+    let head = app
+        .all_events()
+        .await
+        .iter()
+        .rev()
+        .find(|event| event["channel"] == "features")
+        .unwrap()["id"]
         .as_i64()
         .unwrap();
     let mut last = cursor.parse::<i64>().unwrap();
