@@ -142,7 +142,7 @@ pub fn load(conn: &mut DbConn, id: &ResourceId) -> Result<Option<Conversation>, 
     conversations::table
         .find(id.as_str())
         .select(ConversationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(ConversationRow::into_conversation)
         .transpose()
@@ -229,7 +229,7 @@ pub fn load_message(
         .find(id.as_str())
         .filter(messages::conversation_id.eq(conversation_id.as_str()))
         .select(MessageRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(MessageRow::into_message)
         .transpose()

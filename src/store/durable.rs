@@ -44,7 +44,7 @@ pub fn get(conn: &mut DbConn, path: &str) -> Result<Option<StreamRow>, StoreErro
     Ok(ds_streams::table
         .find(path)
         .select(StreamRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -155,7 +155,7 @@ pub fn producer(
     let row: Option<(i64, i64)> = ds_producers::table
         .find((path, id))
         .select((ds_producers::epoch, ds_producers::last_seq))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(row.map(|(epoch, last_seq)| ProducerState { epoch, last_seq }))
 }

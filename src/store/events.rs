@@ -176,7 +176,7 @@ pub fn head_id(conn: &mut DbConn) -> Result<EventId, StoreError> {
     let seq: Option<i64> = sqlite_sequence::table
         .filter(sqlite_sequence::name.eq("events"))
         .select(sqlite_sequence::seq)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(seq.map_or(EventId::ZERO, EventId::from_stored))
 }
@@ -184,7 +184,7 @@ pub fn head_id(conn: &mut DbConn) -> Result<EventId, StoreError> {
 pub fn pruned_through(conn: &mut DbConn) -> Result<EventId, StoreError> {
     let watermark: Option<i64> = log_state::table
         .select(log_state::pruned_through)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(watermark.map_or(EventId::ZERO, EventId::from_stored))
 }
@@ -192,7 +192,7 @@ pub fn pruned_through(conn: &mut DbConn) -> Result<EventId, StoreError> {
 pub fn position(conn: &mut DbConn) -> Result<LogPosition, StoreError> {
     let head_id = head_id(conn)?;
     let pruned_through = pruned_through(conn)?;
-    let oldest: Option<i64> = events::table.select(min(events::id)).first(conn)?;
+    let oldest: Option<i64> = events::table.select(min(events::id)).get_result(conn)?;
     Ok(LogPosition {
         head_id,
         pruned_through,
@@ -403,7 +403,7 @@ pub fn find(conn: &mut DbConn, id: EventId) -> Result<Option<Event>, StoreError>
     events::table
         .find(id.get())
         .select(EventRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Event::try_from)
         .transpose()

@@ -96,7 +96,7 @@ pub fn load(conn: &mut DbConn, stable_id: &ResourceId) -> Result<Option<SharedFi
     files::table
         .find(stable_id.as_str())
         .select(FileRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(FileRow::into_file)
         .transpose()
@@ -191,7 +191,7 @@ pub fn version(
             file_versions::saved_by,
             file_versions::content,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     row.map(|(version, saved_at, saved_by, content)| {
         Ok((

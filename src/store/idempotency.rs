@@ -67,7 +67,7 @@ pub fn lookup(
             idempotency_keys::response_body,
             idempotency_keys::etag,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     match found {
         None => Ok(None),

@@ -31,7 +31,7 @@ pub fn find(conn: &mut DbConn, update_id: &str) -> Result<Option<EventId>, Store
     let id: Option<i64> = mercure_updates::table
         .filter(mercure_updates::update_id.eq(update_id))
         .select(mercure_updates::event_id)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(id.map(EventId::from_stored))
 }

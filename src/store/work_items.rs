@@ -181,7 +181,7 @@ pub fn load(conn: &mut DbConn, id: &ResourceId) -> Result<Option<WorkItem>, Stor
     let row: Option<WorkItemRow> = work_items::table
         .find(id.as_str())
         .select(WorkItemRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     match row {
         None => Ok(None),
