@@ -87,7 +87,8 @@ fn principal_of(req: &ServiceRequest, auth: &Auth) -> Result<Principal, ApiError
 }
 
 fn gate(req: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
-    let demand = routes().demand(req.method(), req.match_pattern().as_deref(), req.uri());
+    let route = super::middleware::matched_route(req.request());
+    let demand = routes().demand(req.method(), route.as_deref(), req.uri());
     if demand == Demand::Refused {
         return Err(DomainError::Forbidden(
             "no route declares what this request needs, so it is refused".to_owned(),

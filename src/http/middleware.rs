@@ -11,6 +11,23 @@ use actix_web::middleware::Next;
 
 use crate::error::ApiError;
 
+/// The route pattern the router gives a request to (`None`: no route),
+/// found once per request and kept in its extensions. actix-web answers
+/// `match_pattern` by walking its whole resource map, a regex per resource,
+/// each time it is asked; the request log, the gate and the metrics all ask.
+#[derive(Clone)]
+struct MatchedRoute(Option<std::rc::Rc<str>>);
+
+pub fn matched_route(request: &actix_web::HttpRequest) -> Option<std::rc::Rc<str>> {
+    use actix_web::HttpMessage;
+    if let Some(MatchedRoute(route)) = request.extensions().get::<MatchedRoute>() {
+        return route.clone();
+    }
+    let route: Option<std::rc::Rc<str>> = request.match_pattern().map(Into::into);
+    request.extensions_mut().insert(MatchedRoute(route.clone()));
+    route
+}
+
 /// Records each request's latency by route pattern (not by raw path, so ids
 /// do not explode the label set).
 pub async fn measure_request(
@@ -20,12 +37,9 @@ pub async fn measure_request(
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
     let response = next.call(req).await?;
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = matched_route(response.request());
     crate::metrics::record_request(
-        &route,
+        route.as_deref().unwrap_or("unmatched"),
         &method,
         response.status().as_u16(),
         started.elapsed(),
@@ -86,14 +100,12 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             .get::<tracing_actix_web::RequestId>()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| request.path().to_owned());
+        let route = matched_route(request.request());
         tracing::info_span!(
             "request",
             request_id = %request_id,
             method = %request.method(),
-            route = %route,
+            route = %route.as_deref().unwrap_or(request.path()),
             agent_id = %header_or_query(request, "X-Agent-ID", "agent_id"),
             session_id = %header_or_query(request, "X-Session-ID", "session_id"),
             status = tracing::field::Empty,
