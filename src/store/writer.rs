@@ -113,12 +113,12 @@ impl BatchLog {
     /// as the insert when one is left, else on its own.
     fn finish(&mut self, conn: &mut DbConn, now_text: &str) -> Result<(), StoreError> {
         let all = self.events.len();
-        let Some(last) = self.events.last().map(|event| event.id.to_string()) else {
-            return Ok(());
-        };
         if !conn.is_postgres() {
             return self.insert(conn, now_text, all);
         }
+        let Some(last) = self.events.last().map(|event| event.id.to_string()) else {
+            return Ok(());
+        };
         let notify = super::pg::Notify {
             channel: NOTIFY_CHANNEL,
             payload: &last,
