@@ -133,14 +133,20 @@ pub fn insert(
     Ok(())
 }
 
+/// The PostgreSQL connection behind `conn`; a PostgreSQL-only statement on
+/// SQLite is a bug in the caller.
+fn postgres(conn: &mut DbConn) -> Result<&mut diesel::PgConnection, StoreError> {
+    match conn {
+        DbConn::Pg(pg) => Ok(pg),
+        DbConn::Sqlite(_) => Err(StoreError::Corrupt(
+            "a PostgreSQL statement on SQLite".into(),
+        )),
+    }
+}
+
 /// Sends `notify` on its own (PostgreSQL).
 pub fn notify(conn: &mut DbConn, notify: &Notify<'_>) -> Result<(), StoreError> {
-    let DbConn::Pg(conn) = conn else {
-        return Err(StoreError::Corrupt(
-            "a PostgreSQL notification on SQLite".into(),
-        ));
-    };
-    Ok(pg::notify(conn, notify)?)
+    Ok(pg::notify(postgres(conn)?, notify)?)
 }
 
 /// PostgreSQL's head and the newest event's time, in one round trip (a
@@ -148,10 +154,7 @@ pub fn notify(conn: &mut DbConn, notify: &Notify<'_>) -> Result<(), StoreError> 
 /// newest visible id, or, when retention deleted every row, the highest id
 /// it deleted.
 pub fn head_and_newest_pg(conn: &mut DbConn) -> Result<(EventId, Option<Timestamp>), StoreError> {
-    let DbConn::Pg(pg) = conn else {
-        return Err(StoreError::Corrupt("a PostgreSQL query on SQLite".into()));
-    };
-    let (head, newest) = pg::head_and_newest(pg)?;
+    let (head, newest) = pg::head_and_newest(postgres(conn)?)?;
     let newest = newest
         .map(|text| stored_time(&text, || "the newest event".into()))
         .transpose()?;
