@@ -9,21 +9,60 @@
 //!
 //! The follower wakes on `NOTIFY` (sent by every commit with events; its
 //! payload, the commit's last id, lets it skip reading when the hub is already
-//! past it, as for the node's own commits), on its own writer's request, and
+//! past it or when it is the node's own commit, which the writer publishes),
+//! on its own writer's request (`Prompts`), and
 //! on a timer, so a lost notification (the LISTEN connection dropped) costs
 //! latency, never an event. Events are read by id from the hub's head, so
 //! notifications that arrive late, out of order or coalesced change nothing.
 //! Reads that fail (the database is gone) are retried; the node catches up
 //! as soon as it can read again.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
+use crate::domain::EventId;
 use crate::hub::Hub;
 use crate::store::listen::{Announced, Listener};
 use crate::store::{events, Store};
+
+/// What this node's writer tells its follower.
+#[derive(Debug, Default)]
+pub struct Prompts {
+    /// Read the log now: a commit could not be published directly.
+    wake: Notify,
+    /// The last id of the batch the writer is committing (0: none). Its
+    /// `NOTIFY` comes back to this node too, often before the writer has
+    /// published the batch; the follower then leaves it to the writer
+    /// instead of reading the batch back from the log.
+    committing: AtomicI64,
+}
+
+impl Prompts {
+    /// The writer is about to commit a batch ending at `last`.
+    pub fn committing(&self, last: EventId) {
+        self.committing.store(last.get(), Ordering::SeqCst);
+    }
+
+    /// The batch announced by `committing` is settled: published by the
+    /// writer, or (`read_log`) left to the follower to read from the log.
+    pub fn settled(&self, read_log: bool) {
+        self.committing.store(0, Ordering::SeqCst);
+        if read_log {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A notification through `last_id` is already published, or is this
+    /// node's own commit, which its writer publishes (or settles with
+    /// `read_log`).
+    fn covered(&self, last_id: EventId, hub: &Hub) -> bool {
+        // In this order: the writer publishes, then clears `committing`.
+        last_id.get() <= self.committing.load(Ordering::SeqCst) || last_id <= hub.head_id()
+    }
+}
 
 /// Events read from the log per query.
 const PAGE: i64 = 2000;
@@ -41,7 +80,7 @@ pub fn spawn(
     url: String,
     store: Store,
     hub: Arc<Hub>,
-    wake: Arc<Notify>,
+    prompts: Arc<Prompts>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
@@ -89,16 +128,17 @@ pub fn spawn(
                         None => std::future::pending().await,
                     }
                 } => match heard {
-                    // This node's own commit, already published by its
-                    // writer, or one the follower already read: nothing new.
-                    Some(Announced::Through(last_id)) => read_log = last_id > hub.head_id(),
+                    // This node's own commit (published, or about to be,
+                    // by its writer) or one the follower already read:
+                    // nothing new.
+                    Some(Announced::Through(last_id)) => read_log = !prompts.covered(last_id, &hub),
                     Some(Announced::Unknown) => {}
                     None => {
                         tracing::warn!("lost the LISTEN connection; reconnecting");
                         listener = None;
                     }
                 },
-                _ = wake.notified() => {}
+                _ = prompts.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.changed() => return,
             }

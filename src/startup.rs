@@ -16,12 +16,14 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::Auth;
 use crate::cluster::{self, Node};
 use crate::config::ServeArgs;
+use crate::domain::{Event, EventId};
 use crate::http::middleware::RequestSpan;
 use crate::http::{self, middleware, AppState, StreamSettings};
 use crate::hub::Hub;
 use crate::periodic::spawn_periodic;
 use crate::store::{
-    self, events, open_pool, run_migrations, DatabaseUrl, Store, Writer, WriterConfig,
+    self, events, open_pool, run_migrations, CommitListener, DatabaseUrl, Store, Writer,
+    WriterConfig,
 };
 
 /// Events deleted per retention transaction.
@@ -211,20 +213,13 @@ fn start_writer(
     store: &Store,
     hub: &Arc<Hub>,
 ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
-    let publisher = hub.clone();
-    let follower_wake = Arc::new(tokio::sync::Notify::new());
-    let wake = follower_wake.clone();
+    let prompts = Arc::new(crate::follow::Prompts::default());
     let started = Writer::start(
         url,
         writer_config(url),
-        Arc::new(move |before, committed| match before {
-            None => publisher.publish(committed),
-            Some(before) => publisher
-                .publish_after(before, committed)
-                .unwrap_or_else(|| {
-                    wake.notify_one();
-                    vec![0; committed.len()]
-                }),
+        Arc::new(NodePublisher {
+            hub: hub.clone(),
+            prompts: prompts.clone(),
         }),
     )?;
     if let DatabaseUrl::Postgres { url } = url {
@@ -232,11 +227,37 @@ fn start_writer(
             url.clone(),
             store.clone(),
             hub.clone(),
-            follower_wake,
+            prompts,
             hub.shutdown_signal(),
         );
     }
     Ok(started)
+}
+
+/// Hands the writer's commits to the hub; on PostgreSQL, tells the follower
+/// which commit is the node's own and which it must read from the log.
+struct NodePublisher {
+    hub: Arc<Hub>,
+    prompts: Arc<crate::follow::Prompts>,
+}
+
+impl CommitListener for NodePublisher {
+    fn committed(&self, before: Option<EventId>, events: &[&Event]) -> Vec<usize> {
+        let Some(before) = before else {
+            return self.hub.publish(events);
+        };
+        let published = self.hub.publish_after(before, events);
+        self.prompts.settled(published.is_none());
+        published.unwrap_or_else(|| vec![0; events.len()])
+    }
+
+    fn committing(&self, last: EventId) {
+        self.prompts.committing(last);
+    }
+
+    fn commit_failed(&self) {
+        self.prompts.settled(true);
+    }
 }
 
 /// With PostgreSQL this process becomes a node of the cluster (heartbeat,

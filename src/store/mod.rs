@@ -26,7 +26,9 @@ pub use db::{transaction, write_transaction, TxMode};
 pub use error::StoreError;
 pub use events::{EventQuery, LogPosition, Order};
 pub use idempotency::IdempotencyClaim;
-pub use writer::{Answer, Committed, Reply, StoredAnswer, Tx, WeakWriter, Writer, WriterConfig};
+pub use writer::{
+    Answer, CommitListener, Committed, Reply, StoredAnswer, Tx, WeakWriter, Writer, WriterConfig,
+};
 
 use std::sync::Arc;
 

@@ -264,11 +264,35 @@ fn stored_answer<T: Answer>(value: &T) -> Result<StoredAnswer, StoreError> {
     value.to_stored()
 }
 
-/// Called with the events of each committed batch, in id order; returns, per
-/// event, how many streams it was handed to. On PostgreSQL the first argument
-/// is the log's head when the batch took the write lock: every id up to it
-/// was committed before, every id above it belongs to this batch.
-pub type OnCommit = Arc<dyn Fn(Option<EventId>, &[&Event]) -> Vec<usize> + Send + Sync>;
+/// What the writer tells the node about its batches (the node hands them to
+/// its hub).
+pub trait CommitListener: Send + Sync {
+    /// Called with the events of each committed batch, in id order; returns,
+    /// per event, how many streams it was handed to. On PostgreSQL `before`
+    /// is the log's head when the batch took the write lock: every id up to
+    /// it was committed before, every id above it belongs to this batch.
+    fn committed(&self, before: Option<EventId>, events: &[&Event]) -> Vec<usize>;
+
+    /// On PostgreSQL, just before the COMMIT of a batch whose events end at
+    /// `last`: the `NOTIFY` that COMMIT sends is this node's own, and
+    /// `committed` (or `commit_failed`) follows.
+    fn committing(&self, _last: EventId) {}
+
+    /// The COMMIT announced by `committing` failed. Its events may be in the
+    /// log all the same (a connection lost while COMMIT was on its way).
+    fn commit_failed(&self) {}
+}
+
+impl<F> CommitListener for F
+where
+    F: Fn(Option<EventId>, &[&Event]) -> Vec<usize> + Send + Sync,
+{
+    fn committed(&self, before: Option<EventId>, events: &[&Event]) -> Vec<usize> {
+        self(before, events)
+    }
+}
+
+pub type OnCommit = Arc<dyn CommitListener>;
 
 /// The channel on which a PostgreSQL node announces a commit (payload: the
 /// new head id). Every node LISTENs on it and reads new events from the log.
@@ -492,15 +516,23 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
     let started = std::time::Instant::now();
     let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
     let mut before = None;
+    let mut announced = false;
     let committed = db::write_transaction::<_, StoreError>(conn, |conn| {
         let (now, head) = batch_start(conn)?;
         before = conn.is_postgres().then_some(head);
         let log = run_jobs(conn, batch, now, head, &mut results)?;
+        if let (Some(_), Some(last)) = (before, log.events.last()) {
+            on_commit.committing(last.id);
+            announced = true;
+        }
         Ok(log.events)
     });
     let events = match committed {
         Ok(events) => events,
         Err(err) => {
+            if announced {
+                on_commit.commit_failed();
+            }
             tracing::error!(error = %err, requests = batch.len(), "group commit failed");
             for request in batch.drain(..) {
                 request.job.finish(Err(StoreError::Unavailable(format!(
@@ -588,7 +620,7 @@ fn publish(on_commit: &OnCommit, before: Option<EventId>, events: &[Event]) -> V
     if events.is_empty() {
         Vec::new()
     } else {
-        on_commit(before, &events.iter().collect::<Vec<_>>())
+        on_commit.committed(before, &events.iter().collect::<Vec<_>>())
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use switchboard::domain::{AgentId, ChannelName, DomainError, EventId, EventType, NewEvent};
+use switchboard::domain::{AgentId, ChannelName, DomainError, Event, EventId, EventType, NewEvent};
 use switchboard::store::{self, DatabaseUrl, StoreError, Writer, WriterConfig};
 
 use crate::helpers::{PgDatabase, BACKEND};
@@ -41,7 +41,7 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
     let (writer, thread) = Writer::start(
         &url,
         WriterConfig::default(),
-        Arc::new(|_, events| vec![0; events.len()]),
+        Arc::new(|_, events: &[&Event]| vec![0; events.len()]),
     )
     .unwrap();
 
