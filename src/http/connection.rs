@@ -448,6 +448,9 @@ impl Pump<'_> {
             return;
         }
         if self.chunked {
+            // One allocation for the size line, the frame and its CRLF
+            // (the buffer starts empty after every drain).
+            self.out.reserve(bytes.len() + 20);
             let _ = write!(self.out, "{:x}\r\n", bytes.len());
             self.out.extend_from_slice(bytes);
             self.out.extend_from_slice(b"\r\n");
