@@ -163,3 +163,46 @@ async fn catch_up(store: &Store, hub: &Hub) -> Result<(), crate::store::StoreErr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt as _;
+
+    use super::*;
+
+    fn id(n: i64) -> EventId {
+        EventId::from_stored(n)
+    }
+
+    fn woken(prompts: &Prompts) -> bool {
+        prompts.wake.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_notification_of_the_batch_in_flight_is_left_to_the_writer() {
+        let hub = Hub::new(id(10), 16);
+        let prompts = Prompts::default();
+        // Nothing in flight: what the hub has is covered, the rest is read.
+        assert!(prompts.covered(id(10), &hub));
+        assert!(!prompts.covered(id(12), &hub));
+
+        // The writer commits 11..=15: its NOTIFY (or an earlier node's,
+        // below it) waits for the writer; a later commit is read.
+        prompts.committing(id(15));
+        assert!(prompts.covered(id(15), &hub));
+        assert!(prompts.covered(id(12), &hub));
+        assert!(!prompts.covered(id(16), &hub));
+        assert!(!woken(&prompts));
+
+        // Published by the writer: nothing to read, nobody woken.
+        prompts.settled(false);
+        assert!(!woken(&prompts));
+
+        // Not published (another node's events lie between, or COMMIT
+        // failed): the batch is no longer covered and the follower reads.
+        prompts.committing(id(20));
+        prompts.settled(true);
+        assert!(!prompts.covered(id(20), &hub));
+        assert!(woken(&prompts));
+    }
+}
