@@ -14,6 +14,11 @@
 //! - `vs-replay`: 10,000 events published one by one, then read back by one
 //!   stream resuming from just before the first: replayed events/s.
 //!
+//! The delivery scenarios also give each side's CPU time per accepted
+//! publish, the server's (nchan: master and workers) and the load
+//! generator's, from the first publish until the last deliveries had 2 s
+//! to arrive: on two shared cores, what one side spends the other cannot.
+//!
 //! The probe is `{"sent_us":…,"seq":…}`: switchboard wraps it in its event
 //! JSON, nchan sends it as is; the subscriber finds it in either.
 
@@ -30,7 +35,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at};
 
 use crate::http::{HttpConn, SseConn};
-use crate::server::{rss_kib, ServerProcess, TempRoot};
+use crate::server::{cpu_seconds, own_cpu_seconds, rss_kib, ServerProcess, TempRoot};
 use crate::stats::{median, summarise};
 use crate::BenchArgs;
 use switchboard::cli::sse::SseMessage;
@@ -169,32 +174,48 @@ impl Target {
         }
     }
 
+    /// The server's processes: switchboard's one, or nchan's nginx master
+    /// and workers (its children).
+    fn pids(self) -> anyhow::Result<Vec<u32>> {
+        match self {
+            Target::Switchboard { pid, .. } => Ok(vec![pid]),
+            Target::Nchan(_) => nchan_pids(),
+        }
+    }
+
     /// Resident memory of the server, in KiB.
     fn rss_kib(self) -> anyhow::Result<u64> {
-        match self {
-            Target::Switchboard { pid, .. } => rss_kib(pid),
-            Target::Nchan(_) => nchan_rss_kib(),
-        }
+        self.pids()?.into_iter().map(rss_kib).sum()
+    }
+
+    /// CPU time (user + system) the server's processes have used so far, in
+    /// seconds.
+    fn cpu_seconds(self) -> anyhow::Result<f64> {
+        Ok(self
+            .pids()?
+            .into_iter()
+            .filter_map(|pid| cpu_seconds(&format!("/proc/{pid}/stat")))
+            .sum())
     }
 }
 
-/// VmRSS of nchan's nginx, master and workers (its children), in KiB.
-fn nchan_rss_kib() -> anyhow::Result<u64> {
+/// nchan's nginx: the master (from its pid file) and its children.
+fn nchan_pids() -> anyhow::Result<Vec<u32>> {
     let master: u32 = std::fs::read_to_string(NCHAN_PID_FILE)
         .with_context(|| format!("reading {NCHAN_PID_FILE}"))?
         .trim()
         .parse()
         .with_context(|| format!("{NCHAN_PID_FILE} holds no pid"))?;
-    let mut total = rss_kib(master)?;
+    let mut pids = vec![master];
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
         if parent_pid(pid) == Some(master) {
-            total += rss_kib(pid)?;
+            pids.push(pid);
         }
     }
-    Ok(total)
+    Ok(pids)
 }
 
 /// The parent of a process, from `/proc/PID/stat` (None once it is gone).
@@ -260,9 +281,15 @@ struct Deliveries {
     /// Deliveries/s over all streams, from the first publish to the last
     /// delivery.
     rate: f64,
+    /// The server's CPU time per accepted publish (µs), its deliveries
+    /// included: from the first publish until 2 s after the last.
+    server_us: f64,
+    /// The load generator's CPU time per accepted publish (µs) over the
+    /// same span: publishing and reading what arrived.
+    bench_us: f64,
 }
 
-const DELIVERY_COLUMNS: [Column<Deliveries>; 4] = [
+const DELIVERY_COLUMNS: [Column<Deliveries>; 6] = [
     Column {
         name: "accepted publishes/s",
         better: Better::Higher,
@@ -282,6 +309,16 @@ const DELIVERY_COLUMNS: [Column<Deliveries>; 4] = [
         name: "deliveries/s",
         better: Better::Higher,
         value: |r| r.rate,
+    },
+    Column {
+        name: "server CPU µs/publish",
+        better: Better::Lower,
+        value: |r| r.server_us,
+    },
+    Column {
+        name: "bench CPU µs/publish",
+        better: Better::Lower,
+        value: |r| r.bench_us,
     },
 ];
 
@@ -339,6 +376,7 @@ async fn deliveries(
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seq = Arc::new(AtomicU64::new(0));
+    let (server_cpu, bench_cpu) = (target.cpu_seconds()?, own_cpu_seconds());
     let started_us = now_us();
     let started = Instant::now();
     let deadline = started + duration;
@@ -373,6 +411,9 @@ async fn deliveries(
     let elapsed = started.elapsed().as_secs_f64();
     // Let the last deliveries arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let per_publish = |seconds: f64| seconds * 1e6 / accepted.max(1) as f64;
+    let server_us = per_publish(target.cpu_seconds()? - server_cpu);
+    let bench_us = per_publish(own_cpu_seconds() - bench_cpu);
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     let mut last_us = started_us;
@@ -390,6 +431,8 @@ async fn deliveries(
         rate: all.len() as f64 / delivering.max(1e-6),
         p99_ms: summarise(&mut all).p99_ms,
         delivered,
+        server_us,
+        bench_us,
     })
 }
 
