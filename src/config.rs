@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 
-use crate::store::DatabaseUrl;
+use crate::store::{DatabaseUrl, Synchronous};
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
@@ -16,6 +16,22 @@ pub struct DatabaseArgs {
     /// share (docs/scale-out.md).
     #[arg(long, env = "SWITCHBOARD_DATABASE", default_value = "switchboard.db", value_parser = DatabaseUrl::parse)]
     pub database: DatabaseUrl,
+    /// When a SQLite commit reaches the disk: `normal` flushes the WAL at
+    /// checkpoints (a commit survives a crash of the process, a power loss
+    /// can take the last ones); `full` flushes it at every commit, as
+    /// PostgreSQL does (a commit survives a power loss too, for fewer
+    /// writes/s; docs/operations.md). PostgreSQL ignores it.
+    #[arg(long, env = "SWITCHBOARD_SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = Synchronous::parse)]
+    pub sqlite_synchronous: Synchronous,
+}
+
+impl DatabaseArgs {
+    /// The database with its settings.
+    pub fn url(&self) -> DatabaseUrl {
+        self.database
+            .clone()
+            .with_synchronous(self.sqlite_synchronous)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -65,7 +65,7 @@ impl Application {
         let auth = load_tokens(&args)?;
         let mercure = http::Mercure::from_args(&args.mercure)?;
         let listener = bind(&args, &auth)?;
-        let url = args.db.database.clone();
+        let url = args.db.url();
         let store = open_store(&url, args.read_pool)?;
         crate::metrics::install();
         let head_id = store.read(events::head_id).await?;
@@ -84,7 +84,14 @@ impl Application {
             mercure,
         );
         let server = start_http_server(listener, state, &args)?;
-        tracing::info!(address = %args.bind, port, database = %url, head_id = head_id.get(), "switchboard listening");
+        tracing::info!(
+            address = %args.bind,
+            port,
+            database = %url,
+            sqlite_synchronous = url.sqlite_synchronous().map(tracing::field::display),
+            head_id = head_id.get(),
+            "switchboard listening"
+        );
         Ok(Application {
             port,
             stopper: Stopper {
@@ -389,7 +396,7 @@ fn app_state(
         max_body: args.max_body,
         lock_ttl: args.lock_ttl,
         started: Instant::now(),
-        database: args.db.database.clone(),
+        database: args.db.url(),
         node: node.map(|n| http::NodeInfo {
             node_id: n.id().to_owned(),
             timeout: args.node_timeout,

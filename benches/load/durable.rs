@@ -103,8 +103,7 @@ pub async fn run(
     for run in 0..args.runs {
         // Targets take turns inside each run, so drift hits all alike.
         let label = format!("{}-{run}", scenario.name());
-        let server =
-            ServerProcess::start(server_bin, root.path(), &label, &args.server_log, None).await?;
+        let server = ServerProcess::start(server_bin, root.path(), &label, args, None).await?;
         let value = measure(scenario, server.addr, &format!("sb-{label}"), args.duration).await;
         server.stop();
         results[0]

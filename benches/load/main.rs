@@ -140,6 +140,12 @@ pub struct BenchArgs {
     /// Publishers of the flood scenario (the target is defined for 8).
     #[arg(long, default_value_t = 8, hide = true, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub flood_publishers: u16,
+    /// `--sqlite-synchronous` of the servers on SQLite: `normal` (the
+    /// default) or `full` (the WAL flushed at every commit, as PostgreSQL
+    /// does: compare `nodes-flood-1` with `nodes-flood-sqlite` at equal
+    /// durability).
+    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
+    pub sqlite_synchronous: String,
     /// `RUST_LOG` of the servers (for diagnosis; logging costs time).
     #[arg(long, default_value = "warn", hide = true)]
     pub server_log: String,
@@ -550,8 +556,7 @@ async fn start_servers(
             Some(_) => format!("{label}-node{node}"),
             None => label.to_owned(),
         };
-        let mut server =
-            ServerProcess::start(server_bin, root.path(), &label, &args.server_log, url).await?;
+        let mut server = ServerProcess::start(server_bin, root.path(), &label, args, url).await?;
         server.keep_dir = args.keep_dir;
         servers.push(server);
     }

@@ -93,7 +93,7 @@ impl ServerProcess {
         server_bin: &Path,
         root: &Path,
         label: &str,
-        log_filter: &str,
+        args: &crate::BenchArgs,
         database: Option<&str>,
     ) -> anyhow::Result<Self> {
         let dir = root.join(label);
@@ -115,10 +115,16 @@ impl ServerProcess {
             // policy: every publisher here is the same (anonymous) agent.
             .arg("--rate-limit")
             .arg("0")
-            .env("RUST_LOG", log_filter)
+            .env("RUST_LOG", &args.server_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // Only when asked, so that binaries older than the setting still run.
+        if args.sqlite_synchronous != "normal" {
+            command
+                .arg("--sqlite-synchronous")
+                .arg(&args.sqlite_synchronous);
+        }
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;

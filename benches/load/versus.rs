@@ -698,14 +698,9 @@ impl Comparison<'_> {
         let mut theirs = Vec::new();
         for run in 0..self.args.runs {
             let label = format!("{}-{run}", self.kind.name());
-            let server = ServerProcess::start(
-                self.server_bin,
-                self.root.path(),
-                &label,
-                &self.args.server_log,
-                None,
-            )
-            .await?;
+            let server =
+                ServerProcess::start(self.server_bin, self.root.path(), &label, self.args, None)
+                    .await?;
             let target = Target::Switchboard {
                 addr: server.addr,
                 pid: server.pid(),

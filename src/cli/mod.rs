@@ -47,10 +47,11 @@ pub enum Command {
 
 /// `switchboard migrate`: apply the embedded migrations and exit.
 pub fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
-    let applied = store::run_migrations(&args.database)
-        .with_context(|| format!("cannot migrate {}", args.database))?;
+    let database = args.url();
+    let applied =
+        store::run_migrations(&database).with_context(|| format!("cannot migrate {database}"))?;
     if applied.is_empty() {
-        println!("{}: up to date", args.database);
+        println!("{database}: up to date");
     }
     for name in applied {
         println!("applied {name}");
@@ -60,9 +61,10 @@ pub fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
 
 /// `switchboard prune`: delete events older than the retention once and exit.
 pub fn prune(args: &PruneArgs) -> anyhow::Result<()> {
-    store::run_migrations(&args.db.database)?;
+    let database = args.db.url();
+    store::run_migrations(&database)?;
     let cutoff = Timestamp::now().minus(chrono::Duration::from_std(args.retention)?);
-    let pruned = store::prune_direct(&args.db.database, cutoff, 1000)?;
+    let pruned = store::prune_direct(&database, cutoff, 1000)?;
     println!("pruned {pruned} events written before {cutoff}");
     Ok(())
 }

@@ -46,8 +46,54 @@ const MIGRATION_LOCK: i64 = 7_346_200;
 /// or `postgres://…` / `postgresql://…`.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
-    Sqlite { path: PathBuf },
-    Postgres { url: String },
+    Sqlite {
+        path: PathBuf,
+        synchronous: Synchronous,
+    },
+    Postgres {
+        url: String,
+    },
+}
+
+/// When a SQLite commit reaches the disk (`PRAGMA synchronous` in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// The WAL is flushed at checkpoints, not at each commit: a commit
+    /// survives a crash of the process; a power loss or an operating-system
+    /// crash can take the last ones.
+    #[default]
+    Normal,
+    /// The WAL is flushed (`fsync`) at every commit, as PostgreSQL does by
+    /// default: a commit also survives a power loss.
+    Full,
+}
+
+impl Synchronous {
+    /// `normal` or `full`, in any case.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "normal" => Ok(Synchronous::Normal),
+            "full" => Ok(Synchronous::Full),
+            _ => Err(format!("{value:?} is neither normal nor full")),
+        }
+    }
+
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// `normal` or `full`, as the setting is written.
+impl std::fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Synchronous::Normal => "normal",
+            Synchronous::Full => "full",
+        })
+    }
 }
 
 impl std::fmt::Debug for DatabaseUrl {
@@ -60,7 +106,7 @@ impl std::fmt::Debug for DatabaseUrl {
 impl std::fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DatabaseUrl::Sqlite { path } => write!(f, "{}", path.display()),
+            DatabaseUrl::Sqlite { path, .. } => write!(f, "{}", path.display()),
             DatabaseUrl::Postgres { url } => write!(f, "{}", redact_password(url)),
         }
     }
@@ -95,17 +141,35 @@ impl DatabaseUrl {
         }
         Ok(DatabaseUrl::Sqlite {
             path: PathBuf::from(path),
+            synchronous: Synchronous::default(),
         })
+    }
+
+    /// The same database, its SQLite commits flushed as `synchronous` says
+    /// (PostgreSQL: unchanged, its server decides).
+    pub fn with_synchronous(self, synchronous: Synchronous) -> Self {
+        match self {
+            DatabaseUrl::Sqlite { path, .. } => DatabaseUrl::Sqlite { path, synchronous },
+            postgres => postgres,
+        }
     }
 
     pub fn is_postgres(&self) -> bool {
         matches!(self, DatabaseUrl::Postgres { .. })
     }
 
+    /// When SQLite commits reach the disk, if this is SQLite.
+    pub fn sqlite_synchronous(&self) -> Option<Synchronous> {
+        match self {
+            DatabaseUrl::Sqlite { synchronous, .. } => Some(*synchronous),
+            DatabaseUrl::Postgres { .. } => None,
+        }
+    }
+
     /// The SQLite file, if this is one.
     pub fn sqlite_path(&self) -> Option<&std::path::Path> {
         match self {
-            DatabaseUrl::Sqlite { path } => Some(path),
+            DatabaseUrl::Sqlite { path, .. } => Some(path),
             DatabaseUrl::Postgres { .. } => None,
         }
     }
@@ -113,12 +177,12 @@ impl DatabaseUrl {
     /// A connection set up like every pooled one, for the writer and the CLI.
     pub fn connect(&self) -> Result<DbConn, StoreError> {
         match self {
-            DatabaseUrl::Sqlite { path } => {
+            DatabaseUrl::Sqlite { path, synchronous } => {
                 let mut conn =
                     SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| {
                         StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
                     })?;
-                configure_sqlite(&mut conn)?;
+                configure_sqlite(&mut conn, *synchronous)?;
                 Ok(DbConn::Sqlite(conn))
             }
             DatabaseUrl::Postgres { url } => {
@@ -131,14 +195,18 @@ impl DatabaseUrl {
     }
 }
 
-fn configure_sqlite(conn: &mut SqliteConnection) -> Result<(), diesel::result::Error> {
+fn configure_sqlite(
+    conn: &mut SqliteConnection,
+    synchronous: Synchronous,
+) -> Result<(), diesel::result::Error> {
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {};
          PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = {};
          PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -16000;",
-        BUSY_TIMEOUT.as_millis()
+        BUSY_TIMEOUT.as_millis(),
+        synchronous.pragma()
     ))
 }
 
@@ -274,4 +342,51 @@ where
     E: From<diesel::result::Error>,
 {
     transaction(conn, TxMode::Write, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::Integer;
+    use diesel::RunQueryDsl;
+
+    use super::*;
+
+    #[derive(diesel::QueryableByName)]
+    struct Level {
+        #[diesel(sql_type = Integer)]
+        synchronous: i32,
+    }
+
+    /// `PRAGMA synchronous` as a connection of `url` sees it: 1 is NORMAL,
+    /// 2 is FULL.
+    fn level(url: &DatabaseUrl) -> i32 {
+        let DbConn::Sqlite(mut conn) = url.connect().unwrap() else {
+            panic!("not SQLite");
+        };
+        diesel::sql_query("PRAGMA synchronous")
+            .get_result::<Level>(&mut conn)
+            .unwrap()
+            .synchronous
+    }
+
+    #[test]
+    fn sqlite_commits_are_flushed_as_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let url = DatabaseUrl::parse(path.to_str().unwrap()).unwrap();
+        assert_eq!(level(&url), 1, "NORMAL unless asked");
+        let full = url
+            .clone()
+            .with_synchronous(Synchronous::parse("FULL").unwrap());
+        assert_eq!(level(&full), 2);
+        assert_eq!(full.to_string(), url.to_string(), "shown as the path alone");
+        assert_eq!(Synchronous::parse("normal").unwrap(), Synchronous::Normal);
+        assert!(Synchronous::parse("off").is_err(), "OFF is not offered");
+    }
+
+    #[test]
+    fn postgres_urls_ignore_the_sqlite_setting() {
+        let url = DatabaseUrl::parse("postgres://u@h/db").unwrap();
+        assert_eq!(url.clone().with_synchronous(Synchronous::Full), url);
+    }
 }

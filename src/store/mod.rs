@@ -21,7 +21,7 @@ pub mod scratch;
 pub mod work_items;
 mod writer;
 
-pub use db::{open_pool, run_migrations, DatabaseUrl, DbConn, Pool, PooledConn};
+pub use db::{open_pool, run_migrations, DatabaseUrl, DbConn, Pool, PooledConn, Synchronous};
 pub use db::{transaction, write_transaction, TxMode};
 pub use error::StoreError;
 pub use events::{EventQuery, LogPosition, Order};

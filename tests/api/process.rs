@@ -20,6 +20,16 @@ pub async fn start_serve_with(
     database: impl AsRef<std::ffi::OsStr>,
     env: &[(&str, &str)],
 ) -> (Child, u16) {
+    let (child, listening) = start_serve_logged(database, env).await;
+    let port = listening["port"].as_u64().expect("port in the log line") as u16;
+    (child, port)
+}
+
+/// `start_serve_with`, returning the `switchboard listening` log line.
+async fn start_serve_logged(
+    database: impl AsRef<std::ffi::OsStr>,
+    env: &[(&str, &str)],
+) -> (Child, Value) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .arg("serve")
         .args([
@@ -38,11 +48,10 @@ pub async fn start_serve_with(
         .spawn()
         .expect("switchboard starts");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let port = tokio::time::timeout(DEADLINE, async {
+    let listening = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.next_line().await.expect("log line") {
             if line.contains("switchboard listening") {
-                let entry: Value = serde_json::from_str(&line).expect("a JSON log line");
-                return entry["port"].as_u64().expect("port in the log line") as u16;
+                return serde_json::from_str::<Value>(&line).expect("a JSON log line");
             }
         }
         panic!("switchboard exited before listening");
@@ -51,7 +60,7 @@ pub async fn start_serve_with(
     .expect("switchboard listens before the deadline");
     // Keep reading the log, so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, port)
+    (child, listening)
 }
 
 #[tokio::test]
@@ -117,6 +126,65 @@ async fn the_server_exits_promptly_on_sigterm_and_a_new_one_carries_on() {
         .await
         .unwrap();
     assert!(next["id"].as_i64().unwrap() > stored["id"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_commits_can_be_flushed_to_disk_each_time_and_the_server_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("switchboard.db");
+    let client = reqwest::Client::new();
+
+    let (mut child, listening) =
+        start_serve_logged(&database, &[("SWITCHBOARD_SQLITE_SYNCHRONOUS", "full")]).await;
+    assert_eq!(listening["sqlite_synchronous"], "full", "{listening}");
+    let base = format!("http://127.0.0.1:{}", listening["port"]);
+    let stored: Value = client
+        .post(format!("{base}/api/channels/global/events"))
+        .json(&json!({"type": "note", "data": {"n": 1}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    child.start_kill().unwrap(); // SIGKILL: no graceful stop
+    child.wait().await.unwrap();
+
+    // The default is normal; the acknowledged event is there.
+    let (_child, listening) = start_serve_logged(&database, &[]).await;
+    assert_eq!(listening["sqlite_synchronous"], "normal", "{listening}");
+    let base = format!("http://127.0.0.1:{}", listening["port"]);
+    let page: Value = client
+        .get(format!("{base}/api/events?channels=global"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["events"], json!([stored]));
+
+    // A value it does not offer (`off` would lose acknowledged commits) is
+    // refused before anything starts.
+    let refused = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--sqlite-synchronous",
+            "off",
+        ])
+        .arg("--database")
+        .arg(&database)
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("\"off\" is neither normal nor full"),
+        "{stderr}"
+    );
 }
 
 /// The number of group commits the server made, from its `/metrics`.
