@@ -71,14 +71,7 @@ async fn the_server_exits_promptly_on_sigterm_and_a_new_one_carries_on() {
 
     let (mut child, port) = start_serve(&database).await;
     let base = format!("http://127.0.0.1:{port}");
-    let response = client
-        .post(format!("{base}/api/channels/global/events"))
-        .json(&json!({"type": "note", "data": {"n": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let stored: Value = response.json().await.unwrap();
+    let stored = publish_note(&client, &base).await;
     let response = client
         .get(format!("{base}/api/stream?replay=0&session_id=s-1"))
         .send()
@@ -107,6 +100,25 @@ async fn the_server_exits_promptly_on_sigterm_and_a_new_one_carries_on() {
     // A new process on the same database has the event and goes on after it.
     let (_child, port) = start_serve(&database).await;
     let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(global_events(&client, &base).await, json!([stored.clone()]));
+    let next = publish_note(&client, &base).await;
+    assert!(next["id"].as_i64().unwrap() > stored["id"].as_i64().unwrap());
+}
+
+/// Publishes a `note` to `global`; returns the stored event (201).
+async fn publish_note(client: &reqwest::Client, base: &str) -> Value {
+    let response = client
+        .post(format!("{base}/api/channels/global/events"))
+        .json(&json!({"type": "note", "data": {"n": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+/// The events of `global` in the log.
+async fn global_events(client: &reqwest::Client, base: &str) -> Value {
     let page: Value = client
         .get(format!("{base}/api/events?channels=global"))
         .send()
@@ -115,17 +127,7 @@ async fn the_server_exits_promptly_on_sigterm_and_a_new_one_carries_on() {
         .json()
         .await
         .unwrap();
-    assert_eq!(page["events"], json!([stored.clone()]));
-    let next: Value = client
-        .post(format!("{base}/api/channels/global/events"))
-        .json(&json!({"type": "note"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(next["id"].as_i64().unwrap() > stored["id"].as_i64().unwrap());
+    page["events"].clone()
 }
 
 #[tokio::test]
@@ -138,15 +140,7 @@ async fn sqlite_commits_can_be_flushed_to_disk_each_time_and_the_server_says_whi
         start_serve_logged(&database, &[("SWITCHBOARD_SQLITE_SYNCHRONOUS", "full")]).await;
     assert_eq!(listening["sqlite_synchronous"], "full", "{listening}");
     let base = format!("http://127.0.0.1:{}", listening["port"]);
-    let stored: Value = client
-        .post(format!("{base}/api/channels/global/events"))
-        .json(&json!({"type": "note", "data": {"n": 1}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = publish_note(&client, &base).await;
     child.start_kill().unwrap(); // SIGKILL: no graceful stop
     child.wait().await.unwrap();
 
@@ -154,15 +148,7 @@ async fn sqlite_commits_can_be_flushed_to_disk_each_time_and_the_server_says_whi
     let (_child, listening) = start_serve_logged(&database, &[]).await;
     assert_eq!(listening["sqlite_synchronous"], "normal", "{listening}");
     let base = format!("http://127.0.0.1:{}", listening["port"]);
-    let page: Value = client
-        .get(format!("{base}/api/events?channels=global"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(page["events"], json!([stored]));
+    assert_eq!(global_events(&client, &base).await, json!([stored]));
 
     // A value it does not offer (`off` would lose acknowledged commits) is
     // refused before anything starts.
