@@ -77,16 +77,10 @@ impl Synchronous {
             _ => Err(format!("{value:?} is neither normal nor full")),
         }
     }
-
-    fn pragma(self) -> &'static str {
-        match self {
-            Synchronous::Normal => "NORMAL",
-            Synchronous::Full => "FULL",
-        }
-    }
 }
 
-/// `normal` or `full`, as the setting is written.
+/// `normal` or `full`, as the setting is written (and as the `PRAGMA`
+/// takes it: SQLite's keywords ignore case).
 impl std::fmt::Display for Synchronous {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -206,7 +200,7 @@ fn configure_sqlite(
          PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -16000;",
         BUSY_TIMEOUT.as_millis(),
-        synchronous.pragma()
+        synchronous
     ))
 }
 
