@@ -205,7 +205,7 @@ impl ServerProcess {
 
     /// CPU time (user + system) the server has used so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        cpu_seconds(&format!("/proc/{}/stat", self.pid())).unwrap_or(0.0)
+        process_cpu_seconds(self.pid())
     }
 
     /// CPU seconds per server thread, by thread name (threads of the same
@@ -372,6 +372,12 @@ pub async fn wait_for_quiet(limit: Duration) -> f64 {
             return busy;
         }
     }
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds (0
+/// once it is gone).
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    cpu_seconds(&format!("/proc/{pid}/stat")).unwrap_or(0.0)
 }
 
 /// This process's CPU time, in seconds.

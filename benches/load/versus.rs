@@ -35,7 +35,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at};
 
 use crate::http::{HttpConn, SseConn};
-use crate::server::{cpu_seconds, own_cpu_seconds, rss_kib, ServerProcess, TempRoot};
+use crate::server::{own_cpu_seconds, process_cpu_seconds, rss_kib, ServerProcess, TempRoot};
 use crate::stats::{median, summarise};
 use crate::BenchArgs;
 use switchboard::cli::sse::SseMessage;
@@ -191,11 +191,7 @@ impl Target {
     /// CPU time (user + system) the server's processes have used so far, in
     /// seconds.
     fn cpu_seconds(self) -> anyhow::Result<f64> {
-        Ok(self
-            .pids()?
-            .into_iter()
-            .filter_map(|pid| cpu_seconds(&format!("/proc/{pid}/stat")))
-            .sum())
+        Ok(self.pids()?.into_iter().map(process_cpu_seconds).sum())
     }
 }
 
