@@ -86,9 +86,12 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     pub workers: Option<usize>,
-    /// A TOML file of tokens; without it the server is open (see docs/security.md).
+    /// A TOML file of tokens; without it (nor JWTs, nor an authorize
+    /// callback) the server is open (see docs/security.md).
     #[arg(long, env = "SWITCHBOARD_TOKENS")]
     pub tokens: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// How long a stream ticket (`POST /api/stream-tickets`) stays valid.
     #[arg(long, env = "SWITCHBOARD_TICKET_TTL", default_value = "30s", value_parser = parse_duration)]
     pub ticket_ttl: Duration,
@@ -125,6 +128,83 @@ pub struct ServeArgs {
     /// The largest Durable Streams append or initial body.
     #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_MAX_APPEND", default_value = "16MiB", value_parser = parse_size)]
     pub durable_streams_max_append: usize,
+}
+
+/// The app's own identities (docs/security.md): JWTs from its identity
+/// provider, and the authorize callback for apps with cookie sessions.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityArgs {
+    /// JWTs signed with this HMAC secret (HS256/384/512) are taken, e.g. a
+    /// Supabase project's JWT secret (at least 32 bytes).
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWTs signed with this public key are taken: a PEM (RSA, EC P-256 or
+    /// P-384, Ed25519), a JWK or a JWK set, inline or a file path. Repeat
+    /// for several keys.
+    #[arg(long = "jwt-key", env = "SWITCHBOARD_JWT_KEY", hide_env_values = true)]
+    pub jwt_keys: Vec<String>,
+    /// The identity provider's JWKS URL: fetched at start, again as its
+    /// Cache-Control says and for an unknown `kid` (at most every 10 s);
+    /// the last good keys stay while the provider is down.
+    #[arg(long, env = "SWITCHBOARD_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// The `iss` a JWT must have (unchecked when not set).
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` a JWT must have, one of these (unchecked when not set).
+    #[arg(
+        long = "jwt-audience",
+        env = "SWITCHBOARD_JWT_AUDIENCE",
+        value_delimiter = ','
+    )]
+    pub jwt_audiences: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "SWITCHBOARD_JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
+    /// The claim that names a JWT's agent (`sub`, `email`, …).
+    #[arg(long, env = "SWITCHBOARD_JWT_AGENT_CLAIM", default_value = "sub")]
+    pub jwt_agent_claim: String,
+    /// The claim holding a JWT's channel patterns, `{"read": [...],
+    /// "write": [...]}`; a JWT without it gets --jwt-read and --jwt-write.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_JWT_SCOPES_CLAIM",
+        default_value = "switchboard"
+    )]
+    pub jwt_scopes_claim: String,
+    /// Channel patterns a JWT without the scopes claim may read;
+    /// `{agent}` is its agent (`user:{agent}:*`). None by default.
+    #[arg(long = "jwt-read", env = "SWITCHBOARD_JWT_READ", value_delimiter = ',')]
+    pub jwt_read: Vec<String>,
+    /// Channel patterns a JWT without the scopes claim may write.
+    #[arg(
+        long = "jwt-write",
+        env = "SWITCHBOARD_JWT_WRITE",
+        value_delimiter = ','
+    )]
+    pub jwt_write: Vec<String>,
+    /// The app's URL that says who a request's credentials are (its
+    /// session cookie): `GET` with the forwarded headers, answered
+    /// `{"agent_id", "read", "write", "expires_in"}`, 401 or 403.
+    #[arg(long, env = "SWITCHBOARD_AUTHORIZE_URL")]
+    pub authorize_url: Option<String>,
+    /// The request headers forwarded to the authorize URL.
+    #[arg(
+        long = "authorize-header",
+        env = "SWITCHBOARD_AUTHORIZE_HEADER",
+        value_delimiter = ',',
+        default_value = "Cookie,Authorization"
+    )]
+    pub authorize_headers: Vec<String>,
+    /// How long the authorize URL may take; then the request is 503.
+    #[arg(long, env = "SWITCHBOARD_AUTHORIZE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub authorize_timeout: Duration,
+    /// How long an authorize answer is kept when it names no lifetime.
+    #[arg(long, env = "SWITCHBOARD_AUTHORIZE_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub authorize_ttl: Duration,
+    /// The most authorize answers kept (one per credential).
+    #[arg(long, env = "SWITCHBOARD_AUTHORIZE_CACHE", default_value_t = 10_000)]
+    pub authorize_cache: usize,
 }
 
 /// The Mercure hub at `/.well-known/mercure` (docs/mercure.md): on when a

@@ -35,7 +35,7 @@ fn one_line(err: &anyhow::Error) -> String {
 fn run(args: Cli) -> anyhow::Result<()> {
     match args.command {
         None => serve(args.serve),
-        Some(Command::Serve(serve_args)) => serve(serve_args),
+        Some(Command::Serve(serve_args)) => serve(*serve_args),
         Some(Command::Migrate(db)) => cli::migrate(&db),
         Some(Command::Prune(prune)) => cli::prune(&prune),
         Some(Command::Tail(tail)) => cli::tail::run(&tail),

@@ -13,7 +13,7 @@ use actix_web::{web, App};
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, AuthSettings, CallbackSettings, JwtSettings};
 use crate::cluster::{self, Node};
 use crate::config::ServeArgs;
 use crate::domain::{Event, EventId};
@@ -62,7 +62,7 @@ impl Stopper {
 
 impl Application {
     pub async fn build(args: ServeArgs) -> anyhow::Result<Self> {
-        let auth = load_tokens(&args)?;
+        let auth = load_auth(&args).await?;
         let mercure = http::Mercure::from_args(&args.mercure)?;
         let listener = bind(&args, &auth)?;
         let url = args.db.url();
@@ -73,6 +73,10 @@ impl Application {
         let (writer, writer_thread) = start_writer(&url, &store, &hub)?;
         let node = join_cluster(&url, &writer, &hub, args.node_timeout).await?;
         spawn_background_tasks(&args, &store, &writer, &hub, &auth);
+        let auth_sources = match auth.sources() {
+            sources if sources.is_empty() => "open".to_owned(),
+            sources => sources.join(","),
+        };
         let port = listener.local_addr()?.port();
         let state = app_state(
             &args,
@@ -90,6 +94,7 @@ impl Application {
             database = %url,
             sqlite_synchronous = url.sqlite_synchronous().map(tracing::field::display),
             head_id = head_id.get(),
+            auth = %auth_sources,
             "switchboard listening"
         );
         Ok(Application {
@@ -166,13 +171,36 @@ async fn wait_for_signal() {
     }
 }
 
-/// The tokens file, or open mode without one.
-fn load_tokens(args: &ServeArgs) -> anyhow::Result<Arc<Auth>> {
-    let auth = match &args.tokens {
-        Some(path) => Auth::from_file(path).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?,
-        None => Auth::open(),
+/// The credential sources (tokens file, JWTs, authorize callback), or open
+/// mode without any; a JWKS is fetched once before the first request.
+async fn load_auth(args: &ServeArgs) -> anyhow::Result<Arc<Auth>> {
+    let id = &args.identity;
+    let settings = AuthSettings {
+        tokens: args.tokens.clone(),
+        jwt: JwtSettings {
+            secret: id.jwt_secret.clone(),
+            keys: id.jwt_keys.clone(),
+            jwks_url: id.jwt_jwks_url.clone(),
+            issuer: id.jwt_issuer.clone(),
+            audiences: id.jwt_audiences.clone(),
+            leeway: id.jwt_leeway,
+            agent_claim: id.jwt_agent_claim.clone(),
+            scopes_claim: id.jwt_scopes_claim.clone(),
+            default_read: id.jwt_read.clone(),
+            default_write: id.jwt_write.clone(),
+        },
+        callback: id.authorize_url.clone().map(|url| CallbackSettings {
+            url,
+            headers: id.authorize_headers.clone(),
+            timeout: id.authorize_timeout,
+            lifetime: id.authorize_ttl,
+            capacity: id.authorize_cache.max(1),
+        }),
+        ticket_lifetime: Some(args.ticket_ttl),
     };
-    Ok(Arc::new(auth.with_ticket_lifetime(args.ticket_ttl)))
+    let auth = Auth::new(settings).map_err(|e| anyhow::anyhow!(e))?;
+    auth.start().await;
+    Ok(Arc::new(auth))
 }
 
 /// Binds the listening socket, refusing open mode on a reachable address
@@ -184,7 +212,7 @@ fn bind(args: &ServeArgs, auth: &Auth) -> anyhow::Result<TcpListener> {
     if auth.is_open() && !address.ip().is_loopback() && !args.allow_open {
         anyhow::bail!(
             "refusing to serve {address} without authentication: anyone who can reach it could read \
-             and write everything. Give --tokens FILE (see docs/security.md), bind a loopback address \
+             and write everything. Give --tokens FILE, --jwt-* or --authorize-url (see docs/security.md), bind a loopback address \
              (--bind 127.0.0.1:8000), or say --allow-open if this network is trusted."
         );
     }
@@ -310,7 +338,7 @@ fn spawn_background_tasks(
     if !args.db.database.is_postgres() {
         spawn_checkpointer(store.clone(), hub.shutdown_signal());
     }
-    if !auth.is_open() {
+    if args.tokens.is_some() {
         spawn_token_reloader(auth.clone(), hub.shutdown_signal());
     }
 }

@@ -1,5 +1,6 @@
-//! The gate every request passes: authentication (token, ticket, cookie),
-//! the `X-Agent-ID` check, the route's channel scope, and the per-agent write
+//! The gate every request passes: authentication (token, JWT, the app's
+//! authorize callback, ticket, cookie; all resolve to one `Principal`), the
+//! `X-Agent-ID` check, the route's channel scope, and the per-agent write
 //! rate. What a request needs comes from the route table (`routes.rs`), for
 //! the route the router will give it to; a route the table does not declare is
 //! refused (the gate fails closed). Handlers that serve many channels at once
@@ -18,7 +19,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::extract::query_param;
 use super::routes::{routes, Demand};
 use super::{AppState, Identity};
-use crate::auth::{Auth, Principal};
+use tracing_actix_web::RootSpan;
+
+use crate::auth::{Auth, AuthError, Principal};
 use crate::domain::{DomainError, Timestamp};
 use crate::error::ApiError;
 
@@ -48,45 +51,78 @@ impl WriteLimiter {
     }
 }
 
-fn unauthorized(message: &str) -> ApiError {
-    ApiError::Unauthorized(message.to_owned())
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Unauthorized(why) => ApiError::Unauthorized(why),
+            AuthError::Forbidden(why) => DomainError::Forbidden(why).into(),
+            AuthError::Unavailable(why) => ApiError::AuthorityUnavailable(why),
+        }
+    }
 }
 
-/// Finds the caller: `Authorization: Bearer`, then `?ticket=`, then
-/// `?access_token=`, then the `switchboard_token` cookie.
-fn principal_of(req: &ServiceRequest, auth: &Auth) -> Result<Principal, ApiError> {
+/// Finds the caller: `Authorization: Bearer`, then `?ticket=` (on a
+/// stream only), then `?access_token=`, then the `switchboard_token`
+/// cookie; with an authorize callback, the request's own credentials (its
+/// session cookie) when it carries none of these.
+async fn principal_of(
+    req: &ServiceRequest,
+    auth: &Auth,
+    opens_stream: bool,
+) -> Result<Principal, ApiError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| unauthorized("use Authorization: Bearer <token>"))?;
-        return auth
-            .authenticate(token.trim())
-            .ok_or_else(|| unauthorized("the token is not valid"));
+        let bearer = value.to_str().ok().and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+        return match bearer {
+            Some(token) => Ok(auth
+                .authenticate(token.trim(), auth.forwarded(header).as_deref())
+                .await?),
+            // Another scheme (Basic, a session scheme of the app's) is the
+            // app's to judge, when it judges.
+            None if auth.has_callback() => Ok(auth.authorize(header).await?),
+            None => Err(ApiError::Unauthorized(
+                "use Authorization: Bearer <token>".to_owned(),
+            )),
+        };
     }
     if let Some(ticket) = query_param(req.request(), "ticket") {
-        return auth
-            .redeem_ticket(&ticket)
-            .ok_or_else(|| unauthorized("the ticket is unknown, used or expired"));
+        if !opens_stream {
+            return Err(ApiError::Unauthorized(
+                "a stream ticket opens a stream (GET /api/stream) and nothing else; send the token"
+                    .to_owned(),
+            ));
+        }
+        return Ok(auth.redeem_ticket(&ticket)?);
     }
     if let Some(token) = query_param(req.request(), "access_token") {
-        return auth
-            .authenticate(&token)
-            .ok_or_else(|| unauthorized("the token is not valid"));
+        return Ok(auth.authenticate(&token, None).await?);
     }
     if let Some(cookie) = req.cookie("switchboard_token") {
-        return auth
-            .authenticate(cookie.value())
-            .ok_or_else(|| unauthorized("the token is not valid"));
+        return Ok(auth.authenticate(cookie.value(), None).await?);
     }
-    Err(unauthorized("a token is required"))
+    Ok(auth.authorize(header).await?)
 }
 
-fn gate(req: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
+/// Who the request log names: the authenticated agent, or in open mode the
+/// agent the request claims (there is no other).
+fn log_agent(req: &ServiceRequest, agent: &str) {
+    if let Some(span) = req.extensions().get::<RootSpan>() {
+        span.record("agent_id", agent.chars().take(128).collect::<String>());
+    }
+}
+
+fn claimed_agent(req: &ServiceRequest) -> Option<String> {
+    req.headers()
+        .get("X-Agent-ID")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query_param(req.request(), "agent_id"))
+}
+
+async fn gate(req: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
     let route = super::middleware::matched_route(req.request());
     let demand = routes().demand(req.method(), route.as_deref(), req.uri());
     if demand == Demand::Refused {
@@ -96,21 +132,21 @@ fn gate(req: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
         .into());
     }
     if state.auth.is_open() {
+        if let Some(claimed) = claimed_agent(req) {
+            log_agent(req, &claimed);
+        }
         req.extensions_mut().insert(Principal::open());
     } else if demand != Demand::Nothing {
-        let principal = principal_of(req, &state.auth)?;
-        let claimed = req
-            .headers()
-            .get("X-Agent-ID")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| query_param(req.request(), "agent_id"));
-        if let (Some(claimed), Some(agent)) = (claimed, &principal.agent_id) {
-            if claimed != agent.as_str() {
-                return Err(DomainError::Forbidden(format!(
-                    "this token acts as {agent}, not {claimed}"
-                ))
-                .into());
+        let principal = principal_of(req, &state.auth, demand == Demand::Stream).await?;
+        if let Some(agent) = &principal.agent_id {
+            log_agent(req, agent.as_str());
+            if let Some(claimed) = claimed_agent(req) {
+                if claimed != agent.as_str() {
+                    return Err(DomainError::Forbidden(format!(
+                        "this token acts as {agent}, not {claimed}"
+                    ))
+                    .into());
+                }
             }
         }
         let refused = match demand {
@@ -154,7 +190,7 @@ pub async fn authenticate(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    if let Err(error) = gate(&req, &state) {
+    if let Err(error) = gate(&req, &state).await {
         let response = error.error_response();
         return Ok(req.into_response(response).map_into_right_body());
     }
@@ -172,7 +208,9 @@ pub fn principal(req: &HttpRequest) -> Principal {
 }
 
 /// `POST /api/stream-tickets` → `{ticket, expires_at}`: a single-use stand-in
-/// for the caller's token, for `EventSource` (`?ticket=`), valid 30 s.
+/// for the caller's credential, for `EventSource` (`?ticket=`): it opens a
+/// stream and nothing else, valid 30 s (`--ticket-ttl`) and never past the
+/// credential's own end, and only while that credential is still valid.
 #[utoipa::path(
     post,
     path = "/api/stream-tickets",

@@ -77,7 +77,7 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
 
 /// The span of every request, and its one log line. It carries the request
 /// id, the route pattern (never the raw query string, which may hold a
-/// token), who acts (agent and session), the status and, for an error
+/// token), who acts (the agent the gate authenticated, and the session), the status and, for an error
 /// answer, its `error` code. A client error adds no other line (the
 /// middleware's own error event is turned off in `Cargo.toml`); a server
 /// error logs its cause once more, at ERROR, where it is raised
@@ -106,7 +106,9 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             request_id = %request_id,
             method = %request.method(),
             route = %route.as_deref().unwrap_or(request.path()),
-            agent_id = %header_or_query(request, "X-Agent-ID", "agent_id"),
+            // Filled in by the gate: the authenticated agent, never merely
+            // the one a request claims (in open mode there is no other).
+            agent_id = tracing::field::Empty,
             session_id = %header_or_query(request, "X-Session-ID", "session_id"),
             status = tracing::field::Empty,
             error = tracing::field::Empty,

@@ -242,8 +242,11 @@ fn add_security_schemes(openapi: &mut utoipa::openapi::OpenApi) {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("token or JWT")
                 .description(Some(
-                    "A token of the tokens file: `Authorization: Bearer <token>`",
+                    "`Authorization: Bearer <credential>`: a token of the tokens file, or a JWT \
+                     from the app's identity provider (`--jwt-*`); with an authorize callback, \
+                     the app's session cookie may stand in (docs/security.md)",
                 ))
                 .build(),
         ),
@@ -288,7 +291,7 @@ fn document_gate(operation: &mut Operation, route: &Route) {
         scheme("access_token"),
         scheme("cookie"),
     ];
-    if route.path() == "/api/stream" {
+    if route.need() == Need::Stream {
         security.push(scheme("ticket"));
     }
     operation.security = Some(security);

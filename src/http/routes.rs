@@ -137,6 +137,9 @@ pub enum Need {
     /// answer to the token's scopes (filters what it lists, hides what it may
     /// not show, refuses a body naming a channel it may not write).
     Narrowing,
+    /// A stream: as `Narrowing`, and a stream ticket is also taken — the
+    /// one kind of route a ticket opens (`EventSource` cannot send headers).
+    Stream,
     /// Any valid token: the answer describes the server (metrics, counters),
     /// not any channel's data.
     AnyToken,
@@ -147,7 +150,7 @@ impl Need {
     const fn param(self) -> Option<&'static str> {
         match self {
             Need::Read(channel) | Need::Write(channel) => channel.param(),
-            Need::Public | Need::Narrowing | Need::AnyToken => None,
+            Need::Public | Need::Narrowing | Need::Stream | Need::AnyToken => None,
         }
     }
 }
@@ -225,7 +228,7 @@ macro_rules! route {
 /// methods is the order of `Allow`.
 fn table() -> Vec<Route> {
     use Channel::{Conversation, Named, Param};
-    use Need::{AnyToken, Narrowing, Public, Read, Write};
+    use Need::{AnyToken, Narrowing, Public, Read, Stream, Write};
     const COLLECTION: Channel = Param("collection");
     const FILES: Channel = Named("files");
     const DURABLE: Channel = Named("durable-streams");
@@ -255,7 +258,7 @@ fn table() -> Vec<Route> {
         route!(Get "/api/stats", ops::stats, AnyToken),
         route!(Get "/api/sessions", ops::sessions, Read(Named("presence"))),
         route!(Post "/api/stream-tickets", auth::issue_ticket, Narrowing),
-        route!(Get "/api/stream", stream::open_stream, Narrowing),
+        route!(Get "/api/stream", stream::open_stream, Stream),
         route!(Post "/api/channels/{channel}/events", events::publish_event, Write(Param("channel"))),
         route!(Post "/api/events/batch", events::publish_batch, Narrowing),
         route!(Get "/api/events", events::list_events, Narrowing),
@@ -311,10 +314,6 @@ fn table() -> Vec<Route> {
 impl Route {
     pub fn verb(&self) -> Verb {
         self.verb
-    }
-
-    pub fn path(&self) -> &'static str {
-        self.path
     }
 
     pub fn need(&self) -> Need {
@@ -391,6 +390,8 @@ pub enum Demand {
     /// A valid token, whatever its scopes: a narrowing or server-wide route,
     /// a method the path lacks (405) or a path no route has (404).
     Token,
+    /// A valid token or a stream ticket: a route that opens a stream.
+    Stream,
     Read(String),
     Write(String),
     /// The router knows the path but the table declares no need for it (or
@@ -475,6 +476,7 @@ impl Routes {
         match route.need {
             Need::Public => Demand::Nothing,
             Need::Narrowing | Need::AnyToken => Demand::Token,
+            Need::Stream => Demand::Stream,
             Need::Read(of) => channel(of).map_or(Demand::Refused, Demand::Read),
             Need::Write(of) => channel(of).map_or(Demand::Refused, Demand::Write),
         }
@@ -596,7 +598,6 @@ mod tests {
         for (method, path) in [
             (M::GET, "/metrics"),
             (M::GET, "/api/stats"),
-            (M::GET, "/api/stream"),
             (M::GET, "/api/events"),
             (M::GET, "/api/events/7"),
             (M::POST, "/api/events/batch"),
@@ -615,6 +616,11 @@ mod tests {
                 "{method} {path}"
             );
         }
+        assert_eq!(
+            demand(M::GET, "/api/stream"),
+            Demand::Stream,
+            "a ticket opens it"
+        );
     }
 
     #[test]

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::{CacheControl, CacheDirective, ContentEncoding};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::time::Sleep;
 
 use super::{AppState, Identity};
+use crate::auth::{EndOfCredential, StreamEnd};
 use crate::domain::mercure::Update;
 use crate::domain::{ChannelPattern, DomainError, EventId, ResourceId, StreamFilter, Timestamp};
 use crate::error::ApiError;
@@ -40,6 +42,8 @@ use crate::store::{events, Store, StoreError};
 pub const MAX_REPLAY: usize = 1000;
 /// Events read from the log per page while catching up.
 const PAGE: i64 = 1000;
+/// How often a sending stream checks whether its credential has ended.
+const END_CHECK: Duration = Duration::from_millis(100);
 /// The most resource ids one stream may filter on.
 const MAX_RESOURCE_IDS: usize = 100;
 
@@ -178,7 +182,12 @@ fn parse_filter(
 /// head first gets `event: resync` with
 /// `{"reason": "cursor_expired" | "cursor_ahead", "head_id", "oldest_id"}`.
 /// Opening the first stream of a session publishes `session_joined` on
-/// `presence`; closing its last publishes `session_left`.
+/// `presence`; closing its last publishes `session_left`. A stream opened
+/// with a credential that ends (a JWT's `exp`, an authorize answer's
+/// lifetime, a token removed from the tokens file) ends then, after a last
+/// `event: reauthenticate` with `{"reason": "expired" | "revoked",
+/// "message"}` and no id: get a fresh credential and resume with
+/// `Last-Event-ID`.
 #[utoipa::path(
     get,
     path = "/api/stream",
@@ -209,17 +218,13 @@ pub async fn open_stream(
     query: super::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let include_own = parse_bool("include_own", query.include_own.as_deref())?;
+    let caller = super::principal(&req);
     let framing = if parse_bool("plain", query.plain.as_deref())? {
         Framing::Plain
     } else {
         Framing::Named
     };
-    let filter = parse_filter(
-        &query,
-        &identity,
-        include_own,
-        super::principal(&req).read.restriction(),
-    )?;
+    let filter = parse_filter(&query, &identity, include_own, caller.read.restriction())?;
     if state.hub.stream_count() >= state.max_streams {
         return Err(ApiError::Unavailable(format!(
             "{} streams are open, the most this server takes",
@@ -242,7 +247,8 @@ pub async fn open_stream(
         "stream opened"
     );
 
-    let stream = LogStream::new(&state, registration, filter, framing, start);
+    let stream = LogStream::new(&state, registration, filter, framing, start)
+        .ends_with(state.auth.end_of(&caller));
     Ok(sse_response(stream))
 }
 
@@ -303,8 +309,12 @@ pub(super) struct LogStream {
     shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     opened: Instant,
     events_sent: u64,
-    /// When the stream must end (a Mercure subscriber's token expires).
-    expires: Option<Pin<Box<Sleep>>>,
+    /// What ends the stream before its client does: its credential expiring
+    /// or being revoked (a JWT's `exp`, a token removed from the file, a
+    /// Mercure subscriber's JWT). Polled while the stream waits, and at most
+    /// every [`END_CHECK`] while it sends.
+    ends: Option<EndOfCredential>,
+    end_checked: Instant,
     /// Run once when the stream ends (a Mercure subscription's end).
     on_close: Option<Box<dyn FnOnce() + Send>>,
 }
@@ -346,14 +356,24 @@ impl LogStream {
             },
             opened: Instant::now(),
             events_sent: 0,
-            expires: None,
+            ends: None,
+            end_checked: Instant::now(),
             on_close: None,
         }
     }
 
     /// Ends the stream at `deadline`.
     pub(super) fn expires_at(mut self, deadline: Instant) -> Self {
-        self.expires = Some(Box::pin(tokio::time::sleep_until(deadline.into())));
+        self.ends = Some(Box::pin(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            StreamEnd::Expired
+        }));
+        self
+    }
+
+    /// Ends the stream when its credential does ([`crate::auth::Auth::end_of`]).
+    pub(super) fn ends_with(mut self, end: Option<EndOfCredential>) -> Self {
+        self.ends = end;
         self
     }
 
@@ -363,8 +383,40 @@ impl LogStream {
         self
     }
 
-    fn expired(&self) -> bool {
-        self.expires.as_ref().is_some_and(|t| t.is_elapsed())
+    /// Whether the credential has ended, checked at most every
+    /// [`END_CHECK`] (a busy stream never waits, so never polls it in
+    /// `live`).
+    fn credential_ended(&mut self) -> Option<StreamEnd> {
+        let ends = self.ends.as_mut()?;
+        let now = Instant::now();
+        if now.duration_since(self.end_checked) < END_CHECK {
+            return None;
+        }
+        self.end_checked = now;
+        ends.as_mut().now_or_never()
+    }
+
+    /// The stream's last frame, when its credential ended: `event:
+    /// reauthenticate`, no id (the client's cursor stays where it was), so
+    /// that the client gets a fresh credential and resumes. A Mercure
+    /// stream just ends, as Mercure hubs do.
+    fn finish(&mut self, end: StreamEnd) -> Option<Bytes> {
+        self.ends = None;
+        self.phase = Phase::Finished;
+        self.pending.clear();
+        tracing::info!(
+            subscriber = self.subscriber,
+            reason = end.reason(),
+            "stream ended: its credential {}",
+            end.reason()
+        );
+        if self.framing == Framing::Mercure {
+            return None;
+        }
+        let data = serde_json::json!({"reason": end.reason(), "message": end.message()});
+        Some(Bytes::from(format!(
+            "event: reauthenticate\ndata: {data}\n\n"
+        )))
     }
 
     /// The next bytes to write, or `None` to end the stream.
@@ -376,9 +428,8 @@ impl LogStream {
 
     async fn produce(&mut self) -> Option<Bytes> {
         loop {
-            if self.expired() {
-                self.phase = Phase::Finished;
-                return None;
+            if let Some(end) = self.credential_ended() {
+                return self.finish(end);
             }
             if let Some(chunk) = self.pending.pop_front() {
                 return Some(chunk);
@@ -488,9 +539,9 @@ impl LogStream {
                 self.phase = Phase::CatchUp { upto };
                 return Ok(None);
             }
-            let expires = async {
-                match self.expires.as_mut() {
-                    Some(deadline) => deadline.as_mut().await,
+            let ends = async {
+                match self.ends.as_mut() {
+                    Some(end) => end.as_mut().await,
                     None => std::future::pending().await,
                 }
             };
@@ -500,9 +551,8 @@ impl LogStream {
                     self.phase = Phase::Finished;
                     return Ok(None);
                 }
-                _ = expires => {
-                    self.phase = Phase::Finished;
-                    return Ok(None);
+                end = ends => {
+                    return Ok(self.finish(end));
                 }
                 // Taken at the top of the loop.
                 _ = self.queue.ready() => {}
