@@ -276,6 +276,19 @@ class StreamHub {
       if (generation !== this._generation) return;
       this._resync(JSON.parse(message.data));
     });
+    source.addEventListener("reauthenticate", (message) => {
+      if (generation !== this._generation) return;
+      // The credential ended (a JWT's exp, the app's answer's lifetime):
+      // reconnect at once, with a fresh ticket from a fresh `token()`, from
+      // the last id seen. A revoked one waits like any failure.
+      const data = JSON.parse(message.data);
+      if (data.reason === "expired") {
+        this._connect();
+      } else {
+        this.sb._emit("error", new Error(data.message));
+        this._retryLater(generation);
+      }
+    });
     source.onerror = () => {
       if (generation !== this._generation) return;
       // Reconnect ourselves: EventSource would reuse a spent ticket and
