@@ -18,9 +18,11 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 
 use super::AppState;
 use crate::app::durable::{self as use_case, Append, Appended, Create, Refusal};
+use crate::auth::EndOfCredential;
 use crate::domain::durable::{self as rules, ZERO_OFFSET};
 use crate::domain::{ChannelPattern, StreamFilter, Timestamp};
 use crate::error::ApiError;
@@ -615,7 +617,8 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         state.durable.touch(&path);
     }
     if query.live.as_deref() == Some("sse") {
-        return sse(&state, row, &query).await;
+        let ends = state.auth.end_of(&super::principal(&req));
+        return sse(&state, row, &query, ends).await;
     }
     let long_poll = query.live.as_deref() == Some("long-poll");
     if query.offset.as_deref() == Some("now") && !long_poll {
@@ -755,9 +758,25 @@ struct Follow {
     watch: Watch,
     done: bool,
     waiting: bool,
+    /// The reader's credential ending (a JWT's `exp`, a revoked token):
+    /// the answer ends, and the client reconnects with a fresh one.
+    ends: Option<EndOfCredential>,
 }
 
 impl Follow {
+    /// Whether the reader's credential has ended.
+    fn credential_ended(&mut self) -> bool {
+        let ended = self
+            .ends
+            .as_mut()
+            .is_some_and(|end| end.as_mut().now_or_never().is_some());
+        if ended {
+            self.ends = None;
+            self.done = true;
+        }
+        ended
+    }
+
     /// The stream's row and what follows this reader's offset: from the
     /// last read of the stream when it covers the offset and every event
     /// this reader was woken by, else from one new read (the others wait
@@ -818,11 +837,22 @@ impl Follow {
 
     /// The next chunk of the SSE body, or `None` to end it.
     async fn next(&mut self) -> Option<Bytes> {
-        if self.done {
+        if self.done || self.credential_ended() {
             return None;
         }
         if self.waiting {
-            let woke = self.watch.changed(self.state.durable.long_poll).await;
+            let long_poll = self.state.durable.long_poll;
+            let woke = match self.ends.as_mut() {
+                Some(end) => tokio::select! {
+                    woke = self.watch.changed(long_poll) => woke,
+                    _ = end.as_mut() => {
+                        self.ends = None;
+                        self.done = true;
+                        return None;
+                    }
+                },
+                None => self.watch.changed(long_poll).await,
+            };
             self.waiting = false;
             // A connected reader keeps a stream with a sliding TTL alive.
             self.state.durable.touch(&self.path);
@@ -894,7 +924,12 @@ impl Follow {
     }
 }
 
-async fn sse(state: &web::Data<AppState>, row: StreamRow, query: &ReadQuery) -> HttpResponse {
+async fn sse(
+    state: &web::Data<AppState>,
+    row: StreamRow,
+    query: &ReadQuery,
+    ends: Option<EndOfCredential>,
+) -> HttpResponse {
     let offset = query.start(&row);
     let base64 = !rules::is_text(&row.content_type);
     let follow = Follow {
@@ -906,6 +941,7 @@ async fn sse(state: &web::Data<AppState>, row: StreamRow, query: &ReadQuery) -> 
         client_cursor: query.cursor.clone(),
         done: false,
         waiting: false,
+        ends,
     };
     let body = futures_util::stream::unfold(follow, |mut follow| async move {
         let chunk = follow.next().await?;
