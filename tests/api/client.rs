@@ -600,3 +600,110 @@ write = ["*"]
     assert_eq!(own, "page", "writes carry the bearer token");
     page.close().await;
 }
+
+/// An HS256 JWT for `agent` that expires `seconds` from now, with `extra`
+/// claims.
+fn jwt(secret: &str, agent: &str, seconds: u64, extra: Value) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + seconds;
+    let mut claims = json!({ "sub": agent, "exp": exp, "aud": "authenticated" });
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn a_page_whose_jwt_expires_resumes_with_a_fresh_one_without_loss_or_duplicate() {
+    require_browser();
+    const SECRET: &str = "a-supabase-like-project-jwt-secret-0123456789";
+    let app = spawn_app_with(|a| {
+        a.identity.jwt_secret = Some(SECRET.to_owned());
+        a.identity.jwt_audiences = vec!["authenticated".into()];
+        a.identity.jwt_leeway = Duration::ZERO;
+        a.identity.jwt_read = vec!["news".into()];
+    })
+    .await;
+    let writer = jwt(
+        SECRET,
+        "script",
+        600,
+        json!({ "switchboard": { "write": ["news"] } }),
+    );
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    // The page asks for its token each time, as a page on a provider SDK
+    // does; the test plays the SDK and refreshes it.
+    let page = client_page(
+        &driver,
+        &profiles.path().join("page"),
+        &app,
+        "{ token: async () => { window.tokenCalls = (window.tokenCalls || 0) + 1; return window.jwt; } }",
+    )
+    .await;
+    let short = jwt(SECRET, "reader", 3, json!({}));
+    page.run(&format!(
+        "window.jwt = '{short}'; window.got = []; window.errors = [];
+         sb.on('error', (e) => errors.push(`${{e.status}} ${{e.code}} ${{e.message}}`));
+         const sub = sb.subscribe({{ channels: 'news' }}, (e) => got.push(e.type === 'resync' ? 'resync' : e.payload.n));
+         await sub.ready;
+         await new Promise((r) => {{ const t = setInterval(() => {{ if (sb.status === 'live') {{ clearInterval(t); r(); }} }}, 50); }});
+         return true;"
+    ))
+    .await;
+    let opened_with = page
+        .eval("return window.tokenCalls")
+        .await
+        .as_i64()
+        .unwrap();
+    // The SDK refreshes the token; the open stream still runs on the old one
+    // until it expires.
+    let fresh = jwt(SECRET, "reader", 600, json!({}));
+    page.run(&format!("window.jwt = '{fresh}'; return true;"))
+        .await;
+    // Publish before, through and after the stream's JWT's expiry.
+    let started = Instant::now();
+    let mut published = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        let answer = app
+            .post("/api/channels/news/events")
+            .bearer_auth(&writer)
+            .json(&json!({ "type": "story", "data": { "n": published } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        published += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    page.wait_for(
+        "every event",
+        &format!("return window.got.length >= {published}"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expected: Vec<i64> = (0..published).collect();
+    assert_eq!(page.eval("return window.got").await, json!(expected));
+    assert_eq!(page.eval("return window.errors").await, json!([]));
+    // The stream ended at the expiry and the client reconnected with the
+    // token of the moment (a fresh ticket).
+    let after = page
+        .eval("return window.tokenCalls")
+        .await
+        .as_i64()
+        .unwrap();
+    assert!(
+        after > opened_with,
+        "a reconnect after the expiry: {opened_with} → {after}"
+    );
+    page.close().await;
+}
