@@ -13,6 +13,7 @@ mod faults;
 mod files;
 mod helpers;
 mod history;
+mod identity;
 mod mcp;
 mod mercure;
 mod openapi;
