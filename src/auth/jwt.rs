@@ -473,15 +473,24 @@ impl JwtVerifier {
                 )))
             }
         };
+        // `exp` may have a fraction (RFC 7519 §2, NumericDate); one past any
+        // time the clock can hold is refused, not overflowed. The library
+        // compared whole seconds: the exact end is checked here, so that a
+        // JWT a stream was just told has expired opens no new one.
         let expires = claims
             .get("exp")
-            .and_then(Value::as_u64)
-            .map(|exp| UNIX_EPOCH + Duration::from_secs(exp) + self.leeway);
+            .and_then(Value::as_f64)
+            .and_then(|exp| Duration::try_from_secs_f64(exp).ok())
+            .and_then(|exp| UNIX_EPOCH.checked_add(exp)?.checked_add(self.leeway))
+            .ok_or_else(|| refused("the JWT's exp claim is malformed".to_owned()))?;
+        if expires <= SystemTime::now() {
+            return Err(refused("the JWT has expired (exp)".to_owned()));
+        }
         Ok(Principal {
             read: read.resolve("read", Some(&agent)).map_err(refused)?,
             write: write.resolve("write", Some(&agent)).map_err(refused)?,
             agent_id: Some(agent),
-            expires,
+            expires: Some(expires),
             source: Source::Jwt,
         })
     }

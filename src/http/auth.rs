@@ -191,6 +191,11 @@ pub async fn authenticate(
             .map(ServiceResponse::map_into_left_body);
     };
     if let Err(error) = gate(&req, &state).await {
+        // The answer carries no error object for the request log to read:
+        // record its code here.
+        if let Some(span) = req.extensions().get::<RootSpan>() {
+            span.record("error", error.code());
+        }
         let response = error.error_response();
         return Ok(req.into_response(response).map_into_right_body());
     }

@@ -1769,6 +1769,16 @@ async fn the_request_log_names_the_authenticated_agent_never_the_one_a_request_c
         assert_eq!(response.status(), status, "{session}");
         let line = served.request_line(session).await;
         assert_eq!(line["span"]["status"], status, "{line}");
+        let code = match status {
+            401 => json!("unauthorized"),
+            403 => json!("forbidden"),
+            _ => Value::Null,
+        };
+        assert_eq!(
+            line["span"].get("error").cloned().unwrap_or(Value::Null),
+            code,
+            "{session}: a refusal at the gate logs its code: {line}"
+        );
         match agent {
             Some(agent) => assert_eq!(line["span"]["agent_id"], agent, "{session}: {line}"),
             None => assert!(
@@ -1784,4 +1794,58 @@ async fn the_request_log_names_the_authenticated_agent_never_the_one_a_request_c
             .any(|l| l.to_string().contains("mallory")),
         "the claimed name is never logged as who acted"
     );
+}
+
+// ---------------------------------------------------------------------------
+// What JWTs' `exp` can hold: the exact end, a fraction, a time past any clock.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_is_refused_once_a_stream_has_been_told_it_expired() {
+    let app = supabase_app(|a| a.identity.jwt_leeway = Duration::ZERO).await;
+    let jwt = Caller::bearer(&supabase_jwt("alice", unix_now() + 2));
+    let mut stream = open_stream(&app, &jwt, "replay=0").await;
+    let (_, last, _) = until_reauthenticate(&mut stream, DEADLINE).await;
+    assert_reauthenticate(&last, "expired");
+    assert_body_ends(&mut stream).await;
+
+    // A client whose token function still returns this JWT reconnects at
+    // once: the server said it expired, so it must not open another stream
+    // (which would end at once, and again, for up to a second).
+    let response = jwt
+        .on(app.get("/api/stream?replay=0"))
+        .send()
+        .await
+        .unwrap();
+    refused(response, 401, "unauthorized", "the JWT has expired (exp)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opened_with_a_jwt_whose_exp_has_a_fraction_of_a_second_ends_at_it() {
+    let app = supabase_app(|a| a.identity.jwt_leeway = Duration::ZERO).await;
+    // A NumericDate may have a fraction (RFC 7519 §2); the JWT is taken.
+    let exp = unix_now_f64() + 2.5;
+    let jwt = hs256(&json!({"sub": "alice", "aud": "authenticated", "exp": exp}));
+    let mut stream = open_stream(&app, &Caller::bearer(&jwt), "replay=0").await;
+    let (_, last, at) = until_reauthenticate(&mut stream, Duration::from_secs(5)).await;
+    assert_reauthenticate(&last, "expired");
+    assert!(
+        at >= exp - 0.05 && at <= exp + 1.5,
+        "reauthenticate at {at:.3}, exp {exp:.3}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_whose_exp_is_past_any_representable_time_is_answered_not_dropped() {
+    let app = supabase_app(|_| {}).await;
+    // Taken by the JWT library (exp is a u64 there); only its end is not.
+    let jwt = hs256(&json!({"sub": "alice", "aud": "authenticated", "exp": u64::MAX}));
+    for path in ["/api/events", "/api/stream?replay=0"] {
+        let response = Caller::bearer(&jwt)
+            .on(app.get(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: no answer, the connection was dropped: {e}"));
+        let status = response.status().as_u16();
+        assert!(status == 200 || status == 401, "{path}: {status}");
+    }
 }
