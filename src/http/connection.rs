@@ -17,18 +17,24 @@
 //!
 //! A stream served here ends when its client closes the connection (a read
 //! of zero bytes), when a write fails, or when its body ends.
+//!
+//! On the actix-http side every request body is watched (`body.rs`: a
+//! deadline, a bound on bodies waiting at once), and the socket is wrapped
+//! in a [`Guarded`] connection that a request whose body was left
+//! unfinished can hang up ([`Hangup`]).
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::{poll_fn, ready};
+use std::future::{poll_fn, ready, Future as _};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use actix_http::body::{BodySize, BoxBody, MessageBody};
-use actix_http::{HttpService, KeepAlive, Request, Response};
+use actix_http::{HttpService, KeepAlive, Protocol, Request, Response};
 use actix_server::GracefulShutdownSignal;
 use actix_service::{
     fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
@@ -40,7 +46,9 @@ use actix_web::http::{Method, StatusCode, Uri, Version};
 use actix_web::rt::net::TcpStream;
 use actix_web::{HttpResponse, ResponseError};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::time::{sleep_until, Instant, Sleep};
 
+use super::body;
 use super::mercure::HUB_PATH;
 use crate::error::ApiError;
 
@@ -110,8 +118,18 @@ where
                     let shutdown = shutdown.clone();
                     async move { shutdown.notified().await }
                 })
-                .finish(fn_factory(move || ready(Ok::<_, ()>(Rc::clone(&shared)))))
-                .tcp()
+                // A request's body reaches its connection's hang-up.
+                .on_connect_ext(|io: &Guarded, data| {
+                    data.insert(Rc::clone(&io.hangup));
+                })
+                .finish(fn_factory(move || {
+                    let app = Rc::clone(&shared);
+                    ready(Ok::<_, ()>(fn_service(move |mut request: Request| {
+                        let hangup = request.conn_data::<Rc<Hangup>>().cloned();
+                        body::watch(&mut request, hangup);
+                        app.call(request)
+                    })))
+                }))
                 .new_service(())
                 .await?;
             let actix = Rc::new(actix);
@@ -123,9 +141,15 @@ where
                     if Box::pin(opens_stream(&io)).await {
                         serve_stream(io, &*app).await;
                     } else {
+                        let peer = io.peer_addr().ok();
+                        let io = Guarded {
+                            io,
+                            hangup: Rc::new(Hangup::default()),
+                            timer: None,
+                        };
                         // Boxed, so that a stream connection's task is not
                         // sized for actix-http's dispatcher.
-                        let dispatch = Box::pin(actix.call(io));
+                        let dispatch = Box::pin(actix.call((io, Protocol::Http1, peer)));
                         if let Err(err) = dispatch.await {
                             tracing::debug!(%err, "connection ended with an error");
                         }
@@ -135,6 +159,94 @@ where
             }))
         }
     })
+}
+
+/// A connection's reading side, to be ended a little later: set by a
+/// request whose body will not be read whole (`body.rs`), so that
+/// actix-http, which would go on reading what is left of that body, sees
+/// the end of the connection instead, sends its answer, and closes.
+#[derive(Default)]
+pub(crate) struct Hangup {
+    at: Cell<Option<Instant>>,
+    /// The connection's task, woken to notice the hang-up.
+    reader: RefCell<Option<Waker>>,
+}
+
+impl Hangup {
+    /// Ends the reading side `delay` from now (or sooner, if already set).
+    pub(crate) fn after(&self, delay: Duration) {
+        let at = Instant::now() + delay;
+        if self.at.get().is_some_and(|set| set <= at) {
+            return;
+        }
+        self.at.set(Some(at));
+        if let Some(reader) = self.reader.borrow_mut().take() {
+            reader.wake();
+        }
+    }
+}
+
+/// An actix-http connection's socket: reads end (as at the client's close)
+/// once its [`Hangup`] time has come; writes pass through.
+pub(crate) struct Guarded {
+    io: TcpStream,
+    hangup: Rc<Hangup>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match this.hangup.at.get() {
+            Some(at) => {
+                let timer = this.timer.get_or_insert_with(|| Box::pin(sleep_until(at)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            None => {
+                let mut reader = this.hangup.reader.borrow_mut();
+                if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *reader = Some(cx.waker().clone());
+                }
+            }
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Whether the connection's first request (peeked, not consumed) opens a

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use super::body::{BodyRefused, BODY_TIMEOUT};
 use super::AppState;
 use crate::domain::{AgentId, DomainError, EventId, IdempotencyKey, SessionId};
 use crate::error::ApiError;
@@ -162,7 +163,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// The whole body, refused with 413 as soon as it is known to pass `limit`.
+/// The whole body, refused with 413 as soon as it is known to pass `limit`,
+/// with 408 when it does not arrive in time and with 503 when too many
+/// requests wait for theirs (`body.rs`).
 pub async fn read_body(
     payload: &mut (impl futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>>
               + Unpin),
@@ -174,8 +177,13 @@ pub async fn read_body(
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|err| match BodyRefused::of(&err) {
+            Some(BodyRefused::TimedOut) => ApiError::RequestTimeout {
+                seconds: BODY_TIMEOUT.as_secs(),
+            },
+            Some(BodyRefused::TooManyWaiting) => ApiError::TooManyWaitingBodies,
+            None => ApiError::bad_request(format!("could not read the body: {err}")),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }

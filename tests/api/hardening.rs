@@ -1,0 +1,336 @@
+//! Hostile input, seen from outside: bodies that never arrive, thousands of
+//! connections stuck mid-body, lenient framing, deep JSON, floods of
+//! malformed heads, and what the Mercure hub gives away.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{spawn_app, TestApp, DEADLINE};
+
+/// The server's body deadline (`http::body::BODY_TIMEOUT`).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A raw client connection.
+struct Raw {
+    socket: TcpStream,
+}
+
+/// A whole answer read up to the server's close.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// Names lower-cased.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not a JSON body ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The answer is the JSON error shape with this status and code.
+    fn assert_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{self:?}");
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+        body
+    }
+}
+
+impl Raw {
+    async fn open(port: u16) -> Raw {
+        let socket = tokio::time::timeout(DEADLINE, TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .expect("connected before the deadline")
+            .expect("connect");
+        Raw { socket }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.socket.write_all(bytes).await.expect("request sent");
+    }
+
+    /// Everything the server sends up to its close, which must come within
+    /// `within`, read as one answer.
+    async fn answer_then_close(&mut self, within: Duration) -> Answer {
+        let mut buf = Vec::new();
+        tokio::time::timeout(within, self.socket.read_to_end(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server did not answer and close within {within:?}; got {:?}",
+                    String::from_utf8_lossy(&buf)
+                )
+            })
+            .expect("read");
+        parse_answer(&buf)
+    }
+}
+
+fn parse_answer(bytes: &[u8]) -> Answer {
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no whole head in {:?}", String::from_utf8_lossy(bytes)));
+    let head = std::str::from_utf8(&bytes[..end]).expect("an ASCII head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("a status line in {head:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: bytes[end + 4..].to_vec(),
+    }
+}
+
+/// A publish whose head promises 100,000 bytes, and one byte of them.
+const STUCK_PUBLISH: &[u8] = b"POST /api/channels/x/events HTTP/1.1\r\nHost: x\r\n\
+    Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{";
+
+/// The same with a chunked body: one chunk begun, never finished.
+const STUCK_CHUNKED_PUBLISH: &[u8] = b"POST /api/channels/x/events HTTP/1.1\r\nHost: x\r\n\
+    Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{";
+
+async fn event_count(app: &TestApp) -> usize {
+    app.all_events().await.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_answered_408_and_its_connection_closed() {
+    let app = spawn_app().await;
+    let started = Instant::now();
+    let stuck = |request: &'static [u8]| {
+        let port = app.port;
+        async move {
+            let mut raw = Raw::open(port).await;
+            raw.send(request).await;
+            let answer = raw
+                .answer_then_close(BODY_TIMEOUT + Duration::from_secs(5))
+                .await;
+            (answer, started.elapsed())
+        }
+    };
+    let (sized, chunked) = tokio::join!(stuck(STUCK_PUBLISH), stuck(STUCK_CHUNKED_PUBLISH));
+    for (what, (answer, after)) in [("sized", sized), ("chunked", chunked)] {
+        let body = answer.assert_error(408, "request_timeout");
+        assert_eq!(
+            body["error"]["message"], "the request body did not arrive within 10 s",
+            "{what}"
+        );
+        assert_eq!(answer.header("connection"), Some("close"), "{what}");
+        assert!(
+            after >= BODY_TIMEOUT - Duration::from_millis(500),
+            "{what}: answered after {after:?}, before the deadline"
+        );
+    }
+    assert_eq!(event_count(&app).await, 0, "nothing was published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_arrives_in_pieces_within_the_deadline_is_taken() {
+    let app = spawn_app().await;
+    let mut raw = Raw::open(app.port).await;
+    let body = br#"{"type":"t","data":{"n":1}}"#;
+    raw.send(
+        format!(
+            "POST /api/channels/x/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    for piece in body.chunks(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        raw.send(piece).await;
+    }
+    let answer = raw.answer_then_close(DEADLINE).await;
+    assert_eq!(answer.status, 201, "{answer:?}");
+    assert_eq!(answer.json()["payload"], json!({"n": 1}));
+}
+
+/// `switchboard serve` as a child process (killed when dropped).
+struct Served {
+    _child: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts the real binary on a free port; with `max_files`, its
+    /// `RLIMIT_NOFILE` is lowered to that many before it starts.
+    async fn start(max_files: Option<u64>) -> Served {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .arg("serve")
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--database",
+            ])
+            .arg(dir.path().join("switchboard.db"))
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(max) = max_files {
+            // SAFETY: between fork and exec only setrlimit(2) runs, which is
+            // async-signal-safe, and nothing is allocated.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: max,
+                        rlim_max: max,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("switchboard starts");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.next_line().await.expect("a log line") {
+                let line: Value = serde_json::from_str(&line).expect("a JSON log line");
+                if line["message"] == "switchboard listening" {
+                    return line["port"].as_u64().expect("its port") as u16;
+                }
+            }
+            panic!("switchboard exited before listening");
+        })
+        .await
+        .expect("switchboard listens before the deadline");
+        // Keep reading the log, so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Served {
+            _child: child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// Lets this test process hold as many sockets as its hard limit allows.
+fn raise_own_file_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < needed {
+            limit.rlim_cur = limit.rlim_max;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+    assert!(
+        limit.rlim_cur >= needed,
+        "this test needs {needed} file descriptors; the hard limit is {}",
+        limit.rlim_max
+    );
+}
+
+/// The issue's attack: more connections stuck mid-body than the server has
+/// file descriptors. Bodies beyond the bound are refused at once and their
+/// connections closed, so the server keeps descriptors to answer with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_connections_stuck_mid_body_leave_readyz_and_publishes_answering() {
+    const STUCK: usize = 3_000;
+    raise_own_file_limit(STUCK as u64 + 500);
+    let server = Served::start(Some(3_000)).await;
+
+    let mut stuck = Vec::with_capacity(STUCK);
+    let sending = Instant::now();
+    for _ in 0..STUCK {
+        let mut raw = Raw::open(server.port).await;
+        raw.send(STUCK_PUBLISH).await;
+        stuck.push(raw);
+    }
+    assert!(
+        sending.elapsed() < BODY_TIMEOUT,
+        "sending took {:?}: the body deadline would have hidden the bound",
+        sending.elapsed()
+    );
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let ready = client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("/readyz answers within 3 s");
+    assert_eq!(ready.status(), 200);
+    let published = client
+        .post(server.url("/api/channels/x/events"))
+        .json(&json!({"type": "t", "data": {}}))
+        .send()
+        .await
+        .expect("a publish answers within 3 s");
+    assert_eq!(published.status(), 201);
+
+    // The connections beyond the bound were answered 503 and closed.
+    let mut refused = 0;
+    for raw in &mut stuck {
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(5), raw.socket.read(&mut buf)).await
+        {
+            if buf[..n].starts_with(b"HTTP/1.1 503") {
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused >= STUCK - 600,
+        "only {refused} of {STUCK} stuck bodies were refused at once"
+    );
+}
+
+/// actix-http would read what is left of an unread chunked body for as long
+/// as the client keeps it open: the connection is closed instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_the_route_never_reads_does_not_hold_its_connection() {
+    let app = spawn_app().await;
+    let mut raw = Raw::open(app.port).await;
+    raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab")
+        .await;
+    let answer = raw.answer_then_close(Duration::from_secs(3)).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
