@@ -8,12 +8,14 @@
 //!
 //! - `GET /api/stream…`, `GET /.well-known/mercure…` and a Durable Streams
 //!   `GET /v1/stream/…?…live=sse…` are served here. The request head is read
-//!   into a buffer that is dropped once parsed, the request goes to **the same
+//!   into a buffer that is dropped once parsed (and framed as strictly as
+//!   actix-http frames it: an ambiguous body length or a missing or repeated
+//!   `Host` is 400), the request goes to **the same
 //!   App service** as every other request (gate, CORS, metrics, request log,
 //!   handler), and the answer is written with chunked framing from a buffer
 //!   that is freed whenever it drains. Such a connection serves that one
 //!   request and is closed after it (`Connection: close`).
-//! - Everything else goes to actix-http untouched, keep-alive included.
+//! - Everything else goes to actix-http, keep-alive included.
 //!
 //! A stream served here ends when its client closes the connection (a read
 //! of zero bytes), when a write fails, or when its body ends.
@@ -400,6 +402,9 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
+    if let Some(why) = framing_error(parsed.headers, head.version) {
+        return Err(ApiError::bad_request(why).into());
+    }
     for h in parsed.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| malformed("header name"))?;
@@ -407,6 +412,50 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
         head.headers.append(name, value);
     }
     Ok(request)
+}
+
+/// What is wrong with a head's framing, by the rules actix-http applies on
+/// every other connection (RFC 9112 §3.2, §6.1, §6.3): a head whose body
+/// length two parsers could read differently is refused, never guessed at.
+/// Such a connection serves one request and closes, so nothing could be
+/// smuggled after it; the rules are kept the same as actix-http's so that
+/// the two paths never read one head two ways (a proxy in front relies on
+/// that).
+fn framing_error(headers: &[httparse::Header<'_>], version: Version) -> Option<&'static str> {
+    let named = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+    };
+    let lengths: Vec<&[u8]> = named("content-length").map(|h| h.value).collect();
+    let encodings: Vec<&[u8]> = named("transfer-encoding").map(|h| h.value).collect();
+    let hosts = named("host").count();
+    if lengths.len() > 1 {
+        return Some("the request has more than one Content-Length header");
+    }
+    if lengths.first().is_some_and(|v| {
+        v.trim_ascii().is_empty() || !v.trim_ascii().iter().all(u8::is_ascii_digit)
+    }) {
+        return Some("Content-Length must be a decimal number of bytes");
+    }
+    if !encodings.is_empty() {
+        if !lengths.is_empty() {
+            return Some("the request has both Content-Length and Transfer-Encoding");
+        }
+        if encodings.len() > 1
+            || version != Version::HTTP_11
+            || !encodings[0].trim_ascii().eq_ignore_ascii_case(b"chunked")
+        {
+            return Some("Transfer-Encoding must be given once, be chunked, and only in HTTP/1.1");
+        }
+    }
+    if hosts > 1 {
+        return Some("the request has more than one Host header");
+    }
+    if hosts == 0 && version == Version::HTTP_11 {
+        return Some("an HTTP/1.1 request needs a Host header");
+    }
+    None
 }
 
 /// Writes the status line and headers, then the body: chunked when its
@@ -589,7 +638,53 @@ impl Pump<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_stream_request;
+    use super::{framing_error, is_stream_request};
+    use actix_web::http::Version;
+
+    #[test]
+    fn a_head_whose_body_length_is_ambiguous_is_refused() {
+        let verdict = |head: &str, version: Version| {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let fields: Vec<(&str, &str)> = head
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+                .map(|l| l.split_once(": ").expect("name: value"))
+                .collect();
+            for (slot, (name, value)) in headers.iter_mut().zip(&fields) {
+                *slot = httparse::Header {
+                    name,
+                    value: value.as_bytes(),
+                };
+            }
+            framing_error(&headers[..fields.len()], version)
+        };
+        let v11 = Version::HTTP_11;
+        for fine in [
+            "Host: x",
+            "Host: x\r\nContent-Length: 0",
+            "Host: x\r\ncontent-length:  12 ",
+            "Host: x\r\nTransfer-Encoding: chunked",
+        ] {
+            assert_eq!(verdict(fine, v11), None, "{fine}");
+        }
+        assert_eq!(verdict("Content-Length: 5", Version::HTTP_10), None);
+        for refused in [
+            "Host: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked",
+            "Host: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 0",
+            "Host: x\r\nContent-Length: 5\r\nContent-Length: 6",
+            "Host: x\r\nContent-Length: 5\r\nContent-Length: 5",
+            "Host: x\r\nContent-Length: +5",
+            "Host: x\r\nContent-Length: 5, 5",
+            "Host: x\r\nContent-Length: ",
+            "Host: x\r\nTransfer-Encoding: gzip",
+            "Host: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Host: x\r\nHost: y",
+            "Accept: text/event-stream",
+        ] {
+            assert!(verdict(refused, v11).is_some(), "{refused}");
+        }
+        assert!(verdict("Transfer-Encoding: chunked", Version::HTTP_10).is_some());
+    }
 
     #[test]
     fn recognises_stream_requests_by_their_request_line() {

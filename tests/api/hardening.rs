@@ -334,3 +334,38 @@ async fn a_chunked_body_the_route_never_reads_does_not_hold_its_connection() {
     let answer = raw.answer_then_close(Duration::from_secs(3)).await;
     assert_eq!(answer.status, 200, "{answer:?}");
 }
+
+/// The stream path has its own HTTP/1.1 parser (`connection.rs`); it frames
+/// requests as strictly as actix-http's (RFC 9112 §6.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_request_with_ambiguous_framing_is_answered_400_and_closed() {
+    let app = spawn_app().await;
+    for target in ["/api/stream?replay=0", "/v1/stream/a?offset=-1&live=sse"] {
+        for (what, framing) in [
+            (
+                "Content-Length and Transfer-Encoding",
+                "Content-Length: 5\r\nTransfer-Encoding: chunked",
+            ),
+            (
+                "two different Content-Lengths",
+                "Content-Length: 0\r\nContent-Length: 5",
+            ),
+        ] {
+            let mut raw = Raw::open(app.port).await;
+            raw.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n").as_bytes())
+                .await;
+            let answer = raw.answer_then_close(Duration::from_secs(3)).await;
+            answer.assert_error(400, "bad_request");
+            assert_eq!(
+                answer.header("connection"),
+                Some("close"),
+                "{target}, {what}"
+            );
+        }
+    }
+    let stats = app.get_json("/api/stats").await;
+    assert_eq!(
+        stats["connected_clients"], 0,
+        "no stream was opened: {stats}"
+    );
+}
