@@ -114,7 +114,8 @@ impl FromRequest for Identity {
 
 /// A JSON body: the parsed value and the exact bytes (for idempotency).
 /// Missing `Content-Type` is read as JSON; another type is 415; a body over
-/// the limit is 413 before it is read in full.
+/// the limit is 413 before it is read in full; one nested deeper than
+/// `MAX_JSON_DEPTH` is 422 naming the field.
 pub struct JsonBody<T> {
     pub value: T,
     pub raw: Bytes,
@@ -198,6 +199,9 @@ fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         return serde_json::from_slice(b"null")
             .map_err(|_| ApiError::InvalidJson("the body is empty".into()));
     }
+    // Nesting before anything parses: free-form values are kept raw, and a
+    // reader elsewhere may not parse what serde_json takes.
+    crate::domain::check_depth(raw)?;
     // Syntax first, so broken JSON is always 400 `invalid_json`, whatever
     // field error the typed parse would have met on the way.
     // Its position ("at line 1 column 5") helps to find a syntax error.

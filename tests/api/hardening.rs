@@ -369,3 +369,111 @@ async fn a_stream_request_with_ambiguous_framing_is_answered_400_and_closed() {
         "no stream was opened: {stats}"
     );
 }
+
+/// `depth` arrays nested in one another.
+fn nested_arrays(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_nested_deeper_than_the_limit_is_422_naming_the_field_and_publishes_nothing() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "/api/channels/x/events",
+            format!(r#"{{"type":"t","data":{}}}"#, nested_arrays(100_000)),
+            "data",
+        ),
+        (
+            "/api/events/batch",
+            format!(
+                r#"{{"events":[{{"channel":"x","type":"t","data":{{}}}},{{"channel":"x","type":"t","data":{}}}]}}"#,
+                nested_arrays(64)
+            ),
+            "events[1].data",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let response = app
+            .post(path)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "validation_failed", "{error}");
+        assert_eq!(error["error"]["details"]["field"], field, "{error}");
+        assert_eq!(
+            error["error"]["message"],
+            format!("{field}: must not nest objects and arrays more than 64 levels deep")
+        );
+    }
+    assert_eq!(event_count(&app).await, 0, "nothing was published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_nested_up_to_the_limit_is_published_and_served_back() {
+    let app = spawn_app().await;
+    // The body's own braces are one level: data may nest 63 more.
+    let data = nested_arrays(63);
+    let response = app
+        .post("/api/channels/x/events")
+        .header("Content-Type", "application/json")
+        .body(format!(r#"{{"type":"t","data":{data}}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let events = app.all_events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["payload"].to_string(), data);
+
+    let one_more = app
+        .post("/api/channels/x/events")
+        .header("Content-Type", "application/json")
+        .body(format!(r#"{{"type":"t","data":{}}}"#, nested_arrays(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one_more.status(), 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_json_append_nested_too_deep_is_422_and_appends_nothing() {
+    let app = spawn_app().await;
+    let url = app.url("/v1/stream/deep");
+    let created = app
+        .client
+        .put(&url)
+        .header("Content-Type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let append = |body: String| {
+        app.client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let refused = append(format!(r#"[{{"a":1}},{{"a":{}}}]"#, nested_arrays(100)))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "validation_failed", "{error}");
+    assert_eq!(error["error"]["details"]["field"], "[1].a", "{error}");
+
+    let taken = append(r#"{"a":[[1]]}"#.to_owned()).await.unwrap();
+    assert!(taken.status().is_success(), "{}", taken.status());
+    let read = app
+        .client
+        .get(format!("{url}?offset=-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.text().await.unwrap(), r#"[{"a":[[1]]}]"#);
+}
