@@ -346,7 +346,13 @@ async fn take_request(io: &mut TcpStream) -> Result<Request, Refusal> {
             request.head_mut().peer_addr = peer;
             Ok(request)
         }
-        Ok(Err(refusal)) => Err(refusal),
+        Ok(Err(refusal)) => {
+            if matches!(refusal, Refusal::Answer(_)) {
+                // Counted with actix-http's, not logged one by one.
+                crate::telemetry::malformed_head_refused();
+            }
+            Err(refusal)
+        }
         Err(_elapsed) => Err(Refusal::Answer(
             HttpResponse::RequestTimeout().finish().into(),
         )),

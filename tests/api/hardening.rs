@@ -173,10 +173,12 @@ async fn a_body_that_arrives_in_pieces_within_the_deadline_is_taken() {
     assert_eq!(answer.json()["payload"], json!({"n": 1}));
 }
 
-/// `switchboard serve` as a child process (killed when dropped).
+/// `switchboard serve` as a child process (killed when dropped), its log
+/// lines (JSON) collected.
 struct Served {
     _child: tokio::process::Child,
     port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -231,16 +233,30 @@ impl Served {
         .await
         .expect("switchboard listens before the deadline");
         // Keep reading the log, so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line =
+                    serde_json::from_str(&line).unwrap_or_else(|_| json!({ "unparsed": line }));
+                collected.lock().unwrap().push(line);
+            }
+        });
         Served {
             _child: child,
             port,
+            log,
             _dir: dir,
         }
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The log lines written since it started listening.
+    fn log_lines(&self) -> Vec<Value> {
+        self.log.lock().unwrap().clone()
     }
 }
 
@@ -476,4 +492,64 @@ async fn a_durable_json_append_nested_too_deep_is_422_and_appends_nothing() {
         .await
         .unwrap();
     assert_eq!(read.text().await.unwrap(), r#"[{"a":[[1]]}]"#);
+}
+
+/// Anyone can send malformed heads; each used to be an `ERROR` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_malformed_heads_is_summed_up_in_a_few_warn_lines_not_logged_as_errors() {
+    const EACH: usize = 100;
+    let server = Served::start(None).await;
+    let burst = Instant::now();
+    // Half on actix-http's path, half on the stream path's own parser.
+    for target in ["/healthz", "/api/stream"] {
+        for _ in 0..EACH {
+            let mut raw = Raw::open(server.port).await;
+            raw.send(
+                format!("GET {target} HTTP/1.1\r\nHost: x\r\nnot a header\r\n\r\n").as_bytes(),
+            )
+            .await;
+            let answer = raw.answer_then_close(DEADLINE).await;
+            assert_eq!(answer.status, 400, "{target}: {answer:?}");
+        }
+    }
+    let burst = burst.elapsed();
+
+    let summaries = |log: &[Value]| -> Vec<Value> {
+        log.iter()
+            .filter(|line| line["message"] == "malformed request heads refused")
+            .cloned()
+            .collect()
+    };
+    let counted = |log: &[Value]| -> u64 {
+        summaries(log)
+            .iter()
+            .map(|line| line["count"].as_u64().expect("a count"))
+            .sum()
+    };
+    let waiting = Instant::now();
+    while counted(&server.log_lines()) < 2 * EACH as u64 {
+        assert!(
+            waiting.elapsed() < DEADLINE,
+            "the summaries count {} of {} heads",
+            counted(&server.log_lines()),
+            2 * EACH
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = server.log_lines();
+    assert_eq!(counted(&log), 2 * EACH as u64);
+    let errors: Vec<&Value> = log.iter().filter(|line| line["level"] == "ERROR").collect();
+    assert!(errors.is_empty(), "ERROR lines: {errors:?}");
+    let summaries = summaries(&log);
+    assert!(
+        summaries.iter().all(|line| line["level"] == "WARN"),
+        "{summaries:?}"
+    );
+    // At most one a second.
+    let most = burst.as_secs() as usize + 2;
+    assert!(
+        summaries.len() <= most,
+        "{} summary lines for a burst of {burst:?}",
+        summaries.len()
+    );
 }
