@@ -553,3 +553,93 @@ async fn a_burst_of_malformed_heads_is_summed_up_in_a_few_warn_lines_not_logged_
         summaries.len()
     );
 }
+
+/// Publishes a Mercure update (a form) with the test publisher's JWT.
+async fn mercure_publish(app: &TestApp, form: &[(&str, &str)]) -> String {
+    let response = app
+        .client
+        .post(app.url("/.well-known/mercure"))
+        .bearer_auth(crate::mercure::publisher())
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+/// Subscribes to `topic` resuming after `last_event_id`, with a JWT or
+/// anonymously; answers the `Last-Event-ID` header and the stream.
+async fn mercure_resume(
+    app: &TestApp,
+    token: Option<&str>,
+    last_event_id: &str,
+) -> (Option<String>, crate::helpers::SseStream) {
+    let mut request = app
+        .client
+        .get(app.url("/.well-known/mercure"))
+        .query(&[("topic", "https://example.com/books/{id}")])
+        .header("Last-Event-ID", last_event_id);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let header = response
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (header, crate::helpers::SseStream::new(response))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_after_a_private_update_tells_an_unauthorized_subscriber_nothing_about_it() {
+    let app = crate::helpers::spawn_app_with(|a| {
+        crate::mercure::mercure_args(a);
+        a.mercure.mercure_anonymous = true;
+    })
+    .await;
+    let public = mercure_publish(
+        &app,
+        &[("topic", "https://example.com/books/1"), ("data", "public")],
+    )
+    .await;
+    let secret = mercure_publish(
+        &app,
+        &[
+            ("topic", "https://example.com/books/2"),
+            ("data", "secret"),
+            ("private", "on"),
+            ("id", "urn:secret:1"),
+        ],
+    )
+    .await;
+    assert_eq!(secret, "urn:secret:1");
+
+    let elsewhere = crate::mercure::jwt(json!({
+        "mercure": { "subscribe": ["https://example.com/authors/{id}"] }
+    }));
+    for (who, token) in [
+        ("anonymous", None),
+        ("unauthorized", Some(elsewhere.as_str())),
+    ] {
+        let (private_id, mut after_private) = mercure_resume(&app, token, &secret).await;
+        let (unknown_id, mut after_unknown) = mercure_resume(&app, token, "urn:never:1").await;
+        assert_eq!(private_id, unknown_id, "{who}: the headers differ");
+        assert_eq!(private_id.as_deref(), Some("earliest"), "{who}");
+        // The same updates follow, too: all it may see, from the start.
+        for stream in [&mut after_private, &mut after_unknown] {
+            let first = stream.next_event().await;
+            assert_eq!(first.id.as_deref(), Some(public.as_str()), "{who}");
+            stream.assert_quiet(Duration::from_millis(300)).await;
+        }
+    }
+
+    // A subscriber authorized for the update still resumes right after it.
+    let reader = crate::mercure::jwt(json!({
+        "mercure": { "subscribe": ["https://example.com/books/{id}"] }
+    }));
+    let (header, mut stream) = mercure_resume(&app, Some(&reader), &secret).await;
+    assert_eq!(header.as_deref(), Some("urn:secret:1"));
+    stream.assert_quiet(Duration::from_millis(300)).await;
+}

@@ -174,7 +174,7 @@ pub async fn subscribe(
                 .into_iter()
                 .find(|v| !v.trim().is_empty())
         });
-    let (start, preceding) = resume(&state, asked).await?;
+    let (start, preceding) = resume(&state, asked, grant.subscribe.clone()).await?;
 
     let filter = StreamFilter {
         patterns: vec![
@@ -242,9 +242,15 @@ fn instant_of(exp: u64) -> Instant {
 /// Where a subscriber starts, and the `Last-Event-ID` response header: the
 /// id asked for when the log still has what follows it, else `earliest` (the
 /// whole history is sent: an unknown id never leaves a silent gap).
+///
+/// The id of an update the subscriber may not receive (a private one,
+/// with `authorized` covering none of its topics) counts as unknown: were
+/// it honoured, the header and the updates sent would tell an anonymous
+/// subscriber which private ids exist.
 async fn resume(
     state: &AppState,
     asked: Option<String>,
+    authorized: Vec<Selector>,
 ) -> Result<(Start, Option<String>), ApiError> {
     let Some(asked) = asked else {
         return Ok((Start::Recent(0), None));
@@ -252,10 +258,17 @@ async fn resume(
     let (found, pruned) = state
         .store
         .read(move |conn| {
-            let found = if asked == "earliest" {
-                None
-            } else {
-                store::mercure::find(conn, &asked)?.map(|id| (asked, id))
+            let event = match asked.as_str() {
+                "earliest" => None,
+                asked => store::mercure::find(conn, asked)?,
+            };
+            let found = match event {
+                Some(id) => events::find(conn, id)?
+                    .as_ref()
+                    .and_then(Update::from_event)
+                    .filter(|update| rules::may_receive(&authorized, update))
+                    .map(|_| (asked, id)),
+                None => None,
             };
             Ok((found, events::pruned_through(conn)?))
         })
