@@ -33,6 +33,11 @@ pub enum ApiError {
     UnsupportedMediaType { expected: &'static str },
     #[error("no route for this path")]
     RouteNotFound,
+    /// A part of the server it was started without (the Mercure hub, …):
+    /// 404 `not_found`, with a whole sentence naming the option that turns
+    /// it on.
+    #[error("{0}")]
+    Disabled(&'static str),
     #[error("method not allowed; this resource answers {allow}")]
     MethodNotAllowed { allow: &'static str },
     /// No valid credential: 401 with `WWW-Authenticate: Bearer`.
@@ -89,7 +94,7 @@ impl ApiError {
             ApiError::BadParameter { .. } => "bad_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
-            ApiError::RouteNotFound => "not_found",
+            ApiError::RouteNotFound | ApiError::Disabled(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unavailable(_) | ApiError::TooManyWaitingBodies => "unavailable",
             ApiError::RequestTimeout { .. } => "request_timeout",
@@ -140,7 +145,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidJson(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::RouteNotFound | ApiError::Disabled(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::TooManyWaitingBodies => {

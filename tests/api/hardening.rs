@@ -643,3 +643,54 @@ async fn resuming_after_a_private_update_tells_an_unauthorized_subscriber_nothin
     assert_eq!(header.as_deref(), Some("urn:secret:1"));
     stream.assert_quiet(Duration::from_millis(300)).await;
 }
+
+/// The message of a 404 from `path`, asserting the error's shape.
+async fn not_found_message(app: &TestApp, request: reqwest::RequestBuilder, path: &str) -> String {
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 404, "{path} on {}", app.address);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "not_found", "{path}: {error}");
+    error["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mercure_hubs_404s_read_as_one_sentence() {
+    let off = spawn_app().await;
+    let hub = "/.well-known/mercure";
+    for (request, path) in [
+        (off.get(&format!("{hub}?topic=t")), hub),
+        (off.post(hub).form(&[("topic", "t")]), hub),
+        (
+            off.get(&format!("{hub}/subscriptions")),
+            "/.well-known/mercure/subscriptions",
+        ),
+    ] {
+        assert_eq!(
+            not_found_message(&off, request, path).await,
+            "the Mercure hub is off: start switchboard with --mercure-publisher-jwt-key"
+        );
+    }
+
+    let subscriber = crate::mercure::jwt(json!({ "mercure": { "subscribe": ["*"] } }));
+    let without_subscriptions = crate::helpers::spawn_app_with(|a| {
+        crate::mercure::mercure_args(a);
+        a.mercure.mercure_subscriptions = false;
+    })
+    .await;
+    let request = without_subscriptions
+        .get(&format!("{hub}/subscriptions"))
+        .bearer_auth(&subscriber);
+    assert_eq!(
+        not_found_message(&without_subscriptions, request, "subscriptions").await,
+        "the subscriptions API is off: start switchboard with --mercure-subscriptions"
+    );
+
+    let on = crate::helpers::spawn_app_with(crate::mercure::mercure_args).await;
+    let request = on
+        .get(&format!("{hub}/subscriptions/t/urn%3Anobody"))
+        .bearer_auth(&subscriber);
+    assert_eq!(
+        not_found_message(&on, request, "one subscription").await,
+        "subscription not found"
+    );
+}

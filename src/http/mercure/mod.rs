@@ -85,12 +85,9 @@ impl Mercure {
 }
 
 fn hub(state: &AppState) -> Result<&Arc<Mercure>, ApiError> {
-    state.mercure.as_ref().ok_or_else(|| {
-        DomainError::NotFound(
-            "the Mercure hub is off: start switchboard with --mercure-publisher-jwt-key".into(),
-        )
-        .into()
-    })
+    state.mercure.as_ref().ok_or(ApiError::Disabled(
+        "the Mercure hub is off: start switchboard with --mercure-publisher-jwt-key",
+    ))
 }
 
 /// `Link: <…/.well-known/mercure>; rel="mercure"`, the discovery header.
@@ -467,10 +464,9 @@ async fn subscriptions_answer(
 ) -> Result<HttpResponse, ApiError> {
     let mercure = hub(state)?;
     if !mercure.subscriptions {
-        return Err(DomainError::NotFound(
-            "the subscriptions API is off: start switchboard with --mercure-subscriptions".into(),
-        )
-        .into());
+        return Err(ApiError::Disabled(
+            "the subscriptions API is off: start switchboard with --mercure-subscriptions",
+        ));
     }
     let grant = mercure.keys.subscriber(req)?.ok_or_else(|| {
         ApiError::Unauthorized("the subscriptions API needs a subscriber JWT".into())
@@ -502,7 +498,7 @@ async fn subscriptions_answer(
         .collect();
     let mut doc = if subscriber.is_some() {
         let Some(one) = active.first() else {
-            return Err(DomainError::NotFound("no such subscription".into()).into());
+            return Err(DomainError::NotFound("subscription".into()).into());
         };
         one.document(true)
     } else {
