@@ -33,6 +33,11 @@ pub enum ApiError {
     UnsupportedMediaType { expected: &'static str },
     #[error("no route for this path")]
     RouteNotFound,
+    /// A part of the server it was started without (the Mercure hub, …):
+    /// 404 `not_found`, with a whole sentence naming the option that turns
+    /// it on.
+    #[error("{0}")]
+    Disabled(&'static str),
     #[error("method not allowed; this resource answers {allow}")]
     MethodNotAllowed { allow: &'static str },
     /// No valid credential: 401 with `WWW-Authenticate: Bearer`.
@@ -48,6 +53,15 @@ pub enum ApiError {
     /// callback) could not be asked: refused, fail closed (503).
     #[error("{0}")]
     AuthorityUnavailable(String),
+    /// The body did not arrive in time (`http::body`): 408, and the
+    /// connection is closed.
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout { seconds: u64 },
+    /// Too many requests wait for their bodies at once (`http::body`): 503
+    /// `unavailable` with `Retry-After`, and the connection is closed. Not
+    /// logged: it is what a flood of stalled bodies looks like.
+    #[error("too many requests are waiting for their bodies; retry after 1 s")]
+    TooManyWaitingBodies,
     /// Anything else: logged with its cause, answered without it.
     #[error("internal error")]
     Internal(String),
@@ -84,9 +98,12 @@ impl ApiError {
             ApiError::BadParameter { .. } => "bad_request",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
-            ApiError::RouteNotFound => "not_found",
+            ApiError::RouteNotFound | ApiError::Disabled(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::Unavailable(_) | ApiError::AuthorityUnavailable(_) => "unavailable",
+            ApiError::Unavailable(_)
+            | ApiError::AuthorityUnavailable(_)
+            | ApiError::TooManyWaitingBodies => "unavailable",
+            ApiError::RequestTimeout { .. } => "request_timeout",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
@@ -134,11 +151,12 @@ impl ResponseError for ApiError {
             ApiError::InvalidJson(_) | ApiError::BadParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::RouteNotFound | ApiError::Disabled(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) | ApiError::AuthorityUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_)
+            | ApiError::AuthorityUnavailable(_)
+            | ApiError::TooManyWaitingBodies => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,6 +173,15 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unavailable(_) | ApiError::AuthorityUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            // The rest of the body may still come, or never: the connection
+            // cannot carry another request.
+            ApiError::TooManyWaitingBodies => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+                response.force_close();
+            }
+            ApiError::RequestTimeout { .. } => {
+                response.force_close();
             }
             ApiError::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, *allow));
@@ -182,7 +209,8 @@ pub struct ErrorBody {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: `bad_request`, `invalid_json` (400), `forbidden` (403),
-    /// `unauthorized` (401), `not_found` (404), `method_not_allowed` (405), `conflict`,
+    /// `unauthorized` (401), `not_found` (404), `method_not_allowed` (405),
+    /// `request_timeout` (408: the body did not arrive in time), `conflict`,
     /// `already_exists`, `lock_held`, `lock_required` (409),
     /// `precondition_failed` (412), `payload_too_large` (413),
     /// `unsupported_media_type` (415), `validation_failed`,

@@ -281,6 +281,9 @@ pub fn create(
                     )
                 }
                 Err(JsonRefusal::EmptyArray) => Vec::new(),
+                Err(JsonRefusal::TooDeep { field, message }) => {
+                    return Err(crate::domain::DomainError::Validation { field, message }.into())
+                }
             }
         } else {
             c.body.clone()
@@ -410,6 +413,9 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
                 Err(JsonRefusal::Invalid) => return Ok(Err(Refusal::BadRequest("Invalid JSON"))),
                 Err(JsonRefusal::EmptyArray) => {
                     return Ok(Err(Refusal::BadRequest("Empty arrays are not allowed")))
+                }
+                Err(JsonRefusal::TooDeep { field, message }) => {
+                    return Err(crate::domain::DomainError::Validation { field, message }.into())
                 }
             }
         } else {

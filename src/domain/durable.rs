@@ -95,12 +95,21 @@ pub fn parse_count(text: &str) -> Option<i64> {
 pub enum JsonRefusal {
     Invalid,
     EmptyArray,
+    /// Nested deeper than `MAX_JSON_DEPTH`: a validation error of `field`.
+    TooDeep {
+        field: String,
+        message: String,
+    },
 }
 
 /// A JSON append as stored: each value (an array's elements, flattened)
 /// followed by a comma. An empty array creates nothing on create (`Ok`
-/// empty) and is refused on append.
+/// empty) and is refused on append; nesting deeper than `MAX_JSON_DEPTH`
+/// is refused, as in every JSON body.
 pub fn json_append(body: &[u8], create: bool) -> Result<Vec<u8>, JsonRefusal> {
+    if let Err(super::DomainError::Validation { field, message }) = super::check_depth(body) {
+        return Err(JsonRefusal::TooDeep { field, message });
+    }
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| JsonRefusal::Invalid)?;
     // Stored compact, as the reference server does.
@@ -277,6 +286,11 @@ mod tests {
         assert_eq!(json_append(b"[]", false), Err(JsonRefusal::EmptyArray));
         assert_eq!(json_append(b"[]", true).unwrap(), b"");
         assert_eq!(json_append(b"{oops", false), Err(JsonRefusal::Invalid));
+        let deep = format!("[{{\"a\": {}{}}}]", "[".repeat(64), "]".repeat(64));
+        assert!(matches!(
+            json_append(deep.as_bytes(), false),
+            Err(JsonRefusal::TooDeep { field, .. }) if field == "[0].a"
+        ));
         let stored = [b"1,2,".as_slice(), b"{\"c\":3},".as_slice()];
         assert_eq!(json_array(stored.into_iter()), b"[1,2,{\"c\":3}]");
         assert_eq!(json_array(std::iter::empty()), b"[]");

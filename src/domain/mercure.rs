@@ -168,9 +168,17 @@ pub struct SubscriberFilter {
 
 impl SubscriberFilter {
     pub fn admits(&self, update: &Update) -> bool {
-        any_matches(&self.selectors, &update.topics)
-            && (!update.private || any_matches(&self.authorized, &update.topics))
+        any_matches(&self.selectors, &update.topics) && may_receive(&self.authorized, update)
     }
+}
+
+/// Whether a subscriber authorized for `authorized` (its token's
+/// `mercure.subscribe`) may receive `update` at all, whatever its topic
+/// selectors: public updates, and private ones with a topic it is
+/// authorized for. Anything the hub tells a subscriber about an update,
+/// its existence included, needs this.
+pub fn may_receive(authorized: &[Selector], update: &Update) -> bool {
+    !update.private || any_matches(authorized, &update.topics)
 }
 
 /// `{topic}` / `{subscriber}` of a subscription event's topic, each

@@ -14,6 +14,7 @@ pub mod files;
 mod filter;
 pub mod ids;
 pub mod mercure;
+mod nesting;
 pub mod precondition;
 mod presence;
 mod time;
@@ -28,5 +29,6 @@ pub use ids::{
     AgentId, ChannelName, ChannelPattern, EventType, IdempotencyKey, ResourceId, ResourceType,
     SessionId,
 };
+pub use nesting::{check_depth, MAX_JSON_DEPTH};
 pub use presence::{presence_event, PresenceChange};
 pub use time::Timestamp;

@@ -8,27 +8,35 @@
 //!
 //! - `GET /api/stream…`, `GET /.well-known/mercure…` and a Durable Streams
 //!   `GET /v1/stream/…?…live=sse…` are served here. The request head is read
-//!   into a buffer that is dropped once parsed, the request goes to **the same
+//!   into a buffer that is dropped once parsed (and framed as strictly as
+//!   actix-http frames it: an ambiguous body length or a missing or repeated
+//!   `Host` is 400), the request goes to **the same
 //!   App service** as every other request (gate, CORS, metrics, request log,
 //!   handler), and the answer is written with chunked framing from a buffer
 //!   that is freed whenever it drains. Such a connection serves that one
 //!   request and is closed after it (`Connection: close`).
-//! - Everything else goes to actix-http untouched, keep-alive included.
+//! - Everything else goes to actix-http, keep-alive included.
 //!
 //! A stream served here ends when its client closes the connection (a read
 //! of zero bytes), when a write fails, or when its body ends.
+//!
+//! On the actix-http side every request body is watched (`body.rs`: a
+//! deadline, a bound on bodies waiting at once), and the socket is wrapped
+//! in a [`Guarded`] connection that a request whose body was left
+//! unfinished can hang up ([`Hangup`]).
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::{poll_fn, ready};
+use std::future::{poll_fn, ready, Future as _};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use actix_http::body::{BodySize, BoxBody, MessageBody};
-use actix_http::{HttpService, KeepAlive, Request, Response};
+use actix_http::{HttpService, KeepAlive, Protocol, Request, Response};
 use actix_server::GracefulShutdownSignal;
 use actix_service::{
     fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
@@ -40,7 +48,9 @@ use actix_web::http::{Method, StatusCode, Uri, Version};
 use actix_web::rt::net::TcpStream;
 use actix_web::{HttpResponse, ResponseError};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::time::{sleep_until, Instant, Sleep};
 
+use super::body;
 use super::mercure::HUB_PATH;
 use crate::error::ApiError;
 
@@ -110,8 +120,18 @@ where
                     let shutdown = shutdown.clone();
                     async move { shutdown.notified().await }
                 })
-                .finish(fn_factory(move || ready(Ok::<_, ()>(Rc::clone(&shared)))))
-                .tcp()
+                // A request's body reaches its connection's hang-up.
+                .on_connect_ext(|io: &Guarded, data| {
+                    data.insert(Rc::clone(&io.hangup));
+                })
+                .finish(fn_factory(move || {
+                    let app = Rc::clone(&shared);
+                    ready(Ok::<_, ()>(fn_service(move |mut request: Request| {
+                        let hangup = request.conn_data::<Rc<Hangup>>().cloned();
+                        body::watch(&mut request, hangup);
+                        app.call(request)
+                    })))
+                }))
                 .new_service(())
                 .await?;
             let actix = Rc::new(actix);
@@ -123,9 +143,15 @@ where
                     if Box::pin(opens_stream(&io)).await {
                         serve_stream(io, &*app).await;
                     } else {
+                        let peer = io.peer_addr().ok();
+                        let io = Guarded {
+                            io,
+                            hangup: Rc::new(Hangup::default()),
+                            timer: None,
+                        };
                         // Boxed, so that a stream connection's task is not
                         // sized for actix-http's dispatcher.
-                        let dispatch = Box::pin(actix.call(io));
+                        let dispatch = Box::pin(actix.call((io, Protocol::Http1, peer)));
                         if let Err(err) = dispatch.await {
                             tracing::debug!(%err, "connection ended with an error");
                         }
@@ -135,6 +161,94 @@ where
             }))
         }
     })
+}
+
+/// A connection's reading side, to be ended a little later: set by a
+/// request whose body will not be read whole (`body.rs`), so that
+/// actix-http, which would go on reading what is left of that body, sees
+/// the end of the connection instead, sends its answer, and closes.
+#[derive(Default)]
+pub(crate) struct Hangup {
+    at: Cell<Option<Instant>>,
+    /// The connection's task, woken to notice the hang-up.
+    reader: RefCell<Option<Waker>>,
+}
+
+impl Hangup {
+    /// Ends the reading side `delay` from now (or sooner, if already set).
+    pub(crate) fn after(&self, delay: Duration) {
+        let at = Instant::now() + delay;
+        if self.at.get().is_some_and(|set| set <= at) {
+            return;
+        }
+        self.at.set(Some(at));
+        if let Some(reader) = self.reader.borrow_mut().take() {
+            reader.wake();
+        }
+    }
+}
+
+/// An actix-http connection's socket: reads end (as at the client's close)
+/// once its [`Hangup`] time has come; writes pass through.
+pub(crate) struct Guarded {
+    io: TcpStream,
+    hangup: Rc<Hangup>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match this.hangup.at.get() {
+            Some(at) => {
+                let timer = this.timer.get_or_insert_with(|| Box::pin(sleep_until(at)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            None => {
+                let mut reader = this.hangup.reader.borrow_mut();
+                if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *reader = Some(cx.waker().clone());
+                }
+            }
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Whether the connection's first request (peeked, not consumed) opens a
@@ -232,7 +346,13 @@ async fn take_request(io: &mut TcpStream) -> Result<Request, Refusal> {
             request.head_mut().peer_addr = peer;
             Ok(request)
         }
-        Ok(Err(refusal)) => Err(refusal),
+        Ok(Err(refusal)) => {
+            if matches!(refusal, Refusal::Answer(_)) {
+                // Counted with actix-http's, not logged one by one.
+                crate::telemetry::malformed_head_refused();
+            }
+            Err(refusal)
+        }
         Err(_elapsed) => Err(Refusal::Answer(
             HttpResponse::RequestTimeout().finish().into(),
         )),
@@ -288,6 +408,9 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
+    if let Some(why) = framing_error(parsed.headers, head.version) {
+        return Err(ApiError::bad_request(why).into());
+    }
     for h in parsed.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| malformed("header name"))?;
@@ -295,6 +418,50 @@ fn to_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, Refusal> {
         head.headers.append(name, value);
     }
     Ok(request)
+}
+
+/// What is wrong with a head's framing, by the rules actix-http applies on
+/// every other connection (RFC 9112 §3.2, §6.1, §6.3): a head whose body
+/// length two parsers could read differently is refused, never guessed at.
+/// Such a connection serves one request and closes, so nothing could be
+/// smuggled after it; the rules are kept the same as actix-http's so that
+/// the two paths never read one head two ways (a proxy in front relies on
+/// that).
+fn framing_error(headers: &[httparse::Header<'_>], version: Version) -> Option<&'static str> {
+    let named = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+    };
+    let lengths: Vec<&[u8]> = named("content-length").map(|h| h.value).collect();
+    let encodings: Vec<&[u8]> = named("transfer-encoding").map(|h| h.value).collect();
+    let hosts = named("host").count();
+    if lengths.len() > 1 {
+        return Some("the request has more than one Content-Length header");
+    }
+    if lengths.first().is_some_and(|v| {
+        v.trim_ascii().is_empty() || !v.trim_ascii().iter().all(u8::is_ascii_digit)
+    }) {
+        return Some("Content-Length must be a decimal number of bytes");
+    }
+    if !encodings.is_empty() {
+        if !lengths.is_empty() {
+            return Some("the request has both Content-Length and Transfer-Encoding");
+        }
+        if encodings.len() > 1
+            || version != Version::HTTP_11
+            || !encodings[0].trim_ascii().eq_ignore_ascii_case(b"chunked")
+        {
+            return Some("Transfer-Encoding must be given once, be chunked, and only in HTTP/1.1");
+        }
+    }
+    if hosts > 1 {
+        return Some("the request has more than one Host header");
+    }
+    if hosts == 0 && version == Version::HTTP_11 {
+        return Some("an HTTP/1.1 request needs a Host header");
+    }
+    None
 }
 
 /// Writes the status line and headers, then the body: chunked when its
@@ -477,7 +644,53 @@ impl Pump<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_stream_request;
+    use super::{framing_error, is_stream_request};
+    use actix_web::http::Version;
+
+    #[test]
+    fn a_head_whose_body_length_is_ambiguous_is_refused() {
+        let verdict = |head: &str, version: Version| {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let fields: Vec<(&str, &str)> = head
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+                .map(|l| l.split_once(": ").expect("name: value"))
+                .collect();
+            for (slot, (name, value)) in headers.iter_mut().zip(&fields) {
+                *slot = httparse::Header {
+                    name,
+                    value: value.as_bytes(),
+                };
+            }
+            framing_error(&headers[..fields.len()], version)
+        };
+        let v11 = Version::HTTP_11;
+        for fine in [
+            "Host: x",
+            "Host: x\r\nContent-Length: 0",
+            "Host: x\r\ncontent-length:  12 ",
+            "Host: x\r\nTransfer-Encoding: chunked",
+        ] {
+            assert_eq!(verdict(fine, v11), None, "{fine}");
+        }
+        assert_eq!(verdict("Content-Length: 5", Version::HTTP_10), None);
+        for refused in [
+            "Host: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked",
+            "Host: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 0",
+            "Host: x\r\nContent-Length: 5\r\nContent-Length: 6",
+            "Host: x\r\nContent-Length: 5\r\nContent-Length: 5",
+            "Host: x\r\nContent-Length: +5",
+            "Host: x\r\nContent-Length: 5, 5",
+            "Host: x\r\nContent-Length: ",
+            "Host: x\r\nTransfer-Encoding: gzip",
+            "Host: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Host: x\r\nHost: y",
+            "Accept: text/event-stream",
+        ] {
+            assert!(verdict(refused, v11).is_some(), "{refused}");
+        }
+        assert!(verdict("Transfer-Encoding: chunked", Version::HTTP_10).is_some());
+    }
 
     #[test]
     fn recognises_stream_requests_by_their_request_line() {

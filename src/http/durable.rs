@@ -170,6 +170,12 @@ async fn body(
         Err(ApiError::PayloadTooLarge { .. }) => {
             Err(text(StatusCode::PAYLOAD_TOO_LARGE, "Body too large"))
         }
+        // A body that did not arrive: the same answer as on every route
+        // (408, or 503 with Retry-After), and the connection closes.
+        Err(err @ (ApiError::RequestTimeout { .. } | ApiError::TooManyWaitingBodies)) => {
+            use actix_web::ResponseError;
+            Err(err.error_response())
+        }
         Err(_) => Err(text(StatusCode::BAD_REQUEST, "Could not read the body")),
     }
 }

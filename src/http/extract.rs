@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use super::body::{BodyRefused, BODY_TIMEOUT};
 use super::AppState;
 use crate::domain::{AgentId, DomainError, EventId, IdempotencyKey, SessionId};
 use crate::error::ApiError;
@@ -113,7 +114,8 @@ impl FromRequest for Identity {
 
 /// A JSON body: the parsed value and the exact bytes (for idempotency).
 /// Missing `Content-Type` is read as JSON; another type is 415; a body over
-/// the limit is 413 before it is read in full.
+/// the limit is 413 before it is read in full; one nested deeper than
+/// `MAX_JSON_DEPTH` is 422 naming the field.
 pub struct JsonBody<T> {
     pub value: T,
     pub raw: Bytes,
@@ -162,7 +164,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// The whole body, refused with 413 as soon as it is known to pass `limit`.
+/// The whole body, refused with 413 as soon as it is known to pass `limit`,
+/// with 408 when it does not arrive in time and with 503 when too many
+/// requests wait for theirs (`body.rs`).
 pub async fn read_body(
     payload: &mut (impl futures_util::Stream<Item = Result<Bytes, actix_web::error::PayloadError>>
               + Unpin),
@@ -174,8 +178,13 @@ pub async fn read_body(
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|err| match BodyRefused::of(&err) {
+            Some(BodyRefused::TimedOut) => ApiError::RequestTimeout {
+                seconds: BODY_TIMEOUT.as_secs(),
+            },
+            Some(BodyRefused::TooManyWaiting) => ApiError::TooManyWaitingBodies,
+            None => ApiError::bad_request(format!("could not read the body: {err}")),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
@@ -190,6 +199,9 @@ fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         return serde_json::from_slice(b"null")
             .map_err(|_| ApiError::InvalidJson("the body is empty".into()));
     }
+    // Nesting before anything parses: free-form values are kept raw, and a
+    // reader elsewhere may not parse what serde_json takes.
+    crate::domain::check_depth(raw)?;
     // Syntax first, so broken JSON is always 400 `invalid_json`, whatever
     // field error the typed parse would have met on the way.
     // Its position ("at line 1 column 5") helps to find a syntax error.

@@ -7,6 +7,7 @@
 mod answer;
 mod assets;
 mod auth;
+mod body;
 mod connection;
 mod conversations;
 mod durable;

@@ -11,6 +11,7 @@ mod durable;
 mod errors;
 mod faults;
 mod files;
+mod hardening;
 mod helpers;
 mod history;
 mod identity;

@@ -85,12 +85,9 @@ impl Mercure {
 }
 
 fn hub(state: &AppState) -> Result<&Arc<Mercure>, ApiError> {
-    state.mercure.as_ref().ok_or_else(|| {
-        DomainError::NotFound(
-            "the Mercure hub is off: start switchboard with --mercure-publisher-jwt-key".into(),
-        )
-        .into()
-    })
+    state.mercure.as_ref().ok_or(ApiError::Disabled(
+        "the Mercure hub is off: start switchboard with --mercure-publisher-jwt-key",
+    ))
 }
 
 /// `Link: <…/.well-known/mercure>; rel="mercure"`, the discovery header.
@@ -174,7 +171,7 @@ pub async fn subscribe(
                 .into_iter()
                 .find(|v| !v.trim().is_empty())
         });
-    let (start, preceding) = resume(&state, asked).await?;
+    let (start, preceding) = resume(&state, asked, grant.subscribe.clone()).await?;
 
     let filter = StreamFilter {
         patterns: vec![
@@ -242,9 +239,15 @@ fn instant_of(exp: u64) -> Instant {
 /// Where a subscriber starts, and the `Last-Event-ID` response header: the
 /// id asked for when the log still has what follows it, else `earliest` (the
 /// whole history is sent: an unknown id never leaves a silent gap).
+///
+/// The id of an update the subscriber may not receive (a private one,
+/// with `authorized` covering none of its topics) counts as unknown: were
+/// it honoured, the header and the updates sent would tell an anonymous
+/// subscriber which private ids exist.
 async fn resume(
     state: &AppState,
     asked: Option<String>,
+    authorized: Vec<Selector>,
 ) -> Result<(Start, Option<String>), ApiError> {
     let Some(asked) = asked else {
         return Ok((Start::Recent(0), None));
@@ -252,10 +255,17 @@ async fn resume(
     let (found, pruned) = state
         .store
         .read(move |conn| {
-            let found = if asked == "earliest" {
-                None
-            } else {
-                store::mercure::find(conn, &asked)?.map(|id| (asked, id))
+            let event = match asked.as_str() {
+                "earliest" => None,
+                asked => store::mercure::find(conn, asked)?,
+            };
+            let found = match event {
+                Some(id) => events::find(conn, id)?
+                    .as_ref()
+                    .and_then(Update::from_event)
+                    .filter(|update| rules::may_receive(&authorized, update))
+                    .map(|_| (asked, id)),
+                None => None,
             };
             Ok((found, events::pruned_through(conn)?))
         })
@@ -454,10 +464,9 @@ async fn subscriptions_answer(
 ) -> Result<HttpResponse, ApiError> {
     let mercure = hub(state)?;
     if !mercure.subscriptions {
-        return Err(DomainError::NotFound(
-            "the subscriptions API is off: start switchboard with --mercure-subscriptions".into(),
-        )
-        .into());
+        return Err(ApiError::Disabled(
+            "the subscriptions API is off: start switchboard with --mercure-subscriptions",
+        ));
     }
     let grant = mercure.keys.subscriber(req)?.ok_or_else(|| {
         ApiError::Unauthorized("the subscriptions API needs a subscriber JWT".into())
@@ -489,7 +498,7 @@ async fn subscriptions_answer(
         .collect();
     let mut doc = if subscriber.is_some() {
         let Some(one) = active.first() else {
-            return Err(DomainError::NotFound("no such subscription".into()).into());
+            return Err(DomainError::NotFound("subscription".into()).into());
         };
         one.document(true)
     } else {
