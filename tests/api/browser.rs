@@ -285,13 +285,14 @@ impl Page {
         assert!(r.status().is_success(), "key: {}", r.text().await.unwrap());
     }
 
-    /// Saves PNGs of the whole page, beyond the window's height too: one
+    /// Saves PNGs of the whole page, beyond the window's height too (laid
+    /// out without a scroll bar, as tall as the page, so `innerWidth` wide): one
     /// per `height` CSS pixels from the top (`stem-1.png`, `stem-2.png`…), so
     /// that each can be looked at in full.
     pub async fn screenshots(&self, dir: &Path, stem: &str, height: u64) {
         use base64::Engine as _;
         let size = self
-            .eval("return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            .eval("return [innerWidth, document.documentElement.scrollHeight]")
             .await;
         let (width, total) = (size[0].as_u64().unwrap(), size[1].as_u64().unwrap());
         for (n, top) in (0..total).step_by(height as usize).enumerate() {
