@@ -162,6 +162,7 @@ pub struct LockFile {
     pub stable_id: String,
     /// The lease, 1–3600 s (default 60). This process renews it at half
     /// term until `release_file` or until the process ends.
+    #[schemars(range(min = 1, max = 3600))]
     pub ttl_seconds: Option<u32>,
 }
 

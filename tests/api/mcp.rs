@@ -141,6 +141,11 @@ async fn tools_list_has_every_tool_with_an_input_schema() {
     assert!(properties.contains_key("kind") && properties.contains_key("title"));
     let required = create.input_schema["required"].as_array().unwrap();
     assert!(required.contains(&json!("kind")) && required.contains(&json!("title")));
+    // The schema's bounds are the documented ones (1–3600 s).
+    let lock = tools.iter().find(|t| t.name == "lock_file").unwrap();
+    let ttl = &lock.input_schema["properties"]["ttl_seconds"];
+    assert_eq!(ttl["minimum"], 1, "{ttl}");
+    assert_eq!(ttl["maximum"], 3600, "{ttl}");
     a.cancel().await.unwrap();
 }
 
