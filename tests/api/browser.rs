@@ -316,3 +316,34 @@ impl Page {
         }
     }
 }
+
+impl Page {
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/goog/cdp/execute", self.base))
+            .json(&json!({ "cmd": cmd, "params": params }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{cmd}: {}",
+            r.text().await.unwrap()
+        );
+        r.json::<Value>().await.unwrap()["value"].clone()
+    }
+
+    /// Takes the page offline or back online, as DevTools' "Offline" and
+    /// Playwright's `setOffline` do: requests fail on the network and
+    /// `navigator.onLine` follows, across navigations.
+    pub async fn set_offline(&self, offline: bool) {
+        self.cdp("Network.enable", json!({})).await;
+        self.cdp(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
+        )
+        .await;
+    }
+}
