@@ -335,6 +335,52 @@ impl Page {
         r.json::<Value>().await.unwrap()["value"].clone()
     }
 
+    /// The handle of the window (tab) that commands go to.
+    pub async fn window(&self) -> String {
+        let answer: Value = self
+            .client
+            .get(format!("{}/window", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens a new tab in the same browser (same profile) and answers its
+    /// handle; commands still go to the current one until `switch_to`.
+    pub async fn new_tab(&self) -> String {
+        let answer: Value = self
+            .client
+            .post(format!("{}/window/new", self.base))
+            .json(&json!({ "type": "tab" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"]["handle"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends the next commands (and `cdp`) to the tab `handle`.
+    pub async fn switch_to(&self, handle: &str) {
+        let r = self
+            .client
+            .post(format!("{}/window", self.base))
+            .json(&json!({ "handle": handle }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "switch: {}",
+            r.text().await.unwrap()
+        );
+    }
+
     /// Takes the page offline or back online, as DevTools' "Offline" and
     /// Playwright's `setOffline` do: requests fail on the network and
     /// `navigator.onLine` follows, across navigations.

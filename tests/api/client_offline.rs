@@ -705,3 +705,78 @@ async fn without_indexeddb_the_outbox_is_kept_in_memory_and_still_sends() {
     wait_for_items_equal_to_the_server(&page, &app).await;
     page.close().await;
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn a_write_queued_in_an_offline_tab_is_sent_once_by_another_tab_of_the_same_outbox() {
+    require_browser();
+    let origin = AppOrigin::start();
+    let app = spawn_for(&origin).await;
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let page = driver.page(profile.path()).await;
+    page.open(&origin.page()).await;
+    let a = start_client(&page, &app.address, "await features.ready;").await;
+    let tab_a = page.window().await;
+    let tab_b = page.new_tab().await;
+    page.switch_to(&tab_b).await;
+    page.open(&origin.page()).await;
+    let b = start_client(&page, &app.address, "await features.ready;").await;
+    assert_ne!(a["session"], b["session"], "each tab has its own session");
+    let head = app.head_id().await;
+
+    // Only tab A goes offline; tab B shares its outbox and can reach the server.
+    page.switch_to(&tab_a).await;
+    page.set_offline(true).await;
+    let made = page
+        .run(
+            "const r = await sb.features.create({ id: 'from-a', title: 'made in an offline tab' });
+             return [r._pending, navigator.onLine];",
+        )
+        .await;
+    assert_eq!(made, json!([true, false]));
+
+    page.switch_to(&tab_b).await;
+    wait_until("tab B to send it", Duration::from_secs(20), || async {
+        page.eval("const f = features.items.get('from-a'); return f !== undefined && !f._pending && sb.outbox.size === 0")
+            .await
+            == Value::Bool(true)
+    })
+    .await;
+    assert_eq!(
+        page.eval("return window.sentKinds").await,
+        json!(["create"])
+    );
+
+    // Tab A, still offline, learnt the outcome from tab B.
+    page.switch_to(&tab_a).await;
+    wait_until("tab A to hear of it", Duration::from_secs(10), || async {
+        page.eval("return sb.outbox.size === 0 && window.sentKinds.length === 1")
+            .await
+            == Value::Bool(true)
+    })
+    .await;
+    let shown = page
+        .eval("return [navigator.onLine, features.items.get('from-a')]")
+        .await;
+    assert_eq!(shown[0], false);
+    assert_eq!(shown[1]["title"], "made in an offline tab");
+    assert_eq!(shown[1]["version"], 1);
+    assert!(shown[1].get("_pending").is_none(), "{shown}");
+
+    // Back online, tab A sends nothing more.
+    page.set_offline(false).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events = events_after(&app, head, "features").await;
+    assert_eq!(
+        kinds(&events),
+        [("feature_created".to_owned(), "from-a".to_owned())],
+        "sent once"
+    );
+    assert_eq!(
+        events[0]["session_id"], a["session"],
+        "with the session of the tab that made it"
+    );
+    assert_eq!(page.eval("return window.rejected").await, json!([]));
+    page.close().await;
+}
