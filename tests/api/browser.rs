@@ -316,3 +316,80 @@ impl Page {
         }
     }
 }
+
+impl Page {
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/goog/cdp/execute", self.base))
+            .json(&json!({ "cmd": cmd, "params": params }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{cmd}: {}",
+            r.text().await.unwrap()
+        );
+        r.json::<Value>().await.unwrap()["value"].clone()
+    }
+
+    /// The handle of the window (tab) that commands go to.
+    pub async fn window(&self) -> String {
+        let answer: Value = self
+            .client
+            .get(format!("{}/window", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens a new tab in the same browser (same profile) and answers its
+    /// handle; commands still go to the current one until `switch_to`.
+    pub async fn new_tab(&self) -> String {
+        let answer: Value = self
+            .client
+            .post(format!("{}/window/new", self.base))
+            .json(&json!({ "type": "tab" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"]["handle"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends the next commands (and `cdp`) to the tab `handle`.
+    pub async fn switch_to(&self, handle: &str) {
+        let r = self
+            .client
+            .post(format!("{}/window", self.base))
+            .json(&json!({ "handle": handle }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "switch: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Takes the page offline or back online, as DevTools' "Offline" and
+    /// Playwright's `setOffline` do: requests fail on the network and
+    /// `navigator.onLine` follows, across navigations.
+    pub async fn set_offline(&self, offline: bool) {
+        self.cdp("Network.enable", json!({})).await;
+        self.cdp(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
+        )
+        .await;
+    }
+}

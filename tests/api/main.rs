@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod client;
+mod client_offline;
 mod connections;
 mod conversations;
 mod dashboard;
