@@ -481,6 +481,9 @@ struct Watch {
     queue: Arc<FrameQueue>,
     /// The newest event of the stream this watch has seen.
     seen: i64,
+    /// The server is stopping: long-polls answer and SSE reads end, cleanly,
+    /// as native streams do.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Watch {
@@ -500,7 +503,13 @@ impl Watch {
             id: reg.id,
             seen: reg.head_id.get(),
             queue: reg.queue,
+            shutdown: state.hub.shutdown_signal(),
         }
+    }
+
+    /// Whether the server is stopping.
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// Waits until something happens on the stream (true) or `limit` passes.
@@ -509,9 +518,10 @@ impl Watch {
             self.hub.clear_lag(self.id);
             return true;
         }
-        let woke = tokio::time::timeout(limit, self.queue.ready())
-            .await
-            .is_ok();
+        let woke = tokio::select! {
+            ready = tokio::time::timeout(limit, self.queue.ready()) => ready.is_ok(),
+            _ = self.shutdown.wait_for(|stopping| *stopping) => false,
+        };
         while let Some(frame) = self.queue.try_recv() {
             self.seen = self.seen.max(frame.id.get());
         }
@@ -665,6 +675,7 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
                 Some(w) if !left.is_zero() => w.changed(left).await,
                 _ => false,
             };
+            let stopping = watch.as_ref().is_some_and(Watch::stopping);
             row = match readable(&state, &path).await {
                 Ok(row) => row,
                 Err(response) => return response,
@@ -676,7 +687,7 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             if !messages.is_empty() {
                 break;
             }
-            if !woke && tokio::time::Instant::now() >= deadline {
+            if stopping || (!woke && tokio::time::Instant::now() >= deadline) {
                 let mut r = answer(StatusCode::NO_CONTENT);
                 r.insert_header(("Stream-Next-Offset", start.clone()))
                     .insert_header(("Stream-Up-To-Date", "true"))
@@ -843,7 +854,7 @@ impl Follow {
 
     /// The next chunk of the SSE body, or `None` to end it.
     async fn next(&mut self) -> Option<Bytes> {
-        if self.done || self.credential_ended() {
+        if self.done || self.credential_ended() || self.watch.stopping() {
             return None;
         }
         if self.waiting {
@@ -859,6 +870,10 @@ impl Follow {
                 },
                 None => self.watch.changed(long_poll).await,
             };
+            if self.watch.stopping() {
+                self.done = true;
+                return None;
+            }
             self.waiting = false;
             // A connected reader keeps a stream with a sliding TTL alive.
             self.state.durable.touch(&self.path);
