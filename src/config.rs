@@ -128,6 +128,17 @@ pub struct ServeArgs {
     /// The largest Durable Streams append or initial body.
     #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_MAX_APPEND", default_value = "16MiB", value_parser = parse_size)]
     pub durable_streams_max_append: usize,
+    /// The URL clients and webhook receivers reach this server at
+    /// (`https://sync.example.com`): the start of the callback and JWKS URLs
+    /// that Durable Streams subscriptions publish. Default: `http://` and the
+    /// bound address (`127.0.0.1` for an unspecified one).
+    #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_PUBLIC_URL")]
+    pub durable_streams_public_url: Option<String>,
+    /// Let Durable Streams webhook subscriptions call loopback addresses
+    /// (`127.0.0.0/8`, `::1`, `localhost`): for local development and tests.
+    /// Private, link-local and other internal ranges stay refused.
+    #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_WEBHOOKS_ALLOW_LOOPBACK")]
+    pub durable_streams_webhooks_allow_loopback: bool,
 }
 
 /// The app's own identities (docs/security.md): JWTs from its identity

@@ -73,6 +73,14 @@ impl Application {
         let (writer, writer_thread) = start_writer(&url, &store, &hub)?;
         let node = join_cluster(&url, &writer, &hub, args.node_timeout).await?;
         spawn_background_tasks(&args, &store, &writer, &hub, &auth);
+        let subscriptions = crate::app::ds_wakes::Wakes::start(
+            writer.clone(),
+            store.clone(),
+            public_url(&args, &listener)?,
+            args.durable_streams_webhooks_allow_loopback,
+        )
+        .await?;
+        subscriptions.spawn_driver(hub.clone());
         let auth_sources = match auth.sources() {
             sources if sources.is_empty() => "open".to_owned(),
             sources => sources.join(","),
@@ -85,7 +93,10 @@ impl Application {
             hub.clone(),
             node.as_ref(),
             auth,
-            mercure,
+            Protocols {
+                mercure,
+                subscriptions,
+            },
         );
         let server = start_http_server(listener, state, &args)?;
         tracing::info!(
@@ -401,6 +412,12 @@ fn spawn_token_reloader(auth: Arc<Auth>, mut shutdown: watch::Receiver<bool>) {
     });
 }
 
+/// The state of the protocols served beside the native API.
+struct Protocols {
+    mercure: Option<Arc<http::Mercure>>,
+    subscriptions: Arc<crate::app::ds_wakes::Wakes>,
+}
+
 /// Everything a handler can reach.
 fn app_state(
     args: &ServeArgs,
@@ -409,8 +426,12 @@ fn app_state(
     hub: Arc<Hub>,
     node: Option<&Node>,
     auth: Arc<Auth>,
-    mercure: Option<Arc<http::Mercure>>,
+    protocols: Protocols,
 ) -> web::Data<AppState> {
+    let Protocols {
+        mercure,
+        subscriptions,
+    } = protocols;
     web::Data::new(AppState {
         store,
         writer,
@@ -437,8 +458,21 @@ fn app_state(
             args.durable_streams_long_poll,
             args.durable_streams_max_append,
         )),
+        subscriptions,
         cors_origins: args.cors_origins.clone(),
     })
+}
+
+/// Where Durable Streams subscriptions say this server is.
+fn public_url(args: &ServeArgs, listener: &TcpListener) -> anyhow::Result<String> {
+    if let Some(url) = &args.durable_streams_public_url {
+        return Ok(url.clone());
+    }
+    let mut address = listener.local_addr()?;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(format!("http://{address}"))
 }
 
 /// The routes behind their middleware (outermost last: the request log, the

@@ -9,6 +9,8 @@
 //! Nothing here knows HTTP, renders an answer, or writes SQL.
 
 pub mod conversations;
+pub mod ds_subscriptions;
+pub mod ds_wakes;
 pub mod durable;
 pub mod events;
 pub mod files;

@@ -6,6 +6,7 @@
 //! past a handler, a value that exists is valid.
 
 pub mod conversations;
+pub mod ds_subscription;
 pub mod durable;
 mod error;
 mod event;

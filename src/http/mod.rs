@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod connection;
 mod conversations;
+mod ds_subscriptions;
 mod durable;
 mod events;
 mod extract;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub mercure: Option<Arc<mercure::Mercure>>,
     /// Durable Streams: settings and per-node read times.
     pub durable: Arc<durable::Durable>,
+    /// Durable Streams subscriptions: the signer, public URLs, delivery.
+    pub subscriptions: Arc<crate::app::ds_wakes::Wakes>,
     /// `--cors-origin`: also the origins a cookie-authorized Mercure publish may come from.
     pub cors_origins: Vec<String>,
 }

@@ -28,8 +28,8 @@ use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
 use utoipa::openapi::OpenApi;
 
 use super::{
-    assets, auth, conversations, durable, events, files, health, mercure, messages, openapi, ops,
-    stream, sync, work_items,
+    assets, auth, conversations, ds_subscriptions, durable, events, files, health, mercure,
+    messages, openapi, ops, stream, sync, work_items,
 };
 use crate::error::ApiError;
 
@@ -246,6 +246,18 @@ fn table() -> Vec<Route> {
         route!(Get "/.well-known/mercure/subscriptions/{topic}/{subscriber}", mercure::subscription, Public),
         route!(Get "/healthz", health::healthz, Public),
         // Durable Streams: a token's scopes name the channel `durable-streams`.
+        // Durable Streams subscriptions, before the streams' catch-all. A
+        // callback, ack or release carries its wake's token instead.
+        route!(Get "/v1/stream/__ds/jwks.json", ds_subscriptions::get_jwks, Public),
+        route!(Put "/v1/stream/__ds/subscriptions/{id}", ds_subscriptions::put_subscription, Write(DURABLE)),
+        route!(Get "/v1/stream/__ds/subscriptions/{id}", ds_subscriptions::get_subscription, Read(DURABLE)),
+        route!(Delete "/v1/stream/__ds/subscriptions/{id}", ds_subscriptions::delete_subscription, Write(DURABLE)),
+        route!(Post "/v1/stream/__ds/subscriptions/{id}/streams", ds_subscriptions::add_subscription_streams, Write(DURABLE)),
+        route!(Delete "/v1/stream/__ds/subscriptions/{id}/streams/{stream}", ds_subscriptions::remove_subscription_stream, Write(DURABLE)),
+        route!(Post "/v1/stream/__ds/subscriptions/{id}/claim", ds_subscriptions::claim_subscription, Write(DURABLE)),
+        route!(Post "/v1/stream/__ds/subscriptions/{id}/callback", ds_subscriptions::subscription_callback, Public),
+        route!(Post "/v1/stream/__ds/subscriptions/{id}/ack", ds_subscriptions::ack_subscription, Public),
+        route!(Post "/v1/stream/__ds/subscriptions/{id}/release", ds_subscriptions::release_subscription, Public),
         route!(Get "/v1/stream/{path}", durable::read, Read(DURABLE)),
         route!(Head "/v1/stream/{path}", durable::head, Read(DURABLE)),
         route!(Put "/v1/stream/{path}", durable::create, Write(DURABLE)),
@@ -406,6 +418,7 @@ fn pattern(path: &str) -> String {
         &format!("{{collection:{WORK_ITEM_COLLECTIONS}}}"),
     )
     .replace("/v1/stream/{path}", "/v1/stream/{path:.+}")
+    .replace("/streams/{stream}", "/streams/{stream:.+}")
     // A channel may hold `/` (`agents/review`): as is, or as `%2F`.
     .replace("/api/channels/{channel}/", "/api/channels/{channel:.+}/")
 }

@@ -7,6 +7,7 @@
 
 pub mod conversations;
 mod db;
+pub mod ds_subscriptions;
 pub mod durable;
 mod error;
 pub mod events;

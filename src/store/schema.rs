@@ -235,3 +235,41 @@ diesel::table! {
         updated_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    ds_subscriptions (id) {
+        id -> Text,
+        kind -> Text,
+        pattern -> Nullable<Text>,
+        webhook_url -> Nullable<Text>,
+        wake_stream -> Nullable<Text>,
+        lease_ttl_ms -> BigInt,
+        description -> Nullable<Text>,
+        config_hash -> Text,
+        created_at -> Text,
+        generation -> BigInt,
+        wake_id -> Nullable<Text>,
+        wake_snapshot -> Nullable<Text>,
+        token_hash -> Nullable<Text>,
+        holder -> Nullable<Text>,
+        lease_expires_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    ds_subscription_streams (subscription_id, path) {
+        subscription_id -> Text,
+        path -> Text,
+        explicit -> Bool,
+        glob -> Bool,
+        acked_offset -> Text,
+    }
+}
+
+diesel::table! {
+    ds_signing_keys (kid) {
+        kid -> Text,
+        secret -> Binary,
+        created_ms -> BigInt,
+    }
+}

@@ -7,4 +7,8 @@ runConformanceTests({
   baseUrl: process.env.STREAM_URL ?? "http://127.0.0.1:8000",
   // The server under test runs with --durable-streams-long-poll 1s.
   longPollTimeoutMs: 1000,
+  // The reserved subscription APIs (webhooks, pull-wake). Their webhook
+  // receivers listen on 127.0.0.1: the server runs with
+  // --durable-streams-webhooks-allow-loopback.
+  subscriptions: process.env.DS_SUBSCRIPTIONS !== "off",
 })

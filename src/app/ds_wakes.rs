@@ -1,0 +1,358 @@
+//! What drives Durable Streams subscriptions: a background task that learns
+//! of every committed stream change from the hub, and the delivery of signed
+//! webhook notifications.
+//!
+//! Promises:
+//! - Every `ds:` event committed after the task started (on this node or,
+//!   with PostgreSQL, another) is read from the log in id order and handed to
+//!   `ds_subscriptions::streams_changed` in one writer job per batch; a
+//!   lagged hub queue only makes the task read the log from its cursor.
+//! - At start, and every `TICK`, lapsed leases are ended through the writer,
+//!   so a wake whose consumer (or whose node) went quiet is made again.
+//! - A webhook wake is POSTed only after the transaction that made it
+//!   committed; the body is signed (`Webhook-Signature: t=…,kid=…,ed25519=…`
+//!   over `"{t}.{body}"`) with the key published at `__ds/jwks.json`. A
+//!   failed delivery is retried with exponential backoff and jitter for as
+//!   long as the wake is still the outstanding one. Redirects are not
+//!   followed.
+//!
+//! The task never decides what a change means: the use cases do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use rand::Rng as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::app::ds_subscriptions::{self as subs, StreamInfo, WebhookWake};
+use crate::domain::{ChannelPattern, StreamFilter, Timestamp};
+use crate::hub::{Framing, Hub};
+use crate::store::{events, Store, StoreError, Writer};
+
+/// How often lapsed leases are looked for.
+const TICK: Duration = Duration::from_millis(200);
+/// The longest wait between two delivery attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// How many events one read of the log takes.
+const PAGE: i64 = 500;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The key id of a secret key: `ds_` and the RFC 7638 thumbprint of its
+/// public JWK.
+pub fn key_id(secret: &[u8; 32]) -> String {
+    let x = b64(SigningKey::from_bytes(secret).verifying_key().as_bytes());
+    let thumbprint = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    format!("ds_{}", b64(&Sha256::digest(thumbprint.as_bytes())))
+}
+
+/// The webhook signing key.
+pub struct Signer {
+    key: SigningKey,
+    kid: String,
+}
+
+impl Signer {
+    /// From stored secret bytes; `None` when they are not 32 bytes.
+    pub fn from_secret(secret: &[u8]) -> Option<Signer> {
+        let secret: [u8; 32] = secret.try_into().ok()?;
+        Some(Signer {
+            key: SigningKey::from_bytes(&secret),
+            kid: key_id(&secret),
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key set (`application/jwk-set+json`).
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({"keys": [{
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64(self.key.verifying_key().as_bytes()),
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "EdDSA",
+        }]})
+    }
+
+    /// The `Webhook-Signature` header of a body sent at `unix_seconds`.
+    pub fn sign(&self, body: &str, unix_seconds: i64) -> String {
+        let signature = self.key.sign(format!("{unix_seconds}.{body}").as_bytes());
+        format!(
+            "t={unix_seconds},kid={},ed25519={}",
+            self.kid,
+            b64(&signature.to_bytes())
+        )
+    }
+}
+
+/// The notification a webhook receives.
+#[derive(Serialize)]
+struct Notification<'a> {
+    subscription_id: &'a str,
+    wake_id: &'a str,
+    generation: i64,
+    streams: &'a [StreamInfo],
+    callback_url: String,
+    callback_token: &'a str,
+}
+
+/// Subscriptions' runtime: the signer, the URLs they publish, and delivery.
+pub struct Wakes {
+    pub signer: Signer,
+    /// `scheme://host[:port]` the callback and JWKS URLs start with.
+    pub base_url: String,
+    /// `--durable-streams-webhooks-allow-loopback`.
+    pub allow_loopback: bool,
+    writer: Writer,
+    reads: Store,
+    client: reqwest::Client,
+}
+
+impl Wakes {
+    /// Loads (or makes and stores) the signing key.
+    pub async fn start(
+        writer: Writer,
+        reads: Store,
+        base_url: String,
+        allow_loopback: bool,
+    ) -> Result<Arc<Wakes>, StoreError> {
+        let key = writer
+            .write(|tx| subs::signing_key(tx, now_ms()))
+            .await?
+            .value;
+        let signer = Signer::from_secret(&key.secret)
+            .ok_or_else(|| StoreError::Corrupt("a webhook signing key is not 32 bytes".into()))?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot build the webhook client: {e}"))
+            })?;
+        Ok(Arc::new(Wakes {
+            signer,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            allow_loopback,
+            writer,
+            reads,
+            client,
+        }))
+    }
+
+    pub fn action_url(&self, id: &str, action: &str) -> String {
+        let id: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        format!(
+            "{}/v1/stream/__ds/subscriptions/{id}/{action}",
+            self.base_url
+        )
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/v1/stream/__ds/jwks.json", self.base_url)
+    }
+
+    /// Delivers each wake in its own task.
+    pub fn deliver_all(self: &Arc<Self>, wakes: Vec<WebhookWake>) {
+        for wake in wakes {
+            tokio::spawn(self.clone().deliver(wake));
+        }
+    }
+
+    async fn deliver(self: Arc<Self>, wake: WebhookWake) {
+        let body = serde_json::to_string(&Notification {
+            subscription_id: &wake.subscription_id,
+            wake_id: &wake.wake_id,
+            generation: wake.generation,
+            streams: &wake.streams,
+            callback_url: self.action_url(&wake.subscription_id, "callback"),
+            callback_token: &wake.token,
+        })
+        .unwrap_or_default();
+        let mut attempt: u32 = 0;
+        loop {
+            match self.post(&wake.url, &body).await {
+                Ok(done) => {
+                    if done {
+                        self.auto_ack(wake).await;
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(subscription = %wake.subscription_id, error = %err, "webhook delivery failed; will retry");
+                }
+            }
+            attempt += 1;
+            let base = Duration::from_secs(1 << attempt.min(6)).min(MAX_RETRY_DELAY);
+            let jitter = rand::rng().random_range(0.8..1.2);
+            tokio::time::sleep(base.mul_f64(jitter)).await;
+            let (id, wake_id) = (wake.subscription_id.clone(), wake.wake_id.clone());
+            match self
+                .reads
+                .read(move |conn| subs::is_current(conn, &id, &wake_id))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot check a webhook wake; will retry");
+                }
+            }
+        }
+    }
+
+    /// POSTs a signed body; whether the receiver answered `{"done": true}`.
+    async fn post(&self, url: &str, body: &str) -> Result<bool, String> {
+        let signature = self.signer.sign(body, chrono::Utc::now().timestamp());
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("webhook-signature", signature)
+            .body(body.to_owned())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("the receiver answered {}", response.status()));
+        }
+        let answer: Option<serde_json::Value> = response.json().await.ok();
+        Ok(answer.and_then(|a| a.get("done").and_then(serde_json::Value::as_bool)) == Some(true))
+    }
+
+    async fn auto_ack(self: &Arc<Self>, wake: WebhookWake) {
+        let (id, wake_id) = (wake.subscription_id, wake.wake_id);
+        match self
+            .writer
+            .write(move |tx| subs::auto_ack(tx, id, wake_id, now_ms()))
+            .await
+        {
+            Ok(committed) => self.deliver_all(committed.value),
+            Err(err) => tracing::warn!(error = %err, "cannot ack a webhook's done wake"),
+        }
+    }
+
+    /// Starts the task that turns stream changes and lapsed leases into
+    /// wakes, until the hub shuts down.
+    pub fn spawn_driver(self: &Arc<Self>, hub: Arc<Hub>) {
+        let wakes = self.clone();
+        tokio::spawn(async move {
+            let mut shutdown = hub.shutdown_signal();
+            let filter = StreamFilter {
+                patterns: vec![ChannelPattern::Prefix("ds:".into())],
+                ..StreamFilter::all()
+            };
+            let registration =
+                hub.subscribe(filter.clone(), Framing::Plain, None, Timestamp::now());
+            let mut cursor = registration.head_id;
+            let mut ticker = tokio::time::interval(TICK);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut first = true;
+            loop {
+                let changed = tokio::select! {
+                    _ = registration.queue.ready() => true,
+                    _ = ticker.tick() => first,
+                    _ = shutdown.changed() => break,
+                };
+                if changed {
+                    while registration.queue.try_recv().is_some() {}
+                    let upto = if registration.queue.is_lagged() {
+                        hub.clear_lag(registration.id)
+                    } else {
+                        hub.head_id()
+                    };
+                    if let Err(err) = wakes.catch_up(&filter, &mut cursor, upto, first).await {
+                        tracing::warn!(error = %err, "durable streams subscriptions: cannot read changes");
+                    }
+                    first = false;
+                }
+                if let Err(err) = wakes.lapse().await {
+                    tracing::warn!(error = %err, "durable streams subscriptions: cannot end lapsed leases");
+                }
+            }
+            hub.unsubscribe(registration.id);
+        });
+    }
+
+    /// Reads the `ds:` events after `cursor` up to `upto` and hands the
+    /// streams they name to the use case (at start: every followed stream
+    /// too, in case a change committed while no node was watching).
+    async fn catch_up(
+        self: &Arc<Self>,
+        filter: &StreamFilter,
+        cursor: &mut crate::domain::EventId,
+        upto: crate::domain::EventId,
+        everything: bool,
+    ) -> Result<(), StoreError> {
+        loop {
+            let (after, page_filter) = (*cursor, filter.clone());
+            let page = self
+                .reads
+                .read(move |conn| events::read_range(conn, &page_filter, after, upto, PAGE))
+                .await?;
+            let mut changes: Vec<(String, bool)> = Vec::new();
+            for event in &page {
+                #[derive(serde::Deserialize)]
+                struct Payload {
+                    path: String,
+                }
+                let Ok(payload) = serde_json::from_str::<Payload>(event.payload.get()) else {
+                    continue;
+                };
+                let deleted = event.event_type == "stream_deleted";
+                let change = (payload.path, deleted);
+                if !changes.contains(&change) {
+                    changes.push(change);
+                }
+            }
+            let last = page.last().map(|e| e.id);
+            if !changes.is_empty() || everything {
+                let committed = self
+                    .writer
+                    .write(move |tx| {
+                        let mut wakes = subs::streams_changed(tx, changes, now_ms())?;
+                        if everything {
+                            wakes.extend(subs::wake_pending(tx, now_ms())?);
+                        }
+                        Ok(wakes)
+                    })
+                    .await?;
+                self.deliver_all(committed.value);
+            }
+            match last {
+                Some(id) if (page.len() as i64) == PAGE => *cursor = id,
+                Some(id) => {
+                    *cursor = id;
+                    return Ok(());
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn lapse(self: &Arc<Self>) -> Result<(), StoreError> {
+        let now = now_ms();
+        let lapsed = self
+            .reads
+            .read(move |conn| crate::store::ds_subscriptions::lapsed(conn, now))
+            .await?;
+        if lapsed.is_empty() {
+            return Ok(());
+        }
+        let committed = self.writer.write(move |tx| subs::lapse(tx, now)).await?;
+        self.deliver_all(committed.value);
+        Ok(())
+    }
+}
