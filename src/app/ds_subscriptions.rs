@@ -63,12 +63,6 @@ pub struct Subscription {
     pub streams: Vec<StreamInfo>,
 }
 
-impl Subscription {
-    pub fn kind(&self) -> Kind {
-        Kind::parse(&self.row.kind).unwrap_or(Kind::Webhook)
-    }
-}
-
 /// A webhook notification to send once the transaction commits.
 #[derive(Debug, Clone)]
 pub struct WebhookWake {
@@ -267,6 +261,31 @@ fn literal_prefix(pattern: &str) -> String {
         prefix.push('/');
     }
     prefix
+}
+
+/// Links the streams a pattern matches that are not linked yet: they were
+/// created after the subscription (it linked the others when it was made),
+/// so everything in them is pending.
+fn link_new_matches(conn: &mut DbConn, row: &SubscriptionRow) -> Result<(), StoreError> {
+    let Some(pattern) = &row.pattern else {
+        return Ok(());
+    };
+    let linked: Vec<String> = rows::links(conn, &row.id)?
+        .into_iter()
+        .map(|l| l.path)
+        .collect();
+    for path in rows::stream_paths(conn, &absolute(&literal_prefix(pattern)))? {
+        let Some(relative) = rules::relative(&path) else {
+            continue;
+        };
+        if glob_match(pattern, relative)
+            && row.wake_stream.as_deref() != Some(relative)
+            && !linked.iter().any(|l| l == relative)
+        {
+            link(conn, &row.id, relative, false, BEFORE_FIRST.to_owned())?;
+        }
+    }
+    Ok(())
 }
 
 /// `DELETE`: whether it existed.
@@ -471,9 +490,16 @@ fn end_wake(
     Ok((true, new_wake(tx, sub, now_ms)?))
 }
 
-/// Checks a wake's credentials: the generation and wake id first (a stale
-/// one is fenced whatever its token), then the token.
-fn check_wake(row: &SubscriptionRow, token: &str, request: &AckRequest) -> Result<(), Refusal> {
+/// Checks a wake's credentials: a token must be sent; then the generation
+/// and wake id (a stale one is fenced whatever its token); then the token.
+fn check_wake(
+    row: &SubscriptionRow,
+    token: Option<&str>,
+    request: &AckRequest,
+) -> Result<(), Refusal> {
+    let Some(token) = token else {
+        return Err(Refusal::TokenInvalid);
+    };
     if request.generation != Some(row.generation)
         || row.wake_id.is_none()
         || request.wake_id != row.wake_id
@@ -529,7 +555,7 @@ fn apply_acks(
 pub fn ack(
     tx: &mut Tx<'_>,
     id: String,
-    token: String,
+    token: Option<String>,
     request: AckRequest,
     pull: bool,
     now_ms: i64,
@@ -545,7 +571,7 @@ pub fn ack(
             vec![],
         ));
     }
-    if let Err(refusal) = check_wake(&row, &token, &request) {
+    if let Err(refusal) = check_wake(&row, token.as_deref(), &request) {
         return Ok((Err(refusal), vec![]));
     }
     if let Err(refusal) = apply_acks(tx.conn()?, &id, &request.acks)? {
@@ -568,13 +594,23 @@ pub fn claim(
     worker: String,
     now_ms: i64,
 ) -> Result<Result<Claimed, Refusal>, StoreError> {
+    let Some(row) = rows::get(tx.conn()?, &id)? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    if row.kind != Kind::PullWake.as_str() {
+        return Ok(Err(Refusal::Invalid("Subscription is not pull-wake")));
+    }
+    // Changes the driver has not seen yet (it follows the log a moment
+    // behind, on another node even later) must not hide pending work.
+    link_new_matches(tx.conn()?, &row)?;
+    if row.lease_expires_ms.is_some_and(|at| at <= now_ms) {
+        // Lapsed, and the driver has not ended it yet: end it now.
+        end_wake(tx, row, now_ms)?;
+    }
     let conn = tx.conn()?;
     let Some(sub) = load(conn, &id)? else {
         return Ok(Err(Refusal::NotFound));
     };
-    if sub.kind() != Kind::PullWake {
-        return Ok(Err(Refusal::Invalid("Subscription is not pull-wake")));
-    }
     if let Some(holder) = &sub.row.holder {
         return Ok(Err(Refusal::AlreadyClaimed {
             holder: holder.clone(),
@@ -608,7 +644,7 @@ pub fn claim(
 pub fn release(
     tx: &mut Tx<'_>,
     id: String,
-    token: String,
+    token: Option<String>,
     request: AckRequest,
     now_ms: i64,
 ) -> Result<WithWakes<()>, StoreError> {
@@ -621,7 +657,7 @@ pub fn release(
             vec![],
         ));
     }
-    if let Err(refusal) = check_wake(&row, &token, &request) {
+    if let Err(refusal) = check_wake(&row, token.as_deref(), &request) {
         return Ok((Err(refusal), vec![]));
     }
     let (_, wake) = end_wake(tx, row, now_ms)?;

@@ -82,14 +82,13 @@ fn parse<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Ref
 }
 
 /// The bearer token of a callback, ack or release.
-fn bearer(req: &HttpRequest) -> Result<String, Refusal> {
+fn bearer(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
-        .ok_or(Refusal::TokenInvalid)
 }
 
 fn id_of(req: &HttpRequest) -> String {
@@ -331,10 +330,7 @@ async fn ack(
     body: web::Bytes,
     pull: bool,
 ) -> HttpResponse {
-    let token = match bearer(&req) {
-        Ok(token) => token,
-        Err(refusal) => return refused(refusal),
-    };
+    let token = bearer(&req);
     let request: AckRequest = match parse(&body) {
         Ok(request) => request,
         Err(refusal) => return refused(refusal),
@@ -359,8 +355,7 @@ async fn ack(
 #[utoipa::path(post, path = "/v1/stream/__ds/subscriptions/{id}/callback", tag = "durable-streams",
     params(("id" = String, Path, description = "The subscription's id")),
     request_body(content = Object, description = "`wake_id`, `generation`, `acks: [{stream, offset}]`, `done`"),
-    responses((status = 200, description = "`{ok, next_wake}`"), (status = 401, description = "Token invalid"),
-        (status = 404, description = "No such subscription"), (status = 409, description = "Fenced, or an invalid offset")))]
+    responses((status = 200, description = "`{ok, next_wake}`"), (status = 404, description = "No such subscription"), (status = 409, description = "Fenced, or an invalid offset")))]
 pub async fn subscription_callback(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -373,8 +368,7 @@ pub async fn subscription_callback(
 #[utoipa::path(post, path = "/v1/stream/__ds/subscriptions/{id}/ack", tag = "durable-streams",
     params(("id" = String, Path, description = "The subscription's id")),
     request_body(content = Object, description = "`wake_id`, `generation`, `acks: [{stream, offset}]`, `done`"),
-    responses((status = 200, description = "`{ok, next_wake}`"), (status = 401, description = "Token invalid"),
-        (status = 404, description = "No such subscription"), (status = 409, description = "Fenced, or an invalid offset")))]
+    responses((status = 200, description = "`{ok, next_wake}`"), (status = 404, description = "No such subscription"), (status = 409, description = "Fenced, or an invalid offset")))]
 pub async fn ack_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -437,17 +431,13 @@ pub async fn claim_subscription(
 #[utoipa::path(post, path = "/v1/stream/__ds/subscriptions/{id}/release", tag = "durable-streams",
     params(("id" = String, Path, description = "The subscription's id")),
     request_body(content = Object, description = "`wake_id`, `generation`"),
-    responses((status = 204, description = "Released"), (status = 401, description = "Token invalid"),
-        (status = 404, description = "No such subscription"), (status = 409, description = "Fenced")))]
+    responses((status = 204, description = "Released"), (status = 404, description = "No such subscription"), (status = 409, description = "Fenced")))]
 pub async fn release_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let token = match bearer(&req) {
-        Ok(token) => token,
-        Err(refusal) => return refused(refusal),
-    };
+    let token = bearer(&req);
     let request: AckRequest = match parse(&body) {
         Ok(request) => request,
         Err(refusal) => return refused(refusal),

@@ -8,6 +8,7 @@ mod client_offline;
 mod connections;
 mod conversations;
 mod dashboard;
+mod ds_subscriptions;
 mod durable;
 mod errors;
 mod faults;

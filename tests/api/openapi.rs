@@ -22,6 +22,19 @@ fn server_routes() -> BTreeSet<(String, String)> {
         ("post", "/v1/stream/{path}"),
         ("delete", "/v1/stream/{path}"),
         ("options", "/v1/stream/{path}"),
+        ("get", "/v1/stream/__ds/jwks.json"),
+        ("put", "/v1/stream/__ds/subscriptions/{id}"),
+        ("get", "/v1/stream/__ds/subscriptions/{id}"),
+        ("delete", "/v1/stream/__ds/subscriptions/{id}"),
+        ("post", "/v1/stream/__ds/subscriptions/{id}/streams"),
+        (
+            "delete",
+            "/v1/stream/__ds/subscriptions/{id}/streams/{stream}",
+        ),
+        ("post", "/v1/stream/__ds/subscriptions/{id}/claim"),
+        ("post", "/v1/stream/__ds/subscriptions/{id}/callback"),
+        ("post", "/v1/stream/__ds/subscriptions/{id}/ack"),
+        ("post", "/v1/stream/__ds/subscriptions/{id}/release"),
         ("get", "/.well-known/mercure"),
         ("post", "/.well-known/mercure"),
         ("get", "/.well-known/mercure/subscriptions"),
@@ -172,7 +185,7 @@ async fn the_document_lists_exactly_the_routes_the_server_registers() {
         unknown.is_empty(),
         "documented routes the server lacks: {unknown:?}"
     );
-    assert_eq!(documented.len(), 83);
+    assert_eq!(documented.len(), 93);
 }
 
 #[tokio::test]

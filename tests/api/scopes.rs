@@ -79,6 +79,11 @@ fn expected(method: &str, template: &str) -> Expect {
         ["api", "conversations", "{id}", "messages", ..] => access("conversation:c1"),
         ["api", "conversations", ..] => access("conversations"),
         ["v1", "stream", ..] if method == "options" => Expect::Public,
+        // The signing keys, and the calls a wake's own token authorizes.
+        ["v1", "stream", "__ds", "jwks.json"]
+        | ["v1", "stream", "__ds", "subscriptions", _, "callback" | "ack" | "release"] => {
+            Expect::Public
+        }
         ["v1", "stream", ..] => access("durable-streams"),
         _ => panic!(
             "{method} {template}: this test does not know what the route needs; \
