@@ -28,8 +28,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::app::ds_subscriptions::{self as subs, StreamInfo, WebhookWake};
-use crate::domain::{ChannelPattern, StreamFilter, Timestamp};
-use crate::hub::{Framing, Hub};
+use crate::domain::{ChannelPattern, StreamFilter};
+use crate::hub::Hub;
 use crate::store::{events, Store, StoreError, Writer};
 
 /// How often lapsed leases are looked for.
@@ -195,7 +195,7 @@ impl Wakes {
                 }
             }
             attempt += 1;
-            let base = Duration::from_secs(1 << attempt.min(6)).min(MAX_RETRY_DELAY);
+            let base = Duration::from_secs(1 << (attempt - 1).min(6)).min(MAX_RETRY_DELAY);
             let jitter = rand::rng().random_range(0.8..1.2);
             tokio::time::sleep(base.mul_f64(jitter)).await;
             let (id, wake_id) = (wake.subscription_id.clone(), wake.wake_id.clone());
@@ -254,8 +254,7 @@ impl Wakes {
                 patterns: vec![ChannelPattern::Prefix("ds:".into())],
                 ..StreamFilter::all()
             };
-            let registration =
-                hub.subscribe(filter.clone(), Framing::Plain, None, Timestamp::now());
+            let registration = hub.subscribe_internal(filter.clone());
             let mut cursor = registration.head_id;
             let mut ticker = tokio::time::interval(TICK);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

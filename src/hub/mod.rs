@@ -32,7 +32,7 @@ pub use queue::FrameQueue;
 use queue::Pushed;
 
 use crate::domain::mercure::Update;
-use crate::domain::{Event, EventId, PresenceChange, StreamFilter, Timestamp};
+use crate::domain::{ChannelPattern, Event, EventId, PresenceChange, StreamFilter, Timestamp};
 
 pub type SubscriberId = u64;
 
@@ -76,6 +76,9 @@ struct State {
     subscribers: HashMap<SubscriberId, Subscriber>,
     index: ChannelIndex,
     sessions: HashMap<SessionKey, SessionInfo>,
+    /// The server's own registrations (`subscribe_internal`) and their
+    /// patterns: not clients, so not counted as open streams.
+    internal: HashMap<SubscriberId, Vec<ChannelPattern>>,
 }
 
 /// How many recent events' delivery counts the hub remembers.
@@ -138,6 +141,7 @@ impl Hub {
                 subscribers: HashMap::new(),
                 index: ChannelIndex::default(),
                 sessions: HashMap::new(),
+                internal: HashMap::new(),
             }),
             queue_capacity,
             shutdown: watch::channel(false).0,
@@ -177,8 +181,19 @@ impl Hub {
         owner: Option<StreamOwner>,
         now: Timestamp,
     ) -> Registration {
-        let queue = Arc::new(FrameQueue::default());
         let mut state = self.lock();
+        self.register(&mut state, filter, framing, owner, now)
+    }
+
+    fn register(
+        &self,
+        state: &mut State,
+        filter: StreamFilter,
+        framing: Framing,
+        owner: Option<StreamOwner>,
+        now: Timestamp,
+    ) -> Registration {
+        let queue = Arc::new(FrameQueue::default());
         let id = state.next_id;
         state.next_id += 1;
         let channels: Vec<String> = filter.patterns.iter().map(ToString::to_string).collect();
@@ -220,9 +235,22 @@ impl Hub {
         Registration { id, queue, head_id }
     }
 
+    /// Registers one of the server's own tasks (not a client) as
+    /// `subscribe` does, with plain framing; it is not counted as an open
+    /// stream (metrics, `--max-streams`, `/api/stats`).
+    pub fn subscribe_internal(&self, filter: StreamFilter) -> Registration {
+        let patterns = filter.patterns.clone();
+        let mut state = self.lock();
+        let registration =
+            self.register(&mut state, filter, Framing::Plain, None, Timestamp::now());
+        state.internal.insert(registration.id, patterns);
+        registration
+    }
+
     /// Removes a stream; the session leaves when this was its last one.
     pub fn unsubscribe(&self, id: SubscriberId) {
         let mut state = self.lock();
+        state.internal.remove(&id);
         let Some(subscriber) = state.subscribers.remove(&id) else {
             return;
         };
@@ -369,7 +397,8 @@ impl Hub {
 
     /// Open streams.
     pub fn stream_count(&self) -> usize {
-        self.lock().subscribers.len()
+        let state = self.lock();
+        state.subscribers.len() - state.internal.len()
     }
 
     /// Sessions with at least one open stream.
@@ -381,7 +410,19 @@ impl Hub {
 
     /// Streams per subscription pattern.
     pub fn streams_per_pattern(&self) -> Vec<(String, usize)> {
-        self.lock().index.counts()
+        let state = self.lock();
+        let mut counts = state.index.counts();
+        for pattern in state.internal.values().flatten() {
+            let name = match pattern {
+                ChannelPattern::Exact(name) => name.clone(),
+                ChannelPattern::Prefix(prefix) => format!("{prefix}*"),
+            };
+            if let Some(count) = counts.iter_mut().find(|(n, _)| *n == name) {
+                count.1 -= 1;
+            }
+        }
+        counts.retain(|(_, count)| *count > 0);
+        counts
     }
 
     /// Asks every open stream to end (server shutdown).
@@ -411,6 +452,22 @@ mod tests {
             timestamp: Timestamp::parse("t", "2026-11-21T12:00:00.000000Z").unwrap(),
             payload: RawValue::from_string("{}".into()).unwrap(),
         }
+    }
+
+    #[test]
+    fn an_internal_registration_gets_events_but_is_not_counted_as_a_stream() {
+        let hub = Hub::new(EventId::ZERO, 16);
+        let client = hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now());
+        let internal = hub.subscribe_internal(StreamFilter::all());
+        assert_eq!(hub.stream_count(), 1);
+        assert_eq!(hub.streams_per_pattern(), vec![("*".to_owned(), 1)]);
+        hub.publish(&[&event("1")]);
+        assert!(internal.queue.try_recv().is_some());
+        hub.unsubscribe(client.id);
+        assert_eq!(hub.stream_count(), 0);
+        assert!(hub.streams_per_pattern().is_empty());
+        hub.unsubscribe(internal.id);
+        assert_eq!(hub.stream_count(), 0);
     }
 
     #[test]
