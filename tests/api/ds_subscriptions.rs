@@ -30,6 +30,11 @@ struct Received {
 async fn receiver(answer: Value) -> (String, mpsc::UnboundedReceiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    (url, serve(listener, answer))
+}
+
+/// Answers `answer` to every POST on `listener`; what it received.
+fn serve(listener: TcpListener, answer: Value) -> mpsc::UnboundedReceiver<Received> {
     let (sent, received) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -80,7 +85,7 @@ async fn receiver(answer: Value) -> (String, mpsc::UnboundedReceiver<Received>) 
             });
         }
     });
-    (url, received)
+    received
 }
 
 async fn next(received: &mut mpsc::UnboundedReceiver<Received>) -> Received {
@@ -475,4 +480,35 @@ async fn a_claim_whose_lease_lapses_goes_to_another_worker_and_fences_the_first(
         (status, done),
         (200, json!({"ok": true, "next_wake": false}))
     );
+}
+
+#[tokio::test]
+async fn a_webhook_receiver_that_was_down_gets_the_wake_when_it_comes_back() {
+    let app = spawn_app_with(allow_loopback).await;
+    // A port with nobody listening yet.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (status, _) = send(
+        &app,
+        "PUT",
+        "/v1/stream/__ds/subscriptions/down",
+        Some(json!({"type": "webhook", "streams": ["later/a"],
+            "webhook": {"url": format!("http://{address}/hook")}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let tail = create_stream(&app, "later/a", json!({"n": 1})).await;
+    // The first attempt fails; the receiver starts; a retry reaches it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received = serve(
+        TcpListener::bind(address).await.unwrap(),
+        json!({"done": true}),
+    );
+    let wake = next(&mut received).await;
+    assert!(verifies(&app, &wake).await);
+    let body: Value = serde_json::from_str(&wake.body).unwrap();
+    assert_eq!(body["generation"], 1, "the same wake, retried");
+    assert_eq!(body["streams"][0]["tail_offset"], tail.as_str());
 }
