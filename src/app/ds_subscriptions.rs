@@ -14,6 +14,7 @@
 //! (signed) after the commit by `app::ds_wakes`; a pull-wake wake is an event
 //! appended to the wake stream in the same transaction.
 //!
+//! Callbacks, acks, claims, releases and lapses are in `ds_claims`.
 //! Nothing here sends HTTP or renders an answer.
 
 use std::collections::BTreeMap;
@@ -74,46 +75,14 @@ pub struct WebhookWake {
     pub streams: Vec<StreamInfo>,
 }
 
-/// A claimed pull-wake wake.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub wake_id: String,
-    pub generation: i64,
-    pub token: String,
-    pub streams: Vec<StreamInfo>,
-    pub lease_ttl_ms: i64,
-}
-
-/// A callback, ack or release body.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct AckRequest {
-    pub wake_id: Option<String>,
-    pub generation: Option<i64>,
-    #[serde(default)]
-    pub acks: Vec<Ack>,
-    #[serde(default)]
-    pub done: bool,
-}
-
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Ack {
-    pub stream: Option<String>,
-    pub path: Option<String>,
-    pub offset: String,
-}
-
-/// What a use case that may end a wake did: its answer and the webhook
-/// wakes to deliver after the commit.
-pub type WithWakes<T> = (Result<T, Refusal>, Vec<WebhookWake>);
-
-fn token_hash(token: &str) -> String {
+pub(super) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-fn random_token() -> String {
+pub(super) fn random_token() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -126,7 +95,7 @@ fn random_wake_id() -> String {
 
 /// The tail of a relative stream path (the zero offset when it does not
 /// exist, as for an explicit stream not created yet).
-fn tail(conn: &mut DbConn, relative: &str) -> Result<String, StoreError> {
+pub(super) fn tail(conn: &mut DbConn, relative: &str) -> Result<String, StoreError> {
     Ok(rows::tail(conn, &absolute(relative))?.unwrap_or_else(|| ZERO_OFFSET.to_owned()))
 }
 
@@ -266,7 +235,7 @@ fn literal_prefix(pattern: &str) -> String {
 /// Links the streams a pattern matches that are not linked yet: they were
 /// created after the subscription (it linked the others when it was made),
 /// so everything in them is pending.
-fn link_new_matches(conn: &mut DbConn, row: &SubscriptionRow) -> Result<(), StoreError> {
+pub(super) fn link_new_matches(conn: &mut DbConn, row: &SubscriptionRow) -> Result<(), StoreError> {
     let Some(pattern) = &row.pattern else {
         return Ok(());
     };
@@ -395,7 +364,7 @@ fn maybe_wake(tx: &mut Tx<'_>, id: &str, now_ms: i64) -> Result<Option<WebhookWa
 
 /// A new generation: its wake id, snapshot, token and lease. A webhook wake
 /// is returned for delivery; a pull-wake wake is appended to the wake stream.
-fn new_wake(
+pub(super) fn new_wake(
     tx: &mut Tx<'_>,
     sub: Subscription,
     now_ms: i64,
@@ -470,7 +439,7 @@ fn new_wake(
 
 /// Ends the outstanding wake and, when work is pending, makes the next one
 /// (returned: whether it was made, and the webhook wake to deliver).
-fn end_wake(
+pub(super) fn end_wake(
     tx: &mut Tx<'_>,
     mut row: SubscriptionRow,
     now_ms: i64,
@@ -488,230 +457,6 @@ fn end_wake(
         return Ok((false, None));
     }
     Ok((true, new_wake(tx, sub, now_ms)?))
-}
-
-/// Checks a wake's credentials: a token must be sent; then the generation
-/// and wake id (a stale one is fenced whatever its token); then the token.
-fn check_wake(
-    row: &SubscriptionRow,
-    token: Option<&str>,
-    request: &AckRequest,
-) -> Result<(), Refusal> {
-    let Some(token) = token else {
-        return Err(Refusal::TokenInvalid);
-    };
-    if request.generation != Some(row.generation)
-        || row.wake_id.is_none()
-        || request.wake_id != row.wake_id
-    {
-        return Err(Refusal::Fenced);
-    }
-    if row.token_hash.as_deref() != Some(token_hash(token).as_str()) {
-        return Err(Refusal::TokenInvalid);
-    }
-    Ok(())
-}
-
-/// Validates every ack, then moves the acked offsets.
-fn apply_acks(
-    conn: &mut DbConn,
-    id: &str,
-    acks: &[Ack],
-) -> Result<Result<(), Refusal>, StoreError> {
-    let mut links = rows::links(conn, id)?;
-    for ack in acks {
-        let stream = normalize(ack.stream.as_deref().or(ack.path.as_deref()).unwrap_or(""));
-        let Some(at) = links.iter().position(|l| l.path == stream) else {
-            return Ok(Err(Refusal::InvalidOffset(
-                "Ack references an unknown subscription stream",
-            )));
-        };
-        if ack.offset == BEFORE_FIRST || !crate::domain::durable::is_offset(&ack.offset) {
-            return Ok(Err(Refusal::InvalidOffset(
-                "Ack offset must be a stream offset",
-            )));
-        }
-        if ack.offset < links[at].acked_offset {
-            return Ok(Err(Refusal::InvalidOffset(
-                "Ack offset regresses the committed cursor",
-            )));
-        }
-        if ack.offset > tail(conn, &stream)? {
-            return Ok(Err(Refusal::InvalidOffset(
-                "Ack offset is beyond stream tail",
-            )));
-        }
-        links[at].acked_offset = ack.offset.clone();
-    }
-    for l in &links {
-        rows::save_link(conn, l)?;
-    }
-    Ok(Ok(()))
-}
-
-/// A webhook callback (`pull: false`) or a pull-wake ack (`pull: true`):
-/// acks offsets, renews the lease, and with `done` ends the wake. Answers
-/// whether a next wake was made.
-pub fn ack(
-    tx: &mut Tx<'_>,
-    id: String,
-    token: Option<String>,
-    request: AckRequest,
-    pull: bool,
-    now_ms: i64,
-) -> Result<WithWakes<bool>, StoreError> {
-    let Some(mut row) = rows::get(tx.conn()?, &id)? else {
-        return Ok((Err(Refusal::NotFound), vec![]));
-    };
-    if pull != (row.kind == Kind::PullWake.as_str()) {
-        return Ok((
-            Err(Refusal::Invalid(
-                "Wrong endpoint for this subscription type",
-            )),
-            vec![],
-        ));
-    }
-    if let Err(refusal) = check_wake(&row, token.as_deref(), &request) {
-        return Ok((Err(refusal), vec![]));
-    }
-    if let Err(refusal) = apply_acks(tx.conn()?, &id, &request.acks)? {
-        return Ok((Err(refusal), vec![]));
-    }
-    if !request.done {
-        row.lease_expires_ms = Some(now_ms + row.lease_ttl_ms);
-        rows::update(tx.conn()?, &row)?;
-        return Ok((Ok(false), vec![]));
-    }
-    let (next, wake) = end_wake(tx, row, now_ms)?;
-    Ok((Ok(next), wake.into_iter().collect()))
-}
-
-/// `POST …/claim`: a worker takes the wake (making one if work is pending
-/// and none is outstanding) under the subscription's lease.
-pub fn claim(
-    tx: &mut Tx<'_>,
-    id: String,
-    worker: String,
-    now_ms: i64,
-) -> Result<Result<Claimed, Refusal>, StoreError> {
-    let Some(row) = rows::get(tx.conn()?, &id)? else {
-        return Ok(Err(Refusal::NotFound));
-    };
-    if row.kind != Kind::PullWake.as_str() {
-        return Ok(Err(Refusal::Invalid("Subscription is not pull-wake")));
-    }
-    // Changes the driver has not seen yet (it follows the log a moment
-    // behind, on another node even later) must not hide pending work.
-    link_new_matches(tx.conn()?, &row)?;
-    if row.lease_expires_ms.is_some_and(|at| at <= now_ms) {
-        // Lapsed, and the driver has not ended it yet: end it now.
-        end_wake(tx, row, now_ms)?;
-    }
-    let conn = tx.conn()?;
-    let Some(sub) = load(conn, &id)? else {
-        return Ok(Err(Refusal::NotFound));
-    };
-    if let Some(holder) = &sub.row.holder {
-        return Ok(Err(Refusal::AlreadyClaimed {
-            holder: holder.clone(),
-            generation: sub.row.generation,
-        }));
-    }
-    if !sub.streams.iter().any(|s| s.has_pending) {
-        return Ok(Err(Refusal::NoPendingWork));
-    }
-    if sub.row.wake_id.is_none() {
-        new_wake(tx, sub, now_ms)?;
-    }
-    let conn = tx.conn()?;
-    let mut sub = load(conn, &id)?.ok_or(StoreError::Corrupt("a subscription vanished".into()))?;
-    let token = random_token();
-    sub.row.holder = Some(worker);
-    sub.row.token_hash = Some(token_hash(&token));
-    sub.row.lease_expires_ms = Some(now_ms + sub.row.lease_ttl_ms);
-    rows::update(conn, &sub.row)?;
-    Ok(Ok(Claimed {
-        wake_id: sub.row.wake_id.clone().unwrap_or_default(),
-        generation: sub.row.generation,
-        token,
-        streams: sub.streams,
-        lease_ttl_ms: sub.row.lease_ttl_ms,
-    }))
-}
-
-/// `POST …/release`: the worker gives the wake back unacked; the next wake
-/// follows at once if work is pending.
-pub fn release(
-    tx: &mut Tx<'_>,
-    id: String,
-    token: Option<String>,
-    request: AckRequest,
-    now_ms: i64,
-) -> Result<WithWakes<()>, StoreError> {
-    let Some(row) = rows::get(tx.conn()?, &id)? else {
-        return Ok((Err(Refusal::NotFound), vec![]));
-    };
-    if row.kind != Kind::PullWake.as_str() {
-        return Ok((
-            Err(Refusal::Invalid("Subscription is not pull-wake")),
-            vec![],
-        ));
-    }
-    if let Err(refusal) = check_wake(&row, token.as_deref(), &request) {
-        return Ok((Err(refusal), vec![]));
-    }
-    let (_, wake) = end_wake(tx, row, now_ms)?;
-    Ok((Ok(()), wake.into_iter().collect()))
-}
-
-/// A webhook answered `{"done": true}`: the wake's snapshot is acked and the
-/// wake ends, unless it is no longer the current one.
-pub fn auto_ack(
-    tx: &mut Tx<'_>,
-    id: String,
-    wake_id: String,
-    now_ms: i64,
-) -> Result<Vec<WebhookWake>, StoreError> {
-    let conn = tx.conn()?;
-    let Some(row) = rows::get(conn, &id)? else {
-        return Ok(vec![]);
-    };
-    if row.wake_id.as_deref() != Some(wake_id.as_str()) {
-        return Ok(vec![]);
-    }
-    let snapshot: BTreeMap<String, String> = row
-        .wake_snapshot
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    for mut l in rows::links(conn, &id)? {
-        if let Some(at) = snapshot.get(&l.path) {
-            if *at > l.acked_offset {
-                l.acked_offset = at.clone();
-                rows::save_link(conn, &l)?;
-            }
-        }
-    }
-    let (_, wake) = end_wake(tx, row, now_ms)?;
-    Ok(wake.into_iter().collect())
-}
-
-/// Ends every wake whose lease lapsed (its consumer went quiet), making the
-/// next one where work is pending.
-pub fn lapse(tx: &mut Tx<'_>, now_ms: i64) -> Result<Vec<WebhookWake>, StoreError> {
-    let mut wakes = Vec::new();
-    for id in rows::lapsed(tx.conn()?, now_ms)? {
-        if let Some(row) = rows::get(tx.conn()?, &id)? {
-            wakes.extend(end_wake(tx, row, now_ms)?.1);
-        }
-    }
-    Ok(wakes)
-}
-
-/// Whether a webhook wake is still the outstanding one (a delivery retry
-/// stops when it is not).
-pub fn is_current(conn: &mut DbConn, id: &str, wake_id: &str) -> Result<bool, StoreError> {
-    Ok(rows::get(conn, id)?.and_then(|r| r.wake_id).as_deref() == Some(wake_id))
 }
 
 /// The webhook signing key: the stored one, or a new one stored now (so

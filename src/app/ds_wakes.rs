@@ -27,6 +27,7 @@ use rand::Rng as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::app::ds_claims as claims;
 use crate::app::ds_subscriptions::{self as subs, StreamInfo, WebhookWake};
 use crate::domain::{ChannelPattern, StreamFilter};
 use crate::hub::Hub;
@@ -201,7 +202,7 @@ impl Wakes {
             let (id, wake_id) = (wake.subscription_id.clone(), wake.wake_id.clone());
             match self
                 .reads
-                .read(move |conn| subs::is_current(conn, &id, &wake_id))
+                .read(move |conn| claims::is_current(conn, &id, &wake_id))
                 .await
             {
                 Ok(true) => {}
@@ -236,7 +237,7 @@ impl Wakes {
         let (id, wake_id) = (wake.subscription_id, wake.wake_id);
         match self
             .writer
-            .write(move |tx| subs::auto_ack(tx, id, wake_id, now_ms()))
+            .write(move |tx| claims::auto_ack(tx, id, wake_id, now_ms()))
             .await
         {
             Ok(committed) => self.deliver_all(committed.value),
@@ -350,7 +351,7 @@ impl Wakes {
         if lapsed.is_empty() {
             return Ok(());
         }
-        let committed = self.writer.write(move |tx| subs::lapse(tx, now)).await?;
+        let committed = self.writer.write(move |tx| claims::lapse(tx, now)).await?;
         self.deliver_all(committed.value);
         Ok(())
     }

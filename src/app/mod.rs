@@ -9,6 +9,7 @@
 //! Nothing here knows HTTP, renders an answer, or writes SQL.
 
 pub mod conversations;
+pub mod ds_claims;
 pub mod ds_subscriptions;
 pub mod ds_wakes;
 pub mod durable;

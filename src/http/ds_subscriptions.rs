@@ -9,9 +9,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::app::ds_subscriptions::{
-    self as use_case, AckRequest, Refusal, StreamInfo, Subscription, WithWakes,
-};
+use crate::app::ds_claims::{self as claims, AckRequest, WithWakes};
+use crate::app::ds_subscriptions::{self as use_case, Refusal, StreamInfo, Subscription};
 use crate::domain::ds_subscription::{percent_decode, Config, ConfigRequest};
 use crate::error::ApiError;
 use crate::store::StoreError;
@@ -338,7 +337,7 @@ async fn ack(
     let id = id_of(&req);
     match state
         .writer
-        .write(move |tx| use_case::ack(tx, id, token, request, pull, now_ms()))
+        .write(move |tx| claims::ack(tx, id, token, request, pull, now_ms()))
         .await
     {
         Ok(committed) => match delivered(&state, committed.value) {
@@ -407,7 +406,7 @@ pub async fn claim_subscription(
     let id = id_of(&req);
     match state
         .writer
-        .write(move |tx| use_case::claim(tx, id, worker, now_ms()))
+        .write(move |tx| claims::claim(tx, id, worker, now_ms()))
         .await
     {
         Ok(committed) => match committed.value {
@@ -445,7 +444,7 @@ pub async fn release_subscription(
     let id = id_of(&req);
     match state
         .writer
-        .write(move |tx| use_case::release(tx, id, token, request, now_ms()))
+        .write(move |tx| claims::release(tx, id, token, request, now_ms()))
         .await
     {
         Ok(committed) => match delivered(&state, committed.value) {
