@@ -171,6 +171,11 @@ impl Page {
     /// Runs `body` (the inside of an async function) and returns what it
     /// returns; a thrown error comes back as `{"thrown": "…"}`.
     pub async fn run(&self, body: &str) -> Value {
+        self.run_with(body, json!([])).await
+    }
+
+    /// `run`, with `args` (a JSON list) as `arguments[0]`, `arguments[1]`, ….
+    pub async fn run_with(&self, body: &str, args: Value) -> Value {
         let script = format!(
             "const done = arguments[arguments.length - 1];
              (async () => {{ {body} }})().then(done, (e) => done({{ thrown: String(e && e.stack || e) }}));"
@@ -178,7 +183,7 @@ impl Page {
         let answer: Value = self
             .client
             .post(format!("{}/execute/async", self.base))
-            .json(&json!({ "script": script, "args": [] }))
+            .json(&json!({ "script": script, "args": args }))
             .send()
             .await
             .unwrap()
@@ -200,5 +205,81 @@ impl Page {
             .delete(format!("{}/window", self.base))
             .send()
             .await;
+    }
+}
+
+/// Tabs of one browser session, so of one profile: they share an origin's
+/// storage, Web Locks and BroadcastChannels, and its six connections.
+impl Page {
+    /// How long a navigation and an async script may take before WebDriver
+    /// answers with an error (chromedriver's default page load is 300 s).
+    pub async fn set_timeouts(&self, page_load: Duration, script: Duration) {
+        let r = self
+            .client
+            .post(format!("{}/timeouts", self.base))
+            .json(&json!({
+                "pageLoad": page_load.as_millis() as u64,
+                "script": script.as_millis() as u64,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "timeouts: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// The handle of the tab the session acts on.
+    pub async fn window_handle(&self) -> String {
+        let answer: Value = self
+            .client
+            .get(format!("{}/window", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"]
+            .as_str()
+            .expect("a window handle")
+            .to_owned()
+    }
+
+    /// Opens a new tab (blank) and answers its handle; the session keeps
+    /// acting on the tab it was on.
+    pub async fn new_tab(&self) -> String {
+        let answer: Value = self
+            .client
+            .post(format!("{}/window/new", self.base))
+            .json(&json!({ "type": "tab" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"]["handle"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no new tab: {answer}"))
+            .to_owned()
+    }
+
+    /// Makes the session act on the tab `handle`.
+    pub async fn switch_to(&self, handle: &str) {
+        let r = self
+            .client
+            .post(format!("{}/window", self.base))
+            .json(&json!({ "handle": handle }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "switch to {handle}: {}",
+            r.text().await.unwrap()
+        );
     }
 }

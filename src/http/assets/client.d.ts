@@ -347,7 +347,16 @@ export interface SwitchboardOptions {
   agentId?: string;
   /** `X-Session-ID`; one per tab by default (kept in `sessionStorage`). */
   sessionId?: string;
+  /**
+   * One stream for all tabs of this browser with the same `url`, agent and
+   * token subject (`true`, the default, where the browser has Web Locks and
+   * BroadcastChannel); `false`: a stream of this `Switchboard`'s own.
+   */
+  sharedStream?: boolean;
 }
+
+/** Who holds the stream this `Switchboard` takes its events from. */
+export type StreamRole = "leader" | "follower" | "own";
 
 export interface SubscribeOptions {
   /** Channel patterns (`*` suffix = prefix), as a list or comma-separated; `"*"` by default. */
@@ -557,6 +566,14 @@ export class Switchboard {
   sessionId: string;
   /** The shared stream's state. */
   readonly status: ConnectionStatus;
+  /**
+   * `"leader"`: this tab holds the browser's stream; `"follower"`: another
+   * tab does and passes its events on; `"own"`: a stream of this
+   * `Switchboard`'s own. `null` until the first subscription decides.
+   */
+  readonly streamRole: StreamRole | null;
+  /** The session the stream is opened as (presence): `browser-…` when shared, else `sessionId`. */
+  readonly streamSessionId: string;
 
   features: WorkItems<Feature, FeatureCreate, FeaturePatch, "features">;
   tracks: WorkItems<Track, TrackCreate, TrackPatch, "tracks">;
