@@ -114,6 +114,7 @@ impl Driver {
         Page {
             base: format!("{}/session/{id}", self.url),
             client: self.client.clone(),
+            closed: false,
         }
     }
 }
@@ -121,6 +122,40 @@ impl Driver {
 pub struct Page {
     base: String,
     client: reqwest::Client,
+    closed: bool,
+}
+
+/// A test that ends without `close` (a failed assertion, or none written)
+/// still ends its browser: chromedriver killed alone leaves Chromium
+/// running, its pages reconnecting to whatever server takes their port next.
+impl Drop for Page {
+    fn drop(&mut self) {
+        if !self.closed {
+            delete_session(&self.base);
+        }
+    }
+}
+
+/// `DELETE {session}`, blocking (from `drop`), over a plain TCP connection;
+/// chromedriver answers once the browser has quit.
+fn delete_session(session: &str) {
+    use std::io::{Read, Write};
+    let Some((host, path)) = session
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return;
+    };
+    let Ok(mut connection) = std::net::TcpStream::connect(host) else {
+        return;
+    };
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if connection.write_all(request.as_bytes()).is_ok() {
+        let _ = connection.read_to_end(&mut Vec::new());
+    }
 }
 
 impl Page {
@@ -162,8 +197,9 @@ impl Page {
         }
     }
 
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         let _ = self.client.delete(&self.base).send().await;
+        self.closed = true;
     }
 }
 
