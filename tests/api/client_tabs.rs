@@ -465,3 +465,393 @@ async fn a_page_that_opts_out_or_lacks_web_locks_keeps_a_stream_of_its_own() {
         );
     }
 }
+
+/// The React page of `tests/api/react`: its packages installed (`npm ci`,
+/// once per lockfile, into Cargo's temporary directory for tests) and
+/// bundled with esbuild, `/client.js` left as an import of the page's
+/// origin. React's development build, for its warnings.
+async fn react_bundle() -> String {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/react");
+    let work = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("react-page");
+    std::fs::create_dir_all(&work).unwrap();
+    for file in ["package.json", "package-lock.json", "page.jsx"] {
+        std::fs::copy(source.join(file), work.join(file)).unwrap();
+    }
+    let lock = std::fs::read(source.join("package-lock.json")).unwrap();
+    let installed = work.join("node_modules/.installed-lock.json");
+    if std::fs::read(&installed).ok().as_deref() != Some(&lock[..]) {
+        run(
+            &work,
+            "npm",
+            &["ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        )
+        .await;
+        std::fs::write(&installed, &lock).unwrap();
+    }
+    run(
+        &work,
+        "node_modules/.bin/esbuild",
+        &[
+            "page.jsx",
+            "--bundle",
+            "--format=esm",
+            "--jsx=automatic",
+            "--external:/client.js",
+            "--define:process.env.NODE_ENV=\"development\"",
+            "--outfile=page.js",
+            "--log-level=error",
+        ],
+    )
+    .await;
+    std::fs::read_to_string(work.join("page.js")).unwrap()
+}
+
+/// Runs `program` in `dir` (at most 5 minutes); fails the test with its
+/// output unless it succeeds.
+async fn run(dir: &std::path::Path, program: &str, args: &[&str]) {
+    let program_path = if program.contains('/') {
+        dir.join(program).into_os_string()
+    } else {
+        program.into()
+    };
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(&program_path)
+            .args(args)
+            .current_dir(dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{program} {args:?} took more than 5 minutes"))
+    .unwrap_or_else(|e| panic!("{program} does not run (Node.js and npm are needed): {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The features as the page's board shows them: `[id, version, title]`.
+const BOARD: &str = "return [...document.querySelectorAll('#board li')]
+     .map((li) => [li.dataset.id, Number(li.dataset.version), li.textContent])";
+
+/// The features as the server lists them, in the board's order.
+async fn server_board(app: &TestApp) -> Value {
+    let list = app.get_json("/api/features").await;
+    let mut rows: Vec<Value> = list["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| json!([f["id"], f["version"], f["title"]]))
+        .collect();
+    rows.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
+    Value::Array(rows)
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium (Debian's chromium and chromium-driver) and Node.js with npm; run with --include-ignored"]
+async fn a_react_page_bound_through_use_sync_external_store_rerenders_on_remote_changes_without_tearing(
+) {
+    require_browser();
+    let bundle = react_bundle().await;
+    let app = spawn_app().await;
+    let create = |id: String, title: String| {
+        app.post("/api/features")
+            .header("X-Agent-ID", "script")
+            .json(&json!({ "id": id, "title": title }))
+            .send()
+    };
+    for i in 0..3 {
+        let r = create(format!("feat-{i:02}"), format!("before {i}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let browser = Browser::start().await;
+    let tab = browser.open_tab().await;
+    let page = browser.on(&tab).await;
+    page.open(&app.url("/healthz")).await;
+    page.run_with(
+        "const script = document.createElement('script');
+         script.type = 'module';
+         script.textContent = arguments[0];
+         document.head.append(script);
+         return true;",
+        json!([bundle]),
+    )
+    .await;
+    page.wait_for(
+        "the first snapshot rendered",
+        "return document.getElementById('count')?.textContent === '3 features'",
+    )
+    .await;
+    page.wait_for("the stream", LIVE).await;
+    assert_eq!(page.eval(BOARD).await, server_board(&app).await);
+
+    // Remote changes, each waited for on the page: a burst of twelve
+    // creates, a rename, a status change, a delete; then a write of the
+    // page itself (its answer and its own event).
+    let burst: Vec<_> = (3..15)
+        .map(|i| create(format!("feat-{i:02}"), format!("burst {i}")))
+        .collect();
+    for r in futures_util::future::join_all(burst).await {
+        assert_eq!(r.unwrap().status(), 201);
+    }
+    page.wait_for(
+        "the burst",
+        "return document.getElementById('count').textContent === '15 features'",
+    )
+    .await;
+    let r = app
+        .client
+        .patch(app.url("/api/features/feat-00"))
+        .header("X-Agent-ID", "script")
+        .json(&json!({ "title": "renamed remotely" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    page.wait_for(
+        "the rename",
+        "return document.querySelector('#board li[data-id=\"feat-00\"]').textContent === 'renamed remotely'",
+    )
+    .await;
+    let r = app
+        .post("/api/features/feat-01/status")
+        .header("X-Agent-ID", "script")
+        .json(&json!({ "new_status": "done" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    page.wait_for(
+        "the status change",
+        "return document.querySelector('#board li[data-id=\"feat-01\"]').dataset.version === '2'",
+    )
+    .await;
+    let r = app
+        .client
+        .delete(app.url("/api/features/feat-02"))
+        .header("X-Agent-ID", "script")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    page.wait_for(
+        "the delete",
+        "return !document.querySelector('#board li[data-id=\"feat-02\"]')",
+    )
+    .await;
+    page.run(
+        "await sb.features.create({ id: 'feat-page', title: 'made on the page' }); return true;",
+    )
+    .await;
+    page.wait_for(
+        "the page's own feature",
+        "return !!document.querySelector('#board li[data-id=\"feat-page\"]')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(page.eval(BOARD).await, server_board(&app).await);
+
+    let log = page
+        .eval(
+            "const l = window.reactLog;
+             return { renders: l.renders, commits: l.commits, torn: l.torn, errors: l.errors,
+                      handedOut: l.handedOut, snapshots: [...l.snapshots] };",
+        )
+        .await;
+    assert_eq!(log["errors"], json!([]), "React warned: {log}");
+    assert_eq!(log["torn"], json!([]), "a commit showed two states");
+    let snapshots: Vec<&str> = log["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let commits = log["commits"].as_array().unwrap();
+    for commit in commits {
+        let key = commit["key"].as_str().unwrap();
+        assert!(
+            snapshots.contains(&key),
+            "a commit showed a state the store never had: {commit}"
+        );
+    }
+    let handed_out = log["handedOut"].as_u64().unwrap();
+    let renders = log["renders"].as_u64().unwrap();
+    // One commit per snapshot at most (React may fold several into one),
+    // plus StrictMode's second mount; at least one per change waited for.
+    assert!(
+        commits.len() as u64 <= handed_out + 2,
+        "{} commits for {handed_out} snapshots",
+        commits.len()
+    );
+    assert!(commits.len() >= 6, "{} commits", commits.len());
+    // StrictMode renders twice in development.
+    assert!(
+        renders <= 2 * commits.len() as u64 + 2,
+        "{renders} renders for {} commits",
+        commits.len()
+    );
+    let last = commits.last().unwrap();
+    assert_eq!(last["items"], 15, "{last}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn live_views_hand_out_frozen_snapshots_that_change_only_with_their_state() {
+    require_browser();
+    let app = spawn_app().await;
+    for (path, body) in [
+        (
+            "/api/features",
+            json!({ "id": "feat-1", "title": "one", "tags": ["a"] }),
+        ),
+        (
+            "/api/conversations",
+            json!({ "id": "chat", "title": "Chat" }),
+        ),
+        (
+            "/api/conversations/chat/messages",
+            json!({ "id": "m1", "role": "user", "content": "hello" }),
+        ),
+    ] {
+        let r = app.post(path).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{path}");
+    }
+    let browser = Browser::start().await;
+    let tab = browser
+        .app_tab(
+            &app,
+            "{ agentId: 'alice' }",
+            "window.features = sb.live('features'); window.chat = sb.conversation('chat');
+             window.presence = sb.presence();
+             await features.ready; await chat.ready; await presence.ready;",
+        )
+        .await;
+    browser.wait_for(&tab, "the stream", LIVE).await;
+    let page = browser.on(&tab).await;
+    let first = page
+        .run(
+            "const s = features.getSnapshot();
+             window.first = s;
+             window.calls = []; window.twice = 0;
+             window.stop = features.subscribe((snapshot) => calls.push(snapshot));
+             // The same function twice (React's StrictMode): called at once
+             // by each; one unsubscribe leaves the other.
+             const counted = () => { twice++; };
+             const once = features.subscribe(counted); features.subscribe(counted); once();
+             const { getSnapshot, subscribe } = features;
+             const refused = !Reflect.set(s.items[0], 'title', 'changed in place') && s.items[0].title === 'one';
+             return {
+               same: getSnapshot() === s && typeof subscribe === 'function',
+               atOnce: calls.length === 1 && calls[0] === s,
+               frozen: [s, s.items, s.byId, s.items[0], s.items[0].tags].every(Object.isFrozen),
+               refused, title: s.byId['feat-1'].title, count: s.items.length, loaded: s.loaded,
+               cursor: s.cursor === features.cursor,
+             };",
+        )
+        .await;
+    assert_eq!(
+        first,
+        json!({ "same": true, "atOnce": true, "frozen": true, "refused": true, "title": "one",
+                "count": 1, "loaded": true, "cursor": true })
+    );
+
+    // A remote change: one new snapshot, handed to the listener; the old one
+    // is untouched.
+    let r = app
+        .post("/api/features")
+        .json(&json!({ "id": "feat-2", "title": "two" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    browser
+        .wait_for(&tab, "the new snapshot", "return calls.length === 2")
+        .await;
+    let second = page
+        .eval(
+            "const s = calls[1];
+             return { fresh: s !== first, current: features.getSnapshot() === s, stable: features.getSnapshot() === features.getSnapshot(),
+                      before: first.items.map((f) => f.id), after: s.items.map((f) => f.id), twice,
+                      cursor: s.cursor === features.cursor && s.cursor > first.cursor };",
+        )
+        .await;
+    assert_eq!(
+        second,
+        json!({ "fresh": true, "current": true, "stable": true, "before": ["feat-1"],
+                "after": ["feat-1", "feat-2"], "twice": 3, "cursor": true })
+    );
+    // Unsubscribed: no more calls, while the snapshot still follows.
+    page.eval("stop(); return true;").await;
+    let r = app
+        .post("/api/features")
+        .json(&json!({ "id": "feat-3", "title": "three" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    browser
+        .wait_for(
+            &tab,
+            "the third feature",
+            "return features.getSnapshot().items.length === 3",
+        )
+        .await;
+    assert_eq!(
+        page.eval("return [calls.length, twice]").await,
+        json!([2, 4])
+    );
+
+    // A conversation and presence hand out snapshots the same way.
+    let chat = page
+        .eval(
+            "window.chatFirst = chat.getSnapshot();
+             return { same: chat.getSnapshot() === chatFirst, frozen: [chatFirst, chatFirst.messages, chatFirst.messages[0], chatFirst.conversation].every(Object.isFrozen),
+                      messages: chatFirst.messages.map((m) => m.content), title: chatFirst.conversation.title };",
+        )
+        .await;
+    assert_eq!(
+        chat,
+        json!({ "same": true, "frozen": true, "messages": ["hello"], "title": "Chat" })
+    );
+    let r = app
+        .post("/api/conversations/chat/messages")
+        .json(&json!({ "id": "m2", "role": "assistant", "content": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    browser
+        .wait_for(
+            &tab,
+            "the second message",
+            "return chat.getSnapshot().messages.length === 2",
+        )
+        .await;
+    assert_eq!(
+        page.eval(
+            "return [chatFirst.messages.length, chat.getSnapshot().messages.map((m) => m.content)]"
+        )
+        .await,
+        json!([1, ["hello", "hi"]])
+    );
+    let presence = page
+        .eval(
+            "const s = presence.getSnapshot();
+             return { same: presence.getSnapshot() === s, frozen: Object.isFrozen(s) && Object.isFrozen(s.sessions),
+                      sessions: s.sessions.map((x) => x.session_id), mine: sb.streamSessionId, loaded: s.loaded };",
+        )
+        .await;
+    assert_eq!(presence["same"], true);
+    assert_eq!(presence["frozen"], true);
+    assert_eq!(presence["loaded"], true);
+    assert_eq!(
+        presence["sessions"],
+        json!([presence["mine"]]),
+        "{presence}"
+    );
+}

@@ -673,17 +673,79 @@ class StreamHub {
   }
 }
 
+/** Freezes `value` and everything it holds that is not frozen yet. */
+function deepFreeze(value) {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+/**
+ * What frameworks bind to (React's `useSyncExternalStore`, a Svelte store,
+ * a Vue `shallowRef`): `getSnapshot()` answers an immutable snapshot, the
+ * same object until the next `"change"` and a new one after it;
+ * `subscribe(listener)` calls `listener(snapshot)` at once and after every
+ * change, and returns the function that stops it. Objects in a snapshot are
+ * frozen: the client never changes an item in place, it replaces it.
+ */
+class Observable extends Emitter {
+  constructor() {
+    super();
+    this._snapshot = null;
+    /** @type {Set<{listener: Function}>} */
+    this._listeners = new Set();
+    // Bound, so that they can be passed as they are:
+    // `useSyncExternalStore(live.subscribe, live.getSnapshot)`.
+    this.subscribe = this.subscribe.bind(this);
+    this.getSnapshot = this.getSnapshot.bind(this);
+  }
+
+  getSnapshot() {
+    if (this._snapshot === null) this._snapshot = deepFreeze(this._makeSnapshot());
+    return this._snapshot;
+  }
+
+  subscribe(listener) {
+    // One entry per call: the same function subscribed twice (React's
+    // StrictMode does) is unsubscribed once per call.
+    const entry = { listener };
+    this._listeners.add(entry);
+    listener(this.getSnapshot());
+    return () => {
+      this._listeners.delete(entry);
+    };
+  }
+
+  _emit(name, value) {
+    if (name === "change") this._snapshot = null;
+    super._emit(name, value);
+    if (name !== "change") return;
+    for (const entry of [...this._listeners]) {
+      if (!this._listeners.has(entry)) continue;
+      try {
+        entry.listener(this.getSnapshot());
+      } catch (error) {
+        setTimeout(() => { throw error; });
+      }
+    }
+  }
+}
+
 /**
  * What a live collection and a live conversation share: a snapshot, the
  * stream from its cursor, and on `resync` a fresh snapshot while the events
  * that arrive meanwhile wait (and are applied if newer than it).
  */
-class LiveView extends Emitter {
+class LiveView extends Observable {
   constructor(sb) {
     super();
     this._sb = sb;
     this.cursor = null;
     this.closed = false;
+    /** True once the first snapshot is in. */
+    this.loaded = false;
     this._buffer = null;
     this._subscription = null;
   }
@@ -692,6 +754,7 @@ class LiveView extends Emitter {
   async _start(channels) {
     const cursor = await this._retrying(() => this._load());
     if (this.closed) return this;
+    this.loaded = true;
     this._subscription = this._sb.subscribe(
       { channels, lastEventId: cursor, includeOwn: true },
       (event) => this._onEvent(event),
@@ -861,6 +924,14 @@ class LiveCollection extends LiveView {
     return this.items.get(id)?.version;
   }
 
+  /** `{items, byId, cursor, loaded}`: `items` in the order held (the snapshot's, then new ones). */
+  _makeSnapshot() {
+    const items = [...this.items.values()];
+    const byId = Object.create(null);
+    for (const item of items) byId[item[this._key]] = item;
+    return { items, byId, cursor: this.cursor, loaded: this.loaded };
+  }
+
   close() {
     super.close();
     this._sb._live.delete(this);
@@ -910,6 +981,11 @@ class LiveConversation extends LiveView {
   /** The message with this id, or undefined. */
   message(id) {
     return this.messages.find((m) => m.id === id);
+  }
+
+  /** `{conversation, messages, cursor, loaded}` */
+  _makeSnapshot() {
+    return { conversation: this.conversation, messages: [...this.messages], cursor: this.cursor, loaded: this.loaded };
   }
 
   /** Applies one event; false when it concerns another conversation. */
@@ -967,13 +1043,15 @@ class LiveConversation extends LiveView {
 }
 
 /** The sessions connected now, live: `.sessions` is a Map by session id. */
-class LivePresence extends Emitter {
+class LivePresence extends Observable {
   constructor(sb) {
     super();
     this._sb = sb;
     /** @type {Map<string, object>} */
     this.sessions = new Map();
     this.closed = false;
+    /** True once `/api/sessions` was read. */
+    this.loaded = false;
     this._refreshing = null;
     this._again = false;
     this._subscription = sb.subscribe({ channels: ["presence"], includeOwn: true }, () => this._refresh());
@@ -995,6 +1073,7 @@ class LivePresence extends Emitter {
         try {
           const { body } = await this._sb._request("GET", "/api/sessions");
           this.sessions = new Map(body.sessions.map((s) => [s.session_id, s]));
+          this.loaded = true;
           this._emit("change", { reason: "presence" });
         } catch (error) {
           this._sb._emit("error", error);
@@ -1003,6 +1082,11 @@ class LivePresence extends Emitter {
       this._refreshing = null;
     })();
     return this._refreshing;
+  }
+
+  /** `{sessions, loaded}`: `sessions` as `/api/sessions` lists them. */
+  _makeSnapshot() {
+    return { sessions: [...this.sessions.values()], loaded: this.loaded };
   }
 
   close() {
