@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::browser::{require_browser, Driver, Page};
+use crate::client::jwt;
 use crate::helpers::{spawn_app, TestApp};
 
 /// One browser session (one profile) and the tab it acts on.
@@ -134,9 +135,21 @@ impl Browser {
 
 /// Waits until `/api/stats` counts `n` open streams, and answers the stats.
 async fn wait_for_streams(app: &TestApp, n: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for_streams_as(app, n, None).await
+}
+
+/// The same, asking with `token` (when the server needs one). Chromium
+/// keeps the socket of an `EventSource` it closed (a reconnect) open until
+/// it needs the slot or about 30 s have passed, and the server counts it
+/// until then: hence the long deadline.
+async fn wait_for_streams_as(app: &TestApp, n: u64, token: Option<&str>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(45);
     loop {
-        let stats = app.get_json("/api/stats").await;
+        let mut request = app.get("/api/stats");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let stats: Value = request.send().await.unwrap().json().await.unwrap();
         if stats["connected_clients"] == n {
             return stats;
         }
@@ -854,4 +867,281 @@ async fn live_views_hand_out_frozen_snapshots_that_change_only_with_their_state(
         json!([presence["mine"]]),
         "{presence}"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn every_tab_follows_the_shared_streams_jwt_expiry_and_a_server_restart_without_loss() {
+    require_browser();
+    const SECRET: &str = "a-supabase-like-project-jwt-secret-0123456789";
+    let configure = |a: &mut switchboard::config::ServeArgs| {
+        a.identity.jwt_secret = Some(SECRET.to_owned());
+        a.identity.jwt_audiences = vec!["authenticated".into()];
+        a.identity.jwt_leeway = Duration::ZERO;
+        a.identity.jwt_read = vec!["news".into()];
+    };
+    let app = crate::helpers::spawn_app_with(configure).await;
+    let port = app.port;
+    let writer = jwt(
+        SECRET,
+        "script",
+        600,
+        json!({ "switchboard": { "write": ["news"] } }),
+    );
+    // Every tab's token is a JWT of the same subject that expires in 4 s;
+    // the tabs then refresh it, as a provider's SDK does.
+    let short = jwt(SECRET, "reader", 4, json!({}));
+    let setup = format!(
+        "window.jwt = '{short}'; window.got = []; window.errors = []; window.statuses = [];
+         sb.on('error', (e) => errors.push(`${{e.status}} ${{e.code}} ${{e.message}}`));
+         sb.on('status', (s) => statuses.push(s));
+         const sub = sb.subscribe({{ channels: 'news' }}, (e) => got.push(e.type === 'resync' ? 'resync' : e.payload.n));
+         await sub.ready;"
+    );
+    let browser = Browser::start().await;
+    let mut tabs = Vec::new();
+    for _ in 0..3 {
+        tabs.push(
+            browser
+                .app_tab(
+                    &app,
+                    "{ token: async () => { window.tokenCalls = (window.tokenCalls || 0) + 1; return window.jwt; } }",
+                    &setup,
+                )
+                .await,
+        );
+    }
+    for tab in &tabs {
+        browser.wait_for(tab, "the tab to go live", LIVE).await;
+    }
+    wait_for_streams_as(&app, 1, Some(&writer)).await;
+    let leader = browser.leader(&tabs).await;
+    let calls_before = browser.eval(&leader, "return window.tokenCalls").await;
+    let fresh = jwt(SECRET, "reader", 600, json!({}));
+    for tab in &tabs {
+        browser
+            .eval(tab, &format!("window.jwt = '{fresh}'; return true;"))
+            .await;
+    }
+    // Publish before, through and after the shared stream's JWT's expiry.
+    let publish = |app: &TestApp, n: i64| {
+        app.post("/api/channels/news/events")
+            .bearer_auth(&writer)
+            .json(&json!({ "type": "story", "data": { "n": n } }))
+            .send()
+    };
+    let started = Instant::now();
+    let mut published = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        assert_eq!(publish(&app, published).await.unwrap().status(), 201);
+        published += 1;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let expected: Vec<i64> = (0..published).collect();
+    for tab in &tabs {
+        browser
+            .wait_for(
+                tab,
+                "every event",
+                &format!("return window.got.length >= {published}"),
+            )
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for tab in &tabs {
+        assert_eq!(
+            browser.eval(tab, "return window.got").await,
+            json!(expected)
+        );
+        assert_eq!(browser.eval(tab, "return window.errors").await, json!([]));
+    }
+    let calls_after = browser.eval(&leader, "return window.tokenCalls").await;
+    assert!(
+        calls_after.as_i64() > calls_before.as_i64(),
+        "the leader reconnected with a fresh token: {calls_before} → {calls_after}"
+    );
+
+    // The server restarts on the same port: every tab says so, and goes on.
+    for tab in &tabs {
+        browser
+            .eval(tab, "window.statuses = []; return true;")
+            .await;
+    }
+    let app = app
+        .restart_with(|a| {
+            configure(a);
+            a.bind = format!("127.0.0.1:{port}");
+        })
+        .await;
+    for tab in &tabs {
+        browser
+            .wait_for(
+                tab,
+                "reconnecting, then live",
+                "const i = statuses.indexOf('reconnecting');
+                 return i >= 0 && statuses.indexOf('live', i) > i && sb.status === 'live'",
+            )
+            .await;
+    }
+    for n in published..published + 3 {
+        assert_eq!(publish(&app, n).await.unwrap().status(), 201);
+    }
+    let expected: Vec<i64> = (0..published + 3).collect();
+    for tab in &tabs {
+        browser
+            .wait_for(
+                tab,
+                "the events after the restart",
+                &format!("return window.got.length >= {}", published + 3),
+            )
+            .await;
+        assert_eq!(
+            browser.eval(tab, "return window.got").await,
+            json!(expected)
+        );
+    }
+    wait_for_streams_as(&app, 1, Some(&writer)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn a_resync_reaches_only_the_tab_whose_position_the_log_lost() {
+    require_browser();
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    let mut tabs = Vec::new();
+    for _ in 0..3 {
+        tabs.push(
+            browser
+                .app_tab(
+                    &app,
+                    "{ agentId: 'alice' }",
+                    "window.got = [];
+                     const sub = sb.subscribe({ channels: 'news' }, (e) => got.push(e.type === 'resync' ? 'resync' : e.payload.n));
+                     await sub.ready;",
+                )
+                .await,
+        );
+    }
+    for tab in &tabs {
+        browser.wait_for(tab, "the tab to go live", LIVE).await;
+    }
+    let leader = browser.leader(&tabs).await;
+    let follower = tabs.iter().find(|t| **t != leader).unwrap().clone();
+    for n in -5..0 {
+        app.publish("news", "story", json!({ "n": n }), None).await;
+    }
+    let head = app.head_id().await;
+    for tab in &tabs {
+        browser
+            .wait_for(tab, "the first stories", "return window.got.length >= 5")
+            .await;
+    }
+    app.prune_with_cli("0s").await;
+    let stats = app.get_json("/api/stats").await;
+    assert_eq!(stats["pruned_through"], head, "{stats}");
+
+    // A follower subscribes from an id the log no longer holds.
+    browser
+        .on(&follower)
+        .await
+        .run(
+            "window.late = [];
+             const sub = sb.subscribe({ channels: 'news', lastEventId: 1 }, (e) =>
+               late.push(e.type === 'resync' ? `resync ${e.payload.reason} ${e.payload.head_id}` : e.payload.n));
+             await sub.ready; return true;",
+        )
+        .await;
+    browser
+        .wait_for(&follower, "the resync", "return window.late.length >= 1")
+        .await;
+    for n in 0..3 {
+        app.publish("news", "story", json!({ "n": n }), None).await;
+    }
+    for tab in &tabs {
+        browser
+            .wait_for(tab, "three stories", "return window.got.length >= 3")
+            .await;
+    }
+    browser
+        .wait_for(
+            &follower,
+            "three late stories",
+            "return window.late.length >= 4",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for tab in &tabs {
+        assert_eq!(
+            browser.eval(tab, "return window.got").await,
+            json!([-5, -4, -3, -2, -1, 0, 1, 2]),
+            "a subscription whose position is in the log is not told"
+        );
+    }
+    let resync = browser.eval(&follower, "return window.late").await;
+    let told = resync[0].as_str().unwrap();
+    assert!(told.starts_with("resync cursor_expired "), "{resync}");
+    assert!(
+        told.split(' ').nth(2).unwrap().parse::<i64>().unwrap() >= head,
+        "{resync}"
+    );
+    assert_eq!(
+        resync.as_array().unwrap()[1..],
+        [json!(0), json!(1), json!(2)]
+    );
+    wait_for_streams(&app, 1).await;
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn a_leader_that_closes_its_switchboard_hands_the_stream_over_and_can_subscribe_again() {
+    require_browser();
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    let setup = "window.got = [];
+         const sub = sb.subscribe({ channels: 'news' }, (e) => got.push(e.payload.n));
+         await sub.ready;";
+    let mut tabs = Vec::new();
+    for _ in 0..3 {
+        tabs.push(browser.app_tab(&app, "{ agentId: 'alice' }", setup).await);
+    }
+    for tab in &tabs {
+        browser.wait_for(tab, "the tab to go live", LIVE).await;
+    }
+    let leader = browser.leader(&tabs).await;
+    let others: Vec<String> = tabs.iter().filter(|t| **t != leader).cloned().collect();
+    browser
+        .on(&leader)
+        .await
+        .run("await sb.close(); return sb.status;")
+        .await;
+    let next = browser.leader(&others).await;
+    assert_ne!(next, leader);
+    app.publish("news", "story", json!({ "n": 1 }), None).await;
+    for tab in &others {
+        browser
+            .wait_for(tab, "the story", "return window.got.length >= 1")
+            .await;
+    }
+    // The closed tab subscribes again: it follows the new leader.
+    browser.on(&leader).await.run(setup).await;
+    browser
+        .wait_for(&leader, "the closed tab live again", LIVE)
+        .await;
+    assert_eq!(
+        browser.eval(&leader, "return sb.streamRole").await,
+        "follower"
+    );
+    app.publish("news", "story", json!({ "n": 2 }), None).await;
+    for tab in &others {
+        browser
+            .wait_for(tab, "the second story", "return window.got.length >= 2")
+            .await;
+        assert_eq!(browser.eval(tab, "return window.got").await, json!([1, 2]));
+    }
+    browser
+        .wait_for(&leader, "the second story", "return window.got.length >= 1")
+        .await;
+    assert_eq!(browser.eval(&leader, "return window.got").await, json!([2]));
+    wait_for_streams(&app, 1).await;
 }

@@ -270,8 +270,9 @@ class StreamHub {
     /** The newest id the connection has passed; null before the first. */
     this.position = null;
     this.status = "idle";
+    this._shared = shared && canShare();
     /** `"own"`, `"leader"` or `"follower"`; null until the first subscription. */
-    this.role = shared && canShare() ? null : "own";
+    this.role = this._shared ? null : "own";
     /** This hub's id on the channel. */
     this.tab = "t" + randomHex(8);
     /** The connection events are taken from: `tab:generation` of its holder. */
@@ -300,9 +301,23 @@ class StreamHub {
   }
 
   add(sub) {
+    if (this.closed) this._reopen();
     this.subs.add(sub);
     this._cover(sub);
     if (this.role === null) this._join();
+  }
+
+  /** A subscription after `sb.close()`: start again, as a new `Switchboard` would. */
+  _reopen() {
+    this.closed = false;
+    this._joining = false;
+    this.role = this._shared ? null : "own";
+    this.leader = null;
+    this.conn = null;
+    this.position = null;
+    this.remote.clear();
+    this._release = null;
+    this._abort = null;
   }
 
   /**
@@ -665,9 +680,11 @@ class StreamHub {
     this._hide();
     this.closed = true;
     clearTimeout(this._soon);
+    this._queued = false;
     this._channel?.close();
     this._channel = null;
     this._close("idle");
+    this.position = null;
     this._abort?.abort();
     this._release?.();
   }
