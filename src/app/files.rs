@@ -113,7 +113,8 @@ pub fn delete(
     Ok(ids)
 }
 
-/// Takes the lock for the caller's session for `ttl`, or renews it when
+/// Takes the lock for the caller's session for `ttl` (a renewal without
+/// one keeps the lease's length, a new lease gets `default_ttl`), or renews it when
 /// the session holds it already (silently: nobody else needs to know); 409
 /// `lock_held` when another session holds it. Of any number of racing
 /// sessions exactly one wins (this runs in the one writer). A lease that
@@ -123,12 +124,20 @@ pub fn lock(
     actor: &Actor,
     session: &SessionId,
     stable_id: &ResourceId,
-    ttl: Duration,
+    ttl: Option<Duration>,
+    default_ttl: Duration,
 ) -> Result<SharedFile, StoreError> {
     let now = tx.now();
     let mut file = load_live(tx, stable_id)?;
-    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
-    match rules::acquire_lock(&mut file, session, &actor.agent, now.plus(ttl), now)? {
+    let seconds = |ttl: Duration| ttl.as_secs().max(1);
+    match rules::acquire_lock(
+        &mut file,
+        session,
+        &actor.agent,
+        ttl.map(seconds),
+        seconds(default_ttl),
+        now,
+    )? {
         Acquired::Renewed => store::save_lock(tx.conn()?, &file)?,
         Acquired::New { expired } => {
             if expired.is_some() {

@@ -9,7 +9,9 @@
 //! RS*/PS*, an EC key ES256/384, an Ed25519 key EdDSA), and a JWK that names
 //! its `alg` answers only that one. `alg: none` is not an algorithm here.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -135,6 +137,9 @@ struct Jwks {
     timing: Mutex<JwksTiming>,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// Bumped by every fetched set: JWTs verified under an older one are
+    /// verified again.
+    generation: AtomicU64,
 }
 
 struct JwksTiming {
@@ -187,6 +192,7 @@ impl Jwks {
                 tried_at: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -216,6 +222,7 @@ impl Jwks {
             Ok((keys, max_age)) => {
                 tracing::info!(url = %self.url, keys = keys.len(), max_age_s = max_age.as_secs(), "JWKS fetched");
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+                self.generation.fetch_add(1, Ordering::Release);
                 self.timing().stale_at = Instant::now() + max_age;
             }
             Err(err) => {
@@ -273,7 +280,16 @@ pub struct JwtVerifier {
     scopes_claim: String,
     default_read: ScopeTemplate,
     default_write: ScopeTemplate,
+    /// JWTs verified before: a client sends the same JWT with every request
+    /// until it refreshes it, and a signature check (RSA above all) costs
+    /// far more than a digest. By the token's SHA-256, with the JWKS
+    /// generation it was verified under; an entry is used only until the
+    /// JWT's end and while that key set is current.
+    verified: Mutex<HashMap<[u8; 32], (Principal, u64)>>,
 }
+
+/// The most verified JWTs remembered.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 /// Why a JWT was refused, for the 401's message.
 fn refusal(err: &jsonwebtoken::errors::Error, verifier: &JwtVerifier) -> String {
@@ -340,7 +356,42 @@ impl JwtVerifier {
             scopes_claim: settings.scopes_claim.clone(),
             default_read: ScopeTemplate::parse("--jwt-read", &settings.default_read)?,
             default_write: ScopeTemplate::parse("--jwt-write", &settings.default_write)?,
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn generation(&self) -> u64 {
+        self.jwks
+            .as_ref()
+            .map_or(0, |jwks| jwks.generation.load(Ordering::Acquire))
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Principal, u64)>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The principal of a JWT verified before under the current keys.
+    fn recall(&self, digest: &[u8; 32]) -> Option<Principal> {
+        if let Some(jwks) = &self.jwks {
+            // Starts the refresh of stale keys, as a full check would.
+            jwks.keys();
+        }
+        let generation = self.generation();
+        let verified = self.verified();
+        let (principal, at) = verified.get(digest)?;
+        let current = *at == generation && !principal.expired();
+        current.then(|| principal.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], principal: &Principal, generation: u64) {
+        let mut verified = self.verified();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, (p, at)| *at == generation && !p.expired());
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, (principal.clone(), generation));
     }
 
     /// Fetches the JWKS, if there is one (at start).
@@ -377,6 +428,18 @@ impl JwtVerifier {
 
     /// The principal of a JWT, or why it is refused.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let digest = super::digest(token);
+        if let Some(principal) = self.recall(&digest) {
+            return Ok(principal);
+        }
+        let generation = self.generation();
+        let principal = self.check(token).await?;
+        self.remember(digest, &principal, generation);
+        Ok(principal)
+    }
+
+    /// The full check: key, signature, claims.
+    async fn check(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             AuthError::Unauthorized(
                 "the JWT's header is malformed or names an algorithm switchboard does not accept"
@@ -597,6 +660,26 @@ mod tests {
         );
         let err = verifier.verify(&rs).await.unwrap_err();
         assert!(err.to_string().contains("no key"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_jwt_verified_before_is_taken_from_memory_only_until_it_ends() {
+        let verifier = JwtVerifier::new(&JwtSettings {
+            leeway: Duration::ZERO,
+            ..settings()
+        })
+        .unwrap();
+        let token = sign(
+            Algorithm::HS256,
+            json!({"sub": "alice", "exp": unix_now() + 2}),
+        );
+        let first = verifier.verify(&token).await.unwrap();
+        assert_eq!(verifier.verified().len(), 1);
+        let again = verifier.verify(&token).await.unwrap();
+        assert_eq!(again.expires, first.expires);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let err = verifier.verify(&token).await.unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Principal {
         }
     }
 
-    fn expired(&self) -> bool {
+    pub(crate) fn expired(&self) -> bool {
         self.expires.is_some_and(|at| at <= SystemTime::now())
     }
 }

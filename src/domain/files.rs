@@ -16,6 +16,9 @@ pub struct FileLock {
     pub session_id: SessionId,
     pub agent_id: AgentId,
     pub expires_at: Timestamp,
+    /// The lease's length, kept by a renewal that names none; 0 for a
+    /// lock taken before it was recorded.
+    pub ttl_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,25 +158,36 @@ pub enum Acquired {
     Renewed,
 }
 
-/// Takes or renews the lock for `session` until `expires_at`.
+/// Takes or renews the lock for `session` for `ttl_seconds`. A renewal
+/// that names no length keeps the lease's own; a new lease without one
+/// gets `default_ttl_seconds`.
 pub fn acquire_lock(
     file: &mut SharedFile,
     session: &SessionId,
     agent: &AgentId,
-    expires_at: Timestamp,
+    ttl_seconds: Option<u64>,
+    default_ttl_seconds: u64,
     now: Timestamp,
 ) -> Result<Acquired, DomainError> {
-    let outcome = match file.active_lock(now) {
-        Some(lock) if lock.session_id == *session => Acquired::Renewed,
+    let (outcome, kept) = match file.active_lock(now) {
+        Some(lock) if lock.session_id == *session => {
+            (Acquired::Renewed, Some(lock.ttl_seconds).filter(|s| *s > 0))
+        }
         Some(lock) => return Err(lock_held(file, lock)),
-        None => Acquired::New {
-            expired: file.lock.clone(),
-        },
+        None => (
+            Acquired::New {
+                expired: file.lock.clone(),
+            },
+            None,
+        ),
     };
+    let ttl_seconds = ttl_seconds.or(kept).unwrap_or(default_ttl_seconds);
+    let length = chrono::Duration::seconds(i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 1000));
     file.lock = Some(FileLock {
         session_id: session.clone(),
         agent_id: agent.clone(),
-        expires_at,
+        expires_at: now.plus(length),
+        ttl_seconds,
     });
     Ok(outcome)
 }
@@ -288,12 +302,11 @@ mod tests {
         let mut f = file();
         let agent = AgentId::parse("a", "alice").unwrap();
         let t0 = at("2026-01-01T00:00:00.000000Z");
-        let until = at("2026-01-01T00:01:00.000000Z");
         assert_eq!(
-            acquire_lock(&mut f, &session("s1"), &agent, until, t0).unwrap(),
+            acquire_lock(&mut f, &session("s1"), &agent, Some(60), 60, t0).unwrap(),
             Acquired::New { expired: None }
         );
-        let err = acquire_lock(&mut f, &session("s2"), &agent, until, t0).unwrap_err();
+        let err = acquire_lock(&mut f, &session("s2"), &agent, None, 60, t0).unwrap_err();
         assert!(matches!(
             err,
             DomainError::Conflict {
@@ -302,23 +315,36 @@ mod tests {
             }
         ));
         assert_eq!(
-            acquire_lock(&mut f, &session("s1"), &agent, until, t0).unwrap(),
+            acquire_lock(&mut f, &session("s1"), &agent, Some(60), 60, t0).unwrap(),
             Acquired::Renewed
         );
         let later = at("2026-01-01T00:02:00.000000Z");
-        let outcome = acquire_lock(
-            &mut f,
-            &session("s2"),
-            &agent,
-            at("2026-01-01T00:03:00.000000Z"),
-            later,
-        )
-        .unwrap();
+        let outcome = acquire_lock(&mut f, &session("s2"), &agent, Some(60), 60, later).unwrap();
         assert!(matches!(outcome, Acquired::New { expired: Some(ref l) } if l.session_id == "s1"));
         assert!(require_lock(&f, Some(&session("s1")), later).is_err());
         assert!(require_lock(&f, Some(&session("s2")), later).is_ok());
         assert!(release_lock(&mut f, Some(&session("s1")), later).is_err());
         assert!(release_lock(&mut f, Some(&session("s2")), later).is_ok());
         assert!(f.lock.is_none());
+    }
+
+    #[test]
+    fn a_renewal_without_a_length_keeps_the_leases_own() {
+        let mut f = file();
+        let agent = AgentId::parse("a", "alice").unwrap();
+        let t0 = at("2026-01-01T00:00:00.000000Z");
+        acquire_lock(&mut f, &session("s1"), &agent, Some(120), 60, t0).unwrap();
+        let t1 = at("2026-01-01T00:01:00.000000Z");
+        acquire_lock(&mut f, &session("s1"), &agent, None, 60, t1).unwrap();
+        let lock = f.lock.as_ref().unwrap();
+        assert_eq!(lock.expires_at, at("2026-01-01T00:03:00.000000Z"));
+        assert_eq!(lock.ttl_seconds, 120);
+        // A new lease without a length gets the default.
+        f.lock = None;
+        acquire_lock(&mut f, &session("s2"), &agent, None, 60, t1).unwrap();
+        assert_eq!(
+            f.lock.as_ref().unwrap().expires_at,
+            at("2026-01-01T00:02:00.000000Z")
+        );
     }
 }

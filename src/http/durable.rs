@@ -481,6 +481,9 @@ struct Watch {
     queue: Arc<FrameQueue>,
     /// The newest event of the stream this watch has seen.
     seen: i64,
+    /// The server is stopping: long-polls answer and SSE reads end, cleanly,
+    /// as native streams do.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Watch {
@@ -500,7 +503,13 @@ impl Watch {
             id: reg.id,
             seen: reg.head_id.get(),
             queue: reg.queue,
+            shutdown: state.hub.shutdown_signal(),
         }
+    }
+
+    /// Whether the server is stopping.
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// Waits until something happens on the stream (true) or `limit` passes.
@@ -509,9 +518,10 @@ impl Watch {
             self.hub.clear_lag(self.id);
             return true;
         }
-        let woke = tokio::time::timeout(limit, self.queue.ready())
-            .await
-            .is_ok();
+        let woke = tokio::select! {
+            ready = tokio::time::timeout(limit, self.queue.ready()) => ready.is_ok(),
+            _ = self.shutdown.wait_for(|stopping| *stopping) => false,
+        };
         while let Some(frame) = self.queue.try_recv() {
             self.seen = self.seen.max(frame.id.get());
         }
@@ -665,6 +675,7 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
                 Some(w) if !left.is_zero() => w.changed(left).await,
                 _ => false,
             };
+            let stopping = watch.as_ref().is_some_and(Watch::stopping);
             row = match readable(&state, &path).await {
                 Ok(row) => row,
                 Err(response) => return response,
@@ -676,7 +687,7 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             if !messages.is_empty() {
                 break;
             }
-            if !woke && tokio::time::Instant::now() >= deadline {
+            if stopping || (!woke && tokio::time::Instant::now() >= deadline) {
                 let mut r = answer(StatusCode::NO_CONTENT);
                 r.insert_header(("Stream-Next-Offset", start.clone()))
                     .insert_header(("Stream-Up-To-Date", "true"))
@@ -689,17 +700,17 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         }
     }
     drop(watch);
-    let next = messages
-        .last()
-        .map(|m| m.offset.clone())
-        .unwrap_or_else(|| {
-            if start > row.tail {
-                start.clone()
-            } else {
-                row.tail.clone()
-            }
-        });
-    let up_to_date = !more;
+    // A catch-up read answers the whole range up to the tail, in pages read
+    // one at a time: a client that reads once (`live: false`) gets all of it.
+    let whole = !long_poll && more;
+    messages.retain(|m| m.offset <= row.tail);
+    let next = match messages.last() {
+        _ if whole => row.tail.clone(),
+        Some(last) => last.offset.clone(),
+        None if start > row.tail => start.clone(),
+        None => row.tail.clone(),
+    };
+    let up_to_date = whole || !more;
     let at_end = row.closed && next == row.tail && up_to_date;
     let tag = etag(
         &path,
@@ -725,7 +736,107 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
     if at_end {
         r.insert_header(("Stream-Closed", "true"));
     }
+    if whole {
+        return r.streaming(CatchUp::new(state.clone(), row, messages).into_body());
+    }
     r.body(render(&row, &messages))
+}
+
+/// A catch-up answer larger than one page: the pages up to the stream's
+/// tail (as it was when the read began), each read from the database when
+/// the one before has been handed to the connection, so memory stays at
+/// about one page whatever the stream's size. In JSON mode the pages'
+/// values make one array.
+struct CatchUp {
+    state: web::Data<AppState>,
+    row: StreamRow,
+    page: Option<Vec<Message>>,
+    json: bool,
+    /// Whether a JSON value has been written (the next one needs a comma).
+    any: bool,
+    after: String,
+    finished: bool,
+}
+
+impl CatchUp {
+    fn new(state: web::Data<AppState>, row: StreamRow, first: Vec<Message>) -> CatchUp {
+        CatchUp {
+            json: rules::is_json(&row.content_type),
+            after: first.last().map(|m| m.offset.clone()).unwrap_or_default(),
+            state,
+            row,
+            page: Some(first),
+            any: false,
+            finished: false,
+        }
+    }
+
+    fn into_body(self) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+        futures_util::stream::unfold(self, |mut catch_up| async move {
+            let chunk = catch_up.next().await?;
+            Some((chunk, catch_up))
+        })
+    }
+
+    fn render(&mut self, page: &[Message], opening: bool) -> Vec<u8> {
+        if !self.json {
+            return render(&self.row, page);
+        }
+        let array = rules::json_array(page.iter().map(|m| m.data.as_slice()));
+        let values = &array[1..array.len() - 1];
+        let mut out = Vec::with_capacity(values.len() + 2);
+        if opening {
+            out.push(b'[');
+        }
+        if !values.is_empty() {
+            if self.any {
+                out.push(b',');
+            }
+            out.extend_from_slice(values);
+            self.any = true;
+        }
+        out
+    }
+
+    /// The next chunk; an error cuts the connection (no chunked
+    /// terminator), so that the client never takes a short answer for the
+    /// whole range its headers announced.
+    async fn next(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        if self.finished {
+            return None;
+        }
+        if let Some(first) = self.page.take() {
+            return Some(Ok(Bytes::from(self.render(&first, true))));
+        }
+        let (row, after) = (self.row.clone(), self.after.clone());
+        let read = self
+            .state
+            .store
+            .read(move |conn| read_messages(conn, &row, &after, CHUNK))
+            .await;
+        let (mut page, more) = match read {
+            Ok(read) => read,
+            Err(err) => {
+                tracing::warn!(path = %self.row.path, error = %err, "catch-up read failed; the answer is cut");
+                self.finished = true;
+                return Some(Err(std::io::Error::other(err.to_string())));
+            }
+        };
+        page.retain(|m| m.offset <= self.row.tail);
+        let last = page.last().map(|m| m.offset.clone());
+        let done = !more || last.is_none() || last.as_deref() == Some(self.row.tail.as_str());
+        if let Some(last) = last {
+            self.after = last;
+        }
+        let mut out = self.render(&page, false);
+        if done {
+            self.finished = true;
+            if self.json {
+                out.push(b']');
+            }
+        }
+        Some(Ok(Bytes::from(out)))
+    }
 }
 
 async fn load(
@@ -843,7 +954,7 @@ impl Follow {
 
     /// The next chunk of the SSE body, or `None` to end it.
     async fn next(&mut self) -> Option<Bytes> {
-        if self.done || self.credential_ended() {
+        if self.done || self.credential_ended() || self.watch.stopping() {
             return None;
         }
         if self.waiting {
@@ -859,6 +970,10 @@ impl Follow {
                 },
                 None => self.watch.changed(long_poll).await,
             };
+            if self.watch.stopping() {
+                self.done = true;
+                return None;
+            }
             self.waiting = false;
             // A connected reader keeps a stream with a sliding TTL alive.
             self.state.durable.touch(&self.path);

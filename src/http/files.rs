@@ -506,11 +506,13 @@ pub async fn acquire_lock(
 ) -> Result<HttpResponse, ApiError> {
     let id = stable_id("stable_id", &id)?;
     let session = lock_session(&identity)?;
-    let ttl = match body.value.as_ref().and_then(|b| b.ttl_seconds) {
-        Some(seconds) => Duration::from_secs(seconds),
-        None => state.lock_ttl.max(Duration::from_secs(1)),
-    };
-    if ttl.is_zero() || ttl > MAX_LOCK_TTL {
+    let ttl = body
+        .value
+        .as_ref()
+        .and_then(|b| b.ttl_seconds)
+        .map(Duration::from_secs);
+    let default_ttl = state.lock_ttl.max(Duration::from_secs(1));
+    if ttl.is_some_and(|ttl| ttl.is_zero() || ttl > MAX_LOCK_TTL) {
         return Err(DomainError::validation(
             "ttl_seconds",
             format!("must be 1 to {}", MAX_LOCK_TTL.as_secs()),
@@ -520,7 +522,7 @@ pub async fn acquire_lock(
     let context = WriteContext::new(&req, &identity, &body.raw)?;
     context
         .run(&state, move |tx, actor| {
-            let file = use_case::lock(tx, actor, &session, &id, ttl)?;
+            let file = use_case::lock(tx, actor, &session, &id, ttl, default_ttl)?;
             let lock =
                 LockView::of(&file).ok_or_else(|| StoreError::Corrupt("lock vanished".into()))?;
             Ok(Answer::ok(lock))

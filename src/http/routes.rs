@@ -406,6 +406,8 @@ fn pattern(path: &str) -> String {
         &format!("{{collection:{WORK_ITEM_COLLECTIONS}}}"),
     )
     .replace("/v1/stream/{path}", "/v1/stream/{path:.+}")
+    // A channel may hold `/` (`agents/review`): as is, or as `%2F`.
+    .replace("/api/channels/{channel}/", "/api/channels/{channel:.+}/")
 }
 
 impl Routes {

@@ -30,6 +30,7 @@ struct FileRow {
     lock_session_id: Option<String>,
     lock_agent_id: Option<String>,
     lock_expires_at: Option<String>,
+    lock_ttl_seconds: Option<i64>,
 }
 
 impl FileRow {
@@ -51,6 +52,7 @@ impl FileRow {
             lock_session_id: lock.map(|l| l.session_id.as_str().to_owned()),
             lock_agent_id: lock.map(|l| l.agent_id.as_str().to_owned()),
             lock_expires_at: lock.map(|l| l.expires_at.to_string()),
+            lock_ttl_seconds: lock.map(|l| l.ttl_seconds as i64),
         }
     }
 
@@ -65,6 +67,12 @@ impl FileRow {
                 session_id: stored_session(session_id, what)?,
                 agent_id: stored_agent(agent_id, what)?,
                 expires_at: stored_time(&expires_at, what)?,
+                // Locks taken before the lease's length was kept: the
+                // server's default, as before.
+                ttl_seconds: self
+                    .lock_ttl_seconds
+                    .and_then(|s| u64::try_from(s).ok())
+                    .unwrap_or(0),
             }),
             _ => None,
         };
@@ -128,6 +136,7 @@ pub fn save_lock(conn: &mut DbConn, file: &SharedFile) -> Result<(), StoreError>
             files::lock_session_id.eq(lock.map(|l| l.session_id.as_str().to_owned())),
             files::lock_agent_id.eq(lock.map(|l| l.agent_id.as_str().to_owned())),
             files::lock_expires_at.eq(lock.map(|l| l.expires_at.to_string())),
+            files::lock_ttl_seconds.eq(lock.map(|l| l.ttl_seconds as i64)),
         ))
         .execute(conn)?;
     Ok(())

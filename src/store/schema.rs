@@ -114,6 +114,7 @@ diesel::table! {
         lock_session_id -> Nullable<Text>,
         lock_agent_id -> Nullable<Text>,
         lock_expires_at -> Nullable<Text>,
+        lock_ttl_seconds -> Nullable<BigInt>,
     }
 }
 

@@ -244,9 +244,138 @@ impl Page {
     }
 }
 
-/// Tabs of one browser session, so of one profile: they share an origin's
-/// storage, Web Locks and BroadcastChannels, and its six connections.
+/// Keys for `Page::press` and `Page::type_into` (W3C WebDriver code points).
+pub const ENTER: &str = "\u{E007}";
+pub const ESCAPE: &str = "\u{E00C}";
+pub const TAB: &str = "\u{E004}";
+
+/// The W3C name of an element reference in WebDriver answers.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
 impl Page {
+    /// Resizes the window so that the page is `width` CSS pixels wide (the
+    /// headless browser has no window frame) and checks that it is.
+    pub async fn set_width(&self, width: u32) {
+        let r = self
+            .client
+            .post(format!("{}/window/rect", self.base))
+            .json(&json!({ "width": width, "height": 900 }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "resize: {}",
+            r.text().await.unwrap()
+        );
+        assert_eq!(
+            self.eval("return innerWidth").await,
+            json!(width),
+            "the page is {width} px wide"
+        );
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let answer: Value = self
+            .client
+            .post(format!("{}/element", self.base))
+            .json(&json!({ "using": "css selector", "value": css }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"][ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {answer}"))
+            .to_owned()
+    }
+
+    /// Types `text` into the element, as a user does: it gets the focus
+    /// first. `text` may hold keys such as `ENTER`.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css).await;
+        let r = self
+            .client
+            .post(format!("{}/element/{element}/value", self.base))
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "typing into {css}: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Presses and releases one key where the focus is.
+    pub async fn press(&self, key: &str) {
+        let r = self
+            .client
+            .post(format!("{}/actions", self.base))
+            .json(
+                &json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": [
+                    { "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }
+                ]}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "key: {}", r.text().await.unwrap());
+    }
+
+    /// Saves PNGs of the whole page, beyond the window's height too (laid
+    /// out without a scroll bar, as tall as the page, so `innerWidth` wide): one
+    /// per `height` CSS pixels from the top (`stem-1.png`, `stem-2.png`…), so
+    /// that each can be looked at in full.
+    pub async fn screenshots(&self, dir: &Path, stem: &str, height: u64) {
+        use base64::Engine as _;
+        let size = self
+            .eval("return [innerWidth, document.documentElement.scrollHeight]")
+            .await;
+        let (width, total) = (size[0].as_u64().unwrap(), size[1].as_u64().unwrap());
+        for (n, top) in (0..total).step_by(height as usize).enumerate() {
+            let answer: Value = self
+                .client
+                .post(format!("{}/goog/cdp/execute", self.base))
+                .json(&json!({ "cmd": "Page.captureScreenshot", "params": {
+                    "format": "png", "captureBeyondViewport": true,
+                    "clip": { "x": 0, "y": top, "width": width, "height": height.min(total - top), "scale": 1 }
+                }}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(answer["value"]["data"].as_str().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("no screenshot ({e}): {answer}"));
+            std::fs::write(dir.join(format!("{stem}-{}.png", n + 1)), png).unwrap();
+        }
+    }
+}
+
+impl Page {
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/goog/cdp/execute", self.base))
+            .json(&json!({ "cmd": cmd, "params": params }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{cmd}: {}",
+            r.text().await.unwrap()
+        );
+        r.json::<Value>().await.unwrap()["value"].clone()
+    }
+
     /// How long a navigation and an async script may take before WebDriver
     /// answers with an error (chromedriver's default page load is 300 s).
     pub async fn set_timeouts(&self, page_load: Duration, script: Duration) {
@@ -267,8 +396,8 @@ impl Page {
         );
     }
 
-    /// The handle of the tab the session acts on.
-    pub async fn window_handle(&self) -> String {
+    /// The handle of the window (tab) that commands go to.
+    pub async fn window(&self) -> String {
         let answer: Value = self
             .client
             .get(format!("{}/window", self.base))
@@ -278,14 +407,11 @@ impl Page {
             .json()
             .await
             .unwrap();
-        answer["value"]
-            .as_str()
-            .expect("a window handle")
-            .to_owned()
+        answer["value"].as_str().unwrap().to_owned()
     }
 
-    /// Opens a new tab (blank) and answers its handle; the session keeps
-    /// acting on the tab it was on.
+    /// Opens a new tab in the same browser (same profile) and answers its
+    /// handle; commands still go to the current one until `switch_to`.
     pub async fn new_tab(&self) -> String {
         let answer: Value = self
             .client
@@ -297,13 +423,10 @@ impl Page {
             .json()
             .await
             .unwrap();
-        answer["value"]["handle"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no new tab: {answer}"))
-            .to_owned()
+        answer["value"]["handle"].as_str().unwrap().to_owned()
     }
 
-    /// Makes the session act on the tab `handle`.
+    /// Sends the next commands (and `cdp`) to the tab `handle`.
     pub async fn switch_to(&self, handle: &str) {
         let r = self
             .client
@@ -314,8 +437,20 @@ impl Page {
             .unwrap();
         assert!(
             r.status().is_success(),
-            "switch to {handle}: {}",
+            "switch: {}",
             r.text().await.unwrap()
         );
+    }
+
+    /// Takes the page offline or back online, as DevTools' "Offline" and
+    /// Playwright's `setOffline` do: requests fail on the network and
+    /// `navigator.onLine` follows, across navigations.
+    pub async fn set_offline(&self, offline: bool) {
+        self.cdp("Network.enable", json!({})).await;
+        self.cdp(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
+        )
+        .await;
     }
 }

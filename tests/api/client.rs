@@ -138,12 +138,14 @@ async fn server_items(app: &TestApp, collection: &str) -> Value {
 const PAGE_ITEMS: &str = "return Object.fromEntries([...window.features.items].sort());";
 
 /// 50 changes by one page, each retried with its own idempotency key until
-/// it is answered (the server restarts meanwhile). Its own items are updated
-/// with `If-Match` from the live collection; the shared ones get statuses
-/// and comments from both pages.
+/// it is answered (the server restarts meanwhile: a change that cannot reach
+/// it waits in the outbox, a 503 is tried again here). Its own items are
+/// updated with `If-Match` from the live collection; the shared ones get
+/// statuses and comments from both pages.
 const WRITER: &str = r#"
   const me = sb.agentId;
   window.written = 0; window.failures = [];
+  sb.on('outbox:rejected', ({ write, error }) => window.failures.push(`${write.kind} ${write.resourceId}: ${error.code} ${error.message}`));
   (async () => {
     const statuses = ["todo", "in_progress", "blocked", "done"];
     const mine = [];
@@ -230,6 +232,8 @@ async fn two_pages_keep_live_features_equal_to_the_server_across_a_restart() {
         .await;
     for (page, _) in &pages {
         page.wait_for("all 50 changes", "return window.written === 50")
+            .await;
+        page.wait_for("the outbox to be sent", "return sb.outbox.size === 0")
             .await;
         assert_eq!(page.eval("return window.failures").await, json!([]));
     }

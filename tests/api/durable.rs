@@ -385,3 +385,61 @@ async fn a_connected_sse_reader_keeps_a_stream_with_a_ttl_alive() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn one_catch_up_read_answers_a_stream_many_pages_long_whole() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    // Bytes: 9 MiB in appends of 1 MiB, more than two pages.
+    let url = app.url("/v1/stream/big");
+    assert_eq!(
+        put(&client, &url, "application/octet-stream")
+            .await
+            .status(),
+        201
+    );
+    let mut written = Vec::new();
+    for seed in 0..9u8 {
+        let chunk = binary(1024 * 1024, seed);
+        assert_eq!(post(&client, &url, chunk.clone()).await.status(), 204);
+        written.extend_from_slice(&chunk);
+    }
+    let head = client.head(&url).send().await.unwrap();
+    let tail = head.headers()["stream-next-offset"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let read = client.get(format!("{url}?offset=-1")).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["stream-next-offset"].to_str().unwrap(), tail);
+    assert_eq!(read.headers()["stream-up-to-date"], "true");
+    let body = read.bytes().await.unwrap();
+    assert_eq!(body.len(), written.len(), "one read, every byte");
+    assert!(body == written, "in order");
+
+    // JSON mode: the pages' values make one array.
+    let url = app.url("/v1/stream/json");
+    assert_eq!(put(&client, &url, "application/json").await.status(), 201);
+    let filler = "x".repeat(64 * 1024);
+    let mut count = 0;
+    for batch in 0..10 {
+        let values: Vec<serde_json::Value> = (0..16)
+            .map(|i| serde_json::json!({ "n": batch * 16 + i, "filler": filler }))
+            .collect();
+        let r = client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .json(&values)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        count += values.len();
+    }
+    let read = client.get(format!("{url}?offset=-1")).send().await.unwrap();
+    assert_eq!(read.headers()["stream-up-to-date"], "true");
+    let values: Vec<serde_json::Value> = read.json().await.expect("one JSON array");
+    assert_eq!(values.len(), count);
+    let numbers: Vec<i64> = values.iter().map(|v| v["n"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, (0..count as i64).collect::<Vec<_>>());
+}

@@ -276,6 +276,44 @@ async fn renewing_a_held_lock_extends_it_without_waking_anyone() {
     assert_eq!(file["lock_expires_at"], second["expires_at"]);
 }
 
+async fn a_renewal_without_a_ttl_keeps_the_leases_own_length() {
+    let app = spawn_app().await;
+    create(&app, "long", "x").await;
+    let seconds_left = |lock: &Value| {
+        let at =
+            chrono::DateTime::parse_from_rfc3339(lock["expires_at"].as_str().unwrap()).unwrap();
+        at.signed_duration_since(chrono::Utc::now()).num_seconds()
+    };
+    let (status, first) = lock(&app, "long", "holder", Some(120)).await;
+    assert_eq!(status, 200);
+    assert!((115..=120).contains(&seconds_left(&first)), "{first}");
+    let (status, renewed) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/files/long/lock",
+        "holder",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        (115..=120).contains(&seconds_left(&renewed)),
+        "a 120 s lease renewed with {{}} stays 120 s, not the 60 s default: {renewed}"
+    );
+    // A new lease without a ttl gets the default (60 s).
+    let (status, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/files/long/lock",
+        "holder",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, fresh) = lock(&app, "long", "other", None).await;
+    assert!((55..=60).contains(&seconds_left(&fresh)), "{fresh}");
+}
+
 async fn only_the_holder_releases_and_saves_or_deletes_without_the_lock_change_nothing() {
     let app = spawn_app().await;
     create(&app, "guarded", "original").await;
@@ -559,6 +597,7 @@ crate::on_both_backends!(
     a_watcher_sees_the_whole_editing_sequence_in_order_and_the_actor_sees_none,
     a_lease_runs_out_and_is_released_with_reason_expired,
     renewing_a_held_lock_extends_it_without_waking_anyone,
+    a_renewal_without_a_ttl_keeps_the_leases_own_length,
     only_the_holder_releases_and_saves_or_deletes_without_the_lock_change_nothing,
     a_bulk_delete_with_one_file_not_locked_by_the_caller_changes_nothing,
     every_save_keeps_a_numbered_version,

@@ -141,6 +141,40 @@ async fn tools_list_has_every_tool_with_an_input_schema() {
     assert!(properties.contains_key("kind") && properties.contains_key("title"));
     let required = create.input_schema["required"].as_array().unwrap();
     assert!(required.contains(&json!("kind")) && required.contains(&json!("title")));
+    // The schema's bounds are the documented ones (1–3600 s).
+    let lock = tools.iter().find(|t| t.name == "lock_file").unwrap();
+    let ttl = &lock.input_schema["properties"]["ttl_seconds"];
+    assert_eq!(ttl["minimum"], 1, "{ttl}");
+    assert_eq!(ttl["maximum"], 3600, "{ttl}");
+    a.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_argument_is_a_structured_tool_error_and_changes_nothing() {
+    let app = spawn_app().await;
+    let a = agent(&app, "agent-a", &[]).await;
+    let (error, message) = tool_error(
+        &a,
+        "create_work_item",
+        json!({ "kind": "bug", "title": "Not a kind" }),
+    )
+    .await;
+    assert_eq!(error["code"], "invalid_arguments");
+    assert_eq!(error["details"]["tool"], "create_work_item");
+    assert!(
+        message.contains("create_work_item") && message.contains("bug"),
+        "names the tool and the bad value: {message}"
+    );
+    assert!(
+        !message.starts_with("failed to deserialize"),
+        "in the tool's words, not serde's prefix: {message}"
+    );
+    let features = app.get_json("/api/features").await;
+    assert_eq!(
+        features.to_string().matches("Not a kind").count(),
+        0,
+        "nothing was written: {features}"
+    );
     a.cancel().await.unwrap();
 }
 

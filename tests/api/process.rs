@@ -2,6 +2,7 @@
 //! streams, and a new process on the same database carries on.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -103,6 +104,87 @@ async fn the_server_exits_promptly_on_sigterm_and_a_new_one_carries_on() {
     assert_eq!(global_events(&client, &base).await, json!([stored.clone()]));
     let next = publish_note(&client, &base).await;
     assert!(next["id"].as_i64().unwrap() > stored["id"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn durable_streams_sse_and_long_polls_end_cleanly_at_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = start_serve(dir.path().join("switchboard.db")).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let created = client
+        .put(format!("{base}/v1/stream/jobs"))
+        .header("Content-Type", "text/plain")
+        .body("first")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // Raw HTTP, to see how the answer ends: the chunked terminator, or a cut.
+    let mut sse = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    sse.write_all(b"GET /v1/stream/jobs?offset=-1&live=sse HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let n = tokio::time::timeout(DEADLINE, sse.read(&mut buf))
+            .await
+            .expect("the SSE answer starts")
+            .unwrap();
+        assert!(n > 0, "the SSE answer ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let poll = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{base}/v1/stream/jobs?offset=now&live=long-poll");
+        async move {
+            let started = std::time::Instant::now();
+            let answer = client.get(url).send().await.unwrap();
+            (answer.status().as_u16(), started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().expect("running").to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success());
+    let stopped = std::time::Instant::now();
+    loop {
+        let n = tokio::time::timeout(DEADLINE, sse.read(&mut buf))
+            .await
+            .expect("the SSE answer ends at shutdown")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.ends_with("0\r\n\r\n"),
+        "the SSE answer ends with the chunked terminator, not a cut: {text:?}"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_millis(1500),
+        "ended promptly: {:?}",
+        stopped.elapsed()
+    );
+    let (status, waited) = tokio::time::timeout(DEADLINE, poll)
+        .await
+        .expect("the long-poll is answered at shutdown")
+        .unwrap();
+    assert_eq!(status, 204, "a long-poll answers up to date at shutdown");
+    assert!(
+        waited < Duration::from_secs(5),
+        "not after its 30 s: {waited:?}"
+    );
+    let _ = tokio::time::timeout(DEADLINE, child.wait()).await;
 }
 
 /// Publishes a `note` to `global`; returns the stored event (201).

@@ -97,6 +97,30 @@ async fn an_event_without_identity_headers_is_anonymous_and_without_session() {
     assert_eq!(event["payload"], json!({}), "data defaults to {{}}");
 }
 
+async fn a_channel_with_a_slash_is_reached_as_is_or_percent_encoded() {
+    let app = spawn_app().await;
+    let mut stream = app.stream("channels=agents/*&replay=0", &[]).await;
+    let response = post_event(&app, "agents/review", r#"{"type": "wake"}"#).await;
+    assert_eq!(response.status(), 201);
+    let event: Value = response.json().await.unwrap();
+    assert_eq!(event["channel"], "agents/review");
+    let encoded = post_event(&app, "agents%2Freview", r#"{"type": "wake"}"#).await;
+    assert_eq!(encoded.status(), 201);
+    let deep = post_event(&app, "agents/review/urgent", r#"{"type": "wake"}"#).await;
+    assert_eq!(deep.status(), 201);
+    let streamed = stream.take_events(3).await;
+    let channels: Vec<String> = streamed
+        .iter()
+        .map(|e| e.json().unwrap()["channel"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        channels,
+        ["agents/review", "agents/review", "agents/review/urgent"]
+    );
+    let listed = app.get_json("/api/events?channels=agents/review").await;
+    assert_eq!(listed["events"].as_array().unwrap().len(), 2);
+}
+
 async fn the_payload_is_sent_back_exactly_as_it_was_received() {
     // docs/api.md: `data` "is stored and sent back byte for byte as it was
     // received (after JSON validation)".
@@ -534,6 +558,7 @@ async fn a_failed_request_does_not_use_up_its_idempotency_key() {
 crate::on_both_backends!(
     publishing_returns_201_with_the_stored_event,
     an_event_without_identity_headers_is_anonymous_and_without_session,
+    a_channel_with_a_slash_is_reached_as_is_or_percent_encoded,
     the_payload_is_sent_back_exactly_as_it_was_received,
     a_number_no_float_can_hold_is_stored_and_sent_back_exactly,
     publishing_on_a_built_in_channel_is_forbidden,

@@ -57,12 +57,14 @@ export interface Link {
 }
 
 export interface Comment {
-  /** `cmt-…` */
+  /** `cmt-…` (`pending-…` while it waits in the outbox) */
   id: string;
   comment_text: string;
   /** The agent that wrote it. */
   author: string;
   created_at: Timestamp;
+  /** Present (true) while the comment waits in the outbox. */
+  _pending?: true;
 }
 
 /** What every work item has. */
@@ -353,6 +355,22 @@ export interface SwitchboardOptions {
    * BroadcastChannel); `false`: a stream of this `Switchboard`'s own.
    */
   sharedStream?: boolean;
+  /**
+   * Where writes made while the server cannot be reached wait: IndexedDB by
+   * default (memory where it is missing); `false` keeps none (such writes
+   * reject with `network_error`).
+   */
+  outbox?: false | OutboxOptions;
+}
+
+export interface OutboxOptions {
+  /** `"indexeddb"` (default; kept across reloads, shared by tabs) or `"memory"` (this page only). */
+  storage?: "indexeddb" | "memory";
+  /**
+   * Tells outboxes apart beyond the server, agent id and string token (say,
+   * the signed-in user's id with a token function).
+   */
+  name?: string;
 }
 
 /** Who holds the stream this `Switchboard` takes its events from. */
@@ -382,9 +400,28 @@ export interface LockLostInfo {
 }
 
 export interface WriteOptions {
-  /** The `Idempotency-Key` to send; a random one by default. */
+  /** The `Idempotency-Key` to send; a random one by default (kept with the write if it is queued). */
   idempotencyKey?: string;
+  /**
+   * `false`: never queue this write; when the server cannot be reached it
+   * rejects with `network_error`, and it does not wait behind queued writes.
+   */
+  queue?: boolean;
 }
+
+/** What marks a change the server has not taken yet (in `items`, `messages`, comments). */
+export interface PendingMark {
+  /** Present (true) while the change waits in the outbox. */
+  _pending?: true;
+}
+
+/**
+ * What a write queued in the outbox resolves with: the change as the page
+ * shows it (for a create, the item as the server would make it, version 0;
+ * for a change to an item not held, its id and the fields sent), marked
+ * pending. `sb.outbox.sent(_outboxId)` gives the server's answer later.
+ */
+export type Queued<T> = Partial<T> & { _pending: true; _outboxId: string };
 
 export interface VersionedWriteOptions extends WriteOptions {
   /**
@@ -411,8 +448,12 @@ export interface WorkItemFilters {
 export type WorkItemList<N extends WorkItemCollection, T> = { [K in N]: T[] } & { cursor: number };
 
 export interface LiveChange<T = any> {
-  /** `"snapshot"`, `"event"`, `"resync"`, `"refetch"` (one item read again) or `"answer"` (a write's answer). */
-  reason: "snapshot" | "event" | "resync" | "refetch" | "answer";
+  /**
+   * `"snapshot"`, `"event"`, `"resync"`, `"refetch"` (one item read again),
+   * `"answer"` (a write's answer) or `"outbox"` (a write was queued, sent,
+   * refused or cancelled).
+   */
+  reason: "snapshot" | "event" | "resync" | "refetch" | "answer" | "outbox";
   /** The event applied, when `reason` is `"event"`. */
   event?: SwitchboardEvent<T>;
 }
@@ -478,8 +519,11 @@ export interface PresenceSnapshot {
  */
 export interface LiveCollection<T> extends Bindable<CollectionSnapshot<T>> {
   readonly name: CollectionName;
-  /** By `id` (files: by `stable_id`). */
-  readonly items: Map<string, T>;
+  /**
+   * By `id` (files: by `stable_id`), with the writes waiting in the outbox
+   * applied and marked `_pending: true`; a pending removal is left out.
+   */
+  readonly items: Map<string, T & PendingMark>;
   /** The newest event id applied; `null` before the first snapshot. */
   readonly cursor: number | null;
   readonly closed: boolean;
@@ -489,7 +533,7 @@ export interface LiveCollection<T> extends Bindable<CollectionSnapshot<T>> {
   readonly ready: Promise<this>;
   on(name: "change", fn: (change: LiveChange) => void): () => void;
   off(name: "change", fn: (change: LiveChange) => void): void;
-  /** The version held of `id`, or undefined. */
+  /** The version the server has of `id` (pending writes aside), or undefined. */
   version(id: string): number | undefined;
   close(): void;
 }
@@ -499,8 +543,11 @@ export interface LiveConversation extends Bindable<ConversationSnapshot> {
   readonly id: string;
   /** The summary; `deleted: true` once the conversation was deleted. */
   readonly conversation: (Conversation & { deleted?: true }) | null;
-  /** Every message, in order; streaming ones grow delta by delta. */
-  readonly messages: Message[];
+  /**
+   * Every message, in order; streaming ones grow delta by delta. Messages
+   * waiting in the outbox come last, marked `_pending: true`.
+   */
+  readonly messages: Array<Message & PendingMark>;
   readonly cursor: number | null;
   readonly closed: boolean;
   readonly loaded: boolean;
@@ -510,7 +557,7 @@ export interface LiveConversation extends Bindable<ConversationSnapshot> {
   /** The message with this id, or undefined. */
   message(id: string): Message | undefined;
   /** Adds a message to this conversation; see `sb.conversations.send`. */
-  send(message: NewMessage, options?: WriteOptions): Promise<Message>;
+  send(message: NewMessage, options?: WriteOptions): Promise<Message | Queued<Message>>;
   close(): void;
 }
 
@@ -553,15 +600,16 @@ export interface WorkItems<T extends WorkItem, Create, Patch, N extends WorkItem
   readonly name: N;
   list(filters?: WorkItemFilters): Promise<WorkItemList<N, T>>;
   get(id: string): Promise<T>;
-  create(fields: Create, options?: WriteOptions): Promise<T>;
+  /** Without an `id`, the client makes one as the server would (`feat-…`, `trk-…`, `spk-…`). */
+  create(fields: Create, options?: WriteOptions): Promise<T | Queued<T>>;
   /** A partial update, with `If-Match` from the version held unless `options.ifMatch` says otherwise. */
-  update(id: string, fields: Patch, options?: VersionedWriteOptions): Promise<T>;
-  setStatus(id: string, newStatus: Status, options?: VersionedWriteOptions): Promise<T>;
-  link(id: string, linkedId: string, linkType?: LinkType, options?: VersionedWriteOptions): Promise<T>;
+  update(id: string, fields: Patch, options?: VersionedWriteOptions): Promise<T | Queued<T>>;
+  setStatus(id: string, newStatus: Status, options?: VersionedWriteOptions): Promise<T | Queued<T>>;
+  link(id: string, linkedId: string, linkType?: LinkType, options?: VersionedWriteOptions): Promise<T | Queued<T>>;
   /** Without `linkType`, every link to `linkedId` goes. */
-  unlink(id: string, linkedId: string, linkType?: LinkType, options?: VersionedWriteOptions): Promise<T>;
-  comment(id: string, text: string, options?: VersionedWriteOptions): Promise<T>;
-  remove(id: string, options?: VersionedWriteOptions): Promise<DeletedResource>;
+  unlink(id: string, linkedId: string, linkType?: LinkType, options?: VersionedWriteOptions): Promise<T | Queued<T>>;
+  comment(id: string, text: string, options?: VersionedWriteOptions): Promise<T | Queued<T>>;
+  remove(id: string, options?: VersionedWriteOptions): Promise<DeletedResource | Queued<DeletedResource>>;
 }
 
 /** `sb.files`. */
@@ -570,8 +618,12 @@ export interface Files {
   get(stableId: string): Promise<FileWithContent>;
   versions(stableId: string): Promise<FileVersions>;
   version(stableId: string, n: number): Promise<FileVersion>;
-  create(file: FileCreate, options?: WriteOptions): Promise<FileMetadata>;
-  /** This session must hold the lock; `If-Match` from the version held unless `options.ifMatch` says otherwise. */
+  /** Without a `stable_id`, the client makes one as the server would (`file-…`). */
+  create(file: FileCreate, options?: WriteOptions): Promise<FileMetadata | Queued<FileMetadata>>;
+  /**
+   * This session must hold the lock; `If-Match` from the version held unless
+   * `options.ifMatch` says otherwise. Never queued (a lock does not wait offline).
+   */
   save(stableId: string, content: string, options?: VersionedWriteOptions): Promise<FileMetadata>;
   /** One file, or several (a list or comma-separated), all or nothing; this session must hold every lock. */
   remove(stableIds: string | string[]): Promise<FilesDeleted>;
@@ -583,13 +635,77 @@ export interface Files {
 export interface Conversations {
   list(): Promise<ConversationList>;
   get(id: string): Promise<Conversation>;
-  create(conversation: { id?: string; title: string }, options?: WriteOptions): Promise<Conversation>;
+  /** Without an `id`, the client makes one as the server would (`conv-…`). */
+  create(conversation: { id?: string; title: string }, options?: WriteOptions): Promise<Conversation | Queued<Conversation>>;
   /** `If-Match` from the version held unless `options.ifMatch` says otherwise. */
-  rename(id: string, title: string, options?: { ifMatch?: number | false }): Promise<Conversation>;
-  remove(id: string): Promise<DeletedResource>;
-  send(conversationId: string, message: NewMessage, options?: WriteOptions): Promise<Message>;
-  appendDelta(conversationId: string, messageId: string, text: string, options?: WriteOptions): Promise<DeltaResult>;
-  complete(conversationId: string, messageId: string, usage?: Usage | null, options?: WriteOptions): Promise<Message>;
+  rename(id: string, title: string, options?: VersionedWriteOptions): Promise<Conversation | Queued<Conversation>>;
+  remove(id: string, options?: WriteOptions): Promise<DeletedResource | Queued<DeletedResource>>;
+  /** Without an `id`, the client makes one as the server would (`msg-…`). */
+  send(conversationId: string, message: NewMessage, options?: WriteOptions): Promise<Message | Queued<Message>>;
+  appendDelta(conversationId: string, messageId: string, text: string, options?: WriteOptions): Promise<DeltaResult | Queued<DeltaResult>>;
+  complete(conversationId: string, messageId: string, usage?: Usage | null, options?: WriteOptions): Promise<Message | Queued<Message>>;
+}
+
+/** A write waiting in the outbox, as `sb.outbox.list()` shows it. */
+export interface OutboxWrite {
+  /** `ob-…`: for `cancel` and `sent`. */
+  readonly id: string;
+  readonly method: "POST" | "PATCH" | "PUT" | "DELETE";
+  /** The API path, e.g. `/api/features/feat-1/status`. */
+  readonly path: string;
+  readonly body: any;
+  /** The `If-Match` version it carries, if any. */
+  readonly ifMatch: number | null;
+  readonly idempotencyKey: string;
+  /** The session it was made in, sent as `X-Session-ID`. */
+  readonly sessionId: string;
+  /** `features`, `tracks`, `spikes`, `files`, `conversations`, or null (messages, publishes). */
+  readonly collection: CollectionName | null;
+  readonly kind:
+    | "create" | "update" | "status" | "link" | "unlink" | "comment" | "remove"
+    | "message" | "delta" | "complete" | "publish" | "publish_batch";
+  /** The item (or message) it changes, if any. */
+  readonly resourceId: string | null;
+  readonly queuedAt: Timestamp;
+  /** `"sending"` while a request for it is out. */
+  readonly state: "queued" | "sending";
+  /** Attempts that failed on the network, 5xx, 408, 429 or 401. */
+  readonly attempts: number;
+  readonly lastError: { status: number; code: string; message: string; details: Record<string, any> } | null;
+}
+
+/** What `outbox:rejected` listeners receive. */
+export interface OutboxRejection {
+  write: OutboxWrite;
+  /** The refusal: 412 `precondition_failed` (`details.current`), 409, 403, 404, 422… */
+  error: SwitchboardError;
+}
+
+/**
+ * `sb.outbox`: writes made while the server could not be reached, sent in
+ * order, each once, when it is back.
+ */
+export interface Outbox {
+  /** False with `outbox: false`. */
+  readonly enabled: boolean;
+  /** Where the writes are kept; null until `ready`. */
+  readonly storage: "indexeddb" | "memory" | "none" | null;
+  /** Resolves once the writes kept by earlier pages are loaded. */
+  readonly ready: Promise<void>;
+  /** How many writes wait. */
+  readonly size: number;
+  /** The writes waiting, oldest first: a frozen array, the same until the outbox changes. */
+  list(): readonly OutboxWrite[];
+  /** `list()`, for `useSyncExternalStore`. */
+  getSnapshot(): readonly OutboxWrite[];
+  /** Calls `listener` whenever `list()` changes; returns the function that stops it. */
+  subscribe(listener: () => void): () => void;
+  /** Cancels a waiting write: never sent. False when it is being sent or already answered. */
+  cancel(id: string): Promise<boolean>;
+  /** Cancels every waiting write; resolves to how many. */
+  clear(): Promise<number>;
+  /** The server's answer once the write is sent; rejects with the refusal (code `cancelled` if cancelled). */
+  sent<T = any>(id: string): Promise<T>;
 }
 
 /** `sb.events`: the log. */
@@ -617,6 +733,14 @@ export class Switchboard {
   readonly streamRole: StreamRole | null;
   /** The session the stream is opened as (presence): `browser-…` when shared, else `sessionId`. */
   readonly streamSessionId: string;
+  /**
+   * Whether the server can be reached, as far as the page knows: false while
+   * the browser is offline, and from a request that failed on the network
+   * until the server answers again.
+   */
+  readonly online: boolean;
+  /** Writes waiting for the server. */
+  readonly outbox: Outbox;
 
   features: WorkItems<Feature, FeatureCreate, FeaturePatch, "features">;
   tracks: WorkItems<Track, TrackCreate, TrackPatch, "tracks">;
@@ -630,9 +754,16 @@ export class Switchboard {
   /** A background request failed (it is retried). */
   on(name: "error", fn: (error: SwitchboardError | Error) => void): () => void;
   on(name: "lockLost", fn: (info: LockLostInfo) => void): () => void;
+  /** `online` changed. */
+  on(name: "online", fn: (online: boolean) => void): () => void;
+  on(name: "outbox:queued" | "outbox:cancelled", fn: (info: { write: OutboxWrite }) => void): () => void;
+  on(name: "outbox:sent", fn: (info: { write: OutboxWrite; result: any }) => void): () => void;
+  /** A queued write was refused; its pending change is gone from the views. */
+  on(name: "outbox:rejected", fn: (info: OutboxRejection) => void): () => void;
   off(name: "status", fn: (status: ConnectionStatus) => void): void;
   off(name: "error", fn: (error: SwitchboardError | Error) => void): void;
   off(name: "lockLost", fn: (info: LockLostInfo) => void): void;
+  off(name: string, fn: (value: any) => void): void;
 
   /**
    * Subscribes to events: `onEvent` gets each matching event once, in id
@@ -654,16 +785,16 @@ export class Switchboard {
   /** The sessions connected now, live. */
   presence(): LivePresence;
 
-  /** Publishes an event on a channel of your own; answers the stored event. */
-  publish(channel: string, type: string, data?: unknown, options?: PublishOptions): Promise<SwitchboardEvent>;
+  /** Publishes an event on a channel of your own; answers the stored event (queued: `id` null). */
+  publish(channel: string, type: string, data?: unknown, options?: PublishOptions): Promise<SwitchboardEvent | Queued<SwitchboardEvent>>;
 
   /** Publishes several events at once, all or nothing, with consecutive ids. */
-  publishBatch(events: BatchEvent[], options?: WriteOptions): Promise<{ events: SwitchboardEvent[] }>;
+  publishBatch(events: BatchEvent[], options?: WriteOptions): Promise<{ events: SwitchboardEvent[] } | Queued<{ events: SwitchboardEvent[] }>>;
 
   /** The sessions connected now, once. */
   sessions(): Promise<Sessions>;
 
-  /** Closes the stream and releases every lease held. */
+  /** Closes the stream and releases every lease held; the outbox stops sending (what waits stays kept). */
   close(): Promise<void>;
 }
 

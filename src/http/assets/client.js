@@ -10,9 +10,11 @@
 // from the snapshot's cursor, events once each and in id order across
 // reconnects and server restarts, `resync` handled, one fresh stream ticket
 // per (re)connect in token mode, `If-Match` from the version held, an
-// `Idempotency-Key` on every write (retried once on a network failure), lock
-// leases renewed before they run out and released when the page goes away,
-// and streaming messages stitched from their deltas by offset.
+// `Idempotency-Key` on every write, lock leases renewed before they run out
+// and released when the page goes away, streaming messages stitched from
+// their deltas by offset, and an outbox: writes made while the server cannot
+// be reached are kept (IndexedDB), shown at once as pending, and sent in
+// order, each exactly once, when it is back.
 //
 // All subscriptions of one `Switchboard` share one `EventSource` (browsers
 // allow six HTTP/1.1 connections per origin): it carries the union of their
@@ -35,6 +37,13 @@ const BACKOFF_MAX = 5000;
 const BROWSER_KEY = "switchboard.browser";
 /** How long a tab that takes the browser's stream over waits for the others' positions. */
 const TAKEOVER_WAIT = 50;
+/** The outbox's IndexedDB database and its one object store. */
+const OUTBOX_DB = "switchboard-outbox";
+const OUTBOX_STORE = "writes";
+/** How many settled writes `outbox.sent(id)` still knows. */
+const OUTCOMES_KEPT = 1000;
+/** Prefixes of the ids the server makes; the client makes the same for a create. */
+const ID_PREFIX = { features: "feat-", tracks: "trk-", spikes: "spk-", files: "file-", conversations: "conv-" };
 
 /**
  * An answer of the API that is not a success, or a request that could not
@@ -838,13 +847,50 @@ class LiveCollection extends LiveView {
       throw new TypeError(`live() takes one of ${COLLECTIONS.join(", ")}, not ${name}`);
     }
     this.name = name;
-    /** @type {Map<string, object>} */
+    /** The items as the server has them; `items` adds the pending writes. */
     this.items = new Map();
     this._key = name === "files" ? "stable_id" : "id";
     /** Versions of deleted items, so a late answer does not revive them. */
     this._tombstones = new Map();
     sb._live.add(this);
+    sb._views.add(this);
     this.ready = this._start([name]);
+  }
+
+  /**
+   * The items, with the writes waiting in the outbox applied and marked
+   * `_pending: true` (a pending removal leaves the item out). The same Map
+   * as the server's when nothing waits; else one made again on each change.
+   * @type {Map<string, object>}
+   */
+  get items() {
+    const pending = this._sb.outbox._for(this);
+    if (!pending.length) return this._items;
+    if (!this._shown) {
+      const shown = new Map(this._items);
+      for (const write of pending) showPending(shown, write);
+      this._shown = shown;
+    }
+    return this._shown;
+  }
+
+  set items(items) {
+    this._items = items;
+    this._shown = null;
+  }
+
+  _emit(name, value) {
+    if (name === "change") this._shown = null;
+    super._emit(name, value);
+  }
+
+  _concerns(write) {
+    return write.op.collection === this.name;
+  }
+
+  /** The outbox changed: show it if it concerns this collection. */
+  _pendingChanged(writes) {
+    if (writes.some((w) => this._concerns(w))) this._emit("change", { reason: "outbox" });
   }
 
   /** Replaces the items with a fresh snapshot; returns its cursor. */
@@ -862,7 +908,7 @@ class LiveCollection extends LiveView {
     const p = event.payload ?? {};
     const type = event.type;
     if (type === "files_deleted") {
-      for (const id of p.stable_ids) this._remove(id, this.items.get(id)?.version ?? 0);
+      for (const id of p.stable_ids) this._remove(id, this._items.get(id)?.version ?? 0);
     } else if (type.endsWith("_created") || type.endsWith("_updated") || type === "file_saved") {
       const { changed, content, ...item } = p;
       this._merge(item);
@@ -881,29 +927,29 @@ class LiveCollection extends LiveView {
   /** A full item (an event's, or a write's answer): kept if newer. */
   _merge(item) {
     const id = item[this._key];
-    const held = this.items.get(id);
+    const held = this._items.get(id);
     const dead = this._tombstones.get(id);
     if (held && held.version >= item.version) return false;
     if (!held && dead !== undefined && dead >= item.version) return false;
     this._tombstones.delete(id);
-    this.items.set(id, item);
+    this._items.set(id, item);
     return true;
   }
 
   _remove(id, version) {
-    this.items.delete(id);
+    this._items.delete(id);
     this._tombstones.set(id, Math.max(version ?? 0, this._tombstones.get(id) ?? 0));
   }
 
   _patchLock(id, lock) {
-    const held = this.items.get(id);
-    if (held) this.items.set(id, { ...held, ...lock });
+    const held = this._items.get(id);
+    if (held) this._items.set(id, { ...held, ...lock });
   }
 
   /** A work-item event that carries the change, not the item. */
   _applyItemChange(event) {
     const p = event.payload;
-    const held = this.items.get(p.id);
+    const held = this._items.get(p.id);
     if (held && p.version <= held.version) return;
     if (!held || p.version !== held.version + 1) {
       // Not the next version: fetch the item rather than guess.
@@ -924,7 +970,7 @@ class LiveCollection extends LiveView {
       const at = held.comments.findIndex((c) => after(c, comment));
       item.comments = at < 0 ? [...held.comments, comment] : [...held.comments.slice(0, at), comment, ...held.comments.slice(at)];
     }
-    this.items.set(p.id, item);
+    this._items.set(p.id, item);
   }
 
   async _refetchItem(id) {
@@ -936,9 +982,9 @@ class LiveCollection extends LiveView {
     }
   }
 
-  /** The version held of `id`, or undefined. */
+  /** The version the server has of `id` (pending writes aside), or undefined. */
   version(id) {
-    return this.items.get(id)?.version;
+    return this._items.get(id)?.version;
   }
 
   /** `{items, byId, cursor, loaded}`: `items` in the order held (the snapshot's, then new ones). */
@@ -952,6 +998,7 @@ class LiveCollection extends LiveView {
   close() {
     super.close();
     this._sb._live.delete(this);
+    this._sb._views.delete(this);
   }
 }
 
@@ -965,10 +1012,56 @@ class LiveConversation extends LiveView {
     super(sb);
     this.id = id;
     this.conversation = null;
-    /** @type {object[]} */
+    /** The messages as the server has them; `messages` adds the pending ones. */
     this.messages = [];
+    /** Messages this page sent from the outbox, shown until their event comes. */
+    this._sent = new Map();
     this._pageSize = pageSize;
+    sb._views.add(this);
     this.ready = this._start([`conversation:${id}`, "conversations"]);
+  }
+
+  /**
+   * The messages in order, then the ones waiting in the outbox, marked
+   * `_pending: true`. The same array as the server's when nothing waits.
+   * @type {object[]}
+   */
+  get messages() {
+    const pending = this._sb.outbox._for(this);
+    if (!pending.length && !this._sent.size) return this._messages;
+    if (!this._shown) {
+      const held = new Set(this._messages.map((m) => m.id));
+      for (const id of this._sent.keys()) if (held.has(id)) this._sent.delete(id);
+      const sent = [...this._sent.values()];
+      for (const m of sent) held.add(m.id);
+      this._shown = [...this._messages, ...sent, ...pending.filter((w) => !held.has(w.op.id)).map(pendingMessage)];
+    }
+    return this._shown;
+  }
+
+  set messages(messages) {
+    this._messages = messages;
+    this._shown = null;
+  }
+
+  _emit(name, value) {
+    if (name === "change") this._shown = null;
+    super._emit(name, value);
+  }
+
+  _concerns(write) {
+    return write.op.kind === "message" && write.op.conversation === this.id;
+  }
+
+  _pendingChanged(writes) {
+    if (writes.some((w) => this._concerns(w))) this._emit("change", { reason: "outbox" });
+  }
+
+  /** A message this page sent from the outbox: shown (not pending) until its event comes. */
+  _sentMessage(conversationId, message) {
+    if (conversationId !== this.id || this._messages.some((m) => m.id === message.id)) return;
+    this._sent.set(message.id, message);
+    this._shown = null;
   }
 
   get _path() {
@@ -1017,14 +1110,14 @@ class LiveConversation extends LiveView {
     }
     switch (event.type) {
       case "message_created":
-        if (!this.message(p.id)) this.messages.push(p);
+        if (!this._messages.some((m) => m.id === p.id)) this._messages.push(p);
         return true;
       case "message_delta":
         return this._delta(p);
       case "message_completed": {
-        const i = this.messages.findIndex((m) => m.id === p.id);
-        if (i < 0) this.messages.push(p);
-        else this.messages[i] = p;
+        const i = this._messages.findIndex((m) => m.id === p.id);
+        if (i < 0) this._messages.push(p);
+        else this._messages[i] = p;
         return true;
       }
       case "tokens_updated":
@@ -1037,25 +1130,30 @@ class LiveConversation extends LiveView {
 
   /** Offsets count UTF-16 code units, which is what a JS string's length counts. */
   _delta({ message_id, offset, text }) {
-    const i = this.messages.findIndex((m) => m.id === message_id);
+    const i = this._messages.findIndex((m) => m.id === message_id);
     if (i < 0) {
       this._refetch();
       return false;
     }
-    const message = this.messages[i];
+    const message = this._messages[i];
     if (message.status !== "streaming" || offset + text.length <= message.content.length) return false;
     if (offset !== message.content.length) {
       // A gap (or an overlap that does not line up): read again, never guess.
       this._refetch();
       return false;
     }
-    this.messages[i] = { ...message, content: message.content + text };
+    this._messages[i] = { ...message, content: message.content + text };
     return true;
   }
 
   /** Adds a message to this conversation; see `sb.conversations.send`. */
   send(message, options) {
     return this._sb.conversations.send(this.id, message, options);
+  }
+
+  close() {
+    super.close();
+    this._sb._views.delete(this);
   }
 }
 
@@ -1133,9 +1231,14 @@ class WorkItems {
     return this._sb._resource(this.name, (await this._sb._request("GET", this._path(id))).body);
   }
 
-  /** Creates an item: `{id?, title, status?, description?, priority?, tags?, track_id?}`. */
+  /**
+   * Creates an item: `{id?, title, status?, description?, priority?, tags?, track_id?}`.
+   * Without an `id` the client makes one as the server would (`feat-…`), so
+   * that a queued create is shown, and can be changed, under its final id.
+   */
   async create(fields, options = {}) {
-    return this._write("POST", null, "", fields, options);
+    const id = fields.id ?? (this._sb._queueable(options) ? ID_PREFIX[this.name] + randomHex(8) : undefined);
+    return this._write("POST", null, "", id === undefined ? fields : { ...fields, id }, options, { kind: "create", id });
   }
 
   /**
@@ -1144,33 +1247,35 @@ class WorkItems {
    * otherwise (`false` for none).
    */
   async update(id, fields, options = {}) {
-    return this._write("PATCH", id, "", fields, options, true);
+    return this._write("PATCH", id, "", fields, options, { kind: "update", id }, true);
   }
 
   async setStatus(id, newStatus, options = {}) {
-    return this._write("POST", id, "/status", { new_status: newStatus }, options);
+    return this._write("POST", id, "/status", { new_status: newStatus }, options, { kind: "status", id });
   }
 
   async link(id, linkedId, linkType = "relates_to", options = {}) {
-    return this._write("POST", id, "/links", { linked_feature_id: linkedId, link_type: linkType }, options);
+    const body = { linked_feature_id: linkedId, link_type: linkType };
+    return this._write("POST", id, "/links", body, options, { kind: "link", id });
   }
 
   async unlink(id, linkedId, linkType, options = {}) {
     const query = linkType ? `?link_type=${encodeURIComponent(linkType)}` : "";
-    return this._write("DELETE", id, `/links/${encodeURIComponent(linkedId)}${query}`, undefined, options);
+    const op = { kind: "unlink", id, linkedId, linkType: linkType ?? null };
+    return this._write("DELETE", id, `/links/${encodeURIComponent(linkedId)}${query}`, undefined, options, op);
   }
 
   async comment(id, text, options = {}) {
-    return this._write("POST", id, "/comments", { comment_text: text }, options);
+    return this._write("POST", id, "/comments", { comment_text: text }, options, { kind: "comment", id });
   }
 
   async remove(id, options = {}) {
-    return this._write("DELETE", id, "", undefined, options);
+    return this._write("DELETE", id, "", undefined, options, { kind: "remove", id });
   }
 
-  async _write(method, id, rest, body, options, versioned = false) {
-    const ifMatch = versioned ? this._sb._ifMatch(this.name, id, options) : options.ifMatch || null;
-    const { body: answer } = await this._sb._request(method, this._path(id, rest), { body, ifMatch, idempotencyKey: options.idempotencyKey });
+  async _write(method, id, rest, body, options, op, versioned = false) {
+    const ifMatch = versioned ? this._sb._ifMatch(this.name, op.id, options) : options.ifMatch || null;
+    const answer = await this._sb._send(method, this._path(id, rest), { body, ifMatch, options, op: { collection: this.name, ...op } });
     return this._sb._resource(this.name, answer);
   }
 }
@@ -1319,10 +1424,15 @@ class Files {
     return (await this._sb._request("GET", this._path(stableId, `/versions/${n}`))).body;
   }
 
-  /** Creates a file: `{stable_id?, name, content, label?, derived_from?}`. */
+  /**
+   * Creates a file: `{stable_id?, name, content, label?, derived_from?}`;
+   * without a `stable_id` the client makes one as the server would.
+   */
   async create(file, options = {}) {
-    const { body } = await this._sb._request("POST", this._path(), { body: file, idempotencyKey: options.idempotencyKey });
-    return this._sb._resource("files", body);
+    const id = file.stable_id ?? (this._sb._queueable(options) ? ID_PREFIX.files + randomHex(8) : undefined);
+    const body = id === undefined ? file : { ...file, stable_id: id };
+    const answer = await this._sb._send("POST", this._path(), { body, options, op: { collection: "files", kind: "create", id } });
+    return this._sb._resource("files", answer);
   }
 
   /**
@@ -1374,37 +1484,47 @@ class Conversations {
     return (await this._sb._request("GET", this._path(id))).body;
   }
 
-  /** `{id?, title}` */
+  /** `{id?, title}`; without an `id` the client makes one as the server would. */
   async create(conversation, options = {}) {
-    const { body } = await this._sb._request("POST", this._path(), { body: conversation, idempotencyKey: options.idempotencyKey });
-    return this._sb._resource("conversations", body);
+    const id = conversation.id ?? (this._sb._queueable(options) ? ID_PREFIX.conversations + randomHex(8) : undefined);
+    const body = id === undefined ? conversation : { ...conversation, id };
+    const answer = await this._sb._send("POST", this._path(), { body, options, op: { collection: "conversations", kind: "create", id } });
+    return this._sb._resource("conversations", answer);
   }
 
   async rename(id, title, options = {}) {
-    const { body } = await this._sb._request("PATCH", this._path(id), { body: { title }, ifMatch: this._sb._ifMatch("conversations", id, options) });
-    return this._sb._resource("conversations", body);
+    const ifMatch = this._sb._ifMatch("conversations", id, options);
+    const op = { collection: "conversations", kind: "update", id };
+    return this._sb._resource("conversations", await this._sb._send("PATCH", this._path(id), { body: { title }, ifMatch, options, op }));
   }
 
-  async remove(id) {
-    return (await this._sb._request("DELETE", this._path(id))).body;
+  async remove(id, options = {}) {
+    const op = { collection: "conversations", kind: "remove", id };
+    return this._sb._resource("conversations", await this._sb._send("DELETE", this._path(id), { options, op }));
   }
 
-  /** Adds a message: `{id?, role, content?, status?: "streaming"|"complete", usage?}`. */
+  /**
+   * Adds a message: `{id?, role, content?, status?: "streaming"|"complete", usage?}`;
+   * without an `id` the client makes one as the server would (`msg-…`).
+   */
   async send(conversationId, message, options = {}) {
-    const { body } = await this._sb._request("POST", this._path(conversationId, "/messages"), { body: message, idempotencyKey: options.idempotencyKey });
-    return body;
+    const id = message.id ?? (this._sb._queueable(options) ? "msg-" + randomHex(8) : undefined);
+    const body = id === undefined ? message : { ...message, id };
+    const op = { kind: "message", conversation: conversationId, id };
+    return this._sb._send("POST", this._path(conversationId, "/messages"), { body, options, op });
   }
 
   /** Appends text to a streaming message; answers `{message_id, offset, length}`. */
   async appendDelta(conversationId, messageId, text, options = {}) {
     const path = this._path(conversationId, `/messages/${encodeURIComponent(messageId)}/delta`);
-    return (await this._sb._request("POST", path, { body: { text }, idempotencyKey: options.idempotencyKey })).body;
+    return this._sb._send("POST", path, { body: { text }, options, op: { kind: "delta", conversation: conversationId, id: messageId } });
   }
 
   /** Completes a streaming message, with `{input_tokens, output_tokens}` if known. */
   async complete(conversationId, messageId, usage, options = {}) {
     const path = this._path(conversationId, `/messages/${encodeURIComponent(messageId)}/complete`);
-    return (await this._sb._request("POST", path, { body: usage ? { usage } : {}, idempotencyKey: options.idempotencyKey })).body;
+    const op = { kind: "complete", conversation: conversationId, id: messageId };
+    return this._sb._send("POST", path, { body: usage ? { usage } : {}, options, op });
   }
 }
 
@@ -1424,11 +1544,723 @@ class Events {
   }
 }
 
+// ---- the outbox ----------------------------------------------------------
+
+/** Writes in the order they were queued (`seq`, then `id`). */
+function bySeq(a, b) {
+  return a.seq - b.seq || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/**
+ * Is a queued write's failure a passing one, tried again later? The
+ * network, 5xx, 408 and 429 are; so is 401, which a token function that has
+ * refreshed its token meanwhile answers. Any other answer refuses the write.
+ */
+function passing(error) {
+  const status = error?.status ?? 0;
+  return status === 0 || status === 401 || status === 408 || status === 429 || status >= 500;
+}
+
+/** An error as plain data, for IndexedDB and the other tabs. */
+function errorInfo(error) {
+  return {
+    status: error?.status ?? 0,
+    code: error?.code ?? "network_error",
+    message: String(error?.message ?? error),
+    details: error?.details ?? {},
+  };
+}
+
+function toError(info) {
+  return new SwitchboardError(info.status, info.code, info.message, info.details);
+}
+
+/** A queued write's body, parsed (`{}` when it has none). */
+function bodyOf(write) {
+  return write.bodyText == null ? {} : JSON.parse(write.bodyText);
+}
+
+/** A queued write as the app sees it in `sb.outbox.list()`. */
+function publicWrite(write) {
+  return Object.freeze({
+    id: write.id,
+    method: write.method,
+    path: write.path,
+    body: write.bodyText == null ? null : JSON.parse(write.bodyText),
+    ifMatch: write.ifMatch,
+    idempotencyKey: write.idempotencyKey,
+    sessionId: write.sessionId,
+    collection: write.op.collection ?? null,
+    kind: write.op.kind,
+    resourceId: write.op.id ?? null,
+    queuedAt: write.createdAt,
+    state: write.state,
+    attempts: write.attempts,
+    lastError: write.lastError,
+  });
+}
+
+/** A hex digest of `text`, to tell tokens apart without keeping one. */
+async function digest(text) {
+  const bytes = new TextEncoder().encode(text);
+  if (globalThis.crypto?.subtle) {
+    const hash = new Uint8Array(await globalThis.crypto.subtle.digest("SHA-256", bytes));
+    return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  // Not a secure context (no WebCrypto): FNV-1a twice, 64 bits.
+  let a = 0x811c9dc5;
+  let b = 0x5bd1e995;
+  for (const byte of bytes) {
+    a = Math.imul(a ^ byte, 0x01000193) >>> 0;
+    b = Math.imul(b ^ byte, 0x01000193) >>> 0;
+  }
+  return a.toString(16).padStart(8, "0") + b.toString(16).padStart(8, "0");
+}
+
+/** A created resource as the server would make it, shown until its answer comes. */
+function createdResource(collection, write) {
+  const fields = bodyOf(write);
+  const by = write.op.agent;
+  const meta = { version: 0, created_at: write.createdAt, updated_at: write.createdAt, created_by: by, updated_by: by };
+  if (collection === "files") {
+    const { content, ...rest } = fields;
+    const size = new TextEncoder().encode(content ?? "").length;
+    return { name: "", label: null, derived_from: null, size, ...rest, ...meta, locked_by: null, lock_session_id: null, lock_expires_at: null };
+  }
+  if (collection === "conversations") return { title: "", message_count: 0, input_tokens: 0, output_tokens: 0, ...fields, ...meta };
+  const item = { title: "", status: "todo", description: null, links: [], comments: [] };
+  if (collection !== "tracks") Object.assign(item, { priority: "medium", tags: [], track_id: null });
+  if (collection === "spikes") item.findings = null;
+  return { ...item, ...fields, ...meta };
+}
+
+/**
+ * Shows a queued write in a collection's `items` as the server would apply
+ * it, marked `_pending: true`. A removal leaves the item out; a change to
+ * an item not held shows nothing.
+ */
+function showPending(items, write) {
+  const { op } = write;
+  const held = items.get(op.id);
+  const fields = bodyOf(write);
+  let shown = null;
+  switch (op.kind) {
+    case "create":
+      shown = held ?? createdResource(op.collection, write);
+      break;
+    case "update":
+      if (held) shown = { ...held, ...fields };
+      break;
+    case "status":
+      if (held) shown = { ...held, status: fields.new_status };
+      break;
+    case "link": {
+      if (!held) break;
+      const links = held.links ?? [];
+      const same = (l) => l.linked_feature_id === fields.linked_feature_id && l.link_type === fields.link_type;
+      const link = { linked_feature_id: fields.linked_feature_id, link_type: fields.link_type };
+      shown = { ...held, links: links.some(same) ? links : [...links, link] };
+      break;
+    }
+    case "unlink":
+      if (held) {
+        const gone = (l) => l.linked_feature_id === op.linkedId && (op.linkType == null || l.link_type === op.linkType);
+        shown = { ...held, links: (held.links ?? []).filter((l) => !gone(l)) };
+      }
+      break;
+    case "comment":
+      if (held) {
+        const comment = { id: `pending-${write.id}`, comment_text: fields.comment_text, author: op.agent, created_at: write.createdAt, _pending: true };
+        shown = { ...held, comments: [...(held.comments ?? []), comment] };
+      }
+      break;
+    case "remove":
+      items.delete(op.id);
+      return;
+    default:
+      return;
+  }
+  if (shown) items.set(op.id, { ...shown, _pending: true });
+}
+
+/** A queued message as its conversation shows it until it is sent. */
+function pendingMessage(write) {
+  const m = bodyOf(write);
+  return {
+    id: write.op.id,
+    conversation_id: write.op.conversation,
+    role: m.role,
+    content: m.content ?? "",
+    status: m.status ?? "complete",
+    usage: m.usage ?? null,
+    created_at: write.createdAt,
+    updated_at: write.createdAt,
+    created_by: write.op.agent,
+    _pending: true,
+  };
+}
+
+/**
+ * The outbox in IndexedDB: it survives reloads and is shared by the tabs of
+ * the origin. Each method is one transaction, so `claim` (about to send) and
+ * `cancel` exclude each other, across tabs too.
+ */
+class IdbStore {
+  static open() {
+    return new Promise((resolve, reject) => {
+      const request = globalThis.indexedDB.open(OUTBOX_DB, 1);
+      request.onupgradeneeded = () => {
+        request.result.createObjectStore(OUTBOX_STORE, { keyPath: "id" }).createIndex("scope", "scope");
+      };
+      request.onsuccess = () => resolve(new IdbStore(request.result));
+      request.onerror = () => reject(request.error);
+      request.onblocked = () => reject(new Error("the outbox's database is blocked by another tab"));
+    });
+  }
+
+  constructor(db) {
+    this._db = db;
+    db.onversionchange = () => db.close();
+  }
+
+  /** Runs `fn(store, done)`; resolves with what it passed to `done` once committed. */
+  _tx(mode, fn) {
+    return new Promise((resolve, reject) => {
+      let result;
+      const tx = this._db.transaction(OUTBOX_STORE, mode);
+      tx.oncomplete = () => resolve(result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error ?? new Error("an outbox transaction was aborted"));
+      fn(tx.objectStore(OUTBOX_STORE), (value) => {
+        result = value;
+      });
+    });
+  }
+
+  /** The writes of one scope, in order. */
+  all(scope) {
+    return this._tx("readonly", (store, done) => {
+      const request = store.index("scope").getAll(scope);
+      request.onsuccess = () => done(request.result.sort(bySeq));
+    });
+  }
+
+  add(write) {
+    return this._tx("readwrite", (store) => store.put(write));
+  }
+
+  /** Changes a write if it is still there. */
+  update(id, change) {
+    return this._tx("readwrite", (store) => {
+      const request = store.get(id);
+      request.onsuccess = () => {
+        if (request.result) store.put({ ...request.result, ...change });
+      };
+    });
+  }
+
+  /** Marks a write as being sent and answers it as stored; null once it is gone. */
+  claim(id) {
+    return this._tx("readwrite", (store, done) => {
+      const request = store.get(id);
+      request.onsuccess = () => {
+        const write = request.result;
+        if (!write) return done(null);
+        write.state = "sending";
+        store.put(write);
+        done(write);
+      };
+    });
+  }
+
+  remove(id) {
+    return this._tx("readwrite", (store) => store.delete(id));
+  }
+
+  /** Removes a write unless it is being sent; true when it was removed. */
+  cancel(id) {
+    return this._tx("readwrite", (store, done) => {
+      const request = store.get(id);
+      request.onsuccess = () => {
+        if (!request.result || request.result.state === "sending") return done(false);
+        store.delete(id);
+        done(true);
+      };
+    });
+  }
+}
+
+/** The outbox where IndexedDB is missing or refused: this page's only, gone on reload. */
+class MemoryStore {
+  constructor() {
+    this._writes = new Map();
+  }
+
+  async all() {
+    return [];
+  }
+
+  async add(write) {
+    this._writes.set(write.id, JSON.parse(JSON.stringify(write)));
+  }
+
+  async update(id, change) {
+    const write = this._writes.get(id);
+    if (write) Object.assign(write, change);
+  }
+
+  async claim(id) {
+    const write = this._writes.get(id);
+    if (!write) return null;
+    write.state = "sending";
+    return JSON.parse(JSON.stringify(write));
+  }
+
+  async remove(id) {
+    this._writes.delete(id);
+  }
+
+  async cancel(id) {
+    const write = this._writes.get(id);
+    if (!write || write.state === "sending") return false;
+    this._writes.delete(id);
+    return true;
+  }
+}
+
+/**
+ * `sb.outbox`: the writes waiting for the server. Its promises:
+ *
+ * 1. A write is queued when the server cannot be reached (the request
+ *    failed on the network, or the page is known to be offline), and when
+ *    writes are queued already: it waits behind them. The caller's promise
+ *    resolves once the write is stored, with the change as it is shown.
+ * 2. Queued writes are sent one at a time in the order they were queued,
+ *    each once the one before is answered, by one tab at a time (a Web Lock
+ *    per outbox), each with the `Idempotency-Key` it was queued with: a
+ *    repeat of a write that did reach the server is answered from the
+ *    server's record, so each applies once.
+ * 3. The network, 5xx, 408, 429 and 401 keep the write first in line; it is
+ *    tried again after 0.5 s, doubling to 5 s. Any other answer refuses it:
+ *    it leaves the outbox, its pending change leaves the views, and
+ *    `outbox:rejected` says why. The writes after it go on.
+ * 4. Sending and `cancel` exclude each other (one IndexedDB transaction
+ *    each): a cancelled write is never sent; one being sent cannot be
+ *    cancelled.
+ * 5. An `If-Match` with the version held, taken while earlier writes to the
+ *    same resource were queued, meant "as the page showed it": it is
+ *    replaced by the version the last of them is answered with.
+ *
+ * The writes of an outbox are those of one server, agent id, string token
+ * (by its digest) and `name`; tabs with the same share it and show each
+ * other's pending writes (BroadcastChannel).
+ */
+class Outbox {
+  constructor(sb, options) {
+    this._sb = sb;
+    /** False with `outbox: false`: writes fail as they did, nothing is kept. */
+    this.enabled = options !== false;
+    const { storage = "indexeddb", name = "" } = options && typeof options === "object" ? options : {};
+    this._wanted = storage;
+    this._name = name;
+    /** Where the writes are kept: `"indexeddb"`, `"memory"` or `"none"`; null until `ready`. */
+    this.storage = this.enabled ? null : "none";
+    this.scope = null;
+    this.closed = false;
+    /** The writes, in order. */
+    this._writes = [];
+    /** Writes being stored, not yet in `_writes`. */
+    this._adding = [];
+    /** Writes another tab sent or cancelled while this one was about to. */
+    this._vanished = new Set();
+    this._list = null;
+    this._listeners = new Set();
+    this._outcomes = new Map();
+    this._waiters = new Map();
+    this._store = null;
+    this._channel = null;
+    this._pumping = false;
+    this._timer = null;
+    this._backoff = BACKOFF_FIRST;
+    this._seq = 0;
+    // Passed bare, as `useSyncExternalStore(sb.outbox.subscribe, sb.outbox.getSnapshot)` does.
+    this.subscribe = this.subscribe.bind(this);
+    this.getSnapshot = this.getSnapshot.bind(this);
+    /** Resolves once the writes kept from earlier pages are loaded (and being sent). */
+    this.ready = this.enabled ? this._open() : Promise.resolve();
+  }
+
+  async _open() {
+    const sb = this._sb;
+    const credential = typeof sb.token === "string" ? `token:${await digest(sb.token)}` : "";
+    this.scope = [sb.url, sb.agentId ?? "", credential, this._name].join("|");
+    let store = null;
+    if (this._wanted === "indexeddb" && globalThis.indexedDB) {
+      try {
+        store = await IdbStore.open();
+      } catch (error) {
+        sb._emit("error", error);
+      }
+    }
+    this._store = store ?? new MemoryStore();
+    this.storage = store ? "indexeddb" : "memory";
+    if (store && globalThis.BroadcastChannel) {
+      this._channel = new BroadcastChannel(`${OUTBOX_DB}|${this.scope}`);
+      this._channel.onmessage = (message) => this._onMessage(message.data);
+    }
+    let kept = [];
+    try {
+      kept = await this._store.all(this.scope);
+    } catch (error) {
+      sb._emit("error", error);
+    }
+    for (const write of kept) this._insert(write);
+    if (kept.length) {
+      this._changed(kept);
+      this._kick();
+    }
+  }
+
+  /** How many writes wait. */
+  get size() {
+    return this._writes.length;
+  }
+
+  /** The writes waiting, oldest first: a frozen array, the same until the outbox changes. */
+  list() {
+    if (!this._list) this._list = Object.freeze(this._writes.map(publicWrite));
+    return this._list;
+  }
+
+  /** `list()`, for `useSyncExternalStore` and stores. */
+  getSnapshot() {
+    return this.list();
+  }
+
+  /** Calls `listener()` whenever `list()` changes; returns the function that stops it. */
+  subscribe(listener) {
+    this._listeners.add(listener);
+    return () => this._listeners.delete(listener);
+  }
+
+  /**
+   * Cancels a write that waits: it is never sent and its pending change
+   * leaves the views. Resolves to false when it is being sent or already
+   * answered.
+   */
+  async cancel(id) {
+    await this.ready;
+    if (!this._writes.some((w) => w.id === id)) return false;
+    if (!(await this._store.cancel(id))) return false;
+    this._post({ type: "cancelled", id });
+    this._cancelled(id);
+    return true;
+  }
+
+  /** Cancels every write that waits (a log-out, say); resolves to how many. */
+  async clear() {
+    await this.ready;
+    let cancelled = 0;
+    for (const write of [...this._writes]) if (await this.cancel(write.id)) cancelled++;
+    return cancelled;
+  }
+
+  /**
+   * Resolves with the server's answer to a queued write once it is sent;
+   * rejects with the refusal's `SwitchboardError` (code `cancelled` when it
+   * was cancelled).
+   */
+  sent(id) {
+    return this.ready.then(() => {
+      const outcome = this._outcomes.get(id);
+      if (outcome) return outcome.error ? Promise.reject(toError(outcome.error)) : outcome.result;
+      if (!this._writes.some((w) => w.id === id)) {
+        return Promise.reject(new SwitchboardError(0, "not_found", `no write ${id} in the outbox`, {}));
+      }
+      return new Promise((resolve, reject) => {
+        if (!this._waiters.has(id)) this._waiters.set(id, []);
+        this._waiters.get(id).push({ resolve, reject });
+      });
+    });
+  }
+
+  /** Writes wait or are being stored: a new one goes behind them. */
+  _busy() {
+    return this._writes.length > 0 || this._adding.length > 0;
+  }
+
+  /** Queues a write; answers what its caller gets (the change as shown, marked pending). */
+  async _queue(spec, error) {
+    this._seq = Math.max(Date.now() * 1000, this._seq + 1);
+    const write = {
+      ...spec,
+      id: `ob-${randomHex(8)}`,
+      scope: this.scope,
+      seq: this._seq,
+      createdAt: new Date().toISOString(),
+      state: "queued",
+      attempts: error ? 1 : 0,
+      lastError: error ? errorInfo(error) : null,
+      ifMatchAfter: null,
+    };
+    const { collection, id } = write.op;
+    if (write.ifMatch != null && COLLECTIONS.includes(collection) && write.ifMatch === this._sb._ifMatch(collection, id, {})) {
+      for (const w of [...this._writes, ...this._adding]) {
+        if (w.op.collection === collection && w.op.id === id) write.ifMatchAfter = w.id;
+      }
+    }
+    // Stored before it can be sent: the sender claims writes from the store.
+    // A write that cannot be stored (a full disk) fails as it would have
+    // without an outbox.
+    this._adding.push(write);
+    try {
+      await this._store.add(write);
+    } catch (failure) {
+      this._sb._emit("error", failure);
+      throw error ?? new SwitchboardError(0, "network_error", `${spec.method} ${spec.path}: the server cannot be reached`, {});
+    } finally {
+      this._adding.splice(this._adding.indexOf(write), 1);
+    }
+    this._insert(write);
+    this._changed([write]);
+    this._post({ type: "queued", write });
+    this._sb._emit("outbox:queued", { write: publicWrite(write) });
+    this._kick();
+    return this._shown(write);
+  }
+
+  /** What the caller of a queued write gets: the change as the views show it, marked pending. */
+  _shown(write) {
+    const { op } = write;
+    const mark = { _pending: true, _outboxId: write.id };
+    if (op.kind === "message") return { ...pendingMessage(write), ...mark };
+    const pendingEvent = (e, channel) => ({
+      id: null,
+      channel,
+      type: e.type,
+      resource_type: e.resource_type ?? null,
+      resource_id: e.resource_id ?? null,
+      agent_id: op.agent,
+      session_id: write.sessionId,
+      timestamp: write.createdAt,
+      payload: e.data ?? {},
+    });
+    if (op.kind === "publish") return { ...pendingEvent(bodyOf(write), op.channel), ...mark };
+    if (op.kind === "publish_batch") return { events: bodyOf(write).events.map((e) => pendingEvent(e, e.channel)), ...mark };
+    if (!op.collection || op.id == null) return mark;
+    const key = op.collection === "files" ? "stable_id" : "id";
+    if (op.kind === "remove") return { [key]: op.id, deleted: true, ...mark };
+    for (const live of this._sb._live) {
+      if (live.name === op.collection && live.items.has(op.id)) return { ...live.items.get(op.id), ...mark };
+    }
+    const items = new Map();
+    showPending(items, write);
+    return { ...(items.get(op.id) ?? { [key]: op.id, ...bodyOf(write) }), ...mark };
+  }
+
+  /** Adds (or refreshes) a write in order. */
+  _insert(write) {
+    const held = this._writes.find((w) => w.id === write.id);
+    if (held) {
+      Object.assign(held, write);
+      return;
+    }
+    this._seq = Math.max(this._seq, write.seq);
+    let at = this._writes.length;
+    while (at > 0 && bySeq(this._writes[at - 1], write) > 0) at--;
+    this._writes.splice(at, 0, write);
+  }
+
+  _drop(id) {
+    const at = this._writes.findIndex((w) => w.id === id);
+    return at < 0 ? null : this._writes.splice(at, 1)[0];
+  }
+
+  /** The writes that `view` shows. */
+  _for(view) {
+    return this._writes.filter((w) => view._concerns(w));
+  }
+
+  /** The list changed: the views these writes concern show it, listeners hear of it. */
+  _changed(writes) {
+    this._list = null;
+    for (const view of [...this._sb._views]) view._pendingChanged(writes);
+    for (const listener of [...this._listeners]) {
+      try {
+        listener();
+      } catch (error) {
+        setTimeout(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  /** Try now: the server answered, the stream is live, or the browser is online again. */
+  _retryNow() {
+    this._backoff = BACKOFF_FIRST;
+    this._kick();
+  }
+
+  /** Starts sending, unless this tab is already sending or nothing waits. */
+  _kick() {
+    clearTimeout(this._timer);
+    this._timer = null;
+    if (this.closed || this._pumping || !this._writes.length) return;
+    this._pumping = true;
+    const locks = this.storage === "indexeddb" ? globalThis.navigator?.locks : null;
+    const pump = () => this._pump();
+    const running = locks ? locks.request(`${OUTBOX_DB}|${this.scope}`, pump) : pump();
+    running.then(
+      (retryIn) => {
+        this._pumping = false;
+        if (retryIn == null) this._kick();
+        else if (!this.closed) this._timer = setTimeout(() => this._kick(), retryIn);
+      },
+      (error) => {
+        this._pumping = false;
+        this._sb._emit("error", error);
+        if (!this.closed) this._timer = setTimeout(() => this._kick(), BACKOFF_MAX);
+      },
+    );
+  }
+
+  /** Sends the writes in order; answers a delay when the first must be tried again later. */
+  async _pump() {
+    while (!this.closed && this._writes.length) {
+      const first = this._writes[0];
+      const write = await this._store.claim(first.id);
+      if (!write) {
+        // Another tab sent or cancelled it; its message tells the outcome.
+        this._drop(first.id);
+        this._vanished.add(first.id);
+        this._changed([first]);
+        continue;
+      }
+      this._insert(write);
+      this._changed([]);
+      let answer;
+      try {
+        answer = await this._sb._request(write.method, write.path, {
+          bodyText: write.bodyText ?? undefined,
+          ifMatch: write.ifMatch,
+          idempotencyKey: write.idempotencyKey,
+          sessionId: write.sessionId,
+          attempts: 1,
+        });
+      } catch (error) {
+        if (!passing(error)) {
+          await this._finish(write, { error: errorInfo(error) });
+          continue;
+        }
+        const change = { state: "queued", attempts: write.attempts + 1, lastError: errorInfo(error) };
+        await this._store.update(write.id, change);
+        this._insert({ ...write, ...change });
+        this._changed([]);
+        this._post({ type: "changed", write: { ...write, ...change } });
+        if (error.status) this._sb._emit("error", error);
+        const delay = this._backoff * (0.75 + Math.random() / 2);
+        this._backoff = Math.min(this._backoff * 2, BACKOFF_MAX);
+        return delay;
+      }
+      this._backoff = BACKOFF_FIRST;
+      await this._finish(write, { result: answer.body });
+    }
+    return null;
+  }
+
+  /** A write answered here: out of the store, later `If-Match`es moved on, every tab told. */
+  async _finish(write, outcome) {
+    await this._store.remove(write.id);
+    const version = outcome.result?.version;
+    if (typeof version === "number") {
+      for (const later of this._writes) {
+        if (later.ifMatchAfter === write.id) await this._store.update(later.id, { ifMatch: version, ifMatchAfter: null });
+      }
+    }
+    this._post({ type: "settled", id: write.id, write, ...outcome });
+    this._settle(write.id, outcome, write);
+  }
+
+  /** A write was answered (here or in another tab): out of the list, its answer into the views, the app told. */
+  _settle(id, { result, error }, sentWrite) {
+    const held = this._drop(id);
+    const write = held ?? (this._vanished.delete(id) ? sentWrite : null);
+    if (!write) return;
+    if (typeof result?.version === "number") {
+      for (const later of this._writes) {
+        if (later.ifMatchAfter !== id) continue;
+        later.ifMatch = result.version;
+        later.ifMatchAfter = null;
+      }
+    }
+    // A refused `If-Match` comes with the current resource: show it at once.
+    this._sb._answered(write.op, result ?? (error?.status === 412 ? error.details?.current : null));
+    this._changed([write]);
+    this._remember(id, { result, error });
+    if (error) this._sb._emit("outbox:rejected", { write: publicWrite(write), error: toError(error) });
+    else this._sb._emit("outbox:sent", { write: publicWrite(write), result });
+  }
+
+  _cancelled(id) {
+    const write = this._drop(id);
+    if (!write) return;
+    this._changed([write]);
+    const message = `${write.method} ${write.path} was cancelled`;
+    this._remember(id, { error: { status: 0, code: "cancelled", message, details: {} } });
+    this._sb._emit("outbox:cancelled", { write: publicWrite(write) });
+  }
+
+  _remember(id, outcome) {
+    this._outcomes.set(id, outcome);
+    if (this._outcomes.size > OUTCOMES_KEPT) this._outcomes.delete(this._outcomes.keys().next().value);
+    for (const { resolve, reject } of this._waiters.get(id) ?? []) {
+      if (outcome.error) reject(toError(outcome.error));
+      else resolve(outcome.result);
+    }
+    this._waiters.delete(id);
+  }
+
+  /** Tells the other tabs of this outbox. */
+  _post(message) {
+    try {
+      this._channel?.postMessage(message);
+    } catch (error) {
+      this._sb._emit("error", error);
+    }
+  }
+
+  _onMessage(message) {
+    if (this.closed || !message) return;
+    if (message.type === "queued" || message.type === "changed") {
+      const known = this._writes.some((w) => w.id === message.write.id);
+      if (message.type === "changed" && !known) return;
+      this._insert(message.write);
+      this._changed(known ? [] : [message.write]);
+      // If the tab that queued it goes away, this one sends it.
+      if (message.type === "queued") this._kick();
+    } else if (message.type === "settled") {
+      this._settle(message.id, message, message.write);
+    } else if (message.type === "cancelled") {
+      this._cancelled(message.id);
+    }
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this._timer);
+    this._channel?.close();
+  }
+}
+
 /**
  * A client of one switchboard server.
  *
  * Events: `"status"` (`"connecting"`, `"live"`, `"reconnecting"`, `"idle"`),
- * `"error"` (a background request failed; it is retried), `"lockLost"`.
+ * `"error"` (a background request failed; it is retried), `"lockLost"`,
+ * `"online"` (true or false: whether the server can be reached), and the
+ * outbox's `"outbox:queued"`, `"outbox:sent"`, `"outbox:rejected"`,
+ * `"outbox:cancelled"`.
  */
 export class Switchboard extends Emitter {
   /**
@@ -1440,8 +2272,10 @@ export class Switchboard extends Emitter {
    * @param {boolean} [options.sharedStream] one stream for all tabs of this
    *   browser with the same server and credentials (default `true`); `false`
    *   for a stream of this `Switchboard`'s own
+   * @param {false|{storage?: "indexeddb"|"memory", name?: string}} [options.outbox]
+   *   where writes made while the server cannot be reached are kept; `false`: nowhere
    */
-  constructor({ url, token, agentId, sessionId, sharedStream = true } = {}) {
+  constructor({ url, token, agentId, sessionId, outbox, sharedStream = true } = {}) {
     super();
     this.url = String(url ?? globalThis.location?.origin ?? "").replace(/\/+$/, "");
     this.token = token ?? null;
@@ -1468,6 +2302,31 @@ export class Switchboard extends Emitter {
     globalThis.addEventListener?.("pageshow", (event) => {
       if (event.persisted) this._hub._show();
     });
+    /** The live collections and conversations, which show pending writes. */
+    this._views = new Set();
+    /** False once a request failed on the network, until the server answers again. */
+    this._reachable = true;
+    this._onlineShown = this.online;
+    this.outbox = new Outbox(this, outbox);
+    this._onBrowserOnline = () => {
+      this._checkOnline();
+      this.outbox._retryNow();
+    };
+    this._onBrowserOffline = () => this._checkOnline();
+    globalThis.addEventListener?.("online", this._onBrowserOnline);
+    globalThis.addEventListener?.("offline", this._onBrowserOffline);
+    this.on("status", (status) => {
+      if (status === "live") this._setReachable(true);
+    });
+  }
+
+  /**
+   * Whether the server can be reached, as far as this page knows: false
+   * while the browser says it is offline, and from a request that failed on
+   * the network until the server answers one (or the stream opens).
+   */
+  get online() {
+    return this._reachable && globalThis.navigator?.onLine !== false;
   }
 
   /** The shared stream's state: `"idle"`, `"connecting"`, `"live"` or `"reconnecting"`. */
@@ -1537,16 +2396,17 @@ export class Switchboard extends Emitter {
   }
 
   /** Publishes an event on a channel of your own; answers the stored event. */
-  async publish(channel, type, data, { resourceType, resourceId, idempotencyKey } = {}) {
+  async publish(channel, type, data, { resourceType, resourceId, idempotencyKey, queue } = {}) {
     const body = { type, data: data ?? {} };
     if (resourceType != null) body.resource_type = resourceType;
     if (resourceId != null) body.resource_id = resourceId;
-    return (await this._request("POST", `/api/channels/${encodeURIComponent(channel)}/events`, { body, idempotencyKey })).body;
+    const path = `/api/channels/${encodeURIComponent(channel)}/events`;
+    return this._send("POST", path, { body, options: { idempotencyKey, queue }, op: { kind: "publish", channel } });
   }
 
   /** Publishes several events at once, all or nothing, with consecutive ids. */
-  async publishBatch(events, { idempotencyKey } = {}) {
-    return (await this._request("POST", "/api/events/batch", { body: { events }, idempotencyKey })).body;
+  async publishBatch(events, { idempotencyKey, queue } = {}) {
+    return this._send("POST", "/api/events/batch", { body: { events }, options: { idempotencyKey, queue }, op: { kind: "publish_batch" } });
   }
 
   /** The sessions connected now, once. */
@@ -1554,8 +2414,11 @@ export class Switchboard extends Emitter {
     return (await this._request("GET", "/api/sessions")).body;
   }
 
-  /** Closes the stream and releases every lease held. */
+  /** Closes the stream and releases every lease held; the outbox stops sending (what waits stays kept). */
   async close() {
+    this.outbox.close();
+    globalThis.removeEventListener?.("online", this._onBrowserOnline);
+    globalThis.removeEventListener?.("offline", this._onBrowserOffline);
     for (const sub of [...this._hub.subs]) sub.close();
     this._hub.shutdown();
     await Promise.all([...this._leases].map((lease) => lease.release().catch(() => {})));
@@ -1591,8 +2454,8 @@ export class Switchboard extends Emitter {
     return this.url + path + (qs ? `?${qs}` : "");
   }
 
-  _headers(token) {
-    const headers = { Accept: "application/json", "X-Session-ID": this.sessionId };
+  _headers(token, sessionId = this.sessionId) {
+    const headers = { Accept: "application/json", "X-Session-ID": sessionId };
     if (this.agentId) headers["X-Agent-ID"] = this.agentId;
     if (token) headers.Authorization = `Bearer ${token}`;
     return headers;
@@ -1603,23 +2466,101 @@ export class Switchboard extends Emitter {
     if (options.ifMatch === false) return null;
     if (options.ifMatch != null) return options.ifMatch;
     for (const live of this._live) {
-      if (live.name === collection && live.items.has(id)) return live.version(id);
+      if (live.name === collection && live._items.has(id)) return live.version(id);
     }
     return this._versions.get(`${collection}/${id}`) ?? null;
   }
 
-  /** Notes a resource from an answer: its version, and live collections. */
+  /**
+   * Notes a resource from an answer: its version, and live collections (a
+   * deletion's answer removes it there). A pending result is not an answer.
+   */
   _resource(collection, resource) {
     const key = collection === "files" ? "stable_id" : "id";
-    if (resource && resource[key] != null && typeof resource.version === "number" && !resource.deleted) {
-      this._versions.set(`${collection}/${resource[key]}`, resource.version);
+    if (!resource || resource._pending || resource[key] == null || typeof resource.version !== "number") return resource;
+    const id = resource[key];
+    if (resource.deleted) {
+      this._versions.delete(`${collection}/${id}`);
       for (const live of this._live) {
         if (live.name !== collection) continue;
-        const { content, ...metadata } = resource;
-        if (live._merge(collection === "files" ? metadata : resource)) live._emit("change", { reason: "answer" });
+        const held = live._items.has(id);
+        live._remove(id, resource.version);
+        if (held) live._emit("change", { reason: "answer" });
       }
+      return resource;
+    }
+    this._versions.set(`${collection}/${id}`, resource.version);
+    for (const live of this._live) {
+      if (live.name !== collection) continue;
+      const { content, ...metadata } = resource;
+      if (live._merge(collection === "files" ? metadata : resource)) live._emit("change", { reason: "answer" });
     }
     return resource;
+  }
+
+  /** A queued write's answer, or a refusal's current resource: into the views, as a direct answer goes. */
+  _answered(op, resource) {
+    if (resource == null || typeof resource !== "object") return;
+    if (op.kind === "message") {
+      for (const view of this._views) view._sentMessage?.(op.conversation, resource);
+    } else if (COLLECTIONS.includes(op.collection)) {
+      this._resource(op.collection, resource);
+    }
+  }
+
+  _setReachable(reachable) {
+    this._reachable = reachable;
+    this._checkOnline();
+  }
+
+  /** Emits `"online"` when `online` changed; back online, the outbox is sent at once. */
+  _checkOnline() {
+    const online = this.online;
+    if (online === this._onlineShown) return;
+    this._onlineShown = online;
+    this._emit("online", online);
+    if (online) this.outbox?._retryNow();
+  }
+
+  /** Can this write wait in the outbox? */
+  _queueable(options) {
+    return this.outbox.enabled && options?.queue !== false;
+  }
+
+  /**
+   * A write the outbox may keep: sent at once while nothing waits and the
+   * server can be reached, else queued behind what waits. A network failure
+   * queues it too (with the same key and body, so that if it did reach the
+   * server the repeat is answered from the server's record). Answers the
+   * server's answer, or for a queued write its pending result.
+   */
+  async _send(method, path, { body, ifMatch = null, options = {}, op }) {
+    const spec = {
+      method,
+      path,
+      bodyText: body === undefined ? null : JSON.stringify(body),
+      ifMatch: ifMatch ?? null,
+      idempotencyKey: options.idempotencyKey ?? `sb-${randomHex(12)}`,
+      sessionId: this.sessionId,
+      op: { collection: null, id: null, ...op, agent: this.agentId },
+    };
+    const queueable = this._queueable(options);
+    if (queueable) {
+      await this.outbox.ready;
+      if (this.outbox._busy() || !this.online) return this.outbox._queue(spec);
+    }
+    try {
+      const answer = await this._request(method, path, {
+        bodyText: spec.bodyText ?? undefined,
+        ifMatch: spec.ifMatch,
+        idempotencyKey: spec.idempotencyKey,
+        attempts: queueable ? 1 : 2,
+      });
+      return answer.body;
+    } catch (error) {
+      if (queueable && error.code === "network_error") return this.outbox._queue(spec, error);
+      throw error;
+    }
   }
 
   /** Where "now" is in the log: the stream's position, else the newest event. */
@@ -1630,27 +2571,35 @@ export class Switchboard extends Emitter {
   }
 
   /**
-   * One request. Writes carry an `Idempotency-Key` and are sent again, once,
-   * when the network failed (the server answers a repeat from its record).
+   * One request. Writes carry an `Idempotency-Key`; a request whose `fetch`
+   * failed (the network, not an answer) is sent again 250 ms later, up to
+   * `attempts` in all (the server answers a repeated write from its
+   * record). `bodyText` is a body already serialized (the outbox's, sent
+   * byte for byte as queued); `sessionId` the session it was made in.
    */
-  async _request(method, path, { body, query, ifMatch, idempotencyKey } = {}) {
+  async _request(method, path, { body, bodyText, query, ifMatch, idempotencyKey, sessionId, attempts = 2 } = {}) {
     const write = method !== "GET" && method !== "HEAD";
-    const headers = this._headers(await this._token());
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const headers = this._headers(await this._token(), sessionId);
+    const sent = bodyText ?? (body === undefined ? undefined : JSON.stringify(body));
+    if (sent !== undefined) headers["Content-Type"] = "application/json";
     if (ifMatch != null) headers["If-Match"] = `"${ifMatch}"`;
     if (write) headers["Idempotency-Key"] = idempotencyKey ?? `sb-${randomHex(12)}`;
-    const init = { method, headers, body: body === undefined ? undefined : JSON.stringify(body) };
+    const init = { method, headers, body: sent };
     const url = this._url(path, query);
     let response;
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       try {
         response = await fetch(url, init);
         break;
       } catch (error) {
-        if (attempt >= 1) throw new SwitchboardError(0, "network_error", `${method} ${path}: ${error.message}`, {});
+        if (attempt >= attempts) {
+          this._setReachable(false);
+          throw new SwitchboardError(0, "network_error", `${method} ${path}: ${error.message}`, {});
+        }
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
     }
+    this._setReachable(true);
     const text = await response.text();
     let parsed = null;
     try {
