@@ -291,6 +291,13 @@ async fn the_dashboard_shows_content_live_tracks_spikes_events_files_conversatio
         "return !!document.querySelector(`#sessions tr[data-session-id=\"${window.switchboard.streamSessionId}\"]`)",
     )
     .await;
+    let marked = page
+        .eval("return document.querySelector(`#sessions tr[data-session-id=\"${window.switchboard.streamSessionId}\"]`).textContent")
+        .await;
+    assert!(
+        marked.as_str().unwrap_or("").contains("(this browser)"),
+        "the browser's own session is marked: {marked}"
+    );
     page.close().await;
 }
 
