@@ -219,6 +219,9 @@ pub struct HttpConn {
     stream: Option<TcpStream>,
     buf: BytesMut,
     request: Vec<u8>,
+    /// Header lines sent with every request (each ending in CRLF); empty
+    /// unless a credential is set, so plain requests pay nothing for it.
+    headers: Vec<u8>,
 }
 
 impl HttpConn {
@@ -228,7 +231,20 @@ impl HttpConn {
             stream: Some(connect(addr).await?),
             buf: BytesMut::with_capacity(16 * 1024),
             request: Vec::with_capacity(1024),
+            headers: Vec::new(),
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request from now on
+    /// (none with `None`). Reuses its buffer: setting a new token before
+    /// each request allocates nothing once the buffer has grown.
+    pub fn set_bearer(&mut self, token: Option<&str>) {
+        self.headers.clear();
+        if let Some(token) = token {
+            self.headers.extend_from_slice(b"Authorization: Bearer ");
+            self.headers.extend_from_slice(token.as_bytes());
+            self.headers.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Drops the connection (after a timeout its state is unknown); the
@@ -280,6 +296,7 @@ impl HttpConn {
         self.request.extend_from_slice(
             format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr).as_bytes(),
         );
+        self.request.extend_from_slice(&self.headers);
         if let Some(body) = body {
             self.request.extend_from_slice(
                 format!(

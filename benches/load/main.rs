@@ -17,6 +17,7 @@
 //! (`{"sent_us": <unix µs>, "seq": N}`). Loss is counted per subscriber
 //! against the set of probes the server answered 2xx for.
 
+mod auth;
 mod deltas;
 mod durable;
 mod figures;
@@ -55,6 +56,9 @@ pub enum Scenario {
     Replay,
     /// Streaming-message deltas/s: one conversation, then 100 at once.
     Deltas,
+    /// Server CPU per accepted publish for each credential mode: open, a
+    /// token, HS256 and RS256 JWTs (remembered), a fresh RS256 JWT each time.
+    Auth,
     /// Scale-out: 1 node on PostgreSQL, 300 subscribers × 500 events/s.
     #[value(name = "nodes-1")]
     Nodes1,
@@ -170,13 +174,14 @@ const NODES_FLOOD_PUBLISHERS: usize = 24;
 const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 impl Scenario {
-    const ALL: [Scenario; 21] = [
+    const ALL: [Scenario; 22] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
         Scenario::Idle,
         Scenario::Replay,
         Scenario::Deltas,
+        Scenario::Auth,
         Scenario::Nodes1,
         Scenario::Nodes2,
         Scenario::Nodes3,
@@ -237,6 +242,7 @@ impl Scenario {
             Scenario::Idle => "idle",
             Scenario::Replay => "replay",
             Scenario::Deltas => "deltas",
+            Scenario::Auth => auth::NAME,
             Scenario::Nodes1 => "nodes-1",
             Scenario::Nodes2 => "nodes-2",
             Scenario::Nodes3 => "nodes-3",
@@ -272,6 +278,7 @@ impl Scenario {
             Scenario::Deltas => format!(
                 "message deltas for {secs} s from 1 client on 1 conversation, then {secs} s from 100 clients on 100"
             ),
+            Scenario::Auth => auth::about(args),
             Scenario::Nodes1 | Scenario::Nodes2 | Scenario::Nodes3 => format!(
                 "{} node(s) on one PostgreSQL database: {NODES_SUBSCRIBERS} subscribers × {NODES_RATE} events/s for {secs} s, spread over the nodes",
                 self.nodes().unwrap_or(1)
@@ -303,6 +310,7 @@ impl Scenario {
             Scenario::Idle => idle_figures(),
             Scenario::Replay => replay_figures(),
             Scenario::Deltas => deltas_figures(),
+            Scenario::Auth => auth::figures(),
             Scenario::Nodes1
             | Scenario::Nodes2
             | Scenario::Nodes3
@@ -418,7 +426,12 @@ async fn run_all(args: &BenchArgs) -> anyhow::Result<()> {
             versus::run(kind, args, &server, &root).await?;
             continue;
         }
-        let report = run_scenario(scenario, args, &server, &root).await;
+        let report = match scenario {
+            // One run starts a server per credential mode, with credentials
+            // made once for all the runs.
+            Scenario::Auth => auth::run(args, &server, &root).await?,
+            _ => run_scenario(scenario, args, &server, &root).await,
+        };
         if args.json {
             println!("{}", report.json_line());
         } else {
@@ -596,7 +609,8 @@ async fn measure(
             };
             scenarios::deliveries(servers, FLOOD_SUBSCRIBERS, load, duration).await
         }
-        Scenario::DsAppend
+        Scenario::Auth
+        | Scenario::DsAppend
         | Scenario::DsFanout
         | Scenario::DsCatchup
         | Scenario::VsFlood
@@ -605,7 +619,7 @@ async fn measure(
         | Scenario::VsFanout1000Fast
         | Scenario::VsIdle
         | Scenario::VsReplay => {
-            anyhow::bail!("the ds-* and vs-* scenarios are measured by their own modules")
+            anyhow::bail!("the auth, ds-* and vs-* scenarios are measured by their own modules")
         }
     }
 }

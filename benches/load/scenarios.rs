@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use deliveries::{deliveries, Load};
 pub use idle::idle;
+pub use publisher::{flood_publisher, Credential, PublisherReport, PUBLISH_PATH};
 pub use replay::replay;
 
 /// The subscription of every measuring stream: live only, one channel.

@@ -96,6 +96,19 @@ impl ServerProcess {
         args: &crate::BenchArgs,
         database: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(server_bin, root, label, args, database, &[]).await
+    }
+
+    /// The same, with `extra` arguments after the bench's own (credential
+    /// sources, for the `auth` scenario).
+    pub async fn start_with(
+        server_bin: &Path,
+        root: &Path,
+        label: &str,
+        args: &crate::BenchArgs,
+        database: Option<&str>,
+        extra: &[std::ffi::OsString],
+    ) -> anyhow::Result<Self> {
         let dir = root.join(label);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let port = free_port().context("finding a free port")?;
@@ -125,6 +138,7 @@ impl ServerProcess {
                 .arg("--sqlite-synchronous")
                 .arg(&args.sqlite_synchronous);
         }
+        command.args(extra);
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;

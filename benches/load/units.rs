@@ -44,6 +44,55 @@ mod http_tests {
         assert!(!head.chunked && !head.close);
         assert!(parse_head(b"SSH-2.0 nope").is_err());
     }
+
+    /// Reads one request head from `socket` and answers it 204.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            socket.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8(head).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bearer_is_sent_with_every_request_until_it_is_changed_or_cleared() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut heads = Vec::new();
+            for _ in 0..4 {
+                heads.push(read_request(&mut socket).await);
+            }
+            heads
+        });
+        let mut conn = HttpConn::connect(addr).await.unwrap();
+        conn.send("GET", "/plain", None).await.unwrap();
+        conn.set_bearer(Some("first"));
+        conn.send("GET", "/a", None).await.unwrap();
+        conn.set_bearer(Some("second"));
+        conn.send("GET", "/b", None).await.unwrap();
+        conn.set_bearer(None);
+        conn.send("GET", "/c", None).await.unwrap();
+        let heads = server.await.unwrap();
+        let bearer = |head: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix("Authorization: "))
+                .map(str::to_owned)
+        };
+        assert_eq!(bearer(&heads[0]), None);
+        assert_eq!(bearer(&heads[1]).as_deref(), Some("Bearer first"));
+        assert_eq!(bearer(&heads[2]).as_deref(), Some("Bearer second"));
+        assert_eq!(bearer(&heads[3]), None);
+        assert!(heads[1].starts_with("GET /a HTTP/1.1\r\nHost: "));
+    }
 }
 
 mod stats_tests {

@@ -28,6 +28,14 @@ pub fn matched_route(request: &actix_web::HttpRequest) -> Option<std::rc::Rc<str
     route
 }
 
+/// A routed pattern as the route table declares it (`{channel}`, not the
+/// regular expression that lets it hold `/`).
+fn declared(pattern: &str) -> &str {
+    super::routes::routes()
+        .declared_path(pattern)
+        .unwrap_or(pattern)
+}
+
 /// Records each request's latency by route pattern (not by raw path, so ids
 /// do not explode the label set).
 pub async fn measure_request(
@@ -39,7 +47,7 @@ pub async fn measure_request(
     let response = next.call(req).await?;
     let route = matched_route(response.request());
     crate::metrics::record_request(
-        route.as_deref().unwrap_or("unmatched"),
+        route.as_deref().map_or("unmatched", declared),
         &method,
         response.status().as_u16(),
         started.elapsed(),
@@ -101,11 +109,12 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             .map(ToString::to_string)
             .unwrap_or_default();
         let route = matched_route(request.request());
+        let route = route.as_deref().map(declared);
         tracing::info_span!(
             "request",
             request_id = %request_id,
             method = %request.method(),
-            route = %route.as_deref().unwrap_or(request.path()),
+            route = %route.unwrap_or(request.path()),
             // Filled in by the gate: the authenticated agent, never merely
             // the one a request claims (in open mode there is no other).
             agent_id = tracing::field::Empty,

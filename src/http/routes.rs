@@ -378,6 +378,9 @@ impl Route {
 struct Resource {
     /// As routed, with the values `{collection}` takes.
     def: ResourceDef,
+    /// As declared and documented (`/api/channels/{channel}/events`): what
+    /// the request log and the metrics name it by.
+    path: &'static str,
     /// Indices into [`Routes::routes`], in declaration order.
     routes: Vec<usize>,
     /// The declared methods, as `Allow` names them.
@@ -432,6 +435,7 @@ impl Routes {
             let at = *by_pattern.entry(pattern.clone()).or_insert_with(|| {
                 resources.push(Resource {
                     def: ResourceDef::new(pattern),
+                    path: route.path,
                     routes: Vec::new(),
                     allow: String::new(),
                 });
@@ -463,6 +467,14 @@ impl Routes {
     /// Every route, in declaration order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The declared path of the resource the router matched by `pattern`
+    /// (`/api/{collection}` for `/api/{collection:features|tracks|spikes}`).
+    pub fn declared_path(&self, pattern: &str) -> Option<&'static str> {
+        self.by_pattern
+            .get(pattern)
+            .map(|&at| self.resources[at].path)
     }
 
     /// What the gate demands of a request with this method and URI, which the

@@ -114,6 +114,7 @@ impl Driver {
         Page {
             base: format!("{}/session/{id}", self.url),
             client: self.client.clone(),
+            closed: false,
         }
     }
 }
@@ -121,29 +122,50 @@ impl Driver {
 pub struct Page {
     base: String,
     client: reqwest::Client,
+    closed: bool,
+}
+
+/// A test that ends without `close` (a failed assertion, or none written)
+/// still ends its browser: chromedriver killed alone leaves Chromium
+/// running, its pages reconnecting to whatever server takes their port next.
+impl Drop for Page {
+    fn drop(&mut self) {
+        if !self.closed {
+            delete_session(&self.base);
+        }
+    }
+}
+
+/// `DELETE {session}`, blocking (from `drop`), over a plain TCP connection;
+/// chromedriver answers once the browser has quit.
+fn delete_session(session: &str) {
+    use std::io::{Read, Write};
+    let Some((host, path)) = session
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return;
+    };
+    let Ok(mut connection) = std::net::TcpStream::connect(host) else {
+        return;
+    };
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if connection.write_all(request.as_bytes()).is_ok() {
+        let _ = connection.read_to_end(&mut Vec::new());
+    }
 }
 
 impl Page {
-    pub async fn open(&self, url: &str) {
-        let r = self
-            .client
-            .post(format!("{}/url", self.base))
-            .json(&json!({ "url": url }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "navigate: {}",
-            r.text().await.unwrap()
-        );
-    }
-
-    pub async fn eval(&self, script: &str) -> Value {
+    /// Sends one WebDriver command (`POST <session>/<path>` with `body`)
+    /// and answers its `value`, whatever its status.
+    async fn query(&self, path: &str, body: Value) -> Value {
         let answer: Value = self
             .client
-            .post(format!("{}/execute/sync", self.base))
-            .json(&json!({ "script": script, "args": [] }))
+            .post(format!("{}/{path}", self.base))
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -151,6 +173,31 @@ impl Page {
             .await
             .unwrap();
         answer["value"].clone()
+    }
+
+    /// Sends one WebDriver command that must succeed (the test fails with
+    /// `what` and the driver's answer otherwise) and answers its `value`.
+    async fn command(&self, what: &str, path: &str, body: Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let answer: Value = r.json().await.unwrap_or_default();
+        assert!(status.is_success(), "{what}: {answer}");
+        answer["value"].clone()
+    }
+
+    pub async fn open(&self, url: &str) {
+        self.command("navigate", "url", json!({ "url": url })).await;
+    }
+
+    pub async fn eval(&self, script: &str) -> Value {
+        self.query("execute/sync", json!({ "script": script, "args": [] }))
+            .await
     }
 
     /// Waits until `script` returns true.
@@ -162,8 +209,9 @@ impl Page {
         }
     }
 
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         let _ = self.client.delete(&self.base).send().await;
+        self.closed = true;
     }
 }
 
@@ -171,21 +219,18 @@ impl Page {
     /// Runs `body` (the inside of an async function) and returns what it
     /// returns; a thrown error comes back as `{"thrown": "…"}`.
     pub async fn run(&self, body: &str) -> Value {
+        self.run_with(body, json!([])).await
+    }
+
+    /// `run`, with `args` (a JSON list) as `arguments[0]`, `arguments[1]`, ….
+    pub async fn run_with(&self, body: &str, args: Value) -> Value {
         let script = format!(
             "const done = arguments[arguments.length - 1];
              (async () => {{ {body} }})().then(done, (e) => done({{ thrown: String(e && e.stack || e) }}));"
         );
-        let answer: Value = self
-            .client
-            .post(format!("{}/execute/async", self.base))
-            .json(&json!({ "script": script, "args": [] }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let value = answer["value"].clone();
+        let value = self
+            .query("execute/async", json!({ "script": script, "args": args }))
+            .await;
         assert!(
             value.get("thrown").is_none() && value.get("error").is_none(),
             "the page's script failed: {value}"
@@ -215,18 +260,12 @@ impl Page {
     /// Resizes the window so that the page is `width` CSS pixels wide (the
     /// headless browser has no window frame) and checks that it is.
     pub async fn set_width(&self, width: u32) {
-        let r = self
-            .client
-            .post(format!("{}/window/rect", self.base))
-            .json(&json!({ "width": width, "height": 900 }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "resize: {}",
-            r.text().await.unwrap()
-        );
+        self.command(
+            "resize",
+            "window/rect",
+            json!({ "width": width, "height": 900 }),
+        )
+        .await;
         assert_eq!(
             self.eval("return innerWidth").await,
             json!(width),
@@ -235,17 +274,10 @@ impl Page {
     }
 
     async fn element(&self, css: &str) -> String {
-        let answer: Value = self
-            .client
-            .post(format!("{}/element", self.base))
-            .json(&json!({ "using": "css selector", "value": css }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["value"][ELEMENT]
+        let answer = self
+            .query("element", json!({ "using": "css selector", "value": css }))
+            .await;
+        answer[ELEMENT]
             .as_str()
             .unwrap_or_else(|| panic!("no element {css}: {answer}"))
             .to_owned()
@@ -255,34 +287,24 @@ impl Page {
     /// first. `text` may hold keys such as `ENTER`.
     pub async fn type_into(&self, css: &str, text: &str) {
         let element = self.element(css).await;
-        let r = self
-            .client
-            .post(format!("{}/element/{element}/value", self.base))
-            .json(&json!({ "text": text }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "typing into {css}: {}",
-            r.text().await.unwrap()
-        );
+        self.command(
+            &format!("typing into {css}"),
+            &format!("element/{element}/value"),
+            json!({ "text": text }),
+        )
+        .await;
     }
 
     /// Presses and releases one key where the focus is.
     pub async fn press(&self, key: &str) {
-        let r = self
-            .client
-            .post(format!("{}/actions", self.base))
-            .json(
-                &json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": [
-                    { "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }
-                ]}]}),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "key: {}", r.text().await.unwrap());
+        self.command(
+            "key",
+            "actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": [
+                { "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }
+            ]}]}),
+        )
+        .await;
     }
 
     /// Saves PNGs of the whole page, beyond the window's height too (laid
@@ -296,21 +318,17 @@ impl Page {
             .await;
         let (width, total) = (size[0].as_u64().unwrap(), size[1].as_u64().unwrap());
         for (n, top) in (0..total).step_by(height as usize).enumerate() {
-            let answer: Value = self
-                .client
-                .post(format!("{}/goog/cdp/execute", self.base))
-                .json(&json!({ "cmd": "Page.captureScreenshot", "params": {
-                    "format": "png", "captureBeyondViewport": true,
-                    "clip": { "x": 0, "y": top, "width": width, "height": height.min(total - top), "scale": 1 }
-                }}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer = self
+                .cdp(
+                    "Page.captureScreenshot",
+                    json!({
+                        "format": "png", "captureBeyondViewport": true,
+                        "clip": { "x": 0, "y": top, "width": width, "height": height.min(total - top), "scale": 1 }
+                    }),
+                )
+                .await;
             let png = base64::engine::general_purpose::STANDARD
-                .decode(answer["value"]["data"].as_str().unwrap_or_default())
+                .decode(answer["data"].as_str().unwrap_or_default())
                 .unwrap_or_else(|e| panic!("no screenshot ({e}): {answer}"));
             std::fs::write(dir.join(format!("{stem}-{}.png", n + 1)), png).unwrap();
         }
@@ -320,19 +338,26 @@ impl Page {
 impl Page {
     /// Runs a Chrome DevTools Protocol command through chromedriver.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
-        let r = self
-            .client
-            .post(format!("{}/goog/cdp/execute", self.base))
-            .json(&json!({ "cmd": cmd, "params": params }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "{cmd}: {}",
-            r.text().await.unwrap()
-        );
-        r.json::<Value>().await.unwrap()["value"].clone()
+        self.command(
+            cmd,
+            "goog/cdp/execute",
+            json!({ "cmd": cmd, "params": params }),
+        )
+        .await
+    }
+
+    /// How long a navigation and an async script may take before WebDriver
+    /// answers with an error (chromedriver's default page load is 300 s).
+    pub async fn set_timeouts(&self, page_load: Duration, script: Duration) {
+        self.command(
+            "timeouts",
+            "timeouts",
+            json!({
+                "pageLoad": page_load.as_millis() as u64,
+                "script": script.as_millis() as u64,
+            }),
+        )
+        .await;
     }
 
     /// The handle of the window (tab) that commands go to.
@@ -352,33 +377,16 @@ impl Page {
     /// Opens a new tab in the same browser (same profile) and answers its
     /// handle; commands still go to the current one until `switch_to`.
     pub async fn new_tab(&self) -> String {
-        let answer: Value = self
-            .client
-            .post(format!("{}/window/new", self.base))
-            .json(&json!({ "type": "tab" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["value"]["handle"].as_str().unwrap().to_owned()
+        let answer = self
+            .command("new tab", "window/new", json!({ "type": "tab" }))
+            .await;
+        answer["handle"].as_str().unwrap().to_owned()
     }
 
     /// Sends the next commands (and `cdp`) to the tab `handle`.
     pub async fn switch_to(&self, handle: &str) {
-        let r = self
-            .client
-            .post(format!("{}/window", self.base))
-            .json(&json!({ "handle": handle }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "switch: {}",
-            r.text().await.unwrap()
-        );
+        self.command("switch", "window", json!({ "handle": handle }))
+            .await;
     }
 
     /// Takes the page offline or back online, as DevTools' "Offline" and

@@ -607,7 +607,7 @@ write = ["*"]
 
 /// An HS256 JWT for `agent` that expires `seconds` from now, with `extra`
 /// claims.
-fn jwt(secret: &str, agent: &str, seconds: u64, extra: Value) -> String {
+pub fn jwt(secret: &str, agent: &str, seconds: u64, extra: Value) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

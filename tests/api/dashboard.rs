@@ -284,12 +284,20 @@ async fn the_dashboard_shows_content_live_tracks_spikes_events_files_conversatio
     )
     .await;
 
-    // Presence lists this page's session.
+    // Presence lists this browser's session (the shared stream's, see
+    // docs/client.md).
     page.wait_for(
-        "this page in presence",
-        "return !!document.querySelector(`#sessions tr[data-session-id=\"${window.switchboard.sessionId}\"]`)",
+        "this browser in presence",
+        "return !!document.querySelector(`#sessions tr[data-session-id=\"${window.switchboard.streamSessionId}\"]`)",
     )
     .await;
+    let marked = page
+        .eval("return document.querySelector(`#sessions tr[data-session-id=\"${window.switchboard.streamSessionId}\"]`).textContent")
+        .await;
+    assert!(
+        marked.as_str().unwrap_or("").contains("(this browser)"),
+        "the browser's own session is marked: {marked}"
+    );
     page.close().await;
 }
 
@@ -798,7 +806,7 @@ async fn the_feed_hides_presence_events_unless_asked_and_times_read_relative_wit
         "relative: {relative}"
     );
     let since = page
-        .eval("const t = document.querySelector(`#sessions tr[data-session-id=\"${window.switchboard.sessionId}\"] time`); return [t.textContent, t.title, t.getClientRects().length]")
+        .eval("const t = document.querySelector(`#sessions tr[data-session-id=\"${window.switchboard.streamSessionId}\"] time`); return [t.textContent, t.title, t.getClientRects().length]")
         .await;
     assert!(
         since[0] == "just now" || since[0].as_str().unwrap().ends_with(" s ago"),

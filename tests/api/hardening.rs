@@ -191,21 +191,7 @@ impl Served {
     async fn start(max_files: Option<u64>) -> Served {
         use tokio::io::AsyncBufReadExt;
         let dir = tempfile::tempdir().unwrap();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        command
-            .arg("serve")
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--database",
-            ])
-            .arg(dir.path().join("switchboard.db"))
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = crate::process::serve_command(dir.path().join("switchboard.db"));
         if let Some(max) = max_files {
             // SAFETY: between fork and exec only setrlimit(2) runs, which is
             // async-signal-safe, and nothing is allocated.

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1479,23 +1478,10 @@ struct Served {
 
 impl Served {
     async fn start(dir: &Path, tokens: &Path, env: &[(&str, &str)]) -> Served {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("serve")
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--database",
-            ])
-            .arg(dir.join("switchboard.db"))
+        let mut child = crate::process::serve_command(dir.join("switchboard.db"))
             .arg("--tokens")
             .arg(tokens)
-            .env("RUST_LOG", "info")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("switchboard starts");
         let stderr = child.stderr.take().expect("stderr");

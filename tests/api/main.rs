@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod client;
 mod client_offline;
+mod client_tabs;
 mod connections;
 mod conversations;
 mod dashboard;

@@ -26,12 +26,12 @@ pub async fn start_serve_with(
     (child, port)
 }
 
-/// `start_serve_with`, returning the `switchboard listening` log line.
-async fn start_serve_logged(
-    database: impl AsRef<std::ffi::OsStr>,
-    env: &[(&str, &str)],
-) -> (Child, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+/// The real binary serving `database` on a free port, logging JSON at
+/// `info` to a piped stderr (its first line names the port), killed when
+/// dropped; a test adds its own settings before spawning it.
+pub fn serve_command(database: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
         .arg("serve")
         .args([
             "--bind",
@@ -42,10 +42,19 @@ async fn start_serve_logged(
         ])
         .arg(database)
         .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    command
+}
+
+/// `start_serve_with`, returning the `switchboard listening` log line.
+async fn start_serve_logged(
+    database: impl AsRef<std::ffi::OsStr>,
+    env: &[(&str, &str)],
+) -> (Child, Value) {
+    let mut child = serve_command(database)
+        .envs(env.iter().copied())
         .spawn()
         .expect("switchboard starts");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::publisher::{flood_publisher, paced_publisher, PublisherReport};
+use super::publisher::{flood_publisher, paced_publisher, Credential, PublisherReport};
 use super::subscriber::{subscriber, SubscriberReport, SubscriberShared};
 use super::{mib, CONNECT_TIMEOUT};
 use crate::server::{CpuMeter, CpuUse, ServerProcess};
@@ -165,7 +165,12 @@ fn spawn_publishers(
         Load::Flood { publishers } => {
             let until = started + duration;
             for i in 0..publishers {
-                publisher_tasks.spawn(flood_publisher(addr_of(i), seqs.clone(), until));
+                publisher_tasks.spawn(flood_publisher(
+                    addr_of(i),
+                    seqs.clone(),
+                    until,
+                    Credential::None,
+                ));
             }
         }
     }

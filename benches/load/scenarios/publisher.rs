@@ -1,8 +1,9 @@
 //! The probe publishers: each sends `POST /api/channels/bench/events` on one
-//! keep-alive connection, stamping every probe with its real send time.
+//! keep-alive connection, stamping every probe with its real send time, with
+//! the credential it is given (none by default).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use super::{probe_json, unix_micros, REQUEST_TIMEOUT};
 use crate::http::HttpConn;
 use crate::stats::SeqSet;
 
-const PUBLISH_PATH: &str = "/api/channels/bench/events";
+pub const PUBLISH_PATH: &str = "/api/channels/bench/events";
 
 #[derive(Default)]
 pub struct PublisherReport {
@@ -37,6 +38,40 @@ impl PublisherReport {
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
+    }
+}
+
+/// What a publisher sends in `Authorization`.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// Nothing: an open server.
+    None,
+    /// The same bearer token on every request.
+    Bearer(Arc<str>),
+    /// A different bearer token on every request: the next one of a pool
+    /// shared by all publishers, from the start again after the last.
+    Pool {
+        tokens: Arc<Vec<String>>,
+        next: Arc<AtomicUsize>,
+    },
+}
+
+impl Credential {
+    /// Sets the connection's bearer for its next request.
+    fn apply(&self, conn: &mut HttpConn) {
+        match self {
+            Credential::None => {}
+            Credential::Bearer(token) => conn.set_bearer(Some(token)),
+            Credential::Pool { tokens, next } => {
+                let i = next.fetch_add(1, Ordering::Relaxed) % tokens.len().max(1);
+                conn.set_bearer(tokens.get(i).map(String::as_str));
+            }
+        }
+    }
+
+    /// Whether every request needs a credential of its own.
+    fn per_request(&self) -> bool {
+        matches!(self, Credential::Pool { .. })
     }
 }
 
@@ -99,11 +134,13 @@ pub async fn paced_publisher(
     report
 }
 
-/// Publishes back to back on one keep-alive connection until `until`.
+/// Publishes back to back on one keep-alive connection until `until`, each
+/// request with `credential`.
 pub async fn flood_publisher(
     addr: SocketAddr,
     seqs: Arc<AtomicU64>,
     until: Instant,
+    credential: Credential,
 ) -> PublisherReport {
     let mut report = PublisherReport::default();
     let mut conn = match HttpConn::connect(addr).await {
@@ -113,8 +150,13 @@ pub async fn flood_publisher(
             return report;
         }
     };
+    credential.apply(&mut conn);
+    let per_request = credential.per_request();
     while Instant::now() < until {
         let errors = report.errors;
+        if per_request {
+            credential.apply(&mut conn);
+        }
         publish_one(&mut conn, &seqs, &mut report).await;
         if report.errors > errors {
             // Do not spin on a server that refuses.

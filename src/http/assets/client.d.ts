@@ -350,6 +350,12 @@ export interface SwitchboardOptions {
   /** `X-Session-ID`; one per tab by default (kept in `sessionStorage`). */
   sessionId?: string;
   /**
+   * One stream for all tabs of this browser with the same `url`, agent and
+   * token subject (`true`, the default, where the browser has Web Locks and
+   * BroadcastChannel); `false`: a stream of this `Switchboard`'s own.
+   */
+  sharedStream?: boolean;
+  /**
    * Where writes made while the server cannot be reached wait: IndexedDB by
    * default (memory where it is missing); `false` keeps none (such writes
    * reject with `network_error`).
@@ -366,6 +372,9 @@ export interface OutboxOptions {
    */
   name?: string;
 }
+
+/** Who holds the stream this `Switchboard` takes its events from. */
+export type StreamRole = "leader" | "follower" | "own";
 
 export interface SubscribeOptions {
   /** Channel patterns (`*` suffix = prefix), as a list or comma-separated; `"*"` by default. */
@@ -466,10 +475,49 @@ export interface Subscription {
 }
 
 /**
+ * What `subscribe(listener)` and `getSnapshot()` bind to: React's
+ * `useSyncExternalStore(live.subscribe, live.getSnapshot)`, a Svelte store
+ * (`$live`), a Vue `shallowRef`. `getSnapshot()` answers the same frozen
+ * object until the next change; `subscribe` calls `listener` at once with
+ * the snapshot, then after every change, and returns the unsubscribe
+ * function.
+ */
+export interface Bindable<S> {
+  getSnapshot(): S;
+  subscribe(listener: (snapshot: S) => void): () => void;
+}
+
+/** A live collection's immutable snapshot. */
+export interface CollectionSnapshot<T> {
+  /** In the order held: the snapshot's, then new items. Sort to display. */
+  readonly items: readonly Readonly<T>[];
+  /** The same items by `id` (files: `stable_id`). */
+  readonly byId: Readonly<Record<string, Readonly<T>>>;
+  readonly cursor: number | null;
+  /** False until the first snapshot is in. */
+  readonly loaded: boolean;
+}
+
+/** A live conversation's immutable snapshot. */
+export interface ConversationSnapshot {
+  readonly conversation: Readonly<Conversation & { deleted?: true }> | null;
+  readonly messages: readonly Readonly<Message>[];
+  readonly cursor: number | null;
+  readonly loaded: boolean;
+}
+
+/** Live presence's immutable snapshot. */
+export interface PresenceSnapshot {
+  readonly sessions: readonly Readonly<Session>[];
+  /** False until `/api/sessions` was read. */
+  readonly loaded: boolean;
+}
+
+/**
  * A live collection: `items` equal to the server's state as of `cursor`,
  * kept by a snapshot from `/api/sync` and the stream from its cursor.
  */
-export interface LiveCollection<T> {
+export interface LiveCollection<T> extends Bindable<CollectionSnapshot<T>> {
   readonly name: CollectionName;
   /**
    * By `id` (files: by `stable_id`), with the writes waiting in the outbox
@@ -479,6 +527,8 @@ export interface LiveCollection<T> {
   /** The newest event id applied; `null` before the first snapshot. */
   readonly cursor: number | null;
   readonly closed: boolean;
+  /** True once the first snapshot is in. */
+  readonly loaded: boolean;
   /** Resolves once the first snapshot is loaded (rejects on a 4xx answer). */
   readonly ready: Promise<this>;
   on(name: "change", fn: (change: LiveChange) => void): () => void;
@@ -489,7 +539,7 @@ export interface LiveCollection<T> {
 }
 
 /** One conversation with its messages, live. */
-export interface LiveConversation {
+export interface LiveConversation extends Bindable<ConversationSnapshot> {
   readonly id: string;
   /** The summary; `deleted: true` once the conversation was deleted. */
   readonly conversation: (Conversation & { deleted?: true }) | null;
@@ -500,6 +550,7 @@ export interface LiveConversation {
   readonly messages: Array<Message & PendingMark>;
   readonly cursor: number | null;
   readonly closed: boolean;
+  readonly loaded: boolean;
   readonly ready: Promise<this>;
   on(name: "change", fn: (change: LiveChange) => void): () => void;
   off(name: "change", fn: (change: LiveChange) => void): void;
@@ -511,10 +562,11 @@ export interface LiveConversation {
 }
 
 /** The sessions connected now, live. */
-export interface LivePresence {
+export interface LivePresence extends Bindable<PresenceSnapshot> {
   /** By `session_id`. */
   readonly sessions: Map<string, Session>;
   readonly closed: boolean;
+  readonly loaded: boolean;
   /** Resolves after the first read of `/api/sessions` (also when it failed). */
   readonly ready: Promise<this>;
   on(name: "change", fn: (change: { reason: "presence" }) => void): () => void;
@@ -673,6 +725,14 @@ export class Switchboard {
   sessionId: string;
   /** The shared stream's state. */
   readonly status: ConnectionStatus;
+  /**
+   * `"leader"`: this tab holds the browser's stream; `"follower"`: another
+   * tab does and passes its events on; `"own"`: a stream of this
+   * `Switchboard`'s own. `null` until the first subscription decides.
+   */
+  readonly streamRole: StreamRole | null;
+  /** The session the stream is opened as (presence): `browser-…` when shared, else `sessionId`. */
+  readonly streamSessionId: string;
   /**
    * Whether the server can be reached, as far as the page knows: false while
    * the browser is offline, and from a request that failed on the network

@@ -19,7 +19,9 @@
 // All subscriptions of one `Switchboard` share one `EventSource` (browsers
 // allow six HTTP/1.1 connections per origin): it carries the union of their
 // channels from the oldest position any of them needs, and each subscription
-// drops what it has already seen.
+// drops what it has already seen. Across the tabs of a browser with the same
+// server and credentials, one tab holds that `EventSource` (a Web Lock) and
+// passes its events to the others (a BroadcastChannel): see `StreamHub`.
 "use strict";
 
 /** The work-item collections, by name. */
@@ -31,6 +33,10 @@ const SESSION_KEY = "switchboard.session";
 /** Reconnect backoff: first delay and ceiling, in milliseconds. */
 const BACKOFF_FIRST = 500;
 const BACKOFF_MAX = 5000;
+/** Where the seed of the browser's stream session is kept (`localStorage`). */
+const BROWSER_KEY = "switchboard.browser";
+/** How long a tab that takes the browser's stream over waits for the others' positions. */
+const TAKEOVER_WAIT = 50;
 /** The outbox's IndexedDB database and its one object store. */
 const OUTBOX_DB = "switchboard-outbox";
 const OUTBOX_STORE = "writes";
@@ -77,6 +83,58 @@ function tabSessionId() {
   } catch (_) {
     return "tab-" + randomHex(8);
   }
+}
+
+/** Does the browser have what one stream for all tabs needs? */
+function canShare() {
+  return typeof globalThis.BroadcastChannel === "function" && typeof globalThis.navigator?.locks?.request === "function" && Boolean(globalThis.crypto?.subtle);
+}
+
+/** SHA-256 of a string, in lowercase hex. */
+async function sha256hex(text) {
+  const digest = await globalThis.crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Who a token names, for grouping tabs: a JWT's issuer and subject (so a
+ * refreshed JWT of the same user keeps its group), else the token itself.
+ */
+function tokenIdentity(token) {
+  const parts = String(token).split(".");
+  if (parts.length === 3) {
+    try {
+      const claims = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+      if (typeof claims.sub === "string") return ["jwt", claims.iss ?? null, claims.sub];
+    } catch (_) {
+      // Not a JWT: the token itself.
+    }
+  }
+  return ["token", String(token)];
+}
+
+/**
+ * The session the browser's shared stream is opened as: `browser-` and 16
+ * hex digits, the same for every tab and leader of this browser profile and
+ * group (a random seed kept in `localStorage`, hashed with the group's key).
+ */
+async function browserSessionId(key) {
+  let seed = null;
+  try {
+    seed = globalThis.localStorage?.getItem(BROWSER_KEY);
+    if (!seed) {
+      seed = randomHex(16);
+      globalThis.localStorage?.setItem(BROWSER_KEY, seed);
+    }
+  } catch (_) {
+    seed = null;
+  }
+  return "browser-" + (await sha256hex(`${seed ?? randomHex(16)} ${key}`)).slice(0, 16);
+}
+
+/** Does a connection carrying `patterns` carry every pattern of `wanted`? */
+function covers(patterns, wanted) {
+  return wanted.every((c) => patterns.some((p) => p === "*" || p === c || (p.endsWith("*") && !c.endsWith("*") && matches(p, c))));
 }
 
 /** Does `channel` match the subscription pattern (`*` suffix = prefix)? */
@@ -164,34 +222,122 @@ class Subscription {
 }
 
 /**
- * The one `EventSource` of a `Switchboard`, shared by its subscriptions.
- * It reconnects by itself (with a fresh ticket in token mode) from the
- * oldest position a subscription needs.
+ * In the tab that holds the browser's stream: another tab's needs, as one
+ * subscription that delivers nothing here. It is what the connection must
+ * carry for that tab (the union of its channels, from the oldest position
+ * its subscriptions hold), and it moves forward with every event passed on,
+ * as a subscription of this tab would.
+ */
+class RemoteTab extends Subscription {
+  constructor(hub, tab) {
+    super(hub, { channels: [] }, () => {});
+    this.tab = tab;
+  }
+
+  close() {
+    this.closed = true;
+    this._hub.remote.delete(this.tab);
+  }
+}
+
+/**
+ * The stream of a `Switchboard`, shared by its subscriptions — and by the
+ * `Switchboard`s of every tab of this browser with the same server and
+ * credentials.
+ *
+ * Its `role`:
+ * - `"own"`: this `Switchboard` holds its own `EventSource` (no Web Locks or
+ *   BroadcastChannel, or `sharedStream: false`).
+ * - `"leader"`: it holds the browser's `EventSource` (elected with a Web
+ *   Lock held for its life) and posts every event, `resync`, the status and
+ *   each new connection on a BroadcastChannel. The connection carries what
+ *   its own subscriptions and every other tab's (`RemoteTab`) need.
+ * - `"follower"`: it holds no connection. Events come from the leader's
+ *   posts; what its subscriptions need that the leader's connection does
+ *   not carry (a channel, an older position) it asks for with a `need`.
+ *
+ * Ordering: one tab posts at a time (the lock holder) and a channel keeps
+ * one sender's order, so a follower sees each connection's events as the
+ * leader did. A connection announces itself (`conn`: its channels and the
+ * position it starts after) before its first event; a follower's
+ * subscription takes events only from a connection that started at or
+ * before its own position and carries its channels, and drops ids it has
+ * passed. Whatever the leader chose, no tab can miss or repeat an event: a
+ * wrong choice only costs one more reconnect.
  */
 class StreamHub {
-  constructor(sb) {
+  constructor(sb, shared) {
     this.sb = sb;
     /** @type {Set<Subscription>} */
     this.subs = new Set();
+    /** Leader: the other tabs' needs, by tab id. @type {Map<string, RemoteTab>} */
+    this.remote = new Map();
     /** @type {EventSource|null} */
     this.source = null;
-    /** The channel patterns the open connection carries. */
+    /** The channel patterns the connection carries. */
     this.channels = [];
-    /** The newest id the open connection has passed; null before the first. */
+    /** The newest id the connection has passed; null before the first. */
     this.position = null;
     this.status = "idle";
+    this._shared = shared && canShare();
+    /** `"own"`, `"leader"` or `"follower"`; null until the first subscription. */
+    this.role = this._shared ? null : "own";
+    /** This hub's id on the channel. */
+    this.tab = "t" + randomHex(8);
+    /** The connection events are taken from: `tab:generation` of its holder. */
+    this.conn = null;
+    /** Follower: the tab holding the stream, and the status it announced. */
+    this.leader = null;
+    this.leaderStatus = "connecting";
+    /** The session the browser's stream is opened as (presence); own: the tab's. */
+    this.streamSession = sb.sessionId;
+    this.closed = false;
     this._generation = 0;
     this._backoff = BACKOFF_FIRST;
     this._timer = null;
     this._queued = false;
+    this._soon = null;
+    this._joining = false;
+    /** @type {BroadcastChannel|null} */
+    this._channel = null;
+    this._release = null;
+    this._abort = null;
+  }
+
+  /** Local subscriptions and, in the leader, the other tabs' needs. */
+  _all() {
+    return [...this.subs, ...this.remote.values()];
   }
 
   add(sub) {
+    if (this.closed) this._reopen();
     this.subs.add(sub);
-    const covered = this.source && sub.channels.every((c) => this.channels.some((p) => p === "*" || p === c || (p.endsWith("*") && !c.endsWith("*") && matches(p, c))));
-    if (!covered || this.position == null || sub.lastEventId < this.position) {
-      // The open connection cannot give this subscription what it lacks:
-      // it waits for the next one, which starts where it needs.
+    this._cover(sub);
+    if (this.role === null) this._join();
+  }
+
+  /** A subscription after `sb.close()`: start again, as a new `Switchboard` would. */
+  _reopen() {
+    this.closed = false;
+    this._joining = false;
+    this.role = this._shared ? null : "own";
+    this.leader = null;
+    this.conn = null;
+    this.position = null;
+    this.remote.clear();
+    this._release = null;
+    this._abort = null;
+  }
+
+  /**
+   * Takes `sub` on the current connection if it carries its channels from
+   * at or before its position; else `sub` waits for the next connection,
+   * which starts where it needs.
+   */
+  _cover(sub) {
+    // A connection being retried still counts: it resumes from every
+    // subscription's position.
+    if (this.conn == null || !covers(this.channels, sub.channels) || this.position == null || sub.lastEventId < this.position) {
       sub._waiting = true;
       this._reconnectSoon();
     } else {
@@ -201,7 +347,13 @@ class StreamHub {
 
   remove(sub) {
     this.subs.delete(sub);
-    if (this.subs.size === 0) {
+    if (this.subs.size) return;
+    if (this.role === "follower") {
+      // The leader stops carrying this tab; this tab keeps following the
+      // connection, so that its next subscription starts from it.
+      this._post({ t: "need", channels: [], from: null });
+      this._setStatus("idle");
+    } else if (this.remote.size === 0) {
       this._close("idle");
       this.position = null;
     }
@@ -210,7 +362,15 @@ class StreamHub {
   _setStatus(status) {
     if (this.status === status) return;
     this.status = status;
+    if (this.role === "leader") this._post({ t: "status", status });
     this.sb._emit("status", status);
+  }
+
+  /** A follower's status: the leader's while attached to its connection. */
+  _followerStatus() {
+    if (this.subs.size === 0) return "idle";
+    if (this.conn != null) return this.leaderStatus;
+    return this.status === "live" || this.status === "reconnecting" ? "reconnecting" : "connecting";
   }
 
   _close(status) {
@@ -219,40 +379,53 @@ class StreamHub {
     this._timer = null;
     if (this.source) this.source.close();
     this.source = null;
+    this.conn = null;
     this._setStatus(status);
   }
 
   /**
    * Reconnect once for every subscription added within a few milliseconds
-   * (a page's start adds several): each reconnect is a new connection.
+   * (a page's start adds several): each reconnect is a new connection. A
+   * follower asks the leader once for all of them.
    */
-  _reconnectSoon() {
+  _reconnectSoon(delay = 20) {
     if (this._queued) return;
     this._queued = true;
-    setTimeout(() => {
+    this._soon = setTimeout(() => {
       this._queued = false;
       this._connect();
-    }, 20);
+    }, delay);
   }
 
   async _connect() {
+    if (this.closed || this.role === null) return;
+    if (this.role === "follower") {
+      this._need();
+      return;
+    }
+    const all = this._all();
     const wasLive = this.status === "live";
-    this._close(this.subs.size ? (wasLive ? "reconnecting" : "connecting") : "idle");
-    if (this.subs.size === 0) return;
+    this._close(all.length ? (wasLive ? "reconnecting" : "connecting") : "idle");
+    if (all.length === 0) return;
     const generation = this._generation;
-    const subs = [...this.subs];
-    for (const sub of subs) sub._waiting = false;
-    const start = Math.min(...subs.map((s) => s.lastEventId));
-    const patterns = [...new Set(subs.flatMap((s) => s.channels))];
+    for (const sub of all) sub._waiting = false;
+    const start = Math.min(...all.map((s) => s.lastEventId));
+    const patterns = [...new Set(all.flatMap((s) => s.channels))];
     const channels = patterns.includes("*") ? ["*"] : patterns;
+    // The server leaves nothing out: every tab drops its own session's
+    // events itself (includeOwn), and the stream's session is not a tab's.
     const query = {
       channels: channels.join(","),
       include_own: "true",
       plain: "true",
-      session_id: this.sb.sessionId,
+      session_id: this.streamSession,
       last_event_id: String(start),
     };
     if (this.sb.agentId && !this.sb._hasToken()) query.agent_id = this.sb.agentId;
+    this.channels = channels;
+    this.position = start;
+    this.conn = `${this.tab}:${generation}`;
+    this._announce();
     try {
       if (this.sb._hasToken()) {
         // EventSource cannot send headers: one single-use ticket per connection.
@@ -268,8 +441,6 @@ class StreamHub {
     if (generation !== this._generation) return;
     const source = new EventSource(this.sb._url("/api/stream", query));
     this.source = source;
-    this.channels = channels;
-    this.position = start;
     source.onopen = () => {
       if (generation !== this._generation) return;
       this._backoff = BACKOFF_FIRST;
@@ -277,13 +448,14 @@ class StreamHub {
     };
     source.onmessage = (message) => {
       if (generation !== this._generation) return;
-      const event = JSON.parse(message.data);
-      this.position = Math.max(this.position, event.id);
-      for (const sub of [...this.subs]) sub._offer(event);
+      if (this.role === "leader") this._post({ t: "event", conn: this.conn, data: message.data });
+      this._dispatch(JSON.parse(message.data));
     };
     source.addEventListener("resync", (message) => {
       if (generation !== this._generation) return;
-      this._resync(JSON.parse(message.data));
+      const data = JSON.parse(message.data);
+      if (this.role === "leader") this._post({ t: "resync", conn: this.conn, data });
+      this._resync(data);
     });
     source.addEventListener("reauthenticate", (message) => {
       if (generation !== this._generation) return;
@@ -306,6 +478,12 @@ class StreamHub {
     };
   }
 
+  /** One event of the connection, offered to every subscription in id order. */
+  _dispatch(event) {
+    this.position = Math.max(this.position, event.id);
+    for (const sub of this._all()) sub._offer(event);
+  }
+
   _retryLater(generation) {
     if (this.source) this.source.close();
     this.source = null;
@@ -324,20 +502,260 @@ class StreamHub {
    */
   _resync(data) {
     const head = data.head_id;
-    for (const sub of [...this.subs]) {
+    for (const sub of this._all()) {
       const expired = data.reason === "cursor_expired" && sub.lastEventId < data.oldest_id - 1;
       const ahead = sub.lastEventId > head;
       if (expired || ahead) sub._resync(data);
     }
     this.position = head;
     let behind = false;
-    for (const sub of this.subs) {
+    for (const sub of this._all()) {
       if (sub.lastEventId < head) {
         sub._waiting = true;
         behind = true;
       }
     }
     if (behind) this._reconnectSoon();
+  }
+
+  // ---- one stream per browser -------------------------------------------
+
+  /**
+   * Joins the tabs of this browser that use the same server and
+   * credentials: follows the leader's connection until this tab gets the
+   * lock, then leads until it closes (the browser releases the lock of a
+   * closed or crashed tab, and the next tab in line takes over).
+   */
+  async _join() {
+    if (this._joining) return;
+    this._joining = true;
+    let key = null;
+    try {
+      key = await this.sb._sharedKey();
+      this.streamSession = await browserSessionId(key);
+    } catch (error) {
+      this.sb._emit("error", error);
+    }
+    if (this.closed) return;
+    if (key == null) {
+      this.role = "own";
+      this._reconnectSoon();
+      return;
+    }
+    this._channel = new BroadcastChannel(key);
+    this._channel.onmessage = (message) => this._onMessage(message.data);
+    this.role = "follower";
+    this._abort = new AbortController();
+    globalThis.navigator.locks
+      .request(key, { signal: this._abort.signal }, () => {
+        if (this.closed) return undefined;
+        this._lead();
+        return new Promise((resolve) => {
+          this._release = resolve;
+        });
+      })
+      .catch(() => {
+        // Locks refused (an opaque origin, a sandboxed frame): a stream of its own.
+        if (this.closed || this.role !== "follower") return;
+        this._channel.close();
+        this._channel = null;
+        this.role = "own";
+        this.conn = null;
+        this.position = null;
+        this.streamSession = this.sb.sessionId;
+        this._reconnectSoon();
+      });
+    this._setStatus(this._followerStatus());
+    this._reconnectSoon();
+  }
+
+  /**
+   * This tab got the lock: it asks every tab where it is, waits a moment
+   * for the answers, and opens the connection from the oldest position
+   * needed. An answer that comes later makes it reconnect from there.
+   */
+  _lead() {
+    this.role = "leader";
+    this.leader = this.tab;
+    this.conn = null;
+    this.remote.clear();
+    this._post({ t: "leader" });
+    this._close(this.status === "live" || this.status === "reconnecting" ? "reconnecting" : this.status);
+    clearTimeout(this._soon);
+    this._queued = false;
+    this._reconnectSoon(TAKEOVER_WAIT);
+  }
+
+  _post(message) {
+    if (this._channel) this._channel.postMessage({ ...message, tab: this.tab });
+  }
+
+  /** Leader: announces its connection, so that followers take events from it. */
+  _announce() {
+    this._post({ t: "conn", conn: this.conn, channels: this.channels, position: this.position, status: this.status });
+  }
+
+  /** Follower: asks the leader to carry what this tab's subscriptions need. */
+  _need() {
+    if (this.subs.size === 0) return;
+    const subs = [...this.subs];
+    const patterns = [...new Set(subs.flatMap((s) => s.channels))];
+    this._setStatus(this._followerStatus());
+    this._post({
+      t: "need",
+      channels: patterns.includes("*") ? ["*"] : patterns,
+      from: Math.min(...subs.map((s) => s.lastEventId)),
+    });
+  }
+
+  _onMessage(m) {
+    if (this.closed || !m || m.tab === this.tab) return;
+    if (this.role === "leader") {
+      if (m.t === "need") this._remoteNeed(m);
+      return;
+    }
+    if (this.role !== "follower") return;
+    if (m.t === "leader") {
+      // A new leader: nothing more from the old connection; tell it where we are.
+      this.leader = m.tab;
+      this.conn = null;
+      for (const sub of this.subs) sub._waiting = true;
+      this._setStatus(this._followerStatus());
+      this._need();
+    } else if (m.t === "conn") {
+      this.leader = m.tab;
+      this.leaderStatus = m.status;
+      this.conn = m.conn;
+      this.channels = m.channels;
+      this.position = m.position;
+      let behind = false;
+      for (const sub of this.subs) {
+        sub._waiting = !(covers(m.channels, sub.channels) && sub.lastEventId >= m.position);
+        behind ||= sub._waiting;
+      }
+      this._setStatus(this._followerStatus());
+      if (behind) this._reconnectSoon();
+    } else if (m.t === "event") {
+      if (m.conn === this.conn) this._dispatch(JSON.parse(m.data));
+    } else if (m.t === "resync") {
+      if (m.conn === this.conn) this._resync(m.data);
+    } else if (m.t === "status") {
+      if (m.tab !== this.leader) return;
+      this.leaderStatus = m.status;
+      this._setStatus(this._followerStatus());
+    }
+  }
+
+  /** Leader: another tab's needs replace what it asked for before. */
+  _remoteNeed({ tab, channels, from }) {
+    if (!channels.length) {
+      this.remote.delete(tab);
+      if (this.subs.size === 0 && this.remote.size === 0) {
+        this._close("idle");
+        this.position = null;
+      }
+      return;
+    }
+    let proxy = this.remote.get(tab);
+    if (!proxy) {
+      proxy = new RemoteTab(this, tab);
+      this.remote.set(tab, proxy);
+    }
+    proxy.channels = channels;
+    proxy.lastEventId = from;
+    this._cover(proxy);
+    // Carried already: the tab takes events from here on.
+    if (!proxy._waiting) this._announce();
+  }
+
+  /** The page goes away: the leader stops carrying this tab. */
+  _hide() {
+    if (this.role === "follower" && this.subs.size) this._post({ t: "need", channels: [], from: null });
+  }
+
+  /** The page came back from the back/forward cache: ask again. */
+  _show() {
+    if (this.role !== "follower") return;
+    this.conn = null;
+    for (const sub of this.subs) sub._waiting = true;
+    this._need();
+  }
+
+  /**
+   * Closes the connection, or leaves the browser's stream: a leader stops
+   * posting before it gives the lock up, and the next tab in line takes over.
+   */
+  shutdown() {
+    this._hide();
+    this.closed = true;
+    clearTimeout(this._soon);
+    this._queued = false;
+    this._channel?.close();
+    this._channel = null;
+    this._close("idle");
+    this.position = null;
+    this._abort?.abort();
+    this._release?.();
+  }
+}
+
+/** Freezes `value` and everything it holds that is not frozen yet. */
+function deepFreeze(value) {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+/**
+ * What frameworks bind to (React's `useSyncExternalStore`, a Svelte store,
+ * a Vue `shallowRef`): `getSnapshot()` answers an immutable snapshot, the
+ * same object until the next `"change"` and a new one after it;
+ * `subscribe(listener)` calls `listener(snapshot)` at once and after every
+ * change, and returns the function that stops it. Objects in a snapshot are
+ * frozen: the client never changes an item in place, it replaces it.
+ */
+class Observable extends Emitter {
+  constructor() {
+    super();
+    this._snapshot = null;
+    /** @type {Set<{listener: Function}>} */
+    this._listeners = new Set();
+    // Bound, so that they can be passed as they are:
+    // `useSyncExternalStore(live.subscribe, live.getSnapshot)`.
+    this.subscribe = this.subscribe.bind(this);
+    this.getSnapshot = this.getSnapshot.bind(this);
+  }
+
+  getSnapshot() {
+    if (this._snapshot === null) this._snapshot = deepFreeze(this._makeSnapshot());
+    return this._snapshot;
+  }
+
+  subscribe(listener) {
+    // One entry per call: the same function subscribed twice (React's
+    // StrictMode does) is unsubscribed once per call.
+    const entry = { listener };
+    this._listeners.add(entry);
+    listener(this.getSnapshot());
+    return () => {
+      this._listeners.delete(entry);
+    };
+  }
+
+  _emit(name, value) {
+    if (name === "change") this._snapshot = null;
+    super._emit(name, value);
+    if (name !== "change") return;
+    for (const entry of [...this._listeners]) {
+      if (!this._listeners.has(entry)) continue;
+      try {
+        entry.listener(this.getSnapshot());
+      } catch (error) {
+        setTimeout(() => { throw error; });
+      }
+    }
   }
 }
 
@@ -346,12 +764,14 @@ class StreamHub {
  * stream from its cursor, and on `resync` a fresh snapshot while the events
  * that arrive meanwhile wait (and are applied if newer than it).
  */
-class LiveView extends Emitter {
+class LiveView extends Observable {
   constructor(sb) {
     super();
     this._sb = sb;
     this.cursor = null;
     this.closed = false;
+    /** True once the first snapshot is in. */
+    this.loaded = false;
     this._buffer = null;
     this._subscription = null;
   }
@@ -360,6 +780,7 @@ class LiveView extends Emitter {
   async _start(channels) {
     const cursor = await this._retrying(() => this._load());
     if (this.closed) return this;
+    this.loaded = true;
     this._subscription = this._sb.subscribe(
       { channels, lastEventId: cursor, includeOwn: true },
       (event) => this._onEvent(event),
@@ -566,6 +987,14 @@ class LiveCollection extends LiveView {
     return this._items.get(id)?.version;
   }
 
+  /** `{items, byId, cursor, loaded}`: `items` in the order held (the snapshot's, then new ones). */
+  _makeSnapshot() {
+    const items = [...this.items.values()];
+    const byId = Object.create(null);
+    for (const item of items) byId[item[this._key]] = item;
+    return { items, byId, cursor: this.cursor, loaded: this.loaded };
+  }
+
   close() {
     super.close();
     this._sb._live.delete(this);
@@ -664,6 +1093,11 @@ class LiveConversation extends LiveView {
     return this.messages.find((m) => m.id === id);
   }
 
+  /** `{conversation, messages, cursor, loaded}` */
+  _makeSnapshot() {
+    return { conversation: this.conversation, messages: [...this.messages], cursor: this.cursor, loaded: this.loaded };
+  }
+
   /** Applies one event; false when it concerns another conversation. */
   _apply(event) {
     const p = event.payload ?? {};
@@ -724,13 +1158,15 @@ class LiveConversation extends LiveView {
 }
 
 /** The sessions connected now, live: `.sessions` is a Map by session id. */
-class LivePresence extends Emitter {
+class LivePresence extends Observable {
   constructor(sb) {
     super();
     this._sb = sb;
     /** @type {Map<string, object>} */
     this.sessions = new Map();
     this.closed = false;
+    /** True once `/api/sessions` was read. */
+    this.loaded = false;
     this._refreshing = null;
     this._again = false;
     this._subscription = sb.subscribe({ channels: ["presence"], includeOwn: true }, () => this._refresh());
@@ -752,6 +1188,7 @@ class LivePresence extends Emitter {
         try {
           const { body } = await this._sb._request("GET", "/api/sessions");
           this.sessions = new Map(body.sessions.map((s) => [s.session_id, s]));
+          this.loaded = true;
           this._emit("change", { reason: "presence" });
         } catch (error) {
           this._sb._emit("error", error);
@@ -760,6 +1197,11 @@ class LivePresence extends Emitter {
       this._refreshing = null;
     })();
     return this._refreshing;
+  }
+
+  /** `{sessions, loaded}`: `sessions` as `/api/sessions` lists them. */
+  _makeSnapshot() {
+    return { sessions: [...this.sessions.values()], loaded: this.loaded };
   }
 
   close() {
@@ -1827,10 +2269,13 @@ export class Switchboard extends Emitter {
    * @param {string|(() => string|Promise<string>)} [options.token] a bearer token, or a function returning one
    * @param {string} [options.agentId] `X-Agent-ID` (in token mode the token names the agent)
    * @param {string} [options.sessionId] `X-Session-ID`; one per tab by default
+   * @param {boolean} [options.sharedStream] one stream for all tabs of this
+   *   browser with the same server and credentials (default `true`); `false`
+   *   for a stream of this `Switchboard`'s own
    * @param {false|{storage?: "indexeddb"|"memory", name?: string}} [options.outbox]
    *   where writes made while the server cannot be reached are kept; `false`: nowhere
    */
-  constructor({ url, token, agentId, sessionId, outbox } = {}) {
+  constructor({ url, token, agentId, sessionId, outbox, sharedStream = true } = {}) {
     super();
     this.url = String(url ?? globalThis.location?.origin ?? "").replace(/\/+$/, "");
     this.token = token ?? null;
@@ -1849,9 +2294,13 @@ export class Switchboard extends Emitter {
     /** The last version seen in an answer, by "collection/id". */
     this._versions = new Map();
     this._lastToken = typeof this.token === "string" ? this.token : null;
-    this._hub = new StreamHub(this);
+    this._hub = new StreamHub(this, sharedStream !== false);
     globalThis.addEventListener?.("pagehide", () => {
       for (const lease of [...this._leases]) lease._releaseOnExit();
+      this._hub._hide();
+    });
+    globalThis.addEventListener?.("pageshow", (event) => {
+      if (event.persisted) this._hub._show();
     });
     /** The live collections and conversations, which show pending writes. */
     this._views = new Set();
@@ -1883,6 +2332,20 @@ export class Switchboard extends Emitter {
   /** The shared stream's state: `"idle"`, `"connecting"`, `"live"` or `"reconnecting"`. */
   get status() {
     return this._hub.status;
+  }
+
+  /**
+   * Who holds the stream: `"leader"` (this tab holds the browser's stream),
+   * `"follower"` (another tab does), `"own"` (a stream of this
+   * `Switchboard`'s own), or null before the first subscription.
+   */
+  get streamRole() {
+    return this._hub.role;
+  }
+
+  /** The session the stream is opened as (presence): `browser-…` when shared. */
+  get streamSessionId() {
+    return this._hub.streamSession;
   }
 
   /**
@@ -1957,7 +2420,7 @@ export class Switchboard extends Emitter {
     globalThis.removeEventListener?.("online", this._onBrowserOnline);
     globalThis.removeEventListener?.("offline", this._onBrowserOffline);
     for (const sub of [...this._hub.subs]) sub.close();
-    this._hub._close("idle");
+    this._hub.shutdown();
     await Promise.all([...this._leases].map((lease) => lease.release().catch(() => {})));
   }
 
@@ -1965,6 +2428,16 @@ export class Switchboard extends Emitter {
 
   _hasToken() {
     return this.token != null;
+  }
+
+  /**
+   * The name of the lock and channel of the tabs that share a stream: the
+   * server, the agent and who the token names — tabs of another user or
+   * server never share.
+   */
+  async _sharedKey() {
+    const credential = this.token == null ? null : tokenIdentity(await this._token());
+    return "switchboard-stream-" + (await sha256hex(JSON.stringify([this.url, this.agentId, credential])));
   }
 
   async _token() {
