@@ -9,6 +9,7 @@ mod client_tabs;
 mod connections;
 mod conversations;
 mod dashboard;
+mod ds_client;
 mod ds_subscriptions;
 mod durable;
 mod errors;

@@ -30,16 +30,16 @@ pub async fn start_serve_with(
 /// `info` to a piped stderr (its first line names the port), killed when
 /// dropped; a test adds its own settings before spawning it.
 pub fn serve_command(database: impl AsRef<std::ffi::OsStr>) -> Command {
+    serve_command_on(database, "127.0.0.1:0")
+}
+
+/// `serve_command` listening on `bind` (a restart on the port a client
+/// already knows).
+pub fn serve_command_on(database: impl AsRef<std::ffi::OsStr>, bind: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     command
         .arg("serve")
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--database",
-        ])
+        .args(["--bind", bind, "--log-format", "json", "--database"])
         .arg(database)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -53,10 +53,18 @@ async fn start_serve_logged(
     database: impl AsRef<std::ffi::OsStr>,
     env: &[(&str, &str)],
 ) -> (Child, Value) {
-    let mut child = serve_command(database)
-        .envs(env.iter().copied())
-        .spawn()
-        .expect("switchboard starts");
+    listening(
+        serve_command(database)
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("switchboard starts"),
+    )
+    .await
+}
+
+/// Waits for `child` (spawned from `serve_command`) to listen; answers it
+/// with its `switchboard listening` log line.
+pub async fn listening(mut child: Child) -> (Child, Value) {
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let listening = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.next_line().await.expect("log line") {
