@@ -29,11 +29,16 @@ const modes = {
   },
 
   // A live SSE reader: prints `{received}` as values arrive, and once it has
-  // $EXPECT of them, waits a second more (for duplicates) and prints them.
+  // $EXPECT of them, waits a second more (for duplicates) and prints them
+  // with the errors the client reported (it stops on one, as by default).
   async sse() {
     const expect = Number(process.env.EXPECT)
     const ids = []
-    const res = await stream({ url, live: "sse" })
+    const errors = []
+    const onError = (e) => {
+      errors.push(`${e.name}: ${e.message}`)
+    }
+    const res = await stream({ url, live: "sse", onError })
     const done = new Promise((resolve, reject) => {
       res.subscribeJson(async (batch) => {
         for (const item of batch.items) ids.push(item.i)
@@ -44,7 +49,7 @@ const modes = {
     })
     await done
     res.cancel()
-    print({ ids })
+    print({ ids, errors })
   },
 
   // Idempotent producers on a new JSON stream: producer `p` at epoch 0
