@@ -70,17 +70,6 @@ pub struct Callback {
     cache: Mutex<HashMap<[u8; 32], (Cached, Instant)>>,
 }
 
-fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::CACHE_CONTROL)?.to_str().ok()?;
-    value.split(',').map(str::trim).find_map(|directive| {
-        directive
-            .to_ascii_lowercase()
-            .strip_prefix("max-age=")
-            .and_then(|s| s.parse().ok())
-            .map(Duration::from_secs)
-    })
-}
-
 impl Callback {
     pub fn new(mut settings: CallbackSettings) -> Result<Callback, String> {
         let url = reqwest::Url::parse(&settings.url)
@@ -209,7 +198,7 @@ impl Callback {
             }
             _ => return Err(down(format!("answered {status}"))),
         }
-        let header_age = max_age(answer.headers());
+        let header_age = super::cache_control(answer.headers()).max_age;
         let body: Answer = answer
             .json()
             .await

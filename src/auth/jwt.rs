@@ -155,26 +155,15 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a fetched key set stays fresh, from its answer's headers.
 fn max_age(headers: &reqwest::header::HeaderMap) -> Duration {
-    let Some(value) = headers
-        .get(reqwest::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return DEFAULT_MAX_AGE;
-    };
-    let mut age = DEFAULT_MAX_AGE;
-    for directive in value.split(',').map(str::trim) {
-        let lower = directive.to_ascii_lowercase();
-        if lower == "no-cache" || lower == "no-store" {
-            return REFETCH_EVERY;
-        }
-        if let Some(seconds) = lower.strip_prefix("max-age=") {
-            if let Ok(seconds) = seconds.trim_matches('"').parse::<u64>() {
-                age = Duration::from_secs(seconds);
-            }
-        }
+    let read = super::cache_control(headers);
+    if read.no_store {
+        return REFETCH_EVERY;
     }
-    age.clamp(REFETCH_EVERY, MAX_MAX_AGE)
+    read.max_age
+        .unwrap_or(DEFAULT_MAX_AGE)
+        .clamp(REFETCH_EVERY, MAX_MAX_AGE)
 }
 
 impl Jwks {
@@ -426,9 +415,9 @@ impl JwtVerifier {
         validation
     }
 
-    /// The principal of a JWT, or why it is refused.
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let digest = super::digest(token);
+    /// The principal of a JWT (whose SHA-256 is `digest`), or why it is
+    /// refused.
+    pub async fn verify(&self, token: &str, digest: [u8; 32]) -> Result<Principal, AuthError> {
         if let Some(principal) = self.recall(&digest) {
             return Ok(principal);
         }
@@ -559,17 +548,16 @@ impl JwtVerifier {
     }
 }
 
-/// Seconds since the epoch, for tests and logs.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unix_now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
@@ -600,7 +588,10 @@ mod tests {
         let verifier = JwtVerifier::new(&settings()).unwrap();
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let token = sign(alg, json!({"sub": "alice", "exp": unix_now() + 60}));
-            let principal = verifier.verify(&token).await.unwrap();
+            let principal = verifier
+                .verify(&token, crate::auth::digest(&token))
+                .await
+                .unwrap();
             assert_eq!(principal.agent_id.unwrap().as_str(), "alice");
             assert!(principal.read.allows("user:alice:notes"));
             assert!(!principal.read.allows("user:bob:notes"));
@@ -616,7 +607,10 @@ mod tests {
             json!({"sub": "bob", "exp": unix_now() + 60,
                    "switchboard": {"read": ["*"], "write": ["team:{agent}:*"]}}),
         );
-        let principal = verifier.verify(&token).await.unwrap();
+        let principal = verifier
+            .verify(&token, crate::auth::digest(&token))
+            .await
+            .unwrap();
         assert!(principal.read.allows("anything"));
         assert!(principal.write.allows("team:bob:x") && !principal.write.allows("team:eve:x"));
     }
@@ -628,11 +622,14 @@ mod tests {
             Algorithm::HS256,
             json!({"sub": "a", "exp": unix_now() - 60}),
         );
-        let err = verifier.verify(&expired).await.unwrap_err();
+        let err = verifier
+            .verify(&expired, crate::auth::digest(&expired))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
         let no_exp = sign(Algorithm::HS256, json!({"sub": "a"}));
         assert!(verifier
-            .verify(&no_exp)
+            .verify(&no_exp, crate::auth::digest(&no_exp))
             .await
             .unwrap_err()
             .to_string()
@@ -645,7 +642,10 @@ mod tests {
             b64(json!({"alg": "none", "typ": "JWT"})),
             b64(json!({"sub": "a", "exp": unix_now() + 60}))
         );
-        assert!(verifier.verify(&none).await.is_err());
+        assert!(verifier
+            .verify(&none, crate::auth::digest(&none))
+            .await
+            .is_err());
         // An RS256 header on an HMAC-signed token: no RSA key answers it.
         let rs = format!(
             "{}.{}",
@@ -658,7 +658,10 @@ mod tests {
             .unwrap()
             .1
         );
-        let err = verifier.verify(&rs).await.unwrap_err();
+        let err = verifier
+            .verify(&rs, crate::auth::digest(&rs))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("no key"), "{err}");
     }
 
@@ -673,12 +676,21 @@ mod tests {
             Algorithm::HS256,
             json!({"sub": "alice", "exp": unix_now() + 2}),
         );
-        let first = verifier.verify(&token).await.unwrap();
+        let first = verifier
+            .verify(&token, crate::auth::digest(&token))
+            .await
+            .unwrap();
         assert_eq!(verifier.verified().len(), 1);
-        let again = verifier.verify(&token).await.unwrap();
+        let again = verifier
+            .verify(&token, crate::auth::digest(&token))
+            .await
+            .unwrap();
         assert_eq!(again.expires, first.expires);
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        let err = verifier.verify(&token).await.unwrap_err();
+        let err = verifier
+            .verify(&token, crate::auth::digest(&token))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
     }
 

@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 pub use callback::CallbackSettings;
-pub use jwt::{looks_like_jwt, unix_now, JwtSettings};
+pub use jwt::JwtSettings;
 pub use scope::{Scope, ScopeTemplate};
 pub use tokens::Tokens;
 
@@ -125,6 +125,42 @@ impl StreamEnd {
 
 /// A future that resolves when a stream's credential stops being valid.
 pub type EndOfCredential = Pin<Box<dyn Future<Output = StreamEnd> + Send>>;
+
+/// What an answer's `Cache-Control` says about keeping it: its first
+/// `max-age`, and whether it forbids keeping it (`no-cache`, `no-store`).
+/// The JWKS and the authorize callback both read it.
+struct CacheControl {
+    max_age: Option<Duration>,
+    no_store: bool,
+}
+
+fn cache_control(headers: &reqwest::header::HeaderMap) -> CacheControl {
+    let mut read = CacheControl {
+        max_age: None,
+        no_store: false,
+    };
+    let Some(value) = headers
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return read;
+    };
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-cache" || lower == "no-store" {
+            read.no_store = true;
+        } else if let Some(seconds) = lower.strip_prefix("max-age=") {
+            if read.max_age.is_none() {
+                read.max_age = seconds
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+                    .map(Duration::from_secs);
+            }
+        }
+    }
+    read
+}
 
 pub(crate) fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -264,12 +300,13 @@ impl Auth {
         bearer: &str,
         forwarded: Option<&[(String, String)]>,
     ) -> Result<Principal, AuthError> {
-        if let Some(principal) = self.token(&digest(bearer)) {
+        let digest = digest(bearer);
+        if let Some(principal) = self.token(&digest) {
             return Ok(principal);
         }
         if let Some(jwt) = &self.jwt {
-            if looks_like_jwt(bearer) {
-                return jwt.verify(bearer).await;
+            if jwt::looks_like_jwt(bearer) {
+                return jwt.verify(bearer, digest).await;
             }
         }
         if let (Some(callback), Some(forwarded)) = (&self.callback, forwarded) {
