@@ -294,11 +294,13 @@ impl Auth {
     }
 
     /// The principal of a bearer credential: a token of the file, else a
-    /// JWT, else (with a callback) the app's answer for `forwarded`.
-    pub async fn authenticate(
+    /// JWT, else (with a callback) the app's answer for the request's
+    /// headers that `header` gives (read only then, and only those the
+    /// callback forwards; a bearer from the query or a cookie gives none).
+    pub async fn authenticate<'a>(
         &self,
         bearer: &str,
-        forwarded: Option<&[(String, String)]>,
+        header: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Principal, AuthError> {
         let digest = digest(bearer);
         if let Some(principal) = self.token(&digest) {
@@ -309,8 +311,11 @@ impl Auth {
                 return jwt.verify(bearer, digest).await;
             }
         }
-        if let (Some(callback), Some(forwarded)) = (&self.callback, forwarded) {
-            return callback.authorize(forwarded).await;
+        if let Some(callback) = &self.callback {
+            let forwarded = callback.forwarded(header);
+            if !forwarded.is_empty() {
+                return callback.authorize(&forwarded).await;
+            }
         }
         Err(AuthError::Unauthorized("the token is not valid".to_owned()))
     }
@@ -331,14 +336,6 @@ impl Auth {
             ));
         }
         callback.authorize(&forwarded).await
-    }
-
-    /// The headers the callback would be given, if there is a callback.
-    pub fn forwarded<'a>(
-        &self,
-        header: impl Fn(&str) -> Option<&'a str>,
-    ) -> Option<Vec<(String, String)>> {
-        self.callback.as_ref().map(|c| c.forwarded(header))
     }
 
     /// The principal as it stands now: a token's current entry (its scopes
@@ -478,16 +475,16 @@ read = ["features"]
             ),
         );
         let auth = Auth::from_file(&path).unwrap();
-        let claude = auth.authenticate("plain-token", None).await.unwrap();
+        let claude = auth.authenticate("plain-token", |_| None).await.unwrap();
         assert_eq!(claude.agent_id.as_ref().unwrap().as_str(), "claude-1");
         assert!(claude.read.allows("files"));
         assert!(claude.write.allows("conversation:9") && !claude.write.allows("files"));
         assert!(claude.write.allows("agents/claude-1/inbox"));
         assert!(!claude.write.allows("agents/claude-2/inbox"));
-        let reader = auth.authenticate("s3cret", None).await.unwrap();
+        let reader = auth.authenticate("s3cret", |_| None).await.unwrap();
         assert!(reader.read.allows("features") && !reader.read.allows("files"));
         assert!(!reader.write.allows("features"));
-        assert!(auth.authenticate("wrong", None).await.is_err());
+        assert!(auth.authenticate("wrong", |_| None).await.is_err());
 
         let (ticket, _) = auth.issue_ticket(reader);
         assert!(auth.redeem_ticket(&ticket).is_ok());

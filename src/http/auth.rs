@@ -77,9 +77,7 @@ async fn principal_of(
                 .or_else(|| v.strip_prefix("bearer "))
         });
         return match bearer {
-            Some(token) => Ok(auth
-                .authenticate(token.trim(), auth.forwarded(header).as_deref())
-                .await?),
+            Some(token) => Ok(auth.authenticate(token.trim(), header).await?),
             // Another scheme (Basic, a session scheme of the app's) is the
             // app's to judge, when it judges.
             None if auth.has_callback() => Ok(auth.authorize(header).await?),
@@ -98,10 +96,10 @@ async fn principal_of(
         return Ok(auth.redeem_ticket(&ticket)?);
     }
     if let Some(token) = query_param(req.request(), "access_token") {
-        return Ok(auth.authenticate(&token, None).await?);
+        return Ok(auth.authenticate(&token, |_| None).await?);
     }
     if let Some(cookie) = req.cookie("switchboard_token") {
-        return Ok(auth.authenticate(cookie.value(), None).await?);
+        return Ok(auth.authenticate(cookie.value(), |_| None).await?);
     }
     Ok(auth.authorize(header).await?)
 }
