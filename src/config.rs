@@ -134,11 +134,21 @@ pub struct ServeArgs {
     /// bound address (`127.0.0.1` for an unspecified one).
     #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_PUBLIC_URL")]
     pub durable_streams_public_url: Option<String>,
-    /// Let Durable Streams webhook subscriptions call loopback addresses
-    /// (`127.0.0.0/8`, `::1`, `localhost`): for local development and tests.
-    /// Private, link-local and other internal ranges stay refused.
-    #[arg(long, env = "SWITCHBOARD_DURABLE_STREAMS_WEBHOOKS_ALLOW_LOOPBACK")]
-    pub durable_streams_webhooks_allow_loopback: bool,
+    /// Let webhooks (subscriptions on channels and Durable Streams'
+    /// subscriptions) call loopback addresses (`127.0.0.0/8`, `::1`,
+    /// `localhost`): for local development and tests.
+    #[arg(
+        long,
+        alias = "durable-streams-webhooks-allow-loopback",
+        env = "SWITCHBOARD_WEBHOOKS_ALLOW_LOOPBACK"
+    )]
+    pub webhooks_allow_loopback: bool,
+    /// Let webhooks call private, shared and link-local addresses
+    /// (`10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`, `100.64.0.0/10`,
+    /// `169.254.0.0/16`, `fc00::/7`, `fe80::/10`): receivers on an internal
+    /// network. Checked again for every address a host name resolves to.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
 }
 
 /// The app's own identities (docs/security.md): JWTs from its identity
@@ -264,6 +274,14 @@ struct ServeOnly {
 }
 
 impl ServeArgs {
+    /// The webhook targets these flags allow.
+    pub fn webhook_policy(&self) -> crate::domain::webhook::WebhookPolicy {
+        crate::domain::webhook::WebhookPolicy {
+            allow_loopback: self.webhooks_allow_loopback,
+            allow_private: self.webhooks_allow_private,
+        }
+    }
+
     /// The settings for a test server: port 0, the given database, defaults.
     pub fn for_tests(database: DatabaseUrl) -> Self {
         let mut args = ServeOnly::parse_from(["switchboard"]).serve;

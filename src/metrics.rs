@@ -83,6 +83,53 @@ fn describe() {
         "switchboard_database_bytes",
         "Size of the database file and its WAL"
     );
+    metrics::describe_counter!(
+        "switchboard_webhook_requests_total",
+        "Webhook requests of subscriptions on channels sent by this node, by result (ok: 2xx)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_subscription_acked_through",
+        "The id every matching event up to which a subscription has acknowledged"
+    );
+    metrics::describe_gauge!(
+        "switchboard_subscription_delivered_events",
+        "Events a subscription has had acknowledged since it was made (all nodes)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_subscription_failures",
+        "A webhook subscription's failed attempts since its last success"
+    );
+    metrics::describe_gauge!(
+        "switchboard_subscription_claims",
+        "Claims a pull subscription's workers hold"
+    );
+}
+
+/// A subscription's state, as `/metrics` reports it (read from the
+/// database, so every node reports the same).
+pub struct SubscriptionGauges<'a> {
+    pub id: &'a str,
+    pub kind: &'static str,
+    pub acked_through: i64,
+    pub delivered: i64,
+    pub failures: i64,
+    pub claims: usize,
+}
+
+/// Sets the gauges of every subscription.
+pub fn record_subscriptions(subscriptions: &[SubscriptionGauges<'_>]) {
+    for s in subscriptions {
+        let labels = [
+            ("subscription", s.id.to_owned()),
+            ("kind", s.kind.to_owned()),
+        ];
+        metrics::gauge!("switchboard_subscription_acked_through", &labels)
+            .set(s.acked_through as f64);
+        metrics::gauge!("switchboard_subscription_delivered_events", &labels)
+            .set(s.delivered as f64);
+        metrics::gauge!("switchboard_subscription_failures", &labels).set(s.failures as f64);
+        metrics::gauge!("switchboard_subscription_claims", &labels).set(s.claims as f64);
+    }
 }
 
 /// One answered request.

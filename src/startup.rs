@@ -77,10 +77,20 @@ impl Application {
             writer.clone(),
             store.clone(),
             public_url(&args, &listener)?,
-            args.durable_streams_webhooks_allow_loopback,
+            args.webhook_policy(),
         )
         .await?;
         subscriptions.spawn_driver(hub.clone());
+        let deliveries = crate::app::deliveries::Deliveries::new(
+            node.as_ref()
+                .map_or_else(|| "local".to_owned(), |n| n.id().to_owned()),
+            writer.clone(),
+            store.clone(),
+            hub.clone(),
+            subscriptions.signer.clone(),
+            subscriptions.client.clone(),
+        );
+        deliveries.spawn();
         let auth_sources = match auth.sources() {
             sources if sources.is_empty() => "open".to_owned(),
             sources => sources.join(","),
@@ -96,6 +106,7 @@ impl Application {
             Protocols {
                 mercure,
                 subscriptions,
+                deliveries,
             },
         );
         let server = start_http_server(listener, state, &args)?;
@@ -416,6 +427,7 @@ fn spawn_token_reloader(auth: Arc<Auth>, mut shutdown: watch::Receiver<bool>) {
 struct Protocols {
     mercure: Option<Arc<http::Mercure>>,
     subscriptions: Arc<crate::app::ds_wakes::Wakes>,
+    deliveries: Arc<crate::app::deliveries::Deliveries>,
 }
 
 /// Everything a handler can reach.
@@ -431,6 +443,7 @@ fn app_state(
     let Protocols {
         mercure,
         subscriptions,
+        deliveries,
     } = protocols;
     web::Data::new(AppState {
         store,
@@ -459,6 +472,7 @@ fn app_state(
             args.durable_streams_max_append,
         )),
         subscriptions,
+        deliveries,
         cors_origins: args.cors_origins.clone(),
     })
 }

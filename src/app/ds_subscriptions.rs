@@ -28,6 +28,7 @@ use crate::domain::ds_subscription::{
     self as rules, absolute, glob_match, normalize, pending, Config, Kind, BEFORE_FIRST,
 };
 use crate::domain::durable::ZERO_OFFSET;
+use crate::domain::webhook::WebhookPolicy;
 use crate::store::ds_subscriptions::{self as rows, KeyRow, LinkRow, SubscriptionRow};
 use crate::store::DbConn;
 use crate::store::{StoreError, Tx};
@@ -158,7 +159,7 @@ pub fn create(
     tx: &mut Tx<'_>,
     id: String,
     config: Config,
-    allow_loopback: bool,
+    policy: WebhookPolicy,
     now_ms: i64,
 ) -> Result<Result<(Subscription, bool), Refusal>, StoreError> {
     let digest = config.digest();
@@ -172,7 +173,7 @@ pub fn create(
         return Ok(Ok((found, false)));
     }
     if let Some(url) = &config.webhook_url {
-        if let Some(reason) = rules::refuse_webhook_url(url, allow_loopback) {
+        if let Some(reason) = rules::refuse_webhook_url(url, policy) {
             return Ok(Err(Refusal::UrlRejected(reason)));
         }
     }
@@ -468,7 +469,7 @@ pub fn signing_key(tx: &mut Tx<'_>, now_ms: i64) -> Result<KeyRow, StoreError> {
     }
     let secret: [u8; 32] = rand::rng().random();
     let key = KeyRow {
-        kid: crate::app::ds_wakes::key_id(&secret),
+        kid: crate::app::webhooks::key_id(&secret),
         secret: secret.to_vec(),
         created_ms: now_ms,
     };

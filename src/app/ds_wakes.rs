@@ -21,14 +21,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use ed25519_dalek::{Signer as _, SigningKey};
 use rand::Rng as _;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::app::ds_claims as claims;
 use crate::app::ds_subscriptions::{self as subs, StreamInfo, WebhookWake};
+use crate::app::webhooks::{self, Signer};
+use crate::domain::webhook::WebhookPolicy;
 use crate::domain::{ChannelPattern, StreamFilter};
 use crate::hub::Hub;
 use crate::store::{events, Store, StoreError, Writer};
@@ -40,63 +39,8 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// How many events one read of the log takes.
 const PAGE: i64 = 500;
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// The key id of a secret key: `ds_` and the RFC 7638 thumbprint of its
-/// public JWK.
-pub fn key_id(secret: &[u8; 32]) -> String {
-    let x = b64(SigningKey::from_bytes(secret).verifying_key().as_bytes());
-    let thumbprint = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    format!("ds_{}", b64(&Sha256::digest(thumbprint.as_bytes())))
-}
-
-/// The webhook signing key.
-pub struct Signer {
-    key: SigningKey,
-    kid: String,
-}
-
-impl Signer {
-    /// From stored secret bytes; `None` when they are not 32 bytes.
-    pub fn from_secret(secret: &[u8]) -> Option<Signer> {
-        let secret: [u8; 32] = secret.try_into().ok()?;
-        Some(Signer {
-            key: SigningKey::from_bytes(&secret),
-            kid: key_id(&secret),
-        })
-    }
-
-    pub fn kid(&self) -> &str {
-        &self.kid
-    }
-
-    /// The public key set (`application/jwk-set+json`).
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({"keys": [{
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": b64(self.key.verifying_key().as_bytes()),
-            "kid": self.kid,
-            "use": "sig",
-            "alg": "EdDSA",
-        }]})
-    }
-
-    /// The `Webhook-Signature` header of a body sent at `unix_seconds`.
-    pub fn sign(&self, body: &str, unix_seconds: i64) -> String {
-        let signature = self.key.sign(format!("{unix_seconds}.{body}").as_bytes());
-        format!(
-            "t={unix_seconds},kid={},ed25519={}",
-            self.kid,
-            b64(&signature.to_bytes())
-        )
-    }
 }
 
 /// The notification a webhook receives.
@@ -112,14 +56,14 @@ struct Notification<'a> {
 
 /// Subscriptions' runtime: the signer, the URLs they publish, and delivery.
 pub struct Wakes {
-    pub signer: Signer,
+    pub signer: Arc<Signer>,
     /// `scheme://host[:port]` the callback and JWKS URLs start with.
     pub base_url: String,
-    /// `--durable-streams-webhooks-allow-loopback`.
-    pub allow_loopback: bool,
+    /// `--webhooks-allow-loopback`, `--webhooks-allow-private`.
+    pub policy: WebhookPolicy,
     writer: Writer,
     reads: Store,
-    client: reqwest::Client,
+    pub client: reqwest::Client,
 }
 
 impl Wakes {
@@ -128,7 +72,7 @@ impl Wakes {
         writer: Writer,
         reads: Store,
         base_url: String,
-        allow_loopback: bool,
+        policy: WebhookPolicy,
     ) -> Result<Arc<Wakes>, StoreError> {
         let key = writer
             .write(|tx| subs::signing_key(tx, now_ms()))
@@ -136,17 +80,11 @@ impl Wakes {
             .value;
         let signer = Signer::from_secret(&key.secret)
             .ok_or_else(|| StoreError::Corrupt("a webhook signing key is not 32 bytes".into()))?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| {
-                StoreError::Unavailable(format!("cannot build the webhook client: {e}"))
-            })?;
+        let client = webhooks::client(policy).map_err(StoreError::Unavailable)?;
         Ok(Arc::new(Wakes {
-            signer,
+            signer: Arc::new(signer),
             base_url: base_url.trim_end_matches('/').to_owned(),
-            allow_loopback,
+            policy,
             writer,
             reads,
             client,
@@ -216,16 +154,8 @@ impl Wakes {
 
     /// POSTs a signed body; whether the receiver answered `{"done": true}`.
     async fn post(&self, url: &str, body: &str) -> Result<bool, String> {
-        let signature = self.signer.sign(body, chrono::Utc::now().timestamp());
-        let response = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-signature", signature)
-            .body(body.to_owned())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let response =
+            webhooks::post_signed(&self.client, &self.signer, url, body.to_owned(), &[]).await?;
         if !response.status().is_success() {
             return Err(format!("the receiver answered {}", response.status()));
         }

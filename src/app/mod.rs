@@ -9,6 +9,7 @@
 //! Nothing here knows HTTP, renders an answer, or writes SQL.
 
 pub mod conversations;
+pub mod deliveries;
 pub mod ds_claims;
 pub mod ds_subscriptions;
 pub mod ds_wakes;
@@ -17,6 +18,8 @@ pub mod events;
 pub mod files;
 pub mod mercure;
 mod record;
+pub mod subscriptions;
+pub mod webhooks;
 pub mod work_items;
 
 pub use record::{record, Actor, Resource};

@@ -7,7 +7,7 @@
 //! protocol's subscription API names them; a stream's row is keyed by its
 //! absolute path (`/v1/stream/events/a`).
 
-use std::net::IpAddr;
+use super::webhook::WebhookPolicy;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -218,63 +218,10 @@ pub fn pending(acked: &str, tail: &str) -> bool {
 }
 
 /// Why a webhook URL is refused (the message of a 400
-/// `WEBHOOK_URL_REJECTED`), or `None` when it may be called.
-///
-/// Refused: anything but `http`/`https` with a host; a host that is an
-/// address in a private, link-local, shared, unspecified, multicast or
-/// documentation range; and loopback (`127.0.0.0/8`, `::1`, `localhost`)
-/// unless `allow_loopback` (a server flag, for local development and tests).
-pub fn refuse_webhook_url(url: &str, allow_loopback: bool) -> Option<&'static str> {
-    let Ok(parsed) = reqwest::Url::parse(url) else {
-        return Some("webhook.url must be a valid URL");
-    };
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Some("webhook.url must use http or https");
-    }
-    let loopback_refused = "webhook.url must not target a loopback host on this server";
-    let Some(host) = parsed.host_str() else {
-        return Some("webhook.url must name a host");
-    };
-    let address = match host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        Ok(address) => address,
-        Err(_) => {
-            let name = host.to_ascii_lowercase();
-            if name == "localhost" || name.ends_with(".localhost") {
-                return (!allow_loopback).then_some(loopback_refused);
-            }
-            return None;
-        }
-    };
-    if address.is_loopback() {
-        return (!allow_loopback).then_some(loopback_refused);
-    }
-    let internal = match address {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || a >= 240
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    };
-    internal.then_some("webhook.url must not target a private or link-local address")
+/// `WEBHOOK_URL_REJECTED`), or `None` when it may be called: the server's
+/// one rule (`domain::webhook`).
+pub fn refuse_webhook_url(url: &str, policy: WebhookPolicy) -> Option<&'static str> {
+    policy.refuse_url(url)
 }
 
 /// Decodes `%XX` escapes of a path segment (`manual%2Fb` → `manual/b`);
@@ -310,20 +257,6 @@ mod tests {
         assert!(glob_match("**/log", "a/b/log"));
         assert!(glob_match("a/%2A", "a/*"));
         assert!(!glob_match("a/%2A", "a/b"));
-    }
-
-    #[test]
-    fn private_and_loopback_webhooks_are_refused_unless_loopback_is_allowed() {
-        assert!(refuse_webhook_url("http://10.0.0.1/hook", true).is_some());
-        assert!(refuse_webhook_url("http://192.168.1.1/hook", true).is_some());
-        assert!(refuse_webhook_url("http://169.254.169.254/", true).is_some());
-        assert!(refuse_webhook_url("http://[fd00::1]/", true).is_some());
-        assert!(refuse_webhook_url("http://[::ffff:10.0.0.1]/", true).is_some());
-        assert!(refuse_webhook_url("ftp://example.com/", true).is_some());
-        assert!(refuse_webhook_url("http://127.0.0.1:9/hook", false).is_some());
-        assert!(refuse_webhook_url("http://localhost/hook", false).is_some());
-        assert!(refuse_webhook_url("http://127.0.0.1:9/hook", true).is_none());
-        assert!(refuse_webhook_url("https://example.com/hook", false).is_none());
     }
 
     #[test]

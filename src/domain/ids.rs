@@ -119,6 +119,10 @@ id_type!(
     ResourceId, 64, resource_id_byte, "letters, digits and . _ : -"
 );
 id_type!(
+    /// A subscription's name, chosen by its owner: 1–64 of `[A-Za-z0-9_.-]`.
+    SubscriptionId, 64, type_byte, "letters, digits and _ . -"
+);
+id_type!(
     /// An `Idempotency-Key`: 1–255 visible ASCII characters.
     IdempotencyKey, 255, |b: u8| b.is_ascii_graphic(), "visible ASCII characters"
 );
@@ -213,6 +217,17 @@ impl ChannelPattern {
     /// Whether this pattern matches every channel.
     pub fn is_all(&self) -> bool {
         matches!(self, ChannelPattern::Prefix(p) if p.is_empty())
+    }
+
+    /// Whether every channel `other` matches is matched by this pattern.
+    pub fn covers(&self, other: &ChannelPattern) -> bool {
+        match (self, other) {
+            (ChannelPattern::Exact(a), ChannelPattern::Exact(b)) => a == b,
+            (ChannelPattern::Exact(_), ChannelPattern::Prefix(_)) => false,
+            (ChannelPattern::Prefix(a), ChannelPattern::Exact(b) | ChannelPattern::Prefix(b)) => {
+                b.starts_with(a.as_str())
+            }
+        }
     }
 }
 

@@ -18,8 +18,10 @@ pub mod mercure;
 mod nesting;
 pub mod precondition;
 mod presence;
+pub mod subscription;
 mod time;
 pub mod views;
+pub mod webhook;
 pub mod work_items;
 
 pub use error::DomainError;
@@ -28,7 +30,7 @@ pub use event_id::EventId;
 pub use filter::StreamFilter;
 pub use ids::{
     AgentId, ChannelName, ChannelPattern, EventType, IdempotencyKey, ResourceId, ResourceType,
-    SessionId,
+    SessionId, SubscriptionId,
 };
 pub use nesting::{check_depth, MAX_JSON_DEPTH};
 pub use presence::{presence_event, PresenceChange};

@@ -203,7 +203,7 @@ pub async fn put_subscription(
         Ok(config) => config,
         Err(message) => return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message),
     };
-    let (id, allow) = (id_of(&req), state.subscriptions.allow_loopback);
+    let (id, allow) = (id_of(&req), state.subscriptions.policy);
     match state
         .writer
         .write(move |tx| use_case::create(tx, id, config, allow, now_ms()))

@@ -23,6 +23,7 @@ mod openapi;
 mod ops;
 mod routes;
 mod stream;
+mod subscriptions;
 mod sync;
 mod work_items;
 
@@ -79,6 +80,8 @@ pub struct AppState {
     pub durable: Arc<durable::Durable>,
     /// Durable Streams subscriptions: the signer, public URLs, delivery.
     pub subscriptions: Arc<crate::app::ds_wakes::Wakes>,
+    /// Webhook subscriptions on channels: poked when one changes here.
+    pub deliveries: Arc<crate::app::deliveries::Deliveries>,
     /// `--cors-origin`: also the origins a cookie-authorized Mercure publish may come from.
     pub cors_origins: Vec<String>,
 }

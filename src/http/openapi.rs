@@ -144,6 +144,7 @@ use crate::store::Order;
         (name = "files", description = "Shared files and their edit locks"),
         (name = "conversations", description = "Conversations and streaming messages"),
         (name = "sync", description = "Snapshots: every change after an event cursor"),
+        (name = "subscriptions", description = "Subscriptions on channels: signed webhooks that wake workers, and pull subscriptions worker pools claim from"),
         (name = "mercure", description = "The Mercure hub (draft-dunglas-mercure-07), on with --mercure-publisher-jwt-key; authorized by its own JWTs, see docs/mercure.md"),
     ),
 )]

@@ -26,6 +26,23 @@ use crate::store::{events, presence};
     )),
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.read(crate::app::subscriptions::list).await {
+        Ok(subscriptions) => {
+            let gauges: Vec<crate::metrics::SubscriptionGauges<'_>> = subscriptions
+                .iter()
+                .map(|s| crate::metrics::SubscriptionGauges {
+                    id: &s.row.id,
+                    kind: s.kind.as_str(),
+                    acked_through: s.row.acked_through,
+                    delivered: s.row.delivered,
+                    failures: s.row.failures,
+                    claims: s.claims.len(),
+                })
+                .collect();
+            crate::metrics::record_subscriptions(&gauges);
+        }
+        Err(err) => tracing::warn!(error = %err, "metrics: cannot read the subscriptions"),
+    }
     let body = crate::metrics::render(&state.hub, state.database.sqlite_path());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

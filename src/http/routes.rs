@@ -29,7 +29,7 @@ use utoipa::openapi::OpenApi;
 
 use super::{
     assets, auth, conversations, ds_subscriptions, durable, events, files, health, mercure,
-    messages, openapi, ops, stream, sync, work_items,
+    messages, openapi, ops, stream, subscriptions, sync, work_items,
 };
 use crate::error::ApiError;
 
@@ -296,6 +296,17 @@ fn table() -> Vec<Route> {
         route!(Post "/api/conversations/{id}/messages/{message_id}/delta", messages::append_delta, Write(MESSAGES)),
         route!(Post "/api/conversations/{id}/messages/{message_id}/complete", messages::complete_message, Write(MESSAGES)),
         route!(Get "/api/sync", sync::sync, Narrowing),
+        // Subscriptions on channels: the handlers check the caller may read
+        // every channel a subscription takes.
+        route!(Get "/api/subscriptions", subscriptions::list_subscriptions, Narrowing),
+        route!(Get "/api/subscriptions/{id}", subscriptions::get_subscription, Narrowing),
+        route!(Put "/api/subscriptions/{id}", subscriptions::put_subscription, Narrowing),
+        route!(Delete "/api/subscriptions/{id}", subscriptions::delete_subscription, Narrowing),
+        route!(Post "/api/subscriptions/{id}/retry", subscriptions::retry_subscription, Narrowing),
+        route!(Post "/api/subscriptions/{id}/claims", subscriptions::claim_events, Narrowing),
+        route!(Post "/api/subscriptions/{id}/claims/{claim}/ack", subscriptions::ack_claim, Narrowing),
+        route!(Post "/api/subscriptions/{id}/claims/{claim}/release", subscriptions::release_claim, Narrowing),
+        route!(Get "/api/webhook-keys", subscriptions::webhook_keys, Public),
         route!(Post "/api/broadcast/{collection}/{id}", work_items::broadcast_update, Write(COLLECTION),
             docs(work_items::docs::features::broadcast_feature_update, work_items::docs::tracks::broadcast_track_update, work_items::docs::spikes::broadcast_spike_update)),
         route!(Post "/api/broadcast/{collection}/{id}/status", work_items::broadcast_status, Write(COLLECTION),

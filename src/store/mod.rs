@@ -19,6 +19,7 @@ mod pg;
 pub mod presence;
 mod schema;
 pub mod scratch;
+pub mod subscriptions;
 pub mod work_items;
 mod writer;
 

@@ -273,3 +273,39 @@ diesel::table! {
         created_ms -> BigInt,
     }
 }
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Text,
+        kind -> Text,
+        channels -> Text,
+        types -> Nullable<Text>,
+        webhook_url -> Nullable<Text>,
+        description -> Nullable<Text>,
+        batch_size -> BigInt,
+        lease_ms -> BigInt,
+        created_at -> Text,
+        created_by -> Text,
+        acked_through -> BigInt,
+        claimed_through -> BigInt,
+        delivered -> BigInt,
+        failures -> BigInt,
+        next_attempt_ms -> BigInt,
+        last_error -> Nullable<Text>,
+        last_success_at -> Nullable<Text>,
+        deliverer -> Nullable<Text>,
+        deliverer_until_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    subscription_claims (id) {
+        id -> Text,
+        subscription_id -> Text,
+        first_id -> BigInt,
+        last_id -> BigInt,
+        size -> BigInt,
+        worker -> Nullable<Text>,
+        lease_expires_ms -> BigInt,
+    }
+}

@@ -17,7 +17,7 @@ use crate::helpers::{spawn_app_with, TestApp};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 fn allow_loopback(args: &mut switchboard::config::ServeArgs) {
-    args.durable_streams_webhooks_allow_loopback = true;
+    args.webhooks_allow_loopback = true;
 }
 
 /// One webhook request as received: its signature header and raw body.

@@ -1,0 +1,2 @@
+DROP TABLE subscription_claims;
+DROP TABLE subscriptions;
