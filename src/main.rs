@@ -40,6 +40,7 @@ fn run(args: Cli) -> anyhow::Result<()> {
         Some(Command::Prune(prune)) => cli::prune(&prune),
         Some(Command::Tail(tail)) => cli::tail::run(&tail),
         Some(Command::Publish(publish)) => cli::publish::run(&publish),
+        Some(Command::Subscriptions(subscriptions)) => cli::subscriptions::run(&subscriptions),
         Some(Command::Mcp(mcp)) => switchboard::mcp::run(&mcp),
     }
 }

@@ -120,7 +120,7 @@ pub fn ack(
     pull: bool,
     now_ms: i64,
 ) -> Result<WithWakes<bool>, StoreError> {
-    let Some(mut row) = rows::get(tx.conn()?, &id)? else {
+    let Some(mut row) = rows::get_locked(tx.conn()?, &id)? else {
         return Ok((Err(Refusal::NotFound), vec![]));
     };
     if pull != (row.kind == Kind::PullWake.as_str()) {
@@ -154,7 +154,7 @@ pub fn claim(
     worker: String,
     now_ms: i64,
 ) -> Result<Result<Claimed, Refusal>, StoreError> {
-    let Some(row) = rows::get(tx.conn()?, &id)? else {
+    let Some(row) = rows::get_locked(tx.conn()?, &id)? else {
         return Ok(Err(Refusal::NotFound));
     };
     if row.kind != Kind::PullWake.as_str() {
@@ -208,7 +208,7 @@ pub fn release(
     request: AckRequest,
     now_ms: i64,
 ) -> Result<WithWakes<()>, StoreError> {
-    let Some(row) = rows::get(tx.conn()?, &id)? else {
+    let Some(row) = rows::get_locked(tx.conn()?, &id)? else {
         return Ok((Err(Refusal::NotFound), vec![]));
     };
     if row.kind != Kind::PullWake.as_str() {
@@ -233,7 +233,7 @@ pub fn auto_ack(
     now_ms: i64,
 ) -> Result<Vec<WebhookWake>, StoreError> {
     let conn = tx.conn()?;
-    let Some(row) = rows::get(conn, &id)? else {
+    let Some(row) = rows::get_locked(conn, &id)? else {
         return Ok(vec![]);
     };
     if row.wake_id.as_deref() != Some(wake_id.as_str()) {
@@ -261,8 +261,12 @@ pub fn auto_ack(
 pub fn lapse(tx: &mut Tx<'_>, now_ms: i64) -> Result<Vec<WebhookWake>, StoreError> {
     let mut wakes = Vec::new();
     for id in rows::lapsed(tx.conn()?, now_ms)? {
-        if let Some(row) = rows::get(tx.conn()?, &id)? {
-            wakes.extend(end_wake(tx, row, now_ms)?.1);
+        // Locked, then read again: another node may have ended it meanwhile.
+        match rows::get_locked(tx.conn()?, &id)? {
+            Some(row) if row.lease_expires_ms.is_some_and(|at| at <= now_ms) => {
+                wakes.extend(end_wake(tx, row, now_ms)?.1);
+            }
+            _ => {}
         }
     }
     Ok(wakes)

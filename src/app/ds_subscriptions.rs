@@ -351,6 +351,9 @@ pub fn wake_pending(tx: &mut Tx<'_>, now_ms: i64) -> Result<Vec<WebhookWake>, St
 /// Makes a wake unless one is outstanding or nothing is pending.
 fn maybe_wake(tx: &mut Tx<'_>, id: &str, now_ms: i64) -> Result<Option<WebhookWake>, StoreError> {
     let conn = tx.conn()?;
+    if rows::get_locked(conn, id)?.is_none() {
+        return Ok(None);
+    }
     let Some(sub) = load(conn, id)? else {
         return Ok(None);
     };

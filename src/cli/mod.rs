@@ -1,10 +1,11 @@
 //! The command line: its subcommands (`Cli`, `Command`; their settings are
 //! in `config`), the commands besides `serve` (`migrate`, `prune`, `tail`,
-//! `publish`), and the client-side SSE parser they, the tests and the load
+//! `publish`, `subscriptions`), and the client-side SSE parser they, the tests and the load
 //! benchmark (`benches/load/`) share.
 
 pub mod publish;
 pub mod sse;
+pub mod subscriptions;
 pub mod tail;
 
 use anyhow::Context;
@@ -40,6 +41,8 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Publish one event: CHANNEL TYPE '{"json": "data"}'.
     Publish(publish::PublishArgs),
+    /// Manage subscriptions on channels (webhooks, pull) and claim events.
+    Subscriptions(subscriptions::SubscriptionsArgs),
     /// Serve the Model Context Protocol over stdio for one coding agent,
     /// talking to a running server (see docs/agents.md).
     Mcp(crate::mcp::McpArgs),

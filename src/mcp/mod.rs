@@ -7,6 +7,7 @@
 
 mod api;
 mod feed;
+mod subscriptions;
 mod tools;
 
 use anyhow::Context;

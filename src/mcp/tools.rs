@@ -211,14 +211,14 @@ pub struct WaitForEvents {
 /// The MCP server of one agent session.
 #[derive(Clone)]
 pub struct Tools {
-    api: Api,
+    pub(super) api: Api,
     feed: Arc<Feed>,
     leases: Arc<Mutex<HashMap<String, tokio::task::JoinHandle<()>>>>,
     tool_router: ToolRouter<Self>,
 }
 
 /// A successful result: the JSON and a line of text.
-fn done(text: impl Into<String>, value: Value) -> CallToolResult {
+pub(super) fn done(text: impl Into<String>, value: Value) -> CallToolResult {
     let mut result = CallToolResult::success(vec![ContentBlock::text(format!(
         "{}\n{}",
         text.into(),
@@ -242,10 +242,10 @@ fn failed(failure: ApiFailure) -> CallToolResult {
     result
 }
 
-type ToolResult = Result<CallToolResult, ErrorData>;
+pub(super) type ToolResult = Result<CallToolResult, ErrorData>;
 
 /// `Ok(done(..))` or `Ok(failed(..))`: a tool never fails at the protocol level.
-fn answer(result: Result<CallToolResult, ApiFailure>) -> ToolResult {
+pub(super) fn answer(result: Result<CallToolResult, ApiFailure>) -> ToolResult {
     Ok(result.unwrap_or_else(failed))
 }
 
@@ -276,7 +276,7 @@ impl Tools {
             api,
             feed: Arc::new(feed),
             leases: Arc::new(Mutex::new(HashMap::new())),
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::subscription_router(),
         }
     }
 

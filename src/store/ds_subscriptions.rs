@@ -62,6 +62,22 @@ pub struct KeyRow {
     pub created_ms: i64,
 }
 
+/// A subscription's row, locked until the writer's transaction ends: on
+/// PostgreSQL two nodes that react to the same change (a new wake, a claim,
+/// a lapsed lease) take turns, and the second sees what the first did, so a
+/// wake is made once. SQLite has one writer already.
+pub fn get_locked(conn: &mut DbConn, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
+    if let DbConn::Pg(pg) = conn {
+        ds_subscriptions::table
+            .find(id)
+            .select(ds_subscriptions::id)
+            .for_update()
+            .get_result::<String>(pg)
+            .optional()?;
+    }
+    get(conn, id)
+}
+
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
     Ok(ds_subscriptions::table
         .find(id)

@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use crate::browser::{require_browser, Driver, Page, ENTER, ESCAPE, TAB};
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 const LIVE: &str = "return document.getElementById('status-text').textContent === 'live'";
 
@@ -352,6 +352,8 @@ async fn seed(app: &crate::helpers::TestApp) {
     as_agent(app, Method::POST, "/api/files", file, 201).await;
     let lock = json!({ "ttl_seconds": 3600 });
     as_agent(app, Method::POST, "/api/files/readme/lock", lock, 200).await;
+    let workers = json!({ "channels": ["jobs/*"], "kind": "pull", "description": "build workers" });
+    as_agent(app, Method::PUT, "/api/subscriptions/workers", workers, 201).await;
     let chat = json!({ "id": "chat", "title": "Planning" });
     as_agent(app, Method::POST, "/api/conversations", chat, 201).await;
     let message = json!({ "id": "m1", "role": "assistant", "status": "streaming", "content": "Thinking about it" });
@@ -1055,5 +1057,150 @@ async fn axe_finds_no_serious_or_critical_accessibility_violation_at_1400_and_39
             .await;
         assert_eq!(violations, json!([]), "at {width} px");
     }
+    page.close().await;
+}
+
+/// A webhook receiver on 127.0.0.1 answering `status` (changeable) to
+/// every POST; the count of 2xx answers it gave.
+async fn switchable_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::atomic::AtomicU16>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let status = Arc::new(AtomicU16::new(500));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (answer, count) = (status.clone(), accepted.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (answer, count) = (answer.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_ascii_lowercase();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if data.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                let code = answer.load(Ordering::SeqCst);
+                if code < 300 {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                let reply =
+                    format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (url, status, accepted)
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium: install Debian's chromium and chromium-driver and run with --include-ignored"]
+async fn the_dashboard_shows_each_subscription_and_retries_a_failing_webhook_at_once() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    require_browser();
+    let app = spawn_app_with(|args| args.webhooks_allow_loopback = true).await;
+    let (url, status, accepted) = switchable_receiver().await;
+    let ci = json!({ "channels": ["jobs/*"], "webhook": { "url": url } });
+    as_agent(&app, reqwest::Method::PUT, "/api/subscriptions/ci", ci, 201).await;
+    let workers = json!({ "channels": ["jobs/*"], "kind": "pull" });
+    as_agent(
+        &app,
+        reqwest::Method::PUT,
+        "/api/subscriptions/workers",
+        workers,
+        201,
+    )
+    .await;
+    let queued = json!({ "type": "queued", "data": { "job": 7 } });
+    let event = as_agent(
+        &app,
+        reqwest::Method::POST,
+        "/api/channels/jobs%2Fbuild/events",
+        queued,
+        201,
+    )
+    .await;
+
+    // The receiver answers 500 until the webhook has failed 4 times: its
+    // next attempt is then 4–8 s away.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = app.get_json("/api/subscriptions/ci").await;
+        if s["failures"].as_i64().unwrap() >= 4 {
+            assert_eq!(s["state"], "retrying");
+            assert_eq!(
+                s["last_error"],
+                "the receiver answered 500 Internal Server Error"
+            );
+            assert_eq!(s["acked_through"], 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook did not fail 4 times: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let driver = Driver::start().await;
+    let profiles = tempfile::tempdir().unwrap();
+    let page = driver.page(&profiles.path().join("one")).await;
+    page.open(&app.url("/")).await;
+    page.wait_for("the stream to go live", LIVE).await;
+    page.wait_for(
+        "both subscriptions, the webhook retrying with its error",
+        "const ci = document.querySelector('tr[data-subscription-id=ci]')?.textContent ?? '';
+         const workers = document.querySelector('tr[data-subscription-id=workers]')?.textContent ?? '';
+         return ci.includes('retrying') && ci.includes('answered 500') && ci.includes('jobs/*')
+             && workers.includes('pull') && workers.includes('claimable');",
+    )
+    .await;
+
+    // Fixed: the receiver answers 200; "Retry now" delivers well before the
+    // 4 s the backoff would have waited.
+    status.store(200, Ordering::SeqCst);
+    let clicked = Instant::now();
+    page.eval("document.querySelector('[data-retry=ci]').click(); return true;")
+        .await;
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            clicked.elapsed() < Duration::from_millis(2500),
+            "Retry now did not deliver at once"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = app.get_json("/api/subscriptions/ci").await;
+    // Past the event, and past the dashboard's presence events too: the
+    // cursor moves over events that do not match.
+    assert!(s["acked_through"].as_i64() >= event["id"].as_i64(), "{s}");
+    assert_eq!(s["failures"], 0, "{s}");
+    assert_eq!(s["delivered"], 1, "{s} {event}");
+    page.wait_for(
+        "the webhook delivering again",
+        "const ci = document.querySelector('tr[data-subscription-id=ci]')?.textContent ?? '';
+         return ci.includes('delivering') && ci.includes('1 delivered');",
+    )
+    .await;
     page.close().await;
 }

@@ -714,6 +714,63 @@ export interface Events {
   get(id: number): Promise<SwitchboardEvent>;
 }
 
+/** A subscription on channels (docs/subscriptions.md). */
+export interface Subscription {
+  id: string;
+  kind: "webhook" | "pull";
+  channels: string[];
+  types: string[] | null;
+  webhook: { url: string } | null;
+  description: string | null;
+  batch_size: number;
+  lease_seconds: number;
+  created_at: string;
+  created_by: string;
+  acked_through: number;
+  head_id: number;
+  delivered: number;
+  state: "delivering" | "retrying" | "claimable";
+  failures: number;
+  last_error: string | null;
+  next_attempt_at: string | null;
+  last_success_at: string | null;
+  claims: SubscriptionClaim[];
+}
+
+export interface SubscriptionClaim {
+  id: string;
+  first_id: number;
+  last_id: number;
+  size: number;
+  worker: string | null;
+  lease_expires_at: string;
+}
+
+export interface SubscriptionRequest {
+  channels: string[];
+  types?: string[];
+  webhook?: { url: string };
+  kind?: "webhook" | "pull";
+  batch_size?: number;
+  lease_seconds?: number;
+  start?: "now" | "beginning" | number;
+  description?: string;
+}
+
+export interface Subscriptions {
+  list(): Promise<{ subscriptions: Subscription[] }>;
+  get(id: string): Promise<Subscription>;
+  put(id: string, body: SubscriptionRequest): Promise<Subscription>;
+  delete(id: string): Promise<void>;
+  retry(id: string): Promise<Subscription>;
+  claim(
+    id: string,
+    options?: { worker?: string; max?: number; lease_seconds?: number; wait_seconds?: number },
+  ): Promise<{ claim: SubscriptionClaim | null; events: SwitchboardEvent[] }>;
+  ack(id: string, claimId: string): Promise<{ acked: number; acked_through: number }>;
+  release(id: string, claimId: string): Promise<void>;
+}
+
 /** A client of one switchboard server. */
 export class Switchboard {
   constructor(options?: SwitchboardOptions);
@@ -748,6 +805,7 @@ export class Switchboard {
   files: Files;
   conversations: Conversations;
   events: Events;
+  subscriptions: Subscriptions;
 
   /** Adds a listener; returns the function that removes it. */
   on(name: "status", fn: (status: ConnectionStatus) => void): () => void;

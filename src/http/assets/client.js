@@ -1544,6 +1544,52 @@ class Events {
   }
 }
 
+/** Subscriptions on channels (webhooks that wake workers, pull subscriptions). */
+class Subscriptions {
+  constructor(sb) {
+    this._sb = sb;
+  }
+
+  _path(id, rest = "") {
+    return `/api/subscriptions/${encodeURIComponent(id)}${rest}`;
+  }
+
+  async list() {
+    return (await this._sb._request("GET", "/api/subscriptions")).body;
+  }
+
+  async get(id) {
+    return (await this._sb._request("GET", this._path(id))).body;
+  }
+
+  /** Makes or changes one: `{channels, types?, webhook?: {url}, kind?, batch_size?, lease_seconds?, start?, description?}`. */
+  async put(id, body) {
+    return (await this._sb._request("PUT", this._path(id), { body })).body;
+  }
+
+  async delete(id) {
+    await this._sb._request("DELETE", this._path(id));
+  }
+
+  /** A waiting webhook tries again now. */
+  async retry(id) {
+    return (await this._sb._request("POST", this._path(id, "/retry"))).body;
+  }
+
+  /** `{worker?, max?, lease_seconds?, wait_seconds?}` → `{claim, events}`. */
+  async claim(id, options = {}) {
+    return (await this._sb._request("POST", this._path(id, "/claims"), { body: options })).body;
+  }
+
+  async ack(id, claimId) {
+    return (await this._sb._request("POST", this._path(id, `/claims/${encodeURIComponent(claimId)}/ack`))).body;
+  }
+
+  async release(id, claimId) {
+    await this._sb._request("POST", this._path(id, `/claims/${encodeURIComponent(claimId)}/release`));
+  }
+}
+
 // ---- the outbox ----------------------------------------------------------
 
 /** Writes in the order they were queued (`seq`, then `id`). */
@@ -2287,6 +2333,7 @@ export class Switchboard extends Emitter {
     this.files = new Files(this);
     this.conversations = new Conversations(this);
     this.events = new Events(this);
+    this.subscriptions = new Subscriptions(this);
     /** @type {Set<LiveCollection>} */
     this._live = new Set();
     /** @type {Set<Lease>} */
