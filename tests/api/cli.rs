@@ -251,3 +251,97 @@ crate::on_both_backends!(
     tail_resumes_across_a_server_restart_without_a_duplicate,
     publish_prints_the_stored_event_and_fails_clearly_on_bad_input,
 );
+
+/// Runs `switchboard subscriptions ARGS` against `app`: its exit status,
+/// stdout parsed as JSON (null when empty) and stderr.
+async fn subscriptions(app: &crate::helpers::TestApp, args: &[&str]) -> (bool, Value, String) {
+    let output = tokio::process::Command::new(BIN)
+        .args(["subscriptions", "--url", &app.address])
+        .args(args)
+        .env_remove("SWITCHBOARD_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = if stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), json, stderr)
+}
+
+#[tokio::test]
+async fn subscriptions_are_made_claimed_acked_and_deleted_from_the_command_line() {
+    let app = spawn_app().await;
+    let (done, made, _) = subscriptions(
+        &app,
+        &[
+            "create",
+            "builds",
+            "--channel",
+            "jobs/*",
+            "--type",
+            "queued",
+            "--start",
+            "beginning",
+        ],
+    )
+    .await;
+    assert!(done);
+    assert_eq!(made["kind"], "pull");
+    assert_eq!(made["types"], json!(["queued"]));
+    for kind in ["queued", "started", "queued"] {
+        let r = app
+            .post("/api/channels/jobs%2Fa/events")
+            .json(&json!({ "type": kind }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let (done, claimed, _) =
+        subscriptions(&app, &["claim", "builds", "--max", "5", "--worker", "cron"]).await;
+    assert!(done);
+    let ids: Vec<i64> = claimed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 3], "only the queued events");
+    assert_eq!(claimed["claim"]["worker"], "cron");
+    let claim = claimed["claim"]["id"].as_str().unwrap().to_owned();
+    let (done, acked, _) = subscriptions(&app, &["ack", "builds", &claim]).await;
+    assert!(done);
+    assert_eq!(acked, json!({ "acked": 2, "acked_through": 3 }));
+    let (done, listed, _) = subscriptions(&app, &["list"]).await;
+    assert!(done);
+    assert_eq!(listed["subscriptions"][0]["delivered"], 2);
+
+    // Refusals: the server's error, a non-zero exit, nothing changed.
+    let (done, _, stderr) = subscriptions(
+        &app,
+        &[
+            "create",
+            "hook",
+            "--channel",
+            "jobs/*",
+            "--webhook",
+            "http://10.0.0.1/hook",
+        ],
+    )
+    .await;
+    assert!(!done);
+    assert!(stderr.contains("webhook.url"), "{stderr}");
+    let (done, _, stderr) = subscriptions(&app, &["ack", "builds", &claim]).await;
+    assert!(!done);
+    assert!(stderr.contains("claim_lost"), "{stderr}");
+    let (done, deleted, _) = subscriptions(&app, &["delete", "builds"]).await;
+    assert!(done);
+    assert_eq!(deleted, Value::Null);
+    let (done, listed, _) = subscriptions(&app, &["list"]).await;
+    assert!(done);
+    assert_eq!(listed, json!({ "subscriptions": [] }));
+}

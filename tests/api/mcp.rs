@@ -121,6 +121,12 @@ async fn tools_list_has_every_tool_with_an_input_schema() {
         "publish",
         "wait_for_events",
         "who_is_here",
+        "list_subscriptions",
+        "create_subscription",
+        "delete_subscription",
+        "claim_events",
+        "ack_claim",
+        "release_claim",
     ] {
         let tool = tools
             .iter()
@@ -480,4 +486,61 @@ write = []
         stderr.contains("cannot reach the switchboard server at http://127.0.0.1:9"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn an_agent_makes_a_pull_subscription_claims_its_events_and_acks_them() {
+    let app = spawn_app().await;
+    let a = agent(&app, "agent-a", &["--session-id", "reviewer-1"]).await;
+    let made = ok(
+        &a,
+        "create_subscription",
+        json!({ "id": "reviews", "channels": ["agents/*"], "types": ["review_requested"] }),
+    )
+    .await;
+    assert_eq!(made["kind"], "pull");
+    assert_eq!(made["channels"], json!(["agents/*"]));
+    let nothing = ok(&a, "claim_events", json!({ "id": "reviews" })).await;
+    assert_eq!(nothing["claim"], Value::Null);
+    for (channel, kind) in [
+        ("agents/review", "review_requested"),
+        ("agents/review", "chatter"),
+        ("other", "review_requested"),
+        ("agents/x", "review_requested"),
+    ] {
+        let path = format!("/api/channels/{channel}/events");
+        let r = app
+            .post(&path)
+            .json(&json!({ "type": kind }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let claimed = ok(&a, "claim_events", json!({ "id": "reviews", "max": 10 })).await;
+    let events = claimed["events"].as_array().unwrap();
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["channel"].as_str().unwrap(), e["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("agents/review", "review_requested"),
+            ("agents/x", "review_requested")
+        ]
+    );
+    assert_eq!(claimed["claim"]["worker"], "reviewer-1");
+    let claim = claimed["claim"]["id"].as_str().unwrap().to_owned();
+    let acked = ok(&a, "ack_claim", json!({ "id": "reviews", "claim": claim })).await;
+    assert_eq!(acked["acked"], 2);
+    let (error, _) = tool_error(&a, "ack_claim", json!({ "id": "reviews", "claim": claim })).await;
+    assert_eq!(error["code"], "claim_lost");
+    assert_eq!(error["status"], 409);
+    let listed = ok(&a, "list_subscriptions", json!({})).await;
+    assert_eq!(listed["subscriptions"][0]["delivered"], 2);
+    ok(&a, "delete_subscription", json!({ "id": "reviews" })).await;
+    let (error, _) = tool_error(&a, "claim_events", json!({ "id": "reviews" })).await;
+    assert_eq!(error["code"], "not_found");
+    a.cancel().await.unwrap();
 }
