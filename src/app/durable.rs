@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::durable::{
     self as rules, check_producer, fork_expiry, json_append, ClosedBy, JsonRefusal, ProducerCheck,
-    ZERO_OFFSET,
+    Stream, ZERO_OFFSET,
 };
 use crate::domain::views::to_payload;
 use crate::domain::{AgentId, ChannelName, EventType, NewEvent, ResourceType};
@@ -22,22 +22,6 @@ pub fn channel(path: &str) -> String {
     let digest = Sha256::digest(path.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("ds:{hex}")
-}
-
-/// Whether a stream is past its TTL (since `accessed_ms`) or expiry.
-pub fn expired(row: &StreamRow, now_ms: i64, accessed_ms: i64) -> bool {
-    if let Some(at) = &row.expires_at {
-        match chrono::DateTime::parse_from_rfc3339(at) {
-            Ok(at) if at.timestamp_millis() > now_ms => {}
-            _ => return true,
-        }
-    }
-    if let Some(ttl) = row.ttl_seconds {
-        if accessed_ms.max(row.accessed_ms) + ttl * 1000 <= now_ms {
-            return true;
-        }
-    }
-    false
 }
 
 /// A refusal of the protocol (answered with its status; nothing changed).
@@ -124,7 +108,7 @@ fn live_stream(
     if row.soft_deleted {
         return Ok(Err(Refusal::Gone));
     }
-    if expired(&row, now_ms, touched_ms) {
+    if row.is_expired(now_ms, touched_ms) {
         if row.ref_count > 0 {
             let mut gone = row;
             gone.soft_deleted = true;
@@ -152,18 +136,16 @@ fn append_bytes(
 }
 
 /// `PUT`: creates, or answers the existing stream when its configuration is
-/// the same (`Ok(false)`), else a conflict.
-pub fn create(
-    tx: &mut Tx<'_>,
-    c: Create,
-) -> Result<Result<(StreamRow, bool), Refusal>, StoreError> {
+/// the same (`Ok(false)`), else a conflict. Answers the stream as readers
+/// see it.
+pub fn create(tx: &mut Tx<'_>, c: Create) -> Result<Result<(Stream, bool), Refusal>, StoreError> {
     if let Some(existing) = rows::get(tx.conn()?, &c.path)? {
         if existing.soft_deleted {
             return Ok(Err(Refusal::Conflict(
                 "stream was deleted but still has active forks; the path cannot be reused until they are removed",
             )));
         }
-        if expired(&existing, c.now_ms, c.touched_ms) && existing.ref_count == 0 {
+        if existing.is_expired(c.now_ms, c.touched_ms) && existing.ref_count == 0 {
             remove_cascade(tx, &existing)?;
         } else {
             let wanted = c
@@ -185,7 +167,7 @@ pub fn create(
                 && (c.fork_offset.is_none() || c.fork_offset == existing.fork_offset)
                 && c.fork_sub_offset.unwrap_or(0) == existing.fork_sub_offset.unwrap_or(0);
             return Ok(if same {
-                Ok((existing, false))
+                Ok((existing.into(), false))
             } else {
                 Err(Refusal::Conflict(
                     "Stream already exists with different configuration",
@@ -217,7 +199,7 @@ pub fn create(
     let mut prefix = None;
     if let Some(source_path) = &c.forked_from {
         let mut source = match rows::get(tx.conn()?, source_path)? {
-            Some(s) if !expired(&s, c.now_ms, 0) || s.soft_deleted => s,
+            Some(s) if !s.is_expired(c.now_ms, 0) || s.soft_deleted => s,
             _ => return Ok(Err(Refusal::NotFound("Source stream not found"))),
         };
         if source.soft_deleted {
@@ -295,7 +277,7 @@ pub fn create(
     row.closed = c.closed;
     rows::update(tx.conn()?, &row)?;
     note(tx, &row.path, "stream_created", &row.tail)?;
-    Ok(Ok((row, true)))
+    Ok(Ok((row.into(), true)))
 }
 
 /// The inherited part of the source's first message after `fork_offset`:
