@@ -258,7 +258,7 @@ fn table() -> Vec<Route> {
         route!(Post "/v1/stream/__ds/subscriptions/{id}/callback", ds_subscriptions::subscription_callback, Public),
         route!(Post "/v1/stream/__ds/subscriptions/{id}/ack", ds_subscriptions::ack_subscription, Public),
         route!(Post "/v1/stream/__ds/subscriptions/{id}/release", ds_subscriptions::release_subscription, Public),
-        route!(Get "/v1/stream/{path}", durable::read::read, Read(DURABLE)),
+        route!(Get "/v1/stream/{path}", durable::read, Read(DURABLE)),
         route!(Head "/v1/stream/{path}", durable::head, Read(DURABLE)),
         route!(Put "/v1/stream/{path}", durable::create, Write(DURABLE)),
         route!(Post "/v1/stream/{path}", durable::append, Write(DURABLE)),

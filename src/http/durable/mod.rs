@@ -17,7 +17,7 @@
 // The helpers' error is the early answer itself (a whole response).
 #![allow(clippy::result_large_err)]
 
-pub(super) mod read;
+mod read;
 mod sse;
 mod watch;
 
@@ -27,6 +27,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+
+// The GET handler and its OpenAPI operation (utoipa's `__path_` item), as
+// `durable::read` for the route table.
+pub use read::{__path_read, read};
 
 use sse::ReadSlot;
 
