@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::durable::{
     self as rules, check_producer, fork_expiry, json_append, ClosedBy, JsonRefusal, ProducerCheck,
-    ZERO_OFFSET,
+    Stream, ZERO_OFFSET,
 };
 use crate::domain::views::to_payload;
 use crate::domain::{AgentId, ChannelName, EventType, NewEvent, ResourceType};
@@ -22,22 +22,6 @@ pub fn channel(path: &str) -> String {
     let digest = Sha256::digest(path.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("ds:{hex}")
-}
-
-/// Whether a stream is past its TTL (since `accessed_ms`) or expiry.
-pub fn expired(row: &StreamRow, now_ms: i64, accessed_ms: i64) -> bool {
-    if let Some(at) = &row.expires_at {
-        match chrono::DateTime::parse_from_rfc3339(at) {
-            Ok(at) if at.timestamp_millis() > now_ms => {}
-            _ => return true,
-        }
-    }
-    if let Some(ttl) = row.ttl_seconds {
-        if accessed_ms.max(row.accessed_ms) + ttl * 1000 <= now_ms {
-            return true;
-        }
-    }
-    false
 }
 
 /// A refusal of the protocol (answered with its status; nothing changed).
@@ -124,7 +108,7 @@ fn live_stream(
     if row.soft_deleted {
         return Ok(Err(Refusal::Gone));
     }
-    if expired(&row, now_ms, touched_ms) {
+    if row.is_expired(now_ms, touched_ms) {
         if row.ref_count > 0 {
             let mut gone = row;
             gone.soft_deleted = true;
@@ -152,40 +136,20 @@ fn append_bytes(
 }
 
 /// `PUT`: creates, or answers the existing stream when its configuration is
-/// the same (`Ok(false)`), else a conflict.
-pub fn create(
-    tx: &mut Tx<'_>,
-    c: Create,
-) -> Result<Result<(StreamRow, bool), Refusal>, StoreError> {
+/// the same (`Ok(false)`), else a conflict. Answers the stream as readers
+/// see it.
+pub fn create(tx: &mut Tx<'_>, c: Create) -> Result<Result<(Stream, bool), Refusal>, StoreError> {
     if let Some(existing) = rows::get(tx.conn()?, &c.path)? {
         if existing.soft_deleted {
             return Ok(Err(Refusal::Conflict(
                 "stream was deleted but still has active forks; the path cannot be reused until they are removed",
             )));
         }
-        if expired(&existing, c.now_ms, c.touched_ms) && existing.ref_count == 0 {
+        if existing.is_expired(c.now_ms, c.touched_ms) && existing.ref_count == 0 {
             remove_cascade(tx, &existing)?;
         } else {
-            let wanted = c
-                .content_type
-                .as_deref()
-                .map(rules::normalize_content_type)
-                .unwrap_or_else(|| {
-                    if c.forked_from.is_some() {
-                        rules::normalize_content_type(&existing.content_type)
-                    } else {
-                        "application/octet-stream".into()
-                    }
-                });
-            let same = wanted == rules::normalize_content_type(&existing.content_type)
-                && (c.forked_from.is_some() || c.ttl_seconds == existing.ttl_seconds)
-                && (c.forked_from.is_some() || c.expires_at == existing.expires_at)
-                && c.closed == existing.closed
-                && c.forked_from == existing.forked_from
-                && (c.fork_offset.is_none() || c.fork_offset == existing.fork_offset)
-                && c.fork_sub_offset.unwrap_or(0) == existing.fork_sub_offset.unwrap_or(0);
-            return Ok(if same {
-                Ok((existing, false))
+            return Ok(if same_configuration(&c, &existing) {
+                Ok((existing.into(), false))
             } else {
                 Err(Refusal::Conflict(
                     "Stream already exists with different configuration",
@@ -193,7 +157,60 @@ pub fn create(
             });
         }
     }
-    let mut row = StreamRow {
+    let mut row = new_row(&c);
+    let mut prefix = None;
+    if let Some(source_path) = &c.forked_from {
+        prefix = match fork(tx, &c, source_path, &mut row)? {
+            Ok(prefix) => prefix,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+    }
+    rows::insert(tx.conn()?, &row)?;
+    if let Some(prefix) = prefix {
+        // The part of the source's next message the fork inherits.
+        let (event, bytes) = rules::offset_parts(&row.tail);
+        row.bytes = bytes + prefix.len() as i64 + 5;
+        row.tail = rules::offset(event, row.bytes);
+        rows::add_message(tx.conn()?, &row.path, &row.tail, &prefix)?;
+    }
+    if !c.body.is_empty() {
+        let data = initial_data(&c.body, &row.content_type)?;
+        if !data.is_empty() {
+            append_bytes(tx, &mut row, &data, "stream_appended")?;
+        }
+    }
+    row.closed = c.closed;
+    rows::update(tx.conn()?, &row)?;
+    note(tx, &row.path, "stream_created", &row.tail)?;
+    Ok(Ok((row.into(), true)))
+}
+
+/// Whether a `PUT` on an existing stream asks for what it is (a fork's
+/// content type, TTL and expiry are its source's unless given).
+fn same_configuration(c: &Create, existing: &StreamRow) -> bool {
+    let wanted = c
+        .content_type
+        .as_deref()
+        .map(rules::normalize_content_type)
+        .unwrap_or_else(|| {
+            if c.forked_from.is_some() {
+                rules::normalize_content_type(&existing.content_type)
+            } else {
+                "application/octet-stream".into()
+            }
+        });
+    wanted == rules::normalize_content_type(&existing.content_type)
+        && (c.forked_from.is_some() || c.ttl_seconds == existing.ttl_seconds)
+        && (c.forked_from.is_some() || c.expires_at == existing.expires_at)
+        && c.closed == existing.closed
+        && c.forked_from == existing.forked_from
+        && (c.fork_offset.is_none() || c.fork_offset == existing.fork_offset)
+        && c.fork_sub_offset.unwrap_or(0) == existing.fork_sub_offset.unwrap_or(0)
+}
+
+/// The row of a new stream, before its fork and its first bytes.
+fn new_row(c: &Create) -> StreamRow {
+    StreamRow {
         path: c.path.clone(),
         content_type: c
             .content_type
@@ -213,89 +230,83 @@ pub fn create(
         tail: ZERO_OFFSET.into(),
         bytes: 0,
         last_seq: None,
+    }
+}
+
+/// Makes `row` a fork of `source_path` (its content type, TTL or expiry,
+/// tail at the fork offset) and counts it on the source; answers the part
+/// of the source's next message it inherits (a sub-offset), if any.
+fn fork(
+    tx: &mut Tx<'_>,
+    c: &Create,
+    source_path: &str,
+    row: &mut StreamRow,
+) -> Result<Result<Option<Vec<u8>>, Refusal>, StoreError> {
+    let mut source = match rows::get(tx.conn()?, source_path)? {
+        Some(s) if !s.is_expired(c.now_ms, 0) || s.soft_deleted => s,
+        _ => return Ok(Err(Refusal::NotFound("Source stream not found"))),
     };
-    let mut prefix = None;
-    if let Some(source_path) = &c.forked_from {
-        let mut source = match rows::get(tx.conn()?, source_path)? {
-            Some(s) if !expired(&s, c.now_ms, 0) || s.soft_deleted => s,
-            _ => return Ok(Err(Refusal::NotFound("Source stream not found"))),
-        };
-        if source.soft_deleted {
+    if source.soft_deleted {
+        return Ok(Err(Refusal::Conflict(
+            "source stream was deleted but still has active forks",
+        )));
+    }
+    if let Some(ct) = &c.content_type {
+        if rules::normalize_content_type(ct) != rules::normalize_content_type(&source.content_type)
+        {
             return Ok(Err(Refusal::Conflict(
-                "source stream was deleted but still has active forks",
+                "Content type mismatch with source stream",
             )));
         }
-        if let Some(ct) = &c.content_type {
-            if rules::normalize_content_type(ct)
-                != rules::normalize_content_type(&source.content_type)
-            {
-                return Ok(Err(Refusal::Conflict(
-                    "Content type mismatch with source stream",
-                )));
-            }
-        }
-        let fork_offset = c.fork_offset.clone().unwrap_or_else(|| source.tail.clone());
-        if fork_offset.as_str() < ZERO_OFFSET || fork_offset > source.tail {
-            return Ok(Err(Refusal::BadRequest(
-                "Fork offset beyond source stream length",
-            )));
-        }
-        if let Some(sub) = c.fork_sub_offset.filter(|n| *n > 0) {
-            match sub_offset_prefix(tx, &source, &fork_offset, sub)? {
-                Some(bytes) => prefix = Some(bytes),
-                None => return Ok(Err(Refusal::BadRequest("Invalid fork sub-offset"))),
-            }
-        }
-        let (ttl, expires) = fork_expiry(
-            c.ttl_seconds,
-            c.expires_at.clone(),
-            source.ttl_seconds,
-            source.expires_at.clone(),
-        );
-        row.ttl_seconds = ttl;
-        row.expires_at = expires;
-        row.content_type = source.content_type.clone();
-        row.forked_from = Some(source_path.clone());
-        row.fork_offset = Some(fork_offset.clone());
-        row.fork_sub_offset = c.fork_sub_offset.filter(|n| *n > 0);
-        row.tail = fork_offset.clone();
-        row.bytes = rules::offset_parts(&fork_offset).1;
-        source.ref_count += 1;
-        rows::update(tx.conn()?, &source)?;
     }
-    rows::insert(tx.conn()?, &row)?;
-    if let Some(prefix) = prefix {
-        // The part of the source's next message the fork inherits.
-        let (event, bytes) = rules::offset_parts(&row.tail);
-        row.bytes = bytes + prefix.len() as i64 + 5;
-        row.tail = rules::offset(event, row.bytes);
-        rows::add_message(tx.conn()?, &row.path, &row.tail, &prefix)?;
+    let fork_offset = c.fork_offset.clone().unwrap_or_else(|| source.tail.clone());
+    if fork_offset.as_str() < ZERO_OFFSET || fork_offset > source.tail {
+        return Ok(Err(Refusal::BadRequest(
+            "Fork offset beyond source stream length",
+        )));
     }
-    if !c.body.is_empty() {
-        let data = if rules::is_json(&row.content_type) {
-            match json_append(&c.body, true) {
-                Ok(data) => data,
-                Err(JsonRefusal::Invalid) => {
-                    return Err(
-                        crate::domain::DomainError::BadRequest("Invalid JSON".into()).into(),
-                    )
-                }
-                Err(JsonRefusal::EmptyArray) => Vec::new(),
-                Err(JsonRefusal::TooDeep { field, message }) => {
-                    return Err(crate::domain::DomainError::Validation { field, message }.into())
-                }
-            }
-        } else {
-            c.body.clone()
-        };
-        if !data.is_empty() {
-            append_bytes(tx, &mut row, &data, "stream_appended")?;
+    let mut prefix = None;
+    if let Some(sub) = c.fork_sub_offset.filter(|n| *n > 0) {
+        match sub_offset_prefix(tx, &source, &fork_offset, sub)? {
+            Some(bytes) => prefix = Some(bytes),
+            None => return Ok(Err(Refusal::BadRequest("Invalid fork sub-offset"))),
         }
     }
-    row.closed = c.closed;
-    rows::update(tx.conn()?, &row)?;
-    note(tx, &row.path, "stream_created", &row.tail)?;
-    Ok(Ok((row, true)))
+    let (ttl, expires) = fork_expiry(
+        c.ttl_seconds,
+        c.expires_at.clone(),
+        source.ttl_seconds,
+        source.expires_at.clone(),
+    );
+    row.ttl_seconds = ttl;
+    row.expires_at = expires;
+    row.content_type = source.content_type.clone();
+    row.forked_from = Some(source_path.to_owned());
+    row.fork_offset = Some(fork_offset.clone());
+    row.fork_sub_offset = c.fork_sub_offset.filter(|n| *n > 0);
+    row.tail = fork_offset.clone();
+    row.bytes = rules::offset_parts(&fork_offset).1;
+    source.ref_count += 1;
+    rows::update(tx.conn()?, &source)?;
+    Ok(Ok(prefix))
+}
+
+/// A `PUT`'s body as stored: in JSON mode its values (an empty array is
+/// nothing); a bad JSON body fails the job (400, or 422 when too deep).
+fn initial_data(body: &[u8], content_type: &str) -> Result<Vec<u8>, StoreError> {
+    if !rules::is_json(content_type) {
+        return Ok(body.to_vec());
+    }
+    match json_append(body, true) {
+        Ok(data) => Ok(data),
+        Err(JsonRefusal::Invalid) => {
+            Err(crate::domain::DomainError::BadRequest("Invalid JSON".into()).into())
+        }
+        Err(JsonRefusal::EmptyArray) => Ok(Vec::new()),
+        Err(JsonRefusal::TooDeep { field, message }) => {
+            Err(crate::domain::DomainError::Validation { field, message }.into())
+        }
+    }
 }
 
 /// The inherited part of the source's first message after `fork_offset`:
@@ -348,29 +359,8 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
         Ok(row) => row,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    if row.closed && a.body.is_empty() && a.close && a.producer.is_none() {
-        // Closing a closed stream again succeeds.
-        return Ok(Ok(Appended {
-            tail: row.tail,
-            closed: true,
-            duplicate: None,
-        }));
-    }
     if row.closed {
-        let by: Option<ClosedBy> = row
-            .closed_by
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok());
-        if let (Some(by), Some((id, epoch, seq))) = (&by, &a.producer) {
-            if by.producer_id == *id && by.epoch == *epoch && by.seq == *seq {
-                return Ok(Ok(Appended {
-                    tail: row.tail,
-                    closed: true,
-                    duplicate: Some(*seq),
-                }));
-            }
-        }
-        return Ok(Err(Refusal::Closed { tail: row.tail }));
+        return Ok(append_to_closed(row, &a));
     }
     if !a.body.is_empty() {
         if let Some(ct) = &a.content_type {
@@ -407,39 +397,20 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
         }
     }
     if !a.body.is_empty() {
-        let data = if rules::is_json(&row.content_type) {
-            match json_append(&a.body, false) {
-                Ok(data) => data,
-                Err(JsonRefusal::Invalid) => return Ok(Err(Refusal::BadRequest("Invalid JSON"))),
-                Err(JsonRefusal::EmptyArray) => {
-                    return Ok(Err(Refusal::BadRequest("Empty arrays are not allowed")))
-                }
-                Err(JsonRefusal::TooDeep { field, message }) => {
-                    return Err(crate::domain::DomainError::Validation { field, message }.into())
-                }
-            }
-        } else {
-            a.body.clone()
+        let data = match appended_data(&a.body, &row.content_type)? {
+            Ok(data) => data,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         append_bytes(tx, &mut row, &data, "stream_appended")?;
     }
     if let Some((id, state)) = &producer {
         rows::save_producer(tx.conn()?, &a.path, id, *state, a.now_ms)?;
     }
-    if let Some(seq) = a.seq {
-        row.last_seq = Some(seq);
+    if let Some(seq) = &a.seq {
+        row.last_seq = Some(seq.clone());
     }
     if a.close {
-        row.closed = true;
-        row.closed_by = a.producer.as_ref().map(|(id, epoch, seq)| {
-            serde_json::to_string(&ClosedBy {
-                producer_id: id.clone(),
-                epoch: *epoch,
-                seq: *seq,
-            })
-            .unwrap_or_default()
-        });
-        note(tx, &a.path, "stream_closed", &row.tail)?;
+        close(tx, &mut row, &a)?;
     }
     row.accessed_ms = a.now_ms;
     rows::update(tx.conn()?, &row)?;
@@ -448,6 +419,64 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
         closed: row.closed,
         duplicate: None,
     }))
+}
+
+/// An append to a closed stream: closing it again succeeds, a retry of the
+/// producer's append that closed it is a duplicate, anything else is
+/// refused with the tail.
+fn append_to_closed(row: StreamRow, a: &Append) -> Result<Appended, Refusal> {
+    if a.body.is_empty() && a.close && a.producer.is_none() {
+        return Ok(Appended {
+            tail: row.tail,
+            closed: true,
+            duplicate: None,
+        });
+    }
+    let by: Option<ClosedBy> = row
+        .closed_by
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok());
+    if let (Some(by), Some((id, epoch, seq))) = (&by, &a.producer) {
+        if by.producer_id == *id && by.epoch == *epoch && by.seq == *seq {
+            return Ok(Appended {
+                tail: row.tail,
+                closed: true,
+                duplicate: Some(*seq),
+            });
+        }
+    }
+    Err(Refusal::Closed { tail: row.tail })
+}
+
+/// A `POST`'s body as stored: in JSON mode its values; invalid JSON and an
+/// empty array are refused, a body nested too deep fails the job (422).
+fn appended_data(body: &[u8], content_type: &str) -> Result<Result<Vec<u8>, Refusal>, StoreError> {
+    if !rules::is_json(content_type) {
+        return Ok(Ok(body.to_vec()));
+    }
+    Ok(match json_append(body, false) {
+        Ok(data) => Ok(data),
+        Err(JsonRefusal::Invalid) => Err(Refusal::BadRequest("Invalid JSON")),
+        Err(JsonRefusal::EmptyArray) => Err(Refusal::BadRequest("Empty arrays are not allowed")),
+        Err(JsonRefusal::TooDeep { field, message }) => {
+            return Err(crate::domain::DomainError::Validation { field, message }.into())
+        }
+    })
+}
+
+/// Closes the stream, remembering the producer whose append closed it.
+fn close(tx: &mut Tx<'_>, row: &mut StreamRow, a: &Append) -> Result<(), StoreError> {
+    row.closed = true;
+    row.closed_by = a.producer.as_ref().map(|(id, epoch, seq)| {
+        serde_json::to_string(&ClosedBy {
+            producer_id: id.clone(),
+            epoch: *epoch,
+            seq: *seq,
+        })
+        .unwrap_or_default()
+    });
+    note(tx, &a.path, "stream_closed", &row.tail)?;
+    Ok(())
 }
 
 /// `DELETE`: removes the stream, or soft-deletes it while forks read it.

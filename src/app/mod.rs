@@ -14,6 +14,7 @@ pub mod ds_claims;
 pub mod ds_subscriptions;
 pub mod ds_wakes;
 pub mod durable;
+pub mod durable_read;
 pub mod events;
 pub mod files;
 pub mod mercure;

@@ -1,12 +1,13 @@
 //! Durable Streams in the database: one row per stream (its metadata and
 //! tail), one per message (its bytes, exactly), one per idempotent producer.
+//! A row becomes the domain's `Stream` here; no rule is decided here.
 
 use diesel::prelude::*;
 
 use super::db::DbConn;
 use super::schema::{ds_messages, ds_producers, ds_streams};
 use super::StoreError;
-use crate::domain::durable::ProducerState;
+use crate::domain::durable::{self as rules, Message, ProducerState, Stream};
 
 /// A stream's row.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -33,11 +34,40 @@ pub struct StreamRow {
     pub last_seq: Option<String>,
 }
 
-/// One message: the offset after it and its bytes.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub offset: String,
-    pub data: Vec<u8>,
+impl StreamRow {
+    /// Whether it is past its TTL or expiry (`domain::durable::expired`).
+    pub fn is_expired(&self, now_ms: i64, touched_ms: i64) -> bool {
+        rules::expired(
+            self.expires_at.as_deref(),
+            self.ttl_seconds,
+            self.accessed_ms,
+            now_ms,
+            touched_ms,
+        )
+    }
+}
+
+impl From<StreamRow> for Stream {
+    fn from(row: StreamRow) -> Stream {
+        Stream {
+            path: row.path,
+            content_type: row.content_type,
+            ttl_seconds: row.ttl_seconds,
+            expires_at: row.expires_at,
+            closed: row.closed,
+            accessed_ms: row.accessed_ms,
+            forked_from: row.forked_from,
+            fork_offset: row.fork_offset,
+            ref_count: row.ref_count,
+            soft_deleted: row.soft_deleted,
+            tail: row.tail,
+        }
+    }
+}
+
+/// The stream at `path`, as readers see it.
+pub fn stream(conn: &mut DbConn, path: &str) -> Result<Option<Stream>, StoreError> {
+    Ok(get(conn, path)?.map(Stream::from))
 }
 
 pub fn get(conn: &mut DbConn, path: &str) -> Result<Option<StreamRow>, StoreError> {

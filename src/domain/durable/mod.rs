@@ -1,7 +1,14 @@
 //! The Durable Streams protocol's rules (the upstream PROTOCOL.md and the
-//! conformance suite 0.3.6): offsets, content types, JSON mode, TTL values
-//! and idempotent producers. Plain Rust: the edge is `http/durable.rs`, the
-//! storage `store/durable.rs`.
+//! conformance suite 0.3.6): offsets, content types, JSON mode, TTL values,
+//! idempotent producers here; the read model — a [`Stream`] as readers see
+//! it, its ETags and cursors — in `stream.rs`. Plain Rust, no clock: the
+//! time is an argument. The edge is `http/durable/`, the use cases
+//! `app/durable.rs` and `app/durable_read.rs`, the storage
+//! `store/durable.rs`.
+
+mod stream;
+
+pub use stream::{cursor, etag, expired, Message, Position, Stream, Visibility, PAGE_BYTES};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

@@ -1,0 +1,287 @@
+//! `GET …?live=sse`: one connection following a stream. Every data event is
+//! followed by its control event; an idle stream gets a control event every
+//! long-poll period; the answer ends at the end of a closed stream, when the
+//! stream goes away, when the server stops or when the reader's credential
+//! ends. Readers of one stream woken by one append share one read of it
+//! (`Snapshot`).
+
+use std::sync::Arc;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpResponse};
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+
+use super::watch::Watch;
+use super::{answer, now_ms, visible};
+use crate::app::durable_read;
+use crate::auth::EndOfCredential;
+use crate::domain::durable::{self as rules, Message, Stream};
+use crate::http::AppState;
+
+/// The last read of one stream, locked while a reader renews it.
+pub(super) type ReadSlot = Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>;
+
+/// One read of a stream: what followed `start`, valid for every event up to
+/// `valid_through` (the hub's head when it was read). Offsets never change
+/// their bytes, so readers at `start` or at any offset in it may share it.
+pub(super) struct Snapshot {
+    start: String,
+    valid_through: i64,
+    stream: Stream,
+    messages: Vec<Message>,
+    more: bool,
+}
+
+impl Snapshot {
+    /// What follows `offset`, if this read covers it.
+    fn after(&self, offset: &str) -> Option<(Vec<Message>, bool)> {
+        if offset == self.start {
+            return Some((self.messages.clone(), self.more));
+        }
+        let at = self.messages.iter().position(|m| m.offset == offset)?;
+        Some((self.messages[at + 1..].to_vec(), self.more))
+    }
+}
+
+/// `data:` lines of one payload (split at line breaks).
+fn sse_data(payload: &str) -> String {
+    let mut out = String::with_capacity(payload.len() + 16);
+    for line in payload.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
+        out.push_str("data:");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// One SSE connection's state.
+struct Follow {
+    state: web::Data<AppState>,
+    path: String,
+    offset: String,
+    base64: bool,
+    client_cursor: Option<String>,
+    watch: Watch,
+    done: bool,
+    waiting: bool,
+    /// The reader's credential ending (a JWT's `exp`, a revoked token):
+    /// the answer ends, and the client reconnects with a fresh one.
+    ends: Option<EndOfCredential>,
+}
+
+impl Follow {
+    /// Whether the reader's credential has ended.
+    fn credential_ended(&mut self) -> bool {
+        let ended = self
+            .ends
+            .as_mut()
+            .is_some_and(|end| end.as_mut().now_or_never().is_some());
+        if ended {
+            self.ends = None;
+            self.done = true;
+        }
+        ended
+    }
+
+    /// The stream and what follows this reader's offset: from the last
+    /// read of the stream when it covers the offset and every event this
+    /// reader was woken by, else from one new read (the others wait for it
+    /// rather than read too).
+    async fn shared_read(&self) -> Option<(Stream, Vec<Message>, bool)> {
+        let slot = self.state.durable.read_slot(&self.path);
+        let mut last = slot.lock().await;
+        if let Some(snapshot) = last.as_ref() {
+            if snapshot.valid_through >= self.watch.seen {
+                if let Some((messages, more)) = snapshot.after(&self.offset) {
+                    return Some((snapshot.stream.clone(), messages, more));
+                }
+            }
+        }
+        let (path, after) = (self.path.clone(), self.offset.clone());
+        let now = now_ms();
+        let touched = self.state.durable.touched(&path);
+        let valid_through = self.state.hub.head_id().get();
+        let read = self
+            .state
+            .store
+            .read(move |conn| durable_read::read_visible(conn, &path, &after, now, touched))
+            .await
+            .ok()??;
+        *last = Some(Arc::new(Snapshot {
+            start: self.offset.clone(),
+            valid_through,
+            stream: read.0.clone(),
+            messages: read.1.clone(),
+            more: read.2,
+        }));
+        Some(read)
+    }
+
+    fn control(&self, offset: &str, closed: bool, up_to_date: bool) -> String {
+        let mut control = serde_json::json!({ "streamNextOffset": offset });
+        if closed {
+            // A closed stream at its tail is up to date as well.
+            control["streamClosed"] = true.into();
+            control["upToDate"] = true.into();
+        } else {
+            let cursor = rules::cursor(self.client_cursor.as_deref(), now_ms());
+            control["streamCursor"] = cursor.into();
+            if up_to_date {
+                control["upToDate"] = true.into();
+            }
+        }
+        format!("event: control\n{}", sse_data(&control.to_string()))
+    }
+
+    /// Waits for the stream to change. `Err` holds what to send instead of
+    /// reading it (`None` ends the answer).
+    async fn wait(&mut self) -> Result<(), Option<Bytes>> {
+        let long_poll = self.state.durable.long_poll;
+        let woke = match self.ends.as_mut() {
+            Some(end) => tokio::select! {
+                woke = self.watch.changed(long_poll) => woke,
+                _ = end.as_mut() => {
+                    self.ends = None;
+                    self.done = true;
+                    return Err(None);
+                }
+            },
+            None => self.watch.changed(long_poll).await,
+        };
+        if self.watch.stopping() {
+            self.done = true;
+            return Err(None);
+        }
+        self.waiting = false;
+        // A connected reader keeps a stream with a sliding TTL alive.
+        self.state.durable.touch(&self.path);
+        if woke {
+            Ok(())
+        } else {
+            Err(self.idle().await)
+        }
+    }
+
+    /// A long-poll period without an append: a control event, or the end
+    /// of a closed (or vanished) stream.
+    async fn idle(&mut self) -> Option<Bytes> {
+        let Ok(stream) = visible(&self.state, &self.path).await else {
+            self.done = true;
+            return None;
+        };
+        if stream.closed && stream.tail == self.offset {
+            self.done = true;
+            return Some(Bytes::from(self.control(&self.offset, true, true)));
+        }
+        self.waiting = true;
+        Some(Bytes::from(self.control(&self.offset, false, true)))
+    }
+
+    /// One message as a data event's payload: base64, one JSON array, or text.
+    fn payload(&self, stream: &Stream, message: &Message) -> String {
+        if self.base64 {
+            base64::engine::general_purpose::STANDARD.encode(&message.data)
+        } else if stream.is_json() {
+            String::from_utf8_lossy(&rules::json_array(std::iter::once(message.data.as_slice())))
+                .into_owned()
+        } else {
+            String::from_utf8_lossy(&message.data).into_owned()
+        }
+    }
+
+    /// The events of one read, moving the reader's offset; `done` once the
+    /// end of a closed stream is sent.
+    fn events(&mut self, stream: &Stream, messages: &[Message], more: bool) -> String {
+        let mut out = String::new();
+        let count = messages.len();
+        // Every data event is followed by its control event.
+        for (i, message) in messages.iter().enumerate() {
+            out.push_str("event: data\n");
+            out.push_str(&sse_data(&self.payload(stream, message)));
+            self.offset.clone_from(&message.offset);
+            let last = i + 1 == count && !more;
+            let closed = last && stream.closed && self.offset == stream.tail;
+            out.push_str(&self.control(&self.offset, closed, last));
+            if closed {
+                self.done = true;
+                return out;
+            }
+        }
+        if messages.is_empty() {
+            if stream.skips_to_tail(&self.offset) {
+                // An offset between messages: go on from the tail.
+                self.offset.clone_from(&stream.tail);
+            }
+            let closed = stream.closed && self.offset >= stream.tail;
+            out.push_str(&self.control(&self.offset, closed, true));
+            if closed {
+                self.done = true;
+            }
+        }
+        out
+    }
+
+    /// The next chunk of the SSE body, or `None` to end it.
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.done || self.credential_ended() || self.watch.stopping() {
+            return None;
+        }
+        if self.waiting {
+            if let Err(instead) = self.wait().await {
+                return instead;
+            }
+        }
+        // Readers of one stream woken by one append share one read.
+        let Some((stream, messages, more)) = self.shared_read().await else {
+            self.done = true;
+            return None;
+        };
+        if stream.slides() {
+            self.state.durable.touch(&self.path);
+        }
+        let out = self.events(&stream, &messages, more);
+        if !self.done && !more {
+            self.waiting = true;
+        }
+        Some(Bytes::from(out))
+    }
+}
+
+/// The SSE answer following `stream` from `offset` (`cursor`: the client's
+/// last `Stream-Cursor`).
+pub(super) fn sse(
+    state: &web::Data<AppState>,
+    stream: Stream,
+    offset: String,
+    cursor: Option<String>,
+    ends: Option<EndOfCredential>,
+) -> HttpResponse {
+    let base64 = !rules::is_text(&stream.content_type);
+    let follow = Follow {
+        watch: Watch::new(state, &stream.path),
+        state: state.clone(),
+        path: stream.path.clone(),
+        offset,
+        base64,
+        client_cursor: cursor,
+        done: false,
+        waiting: false,
+        ends,
+    };
+    let body = futures_util::stream::unfold(follow, |mut follow| async move {
+        let chunk = follow.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), follow))
+    });
+    let mut r = answer(StatusCode::OK);
+    r.content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .insert_header(header::ContentEncoding::Identity);
+    if base64 {
+        r.insert_header(("stream-sse-data-encoding", "base64"));
+    }
+    r.streaming(body)
+}
