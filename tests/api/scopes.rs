@@ -66,7 +66,9 @@ fn expected(method: &str, template: &str) -> Expect {
         | [".well-known", ..] => Expect::Public,
         ["metrics"] | ["api", "stats"] => Expect::AnyToken,
         ["api", "stream" | "stream-tickets" | "events" | "sync"]
-        | ["api", "events", "batch" | "{id}"] => Expect::Narrowing,
+        | ["api", "events", "batch" | "{id}"]
+        | ["api", "subscriptions", ..] => Expect::Narrowing,
+        ["api", "webhook-keys"] => Expect::Public,
         ["api", "sessions"] => Expect::Read("presence"),
         ["api", "channels", "{channel}", "events"] => Expect::Write("global"),
         ["api", "broadcast", "features", ..] => Expect::Write("features"),
@@ -253,6 +255,14 @@ async fn every_documented_route_needs_exactly_its_declared_scope() {
         ("get", "/api/events/{id}"),
         ("post", "/api/events/batch"),
         ("get", "/api/sync"),
+        ("get", "/api/subscriptions"),
+        ("get", "/api/subscriptions/{id}"),
+        ("put", "/api/subscriptions/{id}"),
+        ("delete", "/api/subscriptions/{id}"),
+        ("post", "/api/subscriptions/{id}/retry"),
+        ("post", "/api/subscriptions/{id}/claims"),
+        ("post", "/api/subscriptions/{id}/claims/{claim}/ack"),
+        ("post", "/api/subscriptions/{id}/claims/{claim}/release"),
     ]
     .into_iter()
     .map(|(method, path)| (method.to_owned(), path.to_owned()))
