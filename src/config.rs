@@ -149,6 +149,11 @@ pub struct ServeArgs {
     /// network. Checked again for every address a host name resolves to.
     #[arg(long, env = "SWITCHBOARD_WEBHOOKS_ALLOW_PRIVATE")]
     pub webhooks_allow_private: bool,
+    /// Call only these webhook hosts (repeatable or comma-separated; a name,
+    /// `*.example.com` for its subdomains, or an address). Every public host
+    /// when none is given. The other webhook rules still apply.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_ALLOW_HOST", value_delimiter = ',')]
+    pub webhooks_allow_host: Vec<String>,
 }
 
 /// The app's own identities (docs/security.md): JWTs from its identity
@@ -279,6 +284,12 @@ impl ServeArgs {
         crate::domain::webhook::WebhookPolicy {
             allow_loopback: self.webhooks_allow_loopback,
             allow_private: self.webhooks_allow_private,
+            hosts: self
+                .webhooks_allow_host
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
         }
     }
 

@@ -159,7 +159,7 @@ pub fn create(
     tx: &mut Tx<'_>,
     id: String,
     config: Config,
-    policy: WebhookPolicy,
+    policy: &WebhookPolicy,
     now_ms: i64,
 ) -> Result<Result<(Subscription, bool), Refusal>, StoreError> {
     let digest = config.digest();

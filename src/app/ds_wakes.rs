@@ -80,7 +80,7 @@ impl Wakes {
             .value;
         let signer = Signer::from_secret(&key.secret)
             .ok_or_else(|| StoreError::Corrupt("a webhook signing key is not 32 bytes".into()))?;
-        let client = webhooks::client(policy).map_err(StoreError::Unavailable)?;
+        let client = webhooks::client(&policy).map_err(StoreError::Unavailable)?;
         Ok(Arc::new(Wakes {
             signer: Arc::new(signer),
             base_url: base_url.trim_end_matches('/').to_owned(),

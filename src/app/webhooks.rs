@@ -81,9 +81,12 @@ struct Resolver(WebhookPolicy);
 
 impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0;
+        let policy = self.0.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
+            if !policy.lists_host(&host.to_ascii_lowercase()) {
+                return Err(format!("{host}: not a host the server allows").into());
+            }
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = found
@@ -104,11 +107,11 @@ impl reqwest::dns::Resolve for Resolver {
 }
 
 /// The client every webhook is sent with.
-pub fn client(policy: WebhookPolicy) -> Result<reqwest::Client, String> {
+pub fn client(policy: &WebhookPolicy) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TIMEOUT)
-        .dns_resolver(Arc::new(Resolver(policy)))
+        .dns_resolver(Arc::new(Resolver(policy.clone())))
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the webhook client: {e}"))

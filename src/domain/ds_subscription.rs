@@ -220,7 +220,7 @@ pub fn pending(acked: &str, tail: &str) -> bool {
 /// Why a webhook URL is refused (the message of a 400
 /// `WEBHOOK_URL_REJECTED`), or `None` when it may be called: the server's
 /// one rule (`domain::webhook`).
-pub fn refuse_webhook_url(url: &str, policy: WebhookPolicy) -> Option<&'static str> {
+pub fn refuse_webhook_url(url: &str, policy: &WebhookPolicy) -> Option<&'static str> {
     policy.refuse_url(url)
 }
 

@@ -252,7 +252,7 @@ impl Spec {
     /// `webhook.url` (nothing is connected to find out).
     pub fn parse(
         request: &SubscriptionRequest,
-        policy: WebhookPolicy,
+        policy: &WebhookPolicy,
     ) -> Result<Spec, DomainError> {
         let kind = match request.kind.as_deref() {
             None if request.webhook.is_some() => Kind::Webhook,
@@ -322,6 +322,7 @@ mod tests {
     const LOOPBACK: WebhookPolicy = WebhookPolicy {
         allow_loopback: true,
         allow_private: false,
+        hosts: Vec::new(),
     };
 
     #[test]
@@ -331,7 +332,7 @@ mod tests {
                 "channels": ["features", "agents/*", "features"],
                 "webhook": {"url": "http://127.0.0.1:9/hook"},
             })),
-            LOOPBACK,
+            &LOOPBACK,
         )
         .expect("valid");
         assert_eq!(spec.kind, Kind::Webhook);
@@ -343,7 +344,7 @@ mod tests {
 
     #[test]
     fn bad_bodies_name_their_field() {
-        let field = |json: serde_json::Value| match Spec::parse(&request(json), LOOPBACK) {
+        let field = |json: serde_json::Value| match Spec::parse(&request(json), &LOOPBACK) {
             Err(DomainError::Validation { field, .. }) => field,
             other => panic!("expected a validation error, got {other:?}"),
         };

@@ -7,20 +7,39 @@
 use std::net::IpAddr;
 
 /// What the operator allowed beyond public addresses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebhookPolicy {
     /// `--webhooks-allow-loopback`: `127.0.0.0/8`, `::1`, `localhost`.
     pub allow_loopback: bool,
     /// `--webhooks-allow-private`: private, shared, link-local and ULA
     /// ranges (an internal network's CI or workers).
     pub allow_private: bool,
+    /// `--webhooks-allow-host`: when any is given, only these hosts are
+    /// called (`ci.example.com`, `*.example.com`, `127.0.0.1`).
+    pub hosts: Vec<String>,
 }
 
 const LOOPBACK: &str = "webhook.url must not target a loopback host on this server";
 const PRIVATE: &str = "webhook.url must not target a private or link-local address";
 const NEVER: &str = "webhook.url must not target an unspecified, multicast or reserved address";
+const NOT_LISTED: &str = "webhook.url must name a host the server allows (--webhooks-allow-host)";
 
 impl WebhookPolicy {
+    /// Whether `host` (a name or an address, lower case) is one the
+    /// operator listed; every host is when none is.
+    pub fn lists_host(&self, host: &str) -> bool {
+        self.hosts.is_empty()
+            || self
+                .hosts
+                .iter()
+                .any(|allowed| match allowed.strip_prefix("*.") {
+                    Some(domain) => host
+                        .strip_suffix(domain)
+                        .is_some_and(|rest| rest.ends_with('.')),
+                    None => allowed.eq_ignore_ascii_case(host),
+                })
+    }
+
     /// Why the server may not connect to `address`, or `None` when it may.
     pub fn refuse_address(&self, address: IpAddr) -> Option<&'static str> {
         let address = match address {
@@ -74,6 +93,10 @@ impl WebhookPolicy {
         let Some(host) = parsed.host_str() else {
             return Some("webhook.url must name a host");
         };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if !self.lists_host(&bare.to_ascii_lowercase()) {
+            return Some(NOT_LISTED);
+        }
         match host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -96,6 +119,7 @@ mod tests {
     const STRICT: WebhookPolicy = WebhookPolicy {
         allow_loopback: false,
         allow_private: false,
+        hosts: Vec::new(),
     };
 
     #[test]
@@ -131,6 +155,7 @@ mod tests {
         let everything = WebhookPolicy {
             allow_loopback: true,
             allow_private: true,
+            hosts: Vec::new(),
         };
         assert_eq!(everything.refuse_url("http://127.0.0.1:9/"), None);
         assert_eq!(everything.refuse_url("http://0.0.0.0/"), Some(NEVER));
@@ -138,5 +163,25 @@ mod tests {
         assert!(everything.refuse_url("ftp://example.com/").is_some());
         assert!(everything.refuse_url("http://u:p@example.com/").is_some());
         assert_eq!(STRICT.refuse_url("https://example.com/hook"), None);
+    }
+
+    #[test]
+    fn a_host_list_lets_only_its_hosts_through() {
+        let listed = WebhookPolicy {
+            allow_loopback: true,
+            hosts: vec!["127.0.0.1".into(), "*.example.com".into()],
+            ..STRICT
+        };
+        assert_eq!(listed.refuse_url("http://127.0.0.1:9/hook"), None);
+        assert_eq!(listed.refuse_url("https://ci.example.com/hook"), None);
+        assert_eq!(
+            listed.refuse_url("https://example.com/hook"),
+            Some(NOT_LISTED)
+        );
+        assert_eq!(
+            listed.refuse_url("https://evilexample.com/"),
+            Some(NOT_LISTED)
+        );
+        assert_eq!(listed.refuse_url("http://localhost/"), Some(NOT_LISTED));
     }
 }

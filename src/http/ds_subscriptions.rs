@@ -203,10 +203,10 @@ pub async fn put_subscription(
         Ok(config) => config,
         Err(message) => return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message),
     };
-    let (id, allow) = (id_of(&req), state.subscriptions.policy);
+    let (id, allow) = (id_of(&req), state.subscriptions.policy.clone());
     match state
         .writer
-        .write(move |tx| use_case::create(tx, id, config, allow, now_ms()))
+        .write(move |tx| use_case::create(tx, id, config, &allow, now_ms()))
         .await
     {
         Ok(committed) => match committed.value {

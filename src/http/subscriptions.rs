@@ -213,7 +213,7 @@ pub async fn put_subscription(
     body: JsonBody<SubscriptionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = subscription_id(&id)?;
-    let spec = Spec::parse(&body.value, state.subscriptions.policy)?;
+    let spec = Spec::parse(&body.value, &state.subscriptions.policy)?;
     if !spec.selection.readable_within(read_scope(&req).as_deref()) {
         return Err(DomainError::Forbidden(
             "this token may not read every channel the subscription names".into(),

@@ -9,6 +9,6 @@ runConformanceTests({
   longPollTimeoutMs: 1000,
   // The reserved subscription APIs (webhooks, pull-wake). Their webhook
   // receivers listen on 127.0.0.1: the server runs with
-  // --durable-streams-webhooks-allow-loopback.
+  // --webhooks-allow-loopback.
   subscriptions: process.env.DS_SUBSCRIPTIONS !== "off",
 })
