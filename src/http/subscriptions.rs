@@ -2,8 +2,9 @@
 //! workers that are not running, and pull subscriptions that worker pools
 //! claim from. Each handler parses, checks the caller may read every
 //! channel the subscription takes (else 404, as if it did not exist, or
-//! 403 when making one), runs one use case of `app::subscriptions`, and
-//! renders the view. Delivery itself is `app::deliveries`.
+//! 403 when making or changing one), runs one use case of
+//! `app::subscriptions`, and renders the view. Delivery itself is
+//! `app::deliveries`.
 
 use std::time::Duration;
 
@@ -222,10 +223,11 @@ pub async fn put_subscription(
     }
     let context = WriteContext::new(&req, &identity, &body.raw)?;
     let owner = identity.agent_id.clone();
+    let scope = read_scope(&req);
     let head = state.hub.head_id().get();
     let answer = context
         .run(&state, move |tx, _| {
-            let (subscription, created) = use_case::put(tx, &id, spec, &owner)?;
+            let (subscription, created) = use_case::put(tx, &id, spec, &owner, scope.as_deref())?;
             let view = SubscriptionView::new(subscription, head);
             Ok(if created {
                 Answer::created(view)
