@@ -1488,3 +1488,31 @@ async fn a_token_sees_and_makes_only_subscriptions_on_channels_it_may_read() {
         "b-sub is unchanged"
     );
 }
+
+// ---------------------------------------------------------------------------
+// A rare type behind many other events.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_finds_a_rare_type_behind_many_events_of_other_types() {
+    let app = spawn_app_with(|_| {}).await;
+    expect(
+        &app,
+        "PUT",
+        "/api/subscriptions/rare",
+        Some(json!({"channels": ["work/*"], "types": ["rare"], "kind": "pull"})),
+        None,
+        201,
+    )
+    .await;
+    let common = (0..50)
+        .map(|n| json!({"channel": "work/a", "type": "common", "data": {"n": n}}))
+        .collect();
+    app.publish_batch(common).await;
+    let rare = app
+        .publish("work/b", "rare", json!({"rare": true}), None)
+        .await;
+    // One claim, without waiting: the rare event is claimable now.
+    let answer = claim(&app, "rare", json!({"worker": "w", "max": 1})).await;
+    let got = held("w", &answer).unwrap_or_else(|| panic!("a claim of the rare event: {answer}"));
+    assert_eq!(got.events, vec![rare]);
+}
