@@ -132,16 +132,27 @@ pub fn matching(
 
 /// `PUT /api/subscriptions/{id}`: makes the subscription (`true`) or
 /// changes its configuration, keeping its cursors (`false`). Its kind
-/// cannot change.
+/// cannot change, and a caller who may read only `scope` (`None`:
+/// everything) may change it only if it may read every channel it names
+/// now (else it could take over a subscription it may not see).
 pub fn put(
     tx: &mut Tx<'_>,
     id: &SubscriptionId,
     spec: Spec,
     owner: &AgentId,
+    scope: Option<&[ChannelPattern]>,
 ) -> Result<(Subscription, bool), StoreError> {
     let created_at = tx.now().to_string();
     let conn = tx.conn()?;
     if let Some(existing) = rows::get(conn, id.as_str())? {
+        let selection = Selection::from_stored(&existing.channels, existing.types.as_deref())
+            .ok_or_else(|| corrupt(&existing.id))?;
+        if !selection.readable_within(scope) {
+            return Err(DomainError::Forbidden(
+                "this token may not read every channel the subscription names".into(),
+            )
+            .into());
+        }
         if existing.kind != spec.kind.as_str() {
             return Err(DomainError::Conflict {
                 code: "conflict",

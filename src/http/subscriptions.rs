@@ -2,8 +2,9 @@
 //! workers that are not running, and pull subscriptions that worker pools
 //! claim from. Each handler parses, checks the caller may read every
 //! channel the subscription takes (else 404, as if it did not exist, or
-//! 403 when making one), runs one use case of `app::subscriptions`, and
-//! renders the view. Delivery itself is `app::deliveries`.
+//! 403 when making or changing one), runs one use case of
+//! `app::subscriptions`, and renders the view. Delivery itself is
+//! `app::deliveries`.
 
 use std::time::Duration;
 
@@ -222,10 +223,11 @@ pub async fn put_subscription(
     }
     let context = WriteContext::new(&req, &identity, &body.raw)?;
     let owner = identity.agent_id.clone();
+    let scope = read_scope(&req);
     let head = state.hub.head_id().get();
     let answer = context
         .run(&state, move |tx, _| {
-            let (subscription, created) = use_case::put(tx, &id, spec, &owner)?;
+            let (subscription, created) = use_case::put(tx, &id, spec, &owner, scope.as_deref())?;
             let view = SubscriptionView::new(subscription, head);
             Ok(if created {
                 Answer::created(view)
@@ -432,6 +434,7 @@ pub async fn claim_events(
     visible(&req, &state, &id).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
     let mut shutdown = state.hub.shutdown_signal();
+    let mut scanned_to: Option<i64> = None;
     loop {
         let seen = state.hub.head_id();
         let (key, ask) = (id.as_str().to_owned(), ask.clone());
@@ -446,6 +449,23 @@ pub async fn claim_events(
                 claim: Some(ClaimView::from(&claimed.claim)),
                 events: claimed.events,
             }));
+        }
+        // One claim looks through a bounded number of events (a rare type
+        // must not hold the writer): when it stopped short of the head and
+        // got further than the last one, look on at once, in a new
+        // transaction, instead of answering that nothing is claimable.
+        let key = id.as_str().to_owned();
+        let through = state
+            .store
+            .read(move |c| use_case::load(c, &key))
+            .await?
+            .map(|s| s.row.claimed_through);
+        if let Some(through) = through {
+            let further = scanned_to.is_none_or(|before| through > before);
+            scanned_to = Some(through);
+            if through < seen.get() && further && !*shutdown.borrow() {
+                continue;
+            }
         }
         if tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(HttpResponse::Ok().json(ClaimAnswer {

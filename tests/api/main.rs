@@ -31,5 +31,6 @@ mod security;
 mod smoke;
 mod storage;
 mod stream;
+mod subscriptions;
 mod work_items;
 mod writer;
