@@ -22,6 +22,9 @@ pub struct Answer<V> {
     pub status: StatusCode,
     pub view: V,
     pub version: Option<i64>,
+    /// Whether a repeat with the same `Idempotency-Key` gets this answer
+    /// again (else it runs again: the request changed nothing).
+    pub remembered: bool,
 }
 
 impl<V: Serialize> Answer<V> {
@@ -30,7 +33,22 @@ impl<V: Serialize> Answer<V> {
             status: StatusCode::OK,
             view,
             version: None,
+            remembered: true,
         }
+    }
+
+    /// 204 without a body.
+    pub fn no_content() -> Answer<()> {
+        Answer {
+            status: StatusCode::NO_CONTENT,
+            ..Answer::ok(())
+        }
+    }
+
+    /// An answer that changed nothing: a repeat of the request runs again.
+    pub fn forgotten(mut self) -> Self {
+        self.remembered = false;
+        self
     }
 
     pub fn created(view: V) -> Self {
@@ -54,18 +72,24 @@ impl<V: Serialize> Answer<V> {
         if let Some(etag) = self.etag() {
             response.insert_header((header::ETAG, etag));
         }
+        if self.status == StatusCode::NO_CONTENT {
+            return response.finish();
+        }
         response.json(&self.view)
     }
 }
 
 impl<V: Serialize> store::Answer for Answer<V> {
-    fn to_stored(&self) -> Result<StoredAnswer, StoreError> {
-        Ok(StoredAnswer {
+    fn to_stored(&self) -> Result<Option<StoredAnswer>, StoreError> {
+        if !self.remembered {
+            return Ok(None);
+        }
+        Ok(Some(StoredAnswer {
             status: self.status.as_u16(),
             body: serde_json::to_string(&self.view)
                 .map_err(|e| StoreError::Corrupt(format!("response body: {e}")))?,
             etag: self.etag(),
-        })
+        }))
     }
 }
 
@@ -84,6 +108,9 @@ pub fn replayed(stored: StoredAnswer) -> HttpResponse {
     response.insert_header(("Idempotent-Replayed", "true"));
     if let Some(etag) = stored.etag {
         response.insert_header((header::ETAG, etag));
+    }
+    if status == StatusCode::NO_CONTENT {
+        return response.finish();
     }
     response.content_type("application/json").body(stored.body)
 }

@@ -18,6 +18,7 @@ use crate::domain::subscription::{Kind, Spec, SubscriptionRequest, MAX_BATCH, MA
 use crate::domain::{ChannelPattern, DomainError, Event, SubscriptionId};
 use crate::error::ApiError;
 use crate::store::subscriptions::ClaimRow;
+use crate::store::Reply;
 
 /// The longest a claim waits for events to arrive (`wait_seconds`).
 const MAX_WAIT_SECONDS: i64 = 30;
@@ -187,6 +188,7 @@ async fn visible(
 #[utoipa::path(
     put,
     path = "/api/subscriptions/{id}",
+    operation_id = "put_channel_subscription",
     tag = "subscriptions",
     params(
         ("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`", example = "ci-review"),
@@ -271,6 +273,7 @@ pub async fn list_subscriptions(
 #[utoipa::path(
     get,
     path = "/api/subscriptions/{id}",
+    operation_id = "get_channel_subscription",
     tag = "subscriptions",
     params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders),
     responses(
@@ -295,8 +298,9 @@ pub async fn get_subscription(
 #[utoipa::path(
     delete,
     path = "/api/subscriptions/{id}",
+    operation_id = "delete_channel_subscription",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     responses(
         (status = 204, description = "Removed"),
         (status = 400, response = super::openapi::BadRequest),
@@ -307,17 +311,19 @@ pub async fn get_subscription(
 pub async fn delete_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _identity: Identity,
+    identity: Identity,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = subscription_id(&id)?;
     visible(&req, &state, &id).await?;
-    state
-        .writer
-        .write(move |tx| use_case::delete(tx, id.as_str()))
-        .await?;
+    let answer = WriteContext::new(&req, &identity, &[])?
+        .run(&state, move |tx, _| {
+            use_case::delete(tx, id.as_str())?;
+            Ok(Answer::<()>::no_content())
+        })
+        .await;
     state.deliveries.poke();
-    Ok(HttpResponse::NoContent().finish())
+    answer
 }
 
 /// `POST /api/subscriptions/{id}/retry`: a webhook that is waiting to retry
@@ -326,7 +332,7 @@ pub async fn delete_subscription(
     post,
     path = "/api/subscriptions/{id}/retry",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     responses(
         (status = 200, description = "The subscription; its next attempt is due now", body = SubscriptionView),
         (status = 400, response = super::openapi::BadRequest),
@@ -337,18 +343,20 @@ pub async fn delete_subscription(
 pub async fn retry_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _identity: Identity,
+    identity: Identity,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = subscription_id(&id)?;
     visible(&req, &state, &id).await?;
-    let changed = state
-        .writer
-        .write(move |tx| use_case::retry(tx, id.as_str()))
-        .await?
-        .value;
+    let head = state.hub.head_id().get();
+    let answer = WriteContext::new(&req, &identity, &[])?
+        .run(&state, move |tx, _| {
+            let changed = use_case::retry(tx, id.as_str())?;
+            Ok(Answer::ok(SubscriptionView::new(changed, head)))
+        })
+        .await;
     state.deliveries.poke();
-    Ok(HttpResponse::Ok().json(SubscriptionView::new(changed, state.hub.head_id().get())))
+    answer
 }
 
 /// The body of a claim; every field may be left out (also the body).
@@ -409,7 +417,7 @@ fn claim_ask(request: ClaimRequest) -> Result<(ClaimAsk, i64), ApiError> {
     post,
     path = "/api/subscriptions/{id}/claims",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
     request_body(content = Option<ClaimRequest>, description = "Optional"),
     responses(
         (status = 200, description = "A claim and its events, or `claim: null` when nothing is claimable", body = ClaimAnswer),
@@ -425,12 +433,12 @@ fn claim_ask(request: ClaimRequest) -> Result<(ClaimAsk, i64), ApiError> {
 pub async fn claim_events(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _identity: Identity,
+    identity: Identity,
     id: web::Path<String>,
-    body: JsonBody<Option<ClaimRequest>>,
+    mut body: JsonBody<Option<ClaimRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = subscription_id(&id)?;
-    let (ask, wait) = claim_ask(body.value.unwrap_or_default())?;
+    let (ask, wait) = claim_ask(body.value.take().unwrap_or_default())?;
     visible(&req, &state, &id).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
     let mut shutdown = state.hub.shutdown_signal();
@@ -439,16 +447,30 @@ pub async fn claim_events(
         let seen = state.hub.head_id();
         let (key, ask) = (id.as_str().to_owned(), ask.clone());
         let now = chrono::Utc::now().timestamp_millis();
-        let claimed = state
-            .writer
-            .write(move |tx| use_case::claim(tx, &key, ask, now))
-            .await?
-            .value;
-        if let Some(claimed) = claimed {
-            return Ok(HttpResponse::Ok().json(ClaimAnswer {
-                claim: Some(ClaimView::from(&claimed.claim)),
-                events: claimed.events,
-            }));
+        // With an Idempotency-Key a claim is remembered, an empty answer is
+        // not: a repeat after a lost answer gets the same claim, a repeat
+        // after "nothing" looks again.
+        let reply = WriteContext::new(&req, &identity, &body.raw)?
+            .run_raw(&state, move |tx, _| {
+                Ok(match use_case::claim(tx, &key, ask, now)? {
+                    Some(claimed) => Answer::ok(ClaimAnswer {
+                        claim: Some(ClaimView::from(&claimed.claim)),
+                        events: claimed.events,
+                    }),
+                    None => Answer::ok(ClaimAnswer {
+                        claim: None,
+                        events: Vec::new(),
+                    })
+                    .forgotten(),
+                })
+            })
+            .await?;
+        match reply {
+            Reply::Replayed(stored) => return Ok(super::answer::replayed(stored)),
+            Reply::Fresh(committed) if committed.value.view.claim.is_some() => {
+                return Ok(committed.value.into_response());
+            }
+            Reply::Fresh(_) => {}
         }
         // One claim looks through a bounded number of events (a rare type
         // must not hold the writer): when it stopped short of the head and
@@ -504,6 +526,7 @@ fn claim_params(path: (String, String)) -> Result<(SubscriptionId, String), ApiE
         ("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"),
         ("claim" = String, Path, description = "The claim's id"),
         super::openapi::IdentityHeaders,
+        super::openapi::IdempotencyHeader,
     ),
     responses(
         (status = 200, description = "Acknowledged", body = Acked),
@@ -516,17 +539,17 @@ fn claim_params(path: (String, String)) -> Result<(SubscriptionId, String), ApiE
 pub async fn ack_claim(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _identity: Identity,
+    identity: Identity,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, claim) = claim_params(path.into_inner())?;
     visible(&req, &state, &id).await?;
-    let acked: Acked = state
-        .writer
-        .write(move |tx| use_case::ack(tx, id.as_str(), &claim))
-        .await?
-        .value;
-    Ok(HttpResponse::Ok().json(acked))
+    WriteContext::new(&req, &identity, &[])?
+        .run(&state, move |tx, _| {
+            let acked: Acked = use_case::ack(tx, id.as_str(), &claim)?;
+            Ok(Answer::ok(acked))
+        })
+        .await
 }
 
 /// `POST /api/subscriptions/{id}/claims/{claim}/release` → 204: the
@@ -539,6 +562,7 @@ pub async fn ack_claim(
         ("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"),
         ("claim" = String, Path, description = "The claim's id"),
         super::openapi::IdentityHeaders,
+        super::openapi::IdempotencyHeader,
     ),
     responses(
         (status = 204, description = "Released"),
@@ -551,16 +575,17 @@ pub async fn ack_claim(
 pub async fn release_claim(
     req: HttpRequest,
     state: web::Data<AppState>,
-    _identity: Identity,
+    identity: Identity,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, claim) = claim_params(path.into_inner())?;
     visible(&req, &state, &id).await?;
-    state
-        .writer
-        .write(move |tx| use_case::release(tx, id.as_str(), &claim))
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    WriteContext::new(&req, &identity, &[])?
+        .run(&state, move |tx, _| {
+            use_case::release(tx, id.as_str(), &claim)?;
+            Ok(Answer::<()>::no_content())
+        })
+        .await
 }
 
 /// `GET /api/webhook-keys`: the Ed25519 keys webhooks are signed with (the
@@ -569,9 +594,13 @@ pub async fn release_claim(
     get,
     path = "/api/webhook-keys",
     tag = "subscriptions",
-    responses((status = 200, description = "A JWK set (`application/jwk-set+json`)")),
+    params(super::openapi::IdentityHeaders),
+    responses(
+        (status = 200, description = "A JWK set (`application/jwk-set+json`)"),
+        (status = 400, response = super::openapi::BadRequest),
+    ),
 )]
-pub async fn webhook_keys(state: web::Data<AppState>) -> HttpResponse {
+pub async fn webhook_keys(state: web::Data<AppState>, _identity: Identity) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/jwk-set+json")
         .insert_header(("cache-control", "public, max-age=300"))

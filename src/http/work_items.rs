@@ -66,6 +66,7 @@ async fn change_item(
                 status: if item.deleted { StatusCode::OK } else { status },
                 view,
                 version: Some(item.version),
+                remembered: true,
             })
         })
         .await

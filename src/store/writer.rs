@@ -49,7 +49,9 @@ pub struct StoredAnswer {
 /// A job's result that can be stored as a request's answer. The edge that
 /// sends answers implements it (`http::Answer`); the writer only stores it.
 pub trait Answer {
-    fn to_stored(&self) -> Result<StoredAnswer, StoreError>;
+    /// The answer to store under the request's key; `None` when a repeat
+    /// should run again instead (the request changed nothing).
+    fn to_stored(&self) -> Result<Option<StoredAnswer>, StoreError>;
 }
 
 /// What a request with a possible `Idempotency-Key` gets back: the fresh
@@ -209,7 +211,7 @@ enum Finished {
 struct TypedJob<T, F> {
     job: Option<F>,
     value: Option<T>,
-    render: fn(&T) -> Result<StoredAnswer, StoreError>,
+    render: fn(&T) -> Result<Option<StoredAnswer>, StoreError>,
     reply: Option<oneshot::Sender<Result<Reply<T>, StoreError>>>,
 }
 
@@ -228,7 +230,11 @@ where
             .take()
             .ok_or_else(|| StoreError::Corrupt("a write job ran twice".into()))?;
         let value = job(tx)?;
-        let stored = store_answer.then(|| (self.render)(&value)).transpose()?;
+        let stored = if store_answer {
+            (self.render)(&value)?
+        } else {
+            None
+        };
         self.value = Some(value);
         Ok(stored)
     }
@@ -254,13 +260,13 @@ where
 }
 
 /// For jobs without a key: nothing is ever stored.
-fn nothing_to_store<T>(_: &T) -> Result<StoredAnswer, StoreError> {
+fn nothing_to_store<T>(_: &T) -> Result<Option<StoredAnswer>, StoreError> {
     Err(StoreError::Corrupt(
         "an answer was stored without a key".into(),
     ))
 }
 
-fn stored_answer<T: Answer>(value: &T) -> Result<StoredAnswer, StoreError> {
+fn stored_answer<T: Answer>(value: &T) -> Result<Option<StoredAnswer>, StoreError> {
     value.to_stored()
 }
 
@@ -397,7 +403,7 @@ impl Writer {
         &self,
         claim: Option<IdempotencyClaim>,
         job: F,
-        render: fn(&T) -> Result<StoredAnswer, StoreError>,
+        render: fn(&T) -> Result<Option<StoredAnswer>, StoreError>,
     ) -> Result<Reply<T>, StoreError>
     where
         T: Send + 'static,

@@ -82,6 +82,15 @@ fn server_routes() -> BTreeSet<(String, String)> {
             "/api/conversations/{id}/messages/{message_id}/complete",
         ),
         ("get", "/api/sync"),
+        ("get", "/api/subscriptions"),
+        ("get", "/api/subscriptions/{id}"),
+        ("put", "/api/subscriptions/{id}"),
+        ("delete", "/api/subscriptions/{id}"),
+        ("post", "/api/subscriptions/{id}/retry"),
+        ("post", "/api/subscriptions/{id}/claims"),
+        ("post", "/api/subscriptions/{id}/claims/{claim}/ack"),
+        ("post", "/api/subscriptions/{id}/claims/{claim}/release"),
+        ("get", "/api/webhook-keys"),
     ]
     .into_iter()
     .map(|(method, path)| (method, path.to_owned()))
@@ -185,7 +194,7 @@ async fn the_document_lists_exactly_the_routes_the_server_registers() {
         unknown.is_empty(),
         "documented routes the server lacks: {unknown:?}"
     );
-    assert_eq!(documented.len(), 93);
+    assert_eq!(documented.len(), 102);
 }
 
 #[tokio::test]

@@ -1516,3 +1516,89 @@ async fn a_claim_finds_a_rare_type_behind_many_events_of_other_types() {
     let got = held("w", &answer).unwrap_or_else(|| panic!("a claim of the rare event: {answer}"));
     assert_eq!(got.events, vec![rare]);
 }
+
+/// A claim sent again with its `Idempotency-Key` after a lost answer gets
+/// the same claim (no second range is taken); a key whose claim found
+/// nothing is not remembered, so its repeat looks again; an ack repeated
+/// with its key is answered the same instead of `claim_lost`.
+#[tokio::test]
+async fn a_claim_repeated_with_its_idempotency_key_gets_the_same_events_once() {
+    let app = crate::helpers::spawn_app().await;
+    let made = app
+        .client
+        .put(app.url("/api/subscriptions/jobs"))
+        .json(&json!({ "channels": ["jobs/*"], "kind": "pull", "batch_size": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let claim_with = |key: &'static str| {
+        let request = app
+            .client
+            .post(app.url("/api/subscriptions/jobs/claims"))
+            .header("Idempotency-Key", key)
+            .json(&json!({ "worker": "w1" }));
+        async move {
+            let r = request.send().await.unwrap();
+            let replayed = r.headers().contains_key("idempotent-replayed");
+            (
+                r.status().as_u16(),
+                replayed,
+                r.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, replayed, empty) = claim_with("k-empty").await;
+    assert_eq!((status, replayed), (200, false));
+    assert_eq!(empty["claim"], Value::Null);
+    for n in 0..4 {
+        let r = app
+            .post("/api/channels/jobs%2Fa/events")
+            .json(&json!({ "type": "queued", "data": { "n": n } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // The empty answer was not remembered: the same key now claims.
+    let (_, replayed, first) = claim_with("k-empty").await;
+    assert!(!replayed);
+    assert_eq!(first["events"].as_array().unwrap().len(), 2);
+    let (status, replayed, again) = claim_with("k-empty").await;
+    assert_eq!((status, replayed), (200, true));
+    assert_eq!(again, first, "the same claim and events");
+    let held = subscription(&app, "jobs").await;
+    assert_eq!(
+        held["claims"].as_array().unwrap().len(),
+        1,
+        "one range taken: {held}"
+    );
+    // The next key takes the next range.
+    let (_, _, second) = claim_with("k-2").await;
+    assert_ne!(second["claim"]["id"], first["claim"]["id"]);
+    assert_eq!(
+        second["claim"]["first_id"],
+        first["claim"]["last_id"].as_i64().unwrap() + 1
+    );
+    let ack = |claim: &Value| {
+        app.client
+            .post(app.url(&format!(
+                "/api/subscriptions/jobs/claims/{}/ack",
+                claim["claim"]["id"].as_str().unwrap()
+            )))
+            .header("Idempotency-Key", "ack-1")
+            .send()
+    };
+    let r = ack(&first).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let r = ack(&first).await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "a repeated ack is answered again, not claim_lost"
+    );
+    assert!(r.headers().contains_key("idempotent-replayed"));
+    assert_eq!(r.json::<Value>().await.unwrap(), body);
+    assert_eq!(subscription(&app, "jobs").await["delivered"], 2);
+}
