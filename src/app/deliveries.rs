@@ -101,6 +101,12 @@ impl Deliveries {
         })
     }
 
+    /// Whether another node holds the subscription's delivery now.
+    fn held_elsewhere(&self, row: &rows::SubscriptionRow, now_ms: i64) -> bool {
+        row.deliverer.as_deref().is_some_and(|n| n != self.node)
+            && row.deliverer_until_ms.is_some_and(|until| until > now_ms)
+    }
+
     /// A subscription was made, changed or told to retry: look now.
     pub fn poke(&self) {
         self.changed.notify_one();
@@ -149,9 +155,7 @@ impl Deliveries {
             let now = now_ms();
             for subscription in subscriptions.iter().filter(|s| s.kind == Kind::Webhook) {
                 let row = &subscription.row;
-                let busy_elsewhere = row.deliverer.as_deref().is_some_and(|n| n != self.node)
-                    && row.deliverer_until_ms.is_some_and(|until| until > now);
-                if row.next_attempt_ms <= now && !busy_elsewhere {
+                if row.next_attempt_ms <= now && !self.held_elsewhere(row, now) {
                     self.start(&row.id);
                 }
             }
@@ -217,9 +221,10 @@ impl Deliveries {
             };
             let row = &subscription.row;
             let now = now_ms();
-            let busy_elsewhere = row.deliverer.as_deref().is_some_and(|n| n != self.node)
-                && row.deliverer_until_ms.is_some_and(|until| until > now);
-            if subscription.kind != Kind::Webhook || row.next_attempt_ms > now || busy_elsewhere {
+            if subscription.kind != Kind::Webhook
+                || row.next_attempt_ms > now
+                || self.held_elsewhere(row, now)
+            {
                 return Ok(());
             }
             let Some(url) = row.webhook_url.clone() else {
