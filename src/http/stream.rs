@@ -319,6 +319,8 @@ pub(super) struct LogStream {
     end_checked: Instant,
     /// Run once when the stream ends (a Mercure subscription's end).
     on_close: Option<Box<dyn FnOnce() + Send>>,
+    /// `Hub::failovers` when this stream last checked its cursor.
+    failovers_seen: u64,
 }
 
 impl LogStream {
@@ -358,6 +360,7 @@ impl LogStream {
             },
             opened: Instant::now(),
             events_sent: 0,
+            failovers_seen: state.hub.failovers(),
             ends: None,
             end_checked: Instant::now(),
             on_close: None,
@@ -497,10 +500,14 @@ impl LogStream {
     }
 
     async fn catch_up(&mut self, upto: EventId) -> Result<Option<Bytes>, StoreError> {
-        if self.cursor >= upto {
+        // After a failover that lost ids this node published, a stream that
+        // is not behind still checks whether it sent any of them.
+        let failovers = self.hub.failovers();
+        if self.cursor >= upto && failovers == self.failovers_seen {
             self.phase = Phase::Live;
             return Ok(None);
         }
+        self.failovers_seen = failovers;
         let filter = self.filter.clone();
         let after = self.cursor;
         // The watermark and the page come from one snapshot: if retention
@@ -522,8 +529,9 @@ impl LogStream {
             return Ok(Some(self.resync("failover", upto, &position)));
         }
         if (page.len() as i64) < PAGE {
-            // Nothing else matches up to `upto`.
-            self.cursor = upto;
+            // Nothing else matches up to `upto` (a stream that was not
+            // behind, checking after a failover, keeps its cursor).
+            self.cursor = self.cursor.max(upto);
             self.phase = Phase::Live;
         }
         Ok(self.send_events(&page))

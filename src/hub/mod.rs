@@ -129,6 +129,8 @@ pub struct Hub {
     shutdown: watch::Sender<bool>,
     presence: OnceLock<PresenceSink>,
     pub counters: HubCounters,
+    /// How many failovers lost ids this hub had published (`reread_all`).
+    failovers: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -147,6 +149,7 @@ impl Hub {
             shutdown: watch::channel(false).0,
             presence: OnceLock::new(),
             counters: HubCounters::default(),
+            failovers: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -275,9 +278,17 @@ impl Hub {
     /// (`resync`) rather than go on as if nothing happened.
     pub fn reread_all(&self) {
         let state = self.lock();
+        self.failovers
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for subscriber in state.subscribers.values() {
             subscriber.queue.force_lag();
         }
+    }
+
+    /// How many times `reread_all` ran: a stream that saw another number
+    /// checks its cursor against the log even when it is not behind.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Ends a lag: the stream has read its queue dry and will now read the
