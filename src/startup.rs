@@ -263,6 +263,9 @@ fn writer_config(url: &DatabaseUrl) -> WriterConfig {
     let mut config = WriterConfig::default();
     if url.is_postgres() {
         config.max_batch = 64;
+        // A write is answered (503 at worst) within this, also when the
+        // network to the database is gone.
+        config.deadline = Some(std::time::Duration::from_secs(5));
     }
     config
 }

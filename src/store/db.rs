@@ -180,9 +180,15 @@ impl DatabaseUrl {
                 Ok(DbConn::Sqlite(conn))
             }
             DatabaseUrl::Postgres { url } => {
-                let conn = PgConnection::establish(&with_connect_timeout(url)).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot connect to {self}: {e}"))
-                })?;
+                let mut conn =
+                    PgConnection::establish(&with_connect_timeout(url)).map_err(|e| {
+                        StoreError::Unavailable(format!("cannot connect to {self}: {e}"))
+                    })?;
+                for setting in SESSION_SETTINGS {
+                    if let Err(err) = conn.batch_execute(setting) {
+                        tracing::debug!(%setting, error = %err, "the server keeps its default");
+                    }
+                }
                 Ok(DbConn::Pg(conn))
             }
         }
@@ -212,6 +218,20 @@ const LIBPQ_DEFAULTS: [(&str, &str); 5] = [
     ("keepalives_interval", "2"),
     ("keepalives_count", "2"),
     ("tcp_user_timeout", "8000"),
+];
+
+/// The server side of the same, set on every new session: a session whose
+/// client vanished in the middle of a transaction (a node cut off while it
+/// held the write lock) ends after 5 s idle in it, and the server's
+/// keepalives find a dead client in ~9 s, so one cut node cannot hold every
+/// other node's writes. Each is tried alone; a server (or a pooler) that
+/// refuses one keeps its own default.
+const SESSION_SETTINGS: [&str; 5] = [
+    "SET idle_in_transaction_session_timeout = 5000",
+    "SET tcp_keepalives_idle = 5",
+    "SET tcp_keepalives_interval = 2",
+    "SET tcp_keepalives_count = 2",
+    "SET tcp_user_timeout = 8000",
 ];
 
 fn configure_sqlite(

@@ -196,6 +196,8 @@ trait Pending: Send {
         store_answer: bool,
     ) -> Result<Option<StoredAnswer>, StoreError>;
     fn finish(self: Box<Self>, outcome: Result<Finished, StoreError>);
+    /// Whether the request stopped waiting (its deadline passed).
+    fn abandoned(&self) -> bool;
 }
 
 /// How a job ended once its batch committed.
@@ -237,6 +239,10 @@ where
         };
         self.value = Some(value);
         Ok(stored)
+    }
+
+    fn abandoned(&self) -> bool {
+        self.reply.as_ref().is_some_and(|reply| reply.is_closed())
     }
 
     fn finish(self: Box<Self>, outcome: Result<Finished, StoreError>) {
@@ -315,6 +321,10 @@ pub struct WriterConfig {
     pub queue: usize,
     /// The most requests committed in one transaction.
     pub max_batch: usize,
+    /// How long a request waits for its commit before it is answered 503
+    /// (PostgreSQL: a network that is gone would hold it for as long as
+    /// TCP takes). A request that gave up before its batch began is not run.
+    pub deadline: Option<std::time::Duration>,
 }
 
 impl Default for WriterConfig {
@@ -322,6 +332,7 @@ impl Default for WriterConfig {
         WriterConfig {
             queue: 8192,
             max_batch: 1024,
+            deadline: None,
         }
     }
 }
@@ -330,6 +341,7 @@ impl Default for WriterConfig {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Request>,
+    deadline: Option<std::time::Duration>,
 }
 
 /// A handle that does not keep the writer alive (for the hub, which the
@@ -338,11 +350,13 @@ pub struct Writer {
 #[derive(Clone)]
 pub struct WeakWriter {
     queue: mpsc::WeakSender<Request>,
+    deadline: Option<std::time::Duration>,
 }
 
 impl WeakWriter {
     pub fn upgrade(&self) -> Option<Writer> {
-        self.queue.upgrade().map(|queue| Writer { queue })
+        let deadline = self.deadline;
+        self.queue.upgrade().map(|queue| Writer { queue, deadline })
     }
 }
 
@@ -363,12 +377,19 @@ impl Writer {
                 move || run(url, conn, requests, config.max_batch, on_commit)
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok((Writer { queue }, handle))
+        Ok((
+            Writer {
+                queue,
+                deadline: config.deadline,
+            },
+            handle,
+        ))
     }
 
     pub fn downgrade(&self) -> WeakWriter {
         WeakWriter {
             queue: self.queue.downgrade(),
+            deadline: self.deadline,
         }
     }
 
@@ -416,16 +437,31 @@ impl Writer {
             render,
             reply: Some(reply),
         };
-        self.queue
-            .send(Request {
-                claim,
-                job: Box::new(job),
-            })
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+        let submitted = async {
+            self.queue
+                .send(Request {
+                    claim,
+                    job: Box::new(job),
+                })
+                .await
+                .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+        };
+        match self.deadline {
+            None => submitted.await,
+            // Dropping the request's receiver on time-out marks it abandoned:
+            // the writer skips it unless its batch already began.
+            Some(deadline) => tokio::time::timeout(deadline, submitted)
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable(format!(
+                        "the database did not answer within {deadline:?}; \
+                         a write whose batch had begun may still have been applied"
+                    ))
+                })?,
+        }
     }
 
     /// Queues `job` without waiting for it (used from `Drop`, where nothing
@@ -484,6 +520,12 @@ fn run(
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
+        }
+        // Requests that gave up while they waited are not run: they were
+        // answered 503, and must not be applied behind their client's back.
+        batch.retain(|request| !request.job.abandoned());
+        if batch.is_empty() {
+            continue;
         }
         let committed = commit_batch(&mut conn, &mut batch, &on_commit);
         last_used = std::time::Instant::now();
