@@ -21,6 +21,7 @@ mod history;
 mod identity;
 mod mcp;
 mod mercure;
+mod netcut;
 mod openapi;
 mod ops;
 mod process;
