@@ -156,6 +156,22 @@ async fn catch_up(store: &Store, hub: &Hub) -> Result<(), crate::store::StoreErr
         if page.is_empty() {
             return Ok(());
         }
+        if page[0].id > after.next() {
+            // A gap: retention, or a failover that lost the ids this hub
+            // published last (PostgreSQL, asynchronous standby). Then every
+            // stream reads the log first, where a cursor in the lost range
+            // gets `resync`, before any event of the new timeline.
+            let position = store.read(events::position).await?;
+            if position.lost_cursor(after) {
+                tracing::warn!(
+                    published_through = after.get(),
+                    kept_through = position.lost.map_or(0, |(kept, _)| kept.get()),
+                    "the database failed over and lost events this node published; streams resync"
+                );
+                metrics::counter!("switchboard_failover_lost_ranges_total").increment(1);
+                hub.reread_all();
+            }
+        }
         let refs: Vec<_> = page.iter().collect();
         hub.publish(&refs);
         if (page.len() as i64) < PAGE {

@@ -84,6 +84,22 @@ fn describe() {
         "Size of the database file and its WAL"
     );
     metrics::describe_counter!(
+        "switchboard_database_reconnects_total",
+        "New connections the writer opened after losing one (a restart, a failover)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_database_writable",
+        "1 while the last group commit succeeded, 0 since one failed"
+    );
+    metrics::describe_counter!(
+        "switchboard_database_unavailable_seconds_total",
+        "Seconds (rounded up) from a failed group commit to the next that succeeded"
+    );
+    metrics::describe_counter!(
+        "switchboard_failover_lost_ranges_total",
+        "Failovers that lost events this node had published (its streams resynced)"
+    );
+    metrics::describe_counter!(
         "switchboard_webhook_requests_total",
         "Webhook requests of subscriptions on channels sent by this node, by result (ok: 2xx)"
     );
@@ -141,6 +157,24 @@ pub fn record_request(route: &str, method: &str, status: u16, elapsed: Duration)
         "status" => status.to_string(),
     )
     .record(elapsed.as_secs_f64());
+}
+
+/// The writer opened a new connection after losing one.
+pub fn record_reconnect() {
+    metrics::counter!("switchboard_database_reconnects_total").increment(1);
+}
+
+/// A batch could not commit: the database is gone (a primary down, no
+/// network, a full disk) until one commits again.
+pub fn record_database_down() {
+    metrics::gauge!("switchboard_database_writable").set(0.0);
+}
+
+/// A batch committed after `down_for` without.
+pub fn record_database_back(down_for: Duration) {
+    metrics::gauge!("switchboard_database_writable").set(1.0);
+    metrics::counter!("switchboard_database_unavailable_seconds_total")
+        .increment((down_for.as_millis() as u64).div_ceil(1000));
 }
 
 /// One group commit.

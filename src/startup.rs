@@ -247,7 +247,12 @@ fn open_store(url: &DatabaseUrl, read_pool: u32) -> anyhow::Result<Store> {
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, database = %url, "migrations applied");
     }
-    Ok(Store::new(open_pool(url, read_pool)?))
+    let store = Store::new(open_pool(url, read_pool)?);
+    Ok(if url.is_postgres() {
+        store.with_deadline(crate::store::READ_DEADLINE)
+    } else {
+        store
+    })
 }
 
 /// The group commit's limits. On PostgreSQL each request of a batch is a

@@ -38,18 +38,28 @@ pub struct Readiness {
     head_id: EventId,
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers and takes writes. 503 within a few
+/// seconds when it does not: no primary is reachable (PostgreSQL during a
+/// failover, a node cut off), or the node reached a standby.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "The database answers", body = Readiness, example = json!({"status": "ready", "head_id": 42})),
+        (status = 200, description = "The database answers and takes writes", body = Readiness, example = json!({"status": "ready", "head_id": 42})),
         (status = 503, response = super::openapi::Unavailable),
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let head_id = state.store.read(events::head_id).await?;
+    let (head_id, writable) = state
+        .store
+        .read(|conn| Ok((events::head_id(conn)?, events::takes_writes(conn)?)))
+        .await?;
+    if !writable {
+        return Err(ApiError::Unavailable(
+            "the database is a read-only standby: this node cannot write".into(),
+        ));
+    }
     Ok(HttpResponse::Ok().json(Readiness {
         status: "ready",
         head_id,

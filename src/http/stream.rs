@@ -36,7 +36,7 @@ use crate::hub::{
     comment_frame, frame_events, mercure_frame, retry_frame, Frame, FrameQueue, Framing, Hub,
     Registration, StreamOwner, SubscriberId,
 };
-use crate::store::{events, Store, StoreError};
+use crate::store::{events, LogPosition, Store, StoreError};
 
 /// The most events `replay=N` may ask for.
 pub const MAX_REPLAY: usize = 1000;
@@ -180,7 +180,9 @@ fn parse_filter(
 /// with no gap and no duplicate, across replay, live and reconnects with
 /// `Last-Event-ID`. A cursor older than the log (pruned) or newer than its
 /// head first gets `event: resync` with
-/// `{"reason": "cursor_expired" | "cursor_ahead", "head_id", "oldest_id"}`.
+/// `{"reason": "cursor_expired" | "cursor_ahead" | "failover", "head_id",
+/// "oldest_id"}` (`failover`: the cursor names events a PostgreSQL primary
+/// answered and lost in a failover to an asynchronous standby).
 /// Opening the first stream of a session publishes `session_joined` on
 /// `presence`; closing its last publishes `session_left`. A stream opened
 /// with a credential that ends (a JWT's `exp`, an authorize answer's
@@ -456,18 +458,19 @@ impl LogStream {
         match start {
             Start::After(cursor) => {
                 let position = self.store.read(events::position).await?;
+                // Events a lost primary answered (PostgreSQL, asynchronous
+                // replication): the client holds ids this log never had.
+                if position.lost_cursor(cursor) {
+                    return Ok(Some(self.resync("failover", upto, &position)));
+                }
                 // Ahead of the log, not merely of this node's hub: with a
                 // shared database a client may resume here with an id that
                 // another node delivered a moment before this one heard of it.
                 if cursor > upto.max(position.head_id) {
-                    return Ok(Some(self.resync("cursor_ahead", upto, position.oldest_id)));
+                    return Ok(Some(self.resync("cursor_ahead", upto, &position)));
                 }
                 if cursor < position.pruned_through {
-                    return Ok(Some(self.resync(
-                        "cursor_expired",
-                        upto,
-                        position.oldest_id,
-                    )));
+                    return Ok(Some(self.resync("cursor_expired", upto, &position)));
                 }
                 self.cursor = cursor;
                 self.phase = Phase::CatchUp { upto };
@@ -511,11 +514,12 @@ impl LogStream {
             })
             .await?;
         if after < position.pruned_through {
-            return Ok(Some(self.resync(
-                "cursor_expired",
-                upto,
-                position.oldest_id,
-            )));
+            return Ok(Some(self.resync("cursor_expired", upto, &position)));
+        }
+        if position.lost_cursor(after) {
+            // Live across a failover: this stream sent events the new
+            // primary never had (the follower made it read the log).
+            return Ok(Some(self.resync("failover", upto, &position)));
         }
         if (page.len() as i64) < PAGE {
             // Nothing else matches up to `upto`.
@@ -597,7 +601,7 @@ impl LogStream {
 
     /// The client's cursor cannot be resumed exactly: tell it to refetch, and
     /// go on live from `head_id`.
-    fn resync(&mut self, reason: &str, head_id: EventId, oldest_id: EventId) -> Bytes {
+    fn resync(&mut self, reason: &str, head_id: EventId, position: &LogPosition) -> Bytes {
         self.cursor = head_id;
         self.phase = Phase::Live;
         if self.framing == Framing::Mercure {
@@ -611,7 +615,11 @@ impl LogStream {
         let data = serde_json::to_string(&ResyncData {
             reason,
             head_id,
-            oldest_id,
+            oldest_id: position.oldest_id,
+            kept_through: position
+                .lost
+                .map(|(kept, _)| kept)
+                .filter(|_| reason == "failover"),
         })
         .unwrap_or_default();
         Bytes::from(format!("id: {head_id}\nevent: resync\ndata: {data}\n\n"))
@@ -621,10 +629,14 @@ impl LogStream {
 /// The data of a `resync` event, in this field order on the wire.
 #[derive(Serialize)]
 struct ResyncData<'a> {
-    /// `cursor_expired` or `cursor_ahead`.
+    /// `cursor_expired`, `cursor_ahead` or `failover`.
     reason: &'a str,
     head_id: EventId,
     oldest_id: EventId,
+    /// `failover`: the last id the log kept; the ids above it up to the new
+    /// timeline's first were lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept_through: Option<EventId>,
 }
 
 impl Drop for LogStream {
@@ -652,10 +664,20 @@ mod tests {
             reason: "cursor_ahead",
             head_id: EventId::parse("head_id", "7").unwrap(),
             oldest_id: EventId::parse("oldest_id", "3").unwrap(),
+            kept_through: None,
         };
         assert_eq!(
             serde_json::to_string(&data).unwrap(),
             r#"{"reason":"cursor_ahead","head_id":7,"oldest_id":3}"#
+        );
+        let failover = ResyncData {
+            reason: "failover",
+            kept_through: Some(EventId::parse("kept_through", "5").unwrap()),
+            ..data
+        };
+        assert_eq!(
+            serde_json::to_string(&failover).unwrap(),
+            r#"{"reason":"failover","head_id":7,"oldest_id":3,"kept_through":5}"#
         );
     }
 }

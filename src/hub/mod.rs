@@ -269,6 +269,17 @@ impl Hub {
         }
     }
 
+    /// Makes every stream read the log from its cursor before it takes
+    /// another frame: after a failover to an asynchronous standby, ids this
+    /// hub published were lost, and a stream that sent any must say so
+    /// (`resync`) rather than go on as if nothing happened.
+    pub fn reread_all(&self) {
+        let state = self.lock();
+        for subscriber in state.subscribers.values() {
+            subscriber.queue.force_lag();
+        }
+    }
+
     /// Ends a lag: the stream has read its queue dry and will now read the
     /// log up to the returned head id; frames above it are pushed again.
     pub fn clear_lag(&self, id: SubscriberId) -> EventId {

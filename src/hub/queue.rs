@@ -42,6 +42,13 @@ impl FrameQueue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Makes the stream read the log before it takes another frame, as an
+    /// overflow does.
+    pub(super) fn force_lag(&self) {
+        self.lagged.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     /// Queues `frame` unless `capacity` frames wait already; wakes the
     /// stream.
     pub(super) fn push(&self, frame: Frame, capacity: usize) -> Pushed {

@@ -180,7 +180,7 @@ impl DatabaseUrl {
                 Ok(DbConn::Sqlite(conn))
             }
             DatabaseUrl::Postgres { url } => {
-                let conn = PgConnection::establish(url).map_err(|e| {
+                let conn = PgConnection::establish(&with_connect_timeout(url)).map_err(|e| {
                     StoreError::Unavailable(format!("cannot connect to {self}: {e}"))
                 })?;
                 Ok(DbConn::Pg(conn))
@@ -188,6 +188,31 @@ impl DatabaseUrl {
         }
     }
 }
+
+/// libpq waits for an unreachable host, and on a connection whose network
+/// is gone, as long as TCP does (minutes). Unless the URL sets them: each
+/// host gets 2 s to connect, and a connection whose sent data stays
+/// unacknowledged for 8 s, or that answers no keepalive for ~9 s, fails, so
+/// a commit or a read on a cut network ends in 503 instead of hanging.
+fn with_connect_timeout(url: &str) -> String {
+    let mut url = url.to_owned();
+    for (name, value) in LIBPQ_DEFAULTS {
+        if !url.contains(&format!("{name}=")) {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{separator}{name}={value}");
+        }
+    }
+    url
+}
+
+/// libpq settings the URL may override.
+const LIBPQ_DEFAULTS: [(&str, &str); 5] = [
+    ("connect_timeout", "2"),
+    ("keepalives_idle", "5"),
+    ("keepalives_interval", "2"),
+    ("keepalives_count", "2"),
+    ("tcp_user_timeout", "8000"),
+];
 
 fn configure_sqlite(
     conn: &mut SqliteConnection,
@@ -234,9 +259,17 @@ impl ManageConnection for Manager {
 
 /// The read pool. Writes never go through it: they go to the one writer.
 pub fn open_pool(url: &DatabaseUrl, size: u32) -> Result<Pool, StoreError> {
+    // Without a reachable primary, a read waits for a connection at most
+    // this long before it is answered 503 (PostgreSQL); a SQLite file is
+    // busy only for as long as a checkpoint takes.
+    let wait = if url.is_postgres() {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(10)
+    };
     diesel::r2d2::Pool::builder()
         .max_size(size)
-        .connection_timeout(Duration::from_secs(10))
+        .connection_timeout(wait)
         .build(Manager { url: url.clone() })
         .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))
 }

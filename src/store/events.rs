@@ -6,7 +6,7 @@
 //! that retention deleted between two statements.
 
 use super::db::{DbConn, MultiBackend};
-use diesel::dsl::min;
+use diesel::dsl::{max, min};
 use diesel::expression::BoxableExpression;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
@@ -170,6 +170,19 @@ pub struct LogPosition {
     pub pruned_through: EventId,
     /// The oldest id still held, or `head_id + 1` when the log is empty.
     pub oldest_id: EventId,
+    /// PostgreSQL after a failover (a new timeline): the ids strictly
+    /// between these two were never written on this timeline. A client
+    /// cursor in there holds events an asynchronous primary answered and
+    /// lost: it must start again (`resync`), never resume.
+    pub lost: Option<(EventId, EventId)>,
+}
+
+impl LogPosition {
+    /// Whether `cursor` lies in the range a failover lost.
+    pub fn lost_cursor(&self, cursor: EventId) -> bool {
+        self.lost
+            .is_some_and(|(last_kept, floor)| cursor > last_kept && cursor < floor)
+    }
 }
 
 pub fn head_id(conn: &mut DbConn) -> Result<EventId, StoreError> {
@@ -184,6 +197,18 @@ pub fn head_id(conn: &mut DbConn) -> Result<EventId, StoreError> {
     Ok(seq.map_or(EventId::ZERO, EventId::from_stored))
 }
 
+/// Whether the database behind `conn` takes writes: a PostgreSQL standby
+/// does not (a URL without `target_session_attrs=read-write` may reach
+/// one); a SQLite file does.
+pub fn takes_writes(conn: &mut DbConn) -> Result<bool, StoreError> {
+    match conn {
+        DbConn::Pg(pg) => Ok(
+            diesel::select(diesel::dsl::sql::<Bool>("NOT pg_is_in_recovery()")).get_result(pg)?,
+        ),
+        DbConn::Sqlite(_) => Ok(true),
+    }
+}
+
 pub fn pruned_through(conn: &mut DbConn) -> Result<EventId, StoreError> {
     let watermark: Option<i64> = log_state::table
         .select(log_state::pruned_through)
@@ -196,10 +221,25 @@ pub fn position(conn: &mut DbConn) -> Result<LogPosition, StoreError> {
     let head_id = head_id(conn)?;
     let pruned_through = pruned_through(conn)?;
     let oldest: Option<i64> = events::table.select(min(events::id)).get_result(conn)?;
+    let lost = match conn {
+        DbConn::Pg(pg) => match pg::timeline_floor(pg)? {
+            0 => None,
+            floor => {
+                let kept: Option<i64> = events::table
+                    .filter(events::id.lt(floor))
+                    .select(max(events::id))
+                    .get_result(pg)?;
+                let last_kept = EventId::from_stored(kept.unwrap_or(0)).max(pruned_through);
+                Some((last_kept, EventId::from_stored(floor)))
+            }
+        },
+        DbConn::Sqlite(_) => None,
+    };
     Ok(LogPosition {
         head_id,
         pruned_through,
         oldest_id: oldest.map_or(head_id.next(), EventId::from_stored),
+        lost,
     })
 }
 
@@ -432,4 +472,37 @@ pub fn prune_batch(conn: &mut DbConn, cutoff: Timestamp, limit: i64) -> Result<u
         .set(log_state::pruned_through.eq(highest))
         .execute(conn)?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: i64) -> EventId {
+        EventId::from_stored(n)
+    }
+
+    #[test]
+    fn only_a_cursor_between_the_last_kept_id_and_the_new_timeline_is_lost() {
+        let position = LogPosition {
+            head_id: id((1 << 42) + 5),
+            pruned_through: EventId::ZERO,
+            oldest_id: id(1),
+            lost: Some((id(3999), id(1 << 42))),
+        };
+        assert!(!position.lost_cursor(id(3999)), "the last kept event");
+        assert!(!position.lost_cursor(id(10)));
+        assert!(position.lost_cursor(id(4000)));
+        assert!(position.lost_cursor(id(5000)));
+        assert!(
+            !position.lost_cursor(id(1 << 42)),
+            "the floor itself was never an event"
+        );
+        assert!(!position.lost_cursor(id((1 << 42) + 1)));
+        let first_timeline = LogPosition {
+            lost: None,
+            ..position
+        };
+        assert!(!first_timeline.lost_cursor(id(5000)));
+    }
 }

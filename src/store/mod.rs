@@ -41,11 +41,27 @@ use diesel::{QueryableByName, RunQueryDsl};
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// PostgreSQL: how long a read may take before it is answered 503
+    /// (a primary that died or a network that is gone would otherwise hold
+    /// the request for as long as TCP takes to give up).
+    deadline: Option<std::time::Duration>,
 }
+
+/// How long a read on PostgreSQL may take, connection included.
+pub const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
 
 impl Store {
     pub fn new(pool: Pool) -> Self {
-        Store { pool }
+        Store {
+            pool,
+            deadline: None,
+        }
+    }
+
+    /// Reads give up after `deadline` with `Unavailable`.
+    pub fn with_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// Runs `f` with a pooled connection on a blocking thread, inside one
@@ -56,12 +72,17 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        crate::telemetry::spawn_blocking_in_span(move || {
+        let read = crate::telemetry::spawn_blocking_in_span(move || {
             let mut conn = pool.get()?;
             events::read_transaction(&mut conn, f)
-        })
-        .await
-        .map_err(|_| StoreError::Unavailable("a read task was cancelled".into()))?
+        });
+        let done = match self.deadline {
+            None => read.await,
+            Some(deadline) => tokio::time::timeout(deadline, read).await.map_err(|_| {
+                StoreError::Unavailable(format!("the database did not answer within {deadline:?}"))
+            })?,
+        };
+        done.map_err(|_| StoreError::Unavailable("a read task was cancelled".into()))?
     }
 
     pub fn pool(&self) -> &Pool {

@@ -23,8 +23,23 @@ pub struct Notify<'a> {
     pub payload: &'a str,
 }
 
-/// The log's head (the newest id, or the highest id retention deleted when
-/// it deleted every row) and the newest event's time.
+/// The lowest id the database's current timeline numbers events above:
+/// `(timeline - 1) << 42`, 0 on the first timeline and on a standby (the
+/// SQL function of migration `2026-12-07-000004_timeline_floor`, which also
+/// answers 0 where the server hides its WAL position). A promoted standby
+/// (or a point-in-time restore) starts a new timeline, so its first event
+/// id is above every id the old timeline could have answered, even one
+/// whose write was lost with an asynchronous primary (as long as one
+/// timeline numbers fewer than 2^42 events).
+macro_rules! timeline_floor {
+    () => {
+        "switchboard_timeline_floor()"
+    };
+}
+
+/// The log's head (the newest id, the highest id retention deleted when it
+/// deleted every row, or the current timeline's floor) and the newest
+/// event's time.
 #[derive(Debug, Clone, Copy, QueryId)]
 struct HeadAndNewest;
 
@@ -34,11 +49,12 @@ impl Query for HeadAndNewest {
 
 impl QueryFragment<Pg> for HeadAndNewest {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql(
+        out.push_sql(concat!(
             "SELECT GREATEST(COALESCE((SELECT max(id) FROM events), 0), \
-                    (SELECT COALESCE(max(pruned_through), 0) FROM log_state)), \
-                    (SELECT created_at FROM events ORDER BY id DESC LIMIT 1)",
-        );
+                    (SELECT COALESCE(max(pruned_through), 0) FROM log_state), ",
+            timeline_floor!(),
+            "), (SELECT created_at FROM events ORDER BY id DESC LIMIT 1)",
+        ));
         Ok(())
     }
 }
@@ -47,6 +63,11 @@ impl RunQueryDsl<PgConnection> for HeadAndNewest {}
 
 pub fn head_and_newest(conn: &mut PgConnection) -> QueryResult<(i64, Option<String>)> {
     HeadAndNewest.get_result(conn)
+}
+
+/// The current timeline's floor (see `timeline_floor!`).
+pub fn timeline_floor(conn: &mut PgConnection) -> QueryResult<i64> {
+    diesel::select(diesel::dsl::sql::<BigInt>(timeline_floor!())).get_result(conn)
 }
 
 /// A batch of numbered events as one `INSERT … SELECT … FROM unnest(…)`,

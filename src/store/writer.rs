@@ -462,6 +462,9 @@ fn run(
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut last_used = std::time::Instant::now();
+    // Since when no batch could commit (a primary gone, a full disk).
+    let mut down_since: Option<std::time::Instant> = None;
+    crate::metrics::record_database_back(std::time::Duration::ZERO);
     while let Some(first) = requests.blocking_recv() {
         // A PostgreSQL connection idle for a while may have been cut (a
         // restart, a failover, an idle timeout): check it before the batch
@@ -471,6 +474,7 @@ fn run(
                 tracing::warn!(error = %err, "the writer's connection was lost; reconnecting");
                 if let Ok(fresh) = writer_connection(&url) {
                     conn = fresh;
+                    crate::metrics::record_reconnect();
                 }
             }
         }
@@ -483,12 +487,26 @@ fn run(
         }
         let committed = commit_batch(&mut conn, &mut batch, &on_commit);
         last_used = std::time::Instant::now();
+        if committed {
+            if let Some(since) = down_since.take() {
+                tracing::info!(down_for = ?since.elapsed(), "the database takes writes again");
+                crate::metrics::record_database_back(since.elapsed());
+            }
+        } else {
+            if down_since.is_none() {
+                crate::metrics::record_database_down();
+            }
+            down_since.get_or_insert(last_used);
+        }
         if !committed {
             // The disk was full, read-only, or the file was locked: the
             // requests got 503. Start the next batch on a fresh connection,
             // so no half-open transaction state outlives the fault.
             match writer_connection(&url) {
-                Ok(fresh) => conn = fresh,
+                Ok(fresh) => {
+                    conn = fresh;
+                    crate::metrics::record_reconnect();
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot reopen the database; keeping the old connection")
                 }

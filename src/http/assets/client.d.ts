@@ -33,9 +33,11 @@ export interface SwitchboardEvent<P = any> {
 
 /** The data of the stream's `resync`. */
 export interface ResyncData {
-  reason: "cursor_expired" | "cursor_ahead";
+  reason: "cursor_expired" | "cursor_ahead" | "failover";
   head_id: number;
   oldest_id: number;
+  /** `failover`: the last id the log kept; the events above it were lost. */
+  kept_through?: number;
 }
 
 /**

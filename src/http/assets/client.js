@@ -496,8 +496,8 @@ class StreamHub {
   }
 
   /**
-   * The connection's start was pruned or ahead of the log: it goes on from
-   * the head. Subscriptions whose own position is lost are told; the others
+   * The connection's start was pruned, ahead of the log or lost in a
+   * failover: it goes on from the head. Subscriptions whose own position is lost are told; the others
    * resume from where they were, on a new connection.
    */
   _resync(data) {
@@ -505,7 +505,9 @@ class StreamHub {
     for (const sub of this._all()) {
       const expired = data.reason === "cursor_expired" && sub.lastEventId < data.oldest_id - 1;
       const ahead = sub.lastEventId > head;
-      if (expired || ahead) sub._resync(data);
+      // A failover lost the events above `kept_through` (PostgreSQL).
+      const lost = data.reason === "failover" && sub.lastEventId > data.kept_through;
+      if (expired || ahead || lost) sub._resync(data);
     }
     this.position = head;
     let behind = false;

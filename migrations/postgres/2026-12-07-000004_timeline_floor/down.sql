@@ -1,0 +1,1 @@
+DROP FUNCTION switchboard_timeline_floor();
