@@ -22,6 +22,7 @@ mod history;
 mod identity;
 mod mcp;
 mod mercure;
+mod netcut;
 mod openapi;
 mod ops;
 mod pg_cluster;
