@@ -16,8 +16,22 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// Where Debian installs PostgreSQL 15 (package `postgresql-15`).
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Where Debian installs PostgreSQL's server binaries: the newest version
+/// under /usr/lib/postgresql (15 on these machines).
+pub static PG_BIN: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_unstable();
+    let version = versions.last().copied().unwrap_or(15);
+    Path::new("/usr/lib/postgresql")
+        .join(version.to_string())
+        .join("bin")
+});
 
 /// The OS user the binaries run as when the tests run as root.
 const PG_OS_USER: &str = "postgres";
@@ -72,11 +86,11 @@ impl PgCluster {
 
     fn start_blocking(replication: Replication) -> PgCluster {
         for tool in ["initdb", "pg_ctl", "pg_basebackup", "psql"] {
-            let path = Path::new(PG_BIN).join(tool);
+            let path = PG_BIN.as_path().join(tool);
             assert!(
                 path.exists(),
-                "the failover tests need Debian's PostgreSQL 15 binaries, and {} is missing: \
-                 install them (`apt-get install postgresql-15`), or leave out \
+                "the failover tests need Debian's PostgreSQL server binaries, and {} is missing: \
+                 install them (`apt-get install postgresql`), or leave out \
                  --include-ignored / --ignored",
                 path.display()
             );
@@ -426,7 +440,7 @@ fn hand_to_postgres(dir: &Path) {
 /// Runs a PostgreSQL binary (as `postgres` when root) and fails the test with
 /// its output if it fails.
 fn run_as_postgres(tool: &str, args: &[&str]) -> String {
-    let program = Path::new(PG_BIN).join(tool);
+    let program = PG_BIN.as_path().join(tool);
     let mut command = if running_as_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", PG_OS_USER, "--"]).arg(&program);
@@ -452,7 +466,7 @@ fn run_as_postgres(tool: &str, args: &[&str]) -> String {
 /// One SQL statement through `psql` on 127.0.0.1:`port`; its unaligned,
 /// tuples-only output, trimmed.
 pub fn psql(port: u16, database: &str, sql: &str) -> String {
-    let output = Command::new(Path::new(PG_BIN).join("psql"))
+    let output = Command::new(PG_BIN.as_path().join("psql"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
         .args([
             "-d",
