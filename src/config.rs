@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser};
 
 use crate::store::{DatabaseUrl, Synchronous};
 
@@ -43,11 +43,8 @@ pub struct PruneArgs {
     pub retention: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+/// Log lines as text or as JSON; telemetry's, named here for the flag.
+pub use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -154,6 +151,28 @@ pub struct ServeArgs {
     /// when none is given. The other webhook rules still apply.
     #[arg(long, env = "SWITCHBOARD_WEBHOOKS_ALLOW_HOST", value_delimiter = ',')]
     pub webhooks_allow_host: Vec<String>,
+}
+
+/// `switchboard mcp`: the server it talks to and the session it is
+/// (docs/agents.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct McpArgs {
+    /// The switchboard server's base URL.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SERVER",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub server: String,
+    /// A bearer token, when the server runs with --tokens.
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Who acts (X-Agent-ID); with a token, the token's agent.
+    #[arg(long, env = "SWITCHBOARD_AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// This process's session (X-Session-ID); a new one per process by default.
+    #[arg(long, env = "SWITCHBOARD_SESSION_ID")]
+    pub session_id: Option<String>,
 }
 
 /// The app's own identities (docs/security.md): JWTs from its identity

@@ -5,16 +5,13 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod domain;
-pub mod error;
-pub mod follow;
 pub mod http;
 pub mod hub;
 pub mod mcp;
 pub mod metrics;
-pub mod periodic;
+pub mod node;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

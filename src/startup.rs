@@ -14,13 +14,13 @@ use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::{Auth, AuthSettings, CallbackSettings, JwtSettings};
-use crate::cluster::{self, Node};
 use crate::config::ServeArgs;
 use crate::domain::{Event, EventId};
 use crate::http::middleware::RequestSpan;
 use crate::http::{self, middleware, AppState, StreamSettings};
 use crate::hub::Hub;
-use crate::periodic::spawn_periodic;
+use crate::node::cluster::{self, Node};
+use crate::node::periodic::spawn_periodic;
 use crate::store::{
     self, events, open_pool, run_migrations, CommitListener, DatabaseUrl, Store, Writer,
     WriterConfig,
@@ -278,7 +278,7 @@ fn start_writer(
     store: &Store,
     hub: &Arc<Hub>,
 ) -> anyhow::Result<(Writer, std::thread::JoinHandle<()>)> {
-    let prompts = Arc::new(crate::follow::Prompts::default());
+    let prompts = Arc::new(crate::node::follow::Prompts::default());
     let started = Writer::start(
         url,
         writer_config(url),
@@ -288,7 +288,7 @@ fn start_writer(
         }),
     )?;
     if let DatabaseUrl::Postgres { url } = url {
-        crate::follow::spawn(
+        crate::node::follow::spawn(
             url.clone(),
             store.clone(),
             hub.clone(),
@@ -303,7 +303,7 @@ fn start_writer(
 /// which commit is the node's own and which it must read from the log.
 struct NodePublisher {
     hub: Arc<Hub>,
-    prompts: Arc<crate::follow::Prompts>,
+    prompts: Arc<crate::node::follow::Prompts>,
 }
 
 impl CommitListener for NodePublisher {

@@ -45,7 +45,7 @@ pub enum Command {
     Subscriptions(subscriptions::SubscriptionsArgs),
     /// Serve the Model Context Protocol over stdio for one coding agent,
     /// talking to a running server (see docs/agents.md).
-    Mcp(crate::mcp::McpArgs),
+    Mcp(crate::config::McpArgs),
 }
 
 /// `switchboard migrate`: apply the embedded migrations and exit.

@@ -12,7 +12,7 @@ use super::{AppState, Identity};
 use crate::app::Actor;
 use crate::domain::precondition::IfMatch;
 use crate::domain::EventId;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::{self, Reply, StoreError, StoredAnswer, Tx};
 
 /// A view with the status it is sent with and, for a versioned resource,

@@ -23,7 +23,7 @@ use tracing_actix_web::RootSpan;
 
 use crate::auth::{Auth, AuthError, Principal};
 use crate::domain::{DomainError, Timestamp};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Writes per second per agent; `None` when unlimited.
 pub struct WriteLimiter(Option<DefaultKeyedRateLimiter<String>>);
@@ -221,7 +221,7 @@ pub fn principal(req: &HttpRequest) -> Principal {
     params(super::openapi::IdentityHeaders),
     responses(
         (status = 201, description = "A ticket that opens one stream as the caller", body = StreamTicket),
-        (status = 400, description = "`bad_request`: the server is open (no tokens file), so streams need no ticket; or a malformed identity header", body = crate::error::ErrorBody),
+        (status = 400, description = "`bad_request`: the server is open (no tokens file), so streams need no ticket; or a malformed identity header", body = crate::http::error::ErrorBody),
     ),
 )]
 pub async fn issue_ticket(

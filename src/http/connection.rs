@@ -52,7 +52,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::body;
 use super::mercure::HUB_PATH;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// actix-web's defaults, which the API's clients have relied on.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);

@@ -12,7 +12,7 @@ use crate::domain::conversations::{self as rules, Conversation};
 use crate::domain::ids::new_id;
 use crate::domain::views::{ConversationView, DeletedView};
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::conversations as store;
 use crate::store::events;
 
@@ -60,7 +60,7 @@ pub struct CreateRequest {
     responses(
         (status = 201, description = "The new conversation's summary", body = ConversationView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`already_exists`: a live conversation has this id", body = crate::error::ErrorBody),
+        (status = 409, description = "`already_exists`: a live conversation has this id", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),

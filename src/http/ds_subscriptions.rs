@@ -12,7 +12,7 @@ use super::AppState;
 use crate::app::ds_claims::{self as claims, AckRequest, WithWakes};
 use crate::app::ds_subscriptions::{self as use_case, Refusal, StreamInfo, Subscription};
 use crate::domain::ds_subscription::{percent_decode, Config, ConfigRequest};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::StoreError;
 
 fn now_ms() -> i64 {

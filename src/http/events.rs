@@ -11,7 +11,7 @@ use crate::domain::{
     ChannelName, ChannelPattern, DomainError, Event, EventId, EventType, NewEvent, ResourceId,
     ResourceType,
 };
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::{self, EventQuery, Order};
 
 /// The largest page of `GET /api/events`.

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use super::body::{BodyRefused, BODY_TIMEOUT};
 use super::AppState;
 use crate::domain::{AgentId, DomainError, EventId, IdempotencyKey, SessionId};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::IdempotencyClaim;
 
 /// Who acts: `X-Agent-ID` (default `anonymous`) and `X-Session-ID`.

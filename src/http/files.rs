@@ -15,7 +15,7 @@ use crate::domain::files::{self as rules, NewFile, VersionInfo};
 use crate::domain::ids::new_id;
 use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
 use crate::domain::{AgentId, DomainError, EventId, ResourceId, SessionId, Timestamp};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::files as store;
 use crate::store::{events, StoreError};
 
@@ -62,7 +62,7 @@ pub struct CreateFileRequest {
     responses(
         (status = 201, description = "The new file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
-        (status = 409, description = "`already_exists`: a live file has this `stable_id`", body = crate::error::ErrorBody),
+        (status = 409, description = "`already_exists`: a live file has this `stable_id`", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -314,7 +314,7 @@ pub struct SaveRequest {
         (status = 200, description = "The file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_required`: the caller's session (`X-Session-ID`) does not hold the file's lock", body = crate::error::ErrorBody),
+        (status = 409, description = "`lock_required`: the caller's session (`X-Session-ID`) does not hold the file's lock", body = crate::http::error::ErrorBody),
         (status = 412, response = super::openapi::PreconditionFailed),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
@@ -379,7 +379,7 @@ pub struct FilesDeleted {
         (status = 200, description = "The file is deleted", body = FilesDeleted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_required`: the caller's session does not hold the file's lock", body = crate::error::ErrorBody),
+        (status = 409, description = "`lock_required`: the caller's session does not hold the file's lock", body = crate::http::error::ErrorBody),
         (status = 412, response = super::openapi::PreconditionFailed),
         (status = 422, response = super::openapi::ValidationFailed),
         (status = 503, response = super::openapi::Unavailable),
@@ -419,7 +419,7 @@ pub struct BulkDeleteRequest {
         (status = 200, description = "Every file named is deleted", body = FilesDeleted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_required`: the caller's session does not hold every lock; `details.stable_ids` names the others", body = crate::error::ErrorBody),
+        (status = 409, description = "`lock_required`: the caller's session does not hold every lock; `details.stable_ids` names the others", body = crate::http::error::ErrorBody),
         (status = 412, response = super::openapi::PreconditionFailed),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
@@ -490,7 +490,7 @@ fn lock_session(identity: &Identity) -> Result<SessionId, ApiError> {
         (status = 200, description = "The caller's session holds the lock", body = LockView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_held`: another session holds the lock; `details.locked_by`, `details.lock_session_id`, `details.lock_expires_at`", body = crate::error::ErrorBody),
+        (status = 409, description = "`lock_held`: another session holds the lock; `details.locked_by`, `details.lock_session_id`, `details.lock_expires_at`", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -541,7 +541,7 @@ pub async fn acquire_lock(
         (status = 200, description = "The lock is released", body = LockReleased),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`lock_held`: another session holds the lock, or `conflict`: the file is not locked", body = crate::error::ErrorBody),
+        (status = 409, description = "`lock_held`: another session holds the lock, or `conflict`: the file is not locked", body = crate::http::error::ErrorBody),
         (status = 422, response = super::openapi::ValidationFailed),
         (status = 503, response = super::openapi::Unavailable),
     ),

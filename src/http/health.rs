@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::domain::EventId;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::events;
 
 /// `GET /healthz`: the process answers.

@@ -14,7 +14,7 @@ use crate::domain::conversations::{MessageStatus, NewMessage, Role, Usage};
 use crate::domain::ids::new_id;
 use crate::domain::views::MessageView;
 use crate::domain::{DomainError, EventId, ResourceId};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::conversations as store;
 use crate::store::events;
 
@@ -53,7 +53,7 @@ pub struct MessageRequest {
         (status = 201, description = "The new message", body = MessageView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`already_exists`: a message has this id", body = crate::error::ErrorBody),
+        (status = 409, description = "`already_exists`: a message has this id", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -121,7 +121,7 @@ pub struct DeltaRequest {
         (status = 200, description = "Where the text went", body = crate::domain::views::DeltaView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`conflict`: the message is complete and takes no more deltas", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: the message is complete and takes no more deltas", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -175,7 +175,7 @@ pub struct CompleteRequest {
         (status = 200, description = "The final message", body = MessageView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`conflict`: the message is already complete; `details.message` is it", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: the message is already complete; `details.message` is it", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),

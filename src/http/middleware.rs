@@ -9,7 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The route pattern the router gives a request to (`None`: no route),
 /// found once per request and kept in its extensions. actix-web answers

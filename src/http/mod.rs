@@ -12,6 +12,7 @@ mod connection;
 mod conversations;
 mod ds_subscriptions;
 mod durable;
+pub mod error;
 mod events;
 mod extract;
 mod files;
@@ -49,7 +50,6 @@ pub struct StreamSettings {
     pub retry: Duration,
 }
 
-/// What every handler can reach.
 /// This node, when several share a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -57,6 +57,7 @@ pub struct NodeInfo {
     pub timeout: std::time::Duration,
 }
 
+/// What every handler can reach.
 pub struct AppState {
     pub store: Store,
     pub writer: Writer,

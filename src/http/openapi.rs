@@ -36,7 +36,7 @@ use crate::domain::views::{
 };
 use crate::domain::work_items::{LinkType, Priority, Status};
 use crate::domain::Event;
-use crate::error::{ErrorBody, ErrorDetail};
+use crate::http::error::{ErrorBody, ErrorDetail};
 use crate::store::Order;
 
 /// The document without its paths: [`build`] adds one operation per route of

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{AppState, Identity};
 use crate::domain::EventId;
 use crate::domain::Timestamp;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::hub::SessionInfo;
 use crate::store::{events, presence};
 

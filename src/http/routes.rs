@@ -31,7 +31,7 @@ use super::{
     assets, auth, conversations, ds_subscriptions, durable, events, files, health, mercure,
     messages, openapi, ops, stream, subscriptions, sync, work_items,
 };
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The values `{collection}` takes: the work-item collections.
 const WORK_ITEM_COLLECTIONS: &str = "features|tracks|spikes";

@@ -31,7 +31,7 @@ use super::{AppState, Identity};
 use crate::auth::{EndOfCredential, StreamEnd};
 use crate::domain::mercure::Update;
 use crate::domain::{ChannelPattern, DomainError, EventId, ResourceId, StreamFilter, Timestamp};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::hub::{
     comment_frame, frame_events, mercure_frame, retry_frame, Frame, FrameQueue, Framing, Hub,
     Registration, StreamOwner, SubscriberId,

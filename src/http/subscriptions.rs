@@ -16,7 +16,7 @@ use super::{AppState, Identity, JsonBody};
 use crate::app::subscriptions::{self as use_case, Acked, ClaimAsk, Subscription};
 use crate::domain::subscription::{Kind, Spec, SubscriptionRequest, MAX_BATCH, MAX_LEASE_SECONDS};
 use crate::domain::{ChannelPattern, DomainError, Event, SubscriptionId};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::subscriptions::ClaimRow;
 use crate::store::Reply;
 
@@ -201,7 +201,7 @@ async fn visible(
         (status = 200, description = "Changed; the cursors are kept", body = SubscriptionView),
         (status = 400, response = super::openapi::BadRequest),
         (status = 403, response = super::openapi::Forbidden),
-        (status = 409, description = "`conflict`: it exists with the other kind", body = crate::error::ErrorBody),
+        (status = 409, description = "`conflict`: it exists with the other kind", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -423,7 +423,7 @@ fn claim_ask(request: ClaimRequest) -> Result<(ClaimAsk, i64), ApiError> {
         (status = 200, description = "A claim and its events, or `claim: null` when nothing is claimable", body = ClaimAnswer),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`wrong_kind`: a webhook subscription", body = crate::error::ErrorBody),
+        (status = 409, description = "`wrong_kind`: a webhook subscription", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, response = super::openapi::ValidationFailed),
@@ -532,7 +532,7 @@ fn claim_params(path: (String, String)) -> Result<(SubscriptionId, String), ApiE
         (status = 200, description = "Acknowledged", body = Acked),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`claim_lost` or `wrong_kind`", body = crate::error::ErrorBody),
+        (status = 409, description = "`claim_lost` or `wrong_kind`", body = crate::http::error::ErrorBody),
         (status = 503, response = super::openapi::Unavailable),
     ),
 )]
@@ -568,7 +568,7 @@ pub async fn ack_claim(
         (status = 204, description = "Released"),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "`claim_lost` or `wrong_kind`", body = crate::error::ErrorBody),
+        (status = 409, description = "`claim_lost` or `wrong_kind`", body = crate::http::error::ErrorBody),
         (status = 503, response = super::openapi::Unavailable),
     ),
 )]

@@ -12,7 +12,7 @@ use super::{AppState, Identity};
 use crate::domain::views::{ConversationView, FeatureView, FileMetadataView, SpikeView, TrackView};
 use crate::domain::work_items::{Kind, WorkItem};
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::{conversations, events, files, work_items};
 
 /// A collection `/api/sync` can report.

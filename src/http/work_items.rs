@@ -18,7 +18,7 @@ use crate::domain::ids::new_id;
 use crate::domain::views::{DeletedView, FeatureView, SpikeView, TrackView, WorkItemView};
 use crate::domain::work_items::{ItemFields, Kind, Link, LinkType, Status, WorkItem};
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::store::work_items::{self as items, ListFilter};
 use crate::store::{events, Reply};
 

@@ -11,32 +11,13 @@ mod subscriptions;
 mod tools;
 
 use anyhow::Context;
-use clap::Args;
 use rmcp::ServiceExt;
 
 use api::{Api, Call};
 use feed::Feed;
 use tools::Tools;
 
-#[derive(Debug, Clone, Args)]
-pub struct McpArgs {
-    /// The switchboard server's base URL.
-    #[arg(
-        long,
-        env = "SWITCHBOARD_SERVER",
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub server: String,
-    /// A bearer token, when the server runs with --tokens.
-    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Who acts (X-Agent-ID); with a token, the token's agent.
-    #[arg(long, env = "SWITCHBOARD_AGENT_ID")]
-    pub agent_id: Option<String>,
-    /// This process's session (X-Session-ID); a new one per process by default.
-    #[arg(long, env = "SWITCHBOARD_SESSION_ID")]
-    pub session_id: Option<String>,
-}
+pub use crate::config::McpArgs;
 
 pub fn run(args: &McpArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -7,9 +7,19 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::schema::idempotency_keys;
-use super::writer::StoredAnswer;
 use super::StoreError;
 use crate::domain::{AgentId, DomainError, IdempotencyKey, Timestamp};
+
+/// The answer to a request with an `Idempotency-Key`, stored in the same
+/// transaction as the change so that a retry gets it again, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    /// The body, serialised once.
+    pub body: String,
+    /// The `ETag` the first answer carried, if any.
+    pub etag: Option<String>,
+}
 
 /// How long a key is remembered.
 pub const KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);

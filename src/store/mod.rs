@@ -27,12 +27,8 @@ pub use db::{open_pool, run_migrations, DatabaseUrl, DbConn, Pool, PooledConn, S
 pub use db::{transaction, write_transaction, TxMode};
 pub use error::StoreError;
 pub use events::{EventQuery, LogPosition, Order};
-pub use idempotency::IdempotencyClaim;
-pub use writer::{
-    Answer, CommitListener, Committed, Reply, StoredAnswer, Tx, WeakWriter, Writer, WriterConfig,
-};
-
-use std::sync::Arc;
+pub use idempotency::{IdempotencyClaim, StoredAnswer};
+pub use writer::{Answer, CommitListener, Committed, Reply, Tx, WeakWriter, Writer, WriterConfig};
 
 use diesel::{QueryableByName, RunQueryDsl};
 
@@ -89,9 +85,6 @@ impl Store {
         &self.pool
     }
 }
-
-/// Shared handle to the store and the writer, as handlers receive it.
-pub type SharedWriter = Arc<Writer>;
 
 pub use writer::prune_with;
 

@@ -22,7 +22,7 @@ use diesel::connection::SimpleConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::db::{self, DbConn};
-use super::idempotency::{self, IdempotencyClaim, KEY_LIFETIME};
+use super::idempotency::{self, IdempotencyClaim, StoredAnswer, KEY_LIFETIME};
 use super::{events, DatabaseUrl, StoreError};
 use crate::domain::{Event, EventId, NewEvent, Timestamp};
 
@@ -33,17 +33,6 @@ pub struct Committed<T> {
     pub value: T,
     pub events: Vec<Event>,
     pub deliveries: Vec<usize>,
-}
-
-/// The answer to a request with an `Idempotency-Key`, stored in the same
-/// transaction as the change so that a retry gets it again, byte for byte.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAnswer {
-    pub status: u16,
-    /// The body, serialised once.
-    pub body: String,
-    /// The `ETag` the first answer carried, if any.
-    pub etag: Option<String>,
 }
 
 /// A job's result that can be stored as a request's answer. The edge that

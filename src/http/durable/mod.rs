@@ -38,7 +38,7 @@ use super::AppState;
 use crate::app::durable::{self as use_case, Append, Appended, Create, Refusal};
 use crate::app::durable_read;
 use crate::domain::durable::{self as rules, Stream};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 const EXPOSE: &str = "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, etag, content-type, content-encoding, vary, location";
 const ALLOW_HEADERS: &str = "content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, If-None-Match";

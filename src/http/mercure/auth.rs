@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::config::{MercureAlgorithm, MercureArgs};
 use crate::domain::mercure::Selector;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Where a token came from; a cookie makes a publish check its origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

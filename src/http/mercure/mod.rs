@@ -26,7 +26,7 @@ use crate::domain::mercure::{
     Update,
 };
 use crate::domain::{AgentId, ChannelPattern, DomainError, StreamFilter};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::hub::Framing;
 use crate::store::{self, events};
 use auth::{Keys, Source};
@@ -325,7 +325,7 @@ async fn announce(state: &AppState, subs: &[Active], active: bool) -> Result<(),
         (status = 401, response = super::openapi::Unauthorized),
         (status = 403, response = super::openapi::Forbidden),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "The update id was used before", body = crate::error::ErrorBody),
+        (status = 409, description = "The update id was used before", body = crate::http::error::ErrorBody),
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, response = super::openapi::UnsupportedMediaType),
     ),

@@ -8,7 +8,7 @@
 
 use utoipa::{IntoParams, ToResponse};
 
-use crate::error::ErrorBody;
+use crate::http::error::ErrorBody;
 
 // ----- parameters -----
 

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::domain::views::{DeletedView, FeatureView, SpikeView, TrackView};
 use crate::domain::work_items::{Priority, Status};
-use crate::error::ErrorBody;
+use crate::http::error::ErrorBody;
 
 /// The operations of one collection, in a module named after it.
 macro_rules! work_item_operations {

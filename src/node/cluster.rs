@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::domain::{presence_event, PresenceChange, Timestamp};
 use crate::hub::{Hub, PresenceSink, SessionInfo};
-use crate::periodic::spawn_periodic;
+use crate::node::periodic::spawn_periodic;
 use crate::store::{self, presence::PresenceRow, StoreError, Tx, WeakWriter, Writer};
 
 /// This process as one of several nodes on a shared PostgreSQL database: its
