@@ -14,9 +14,6 @@ use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::store::work_items as items;
 use crate::store::{StoreError, Tx};
 
-/// The most characters a comment may have.
-pub const MAX_COMMENT: usize = 100_000;
-
 /// The live item a command is about, with the caller's precondition.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -229,20 +226,6 @@ fn apply(
             Ok(vec![ItemChange::Deleted])
         }
     }
-}
-
-/// A comment's text: not blank, at most `MAX_COMMENT` characters.
-pub fn comment_text(text: Option<String>) -> Result<String, DomainError> {
-    let text = text.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-        DomainError::validation("comment_text", "is required and must not be empty")
-    })?;
-    if text.chars().count() > MAX_COMMENT {
-        return Err(DomainError::validation(
-            "comment_text",
-            format!("must be at most {MAX_COMMENT} characters"),
-        ));
-    }
-    Ok(text)
 }
 
 fn updated_changes(changed: Vec<&'static str>, old_status: Status) -> Vec<ItemChange> {

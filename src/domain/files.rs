@@ -135,10 +135,7 @@ pub fn require_lock(
         (Some(lock), Some(session)) if lock.session_id == *session => Ok(()),
         (lock, _) => Err(DomainError::Conflict {
             code: "lock_required",
-            message: format!(
-                "acquire the lock of {} first (POST /api/files/{}/lock)",
-                file.stable_id, file.stable_id
-            ),
+            message: format!("acquire the lock of {} first", file.stable_id),
             details: json!({
                 "stable_id": file.stable_id,
                 "locked_by": lock.map(|l| &l.agent_id),

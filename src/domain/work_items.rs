@@ -440,6 +440,23 @@ pub fn item_event(
     })
 }
 
+/// The most characters a comment may have.
+pub const MAX_COMMENT: usize = 100_000;
+
+/// A comment's text: not blank, at most `MAX_COMMENT` characters.
+pub fn comment_text(text: Option<String>) -> Result<String, DomainError> {
+    let text = text.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        DomainError::validation("comment_text", "is required and must not be empty")
+    })?;
+    if text.chars().count() > MAX_COMMENT {
+        return Err(DomainError::validation(
+            "comment_text",
+            format!("must be at most {MAX_COMMENT} characters"),
+        ));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,9 +99,6 @@ pub async fn create_item(
         Some(_) => return Err(DomainError::validation("id", "must be a string").into()),
     };
     let fields = ItemFields::parse(kind, &map, &["id"])?;
-    if fields.title.is_none() {
-        return Err(DomainError::validation("title", "is required").into());
-    }
     context
         .run(&state, move |tx, actor| {
             let item = use_case::create(tx, actor, kind, id, fields)?;
@@ -445,7 +442,7 @@ pub async fn add_comment(
     path: web::Path<(String, String)>,
     body: JsonBody<CommentRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let text = use_case::comment_text(body.value.comment_text.clone())?;
+    let text = crate::domain::work_items::comment_text(body.value.comment_text.clone())?;
     let command = ItemCommand::Comment(text);
     change_item(
         &req,

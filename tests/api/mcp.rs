@@ -544,3 +544,80 @@ async fn an_agent_makes_a_pull_subscription_claims_its_events_and_acks_them() {
     assert_eq!(error["code"], "not_found");
     a.cancel().await.unwrap();
 }
+
+/// A rule lives in one place: REST and MCP get the same error from it (a
+/// blank comment, a save without the lock, a work item without a title).
+#[tokio::test]
+async fn rules_answer_the_same_error_over_rest_and_mcp() {
+    let app = spawn_app().await;
+    let a = agent(&app, "agent-a", &["--session-id", "rules-1"]).await;
+    ok(
+        &a,
+        "create_work_item",
+        json!({ "kind": "feature", "id": "f-rules", "title": "Rules" }),
+    )
+    .await;
+    ok(
+        &a,
+        "create_file",
+        json!({ "stable_id": "notes", "name": "notes.md", "content": "x" }),
+    )
+    .await;
+
+    // A blank comment.
+    let rest = app
+        .post("/api/features/f-rules/comments")
+        .json(&json!({ "comment_text": "   " }))
+        .send()
+        .await
+        .unwrap();
+    let rest = crate::helpers::expect_error(rest, 422, "validation_failed").await;
+    assert_eq!(rest["error"]["details"]["field"], "comment_text");
+    let (mcp, _) = tool_error(
+        &a,
+        "comment",
+        json!({ "kind": "feature", "id": "f-rules", "text": "   " }),
+    )
+    .await;
+    assert_eq!(mcp["code"], "validation_failed");
+    assert_eq!(mcp["details"]["field"], "comment_text");
+    assert_eq!(mcp["message"], rest["error"]["message"]);
+
+    // A save without the lock.
+    let rest = app
+        .client
+        .put(app.url("/api/files/notes"))
+        .header("X-Session-ID", "someone-else")
+        .json(&json!({ "content": "y" }))
+        .send()
+        .await
+        .unwrap();
+    let rest = crate::helpers::expect_error(rest, 409, "lock_required").await;
+    let (mcp, _) = tool_error(
+        &a,
+        "save_file",
+        json!({ "stable_id": "notes", "content": "y" }),
+    )
+    .await;
+    assert_eq!(mcp["code"], "lock_required");
+    assert_eq!(mcp["message"], rest["error"]["message"]);
+    assert_eq!(mcp["message"], "acquire the lock of notes first");
+
+    // A work item without a title: the domain's rule, through REST.
+    let rest = app
+        .post("/api/features")
+        .json(&json!({ "id": "f-untitled" }))
+        .send()
+        .await
+        .unwrap();
+    let rest = crate::helpers::expect_error(rest, 422, "validation_failed").await;
+    assert_eq!(rest["error"]["details"]["field"], "title");
+    assert_eq!(
+        app.get_json("/api/features").await["features"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    a.cancel().await.unwrap();
+}
