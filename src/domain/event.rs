@@ -1,10 +1,12 @@
-//! The event: one row of the log, and the unit every stream delivers.
+//! The event: one row of the log, the unit every stream delivers, and the
+//! rules of a publish (which channels a client may write, how big a batch).
 
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::{
-    AgentId, ChannelName, EventId, EventType, ResourceId, ResourceType, SessionId, Timestamp,
+    AgentId, ChannelName, DomainError, EventId, EventType, ResourceId, ResourceType, SessionId,
+    Timestamp,
 };
 
 /// One row of the event log: what every stream delivers (API.md §2).
@@ -31,6 +33,31 @@ pub struct Event {
     /// text it was stored as: never parsed again on the way out).
     #[schema(value_type = serde_json::Value)]
     pub payload: Box<RawValue>,
+}
+
+/// The most events one batch may hold.
+pub const MAX_BATCH: usize = 1000;
+
+/// Refuses an event on a channel only the server writes (`features`,
+/// `files`, `conversation:*`, `presence`, …).
+pub fn check_publishable(channel: &ChannelName) -> Result<(), DomainError> {
+    if channel.is_reserved() {
+        return Err(DomainError::Forbidden(format!(
+            "channel `{channel}` is written only by the server; publish on another channel"
+        )));
+    }
+    Ok(())
+}
+
+/// A batch holds 1 to `MAX_BATCH` events.
+pub fn check_batch_size(len: usize) -> Result<(), DomainError> {
+    if len == 0 || len > MAX_BATCH {
+        return Err(DomainError::validation(
+            "events",
+            format!("must hold 1 to {MAX_BATCH} events"),
+        ));
+    }
+    Ok(())
 }
 
 /// An event about to be appended; the writer gives it its id and timestamp.

@@ -9,7 +9,7 @@ pub mod conversations;
 pub mod ds_subscription;
 pub mod durable;
 mod error;
-mod event;
+pub mod event;
 mod event_id;
 pub mod files;
 mod filter;
