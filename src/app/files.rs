@@ -14,8 +14,6 @@ use crate::domain::{DomainError, ResourceId, SessionId};
 use crate::store::files as store;
 use crate::store::{StoreError, Tx, Writer};
 
-/// The longest lease a client may ask for.
-pub const MAX_LOCK_TTL: Duration = Duration::from_secs(3600);
 /// The most files one bulk delete may name.
 pub const MAX_BULK: usize = 1000;
 /// The most leases one sweep releases (the next sweep takes the rest).

@@ -10,6 +10,25 @@ use super::{
     Timestamp,
 };
 
+/// The longest lease a client may ask for.
+pub const MAX_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The lease a client asked for (`ttl_seconds`): 1 to `MAX_LOCK_TTL`
+/// seconds, or none (a renewal keeps its lease's length, a new lock gets
+/// the server's default).
+pub fn requested_lease(seconds: Option<u64>) -> Result<Option<std::time::Duration>, DomainError> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if (1..=MAX_LOCK_TTL.as_secs()).contains(&s) => {
+            Ok(Some(std::time::Duration::from_secs(s)))
+        }
+        Some(_) => Err(DomainError::validation(
+            "ttl_seconds",
+            format!("must be 1 to {}", MAX_LOCK_TTL.as_secs()),
+        )),
+    }
+}
+
 /// Who holds a file's lock, and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileLock {
@@ -268,6 +287,21 @@ pub fn file_event(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_requested_lease_is_1_to_3600_seconds_or_none() {
+        assert!(matches!(super::requested_lease(None), Ok(None)));
+        assert!(matches!(
+            super::requested_lease(Some(3600)),
+            Ok(Some(d)) if d.as_secs() == 3600
+        ));
+        for bad in [0, 3601] {
+            match super::requested_lease(Some(bad)) {
+                Err(DomainError::Validation { field, .. }) => assert_eq!(field, "ttl_seconds"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
     use super::*;
 
     fn file() -> SharedFile {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::answer::{snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
-use crate::app::files::{self as use_case, MAX_BULK, MAX_LOCK_TTL};
+use crate::app::files::{self as use_case, MAX_BULK};
 use crate::domain::files::{self as rules, NewFile, VersionInfo};
 use crate::domain::ids::new_id;
 use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
@@ -506,19 +506,9 @@ pub async fn acquire_lock(
 ) -> Result<HttpResponse, ApiError> {
     let id = stable_id("stable_id", &id)?;
     let session = lock_session(&identity)?;
-    let ttl = body
-        .value
-        .as_ref()
-        .and_then(|b| b.ttl_seconds)
-        .map(Duration::from_secs);
+    let ttl =
+        crate::domain::files::requested_lease(body.value.as_ref().and_then(|b| b.ttl_seconds))?;
     let default_ttl = state.lock_ttl.max(Duration::from_secs(1));
-    if ttl.is_some_and(|ttl| ttl.is_zero() || ttl > MAX_LOCK_TTL) {
-        return Err(DomainError::validation(
-            "ttl_seconds",
-            format!("must be 1 to {}", MAX_LOCK_TTL.as_secs()),
-        )
-        .into());
-    }
     let context = WriteContext::new(&req, &identity, &body.raw)?;
     context
         .run(&state, move |tx, actor| {
