@@ -272,14 +272,26 @@ pub struct ClaimAsk {
     pub lease_ms: Option<i64>,
 }
 
+/// What a claim found.
+#[derive(Debug, Clone)]
+pub enum ClaimOutcome {
+    Claimed(Claimed),
+    /// Nothing claimable among the events up to `looked_through` (one claim
+    /// looks through a bounded number: short of the log's head, the caller
+    /// may look on in a new transaction).
+    Nothing {
+        looked_through: EventId,
+    },
+}
+
 /// `POST …/claims`: a lapsed claim's events under a new id, else the next
-/// events nobody claimed; `None` when there are none.
+/// events nobody claimed.
 pub fn claim(
     tx: &mut Tx<'_>,
     id: &str,
     ask: ClaimAsk,
     now_ms: i64,
-) -> Result<Option<Claimed>, StoreError> {
+) -> Result<ClaimOutcome, StoreError> {
     let conn = tx.conn()?;
     // Two nodes may race: the loser of a compare-and-set reads again (on
     // PostgreSQL each statement sees what committed before it).
@@ -308,7 +320,7 @@ pub fn claim(
                     lease_expires_ms,
                     ..lapsed.clone()
                 };
-                return Ok(Some(Claimed { claim, events }));
+                return Ok(ClaimOutcome::Claimed(Claimed { claim, events }));
             }
             continue;
         }
@@ -330,7 +342,9 @@ pub fn claim(
                     rows::skip(conn, id, from, scanned.get())?;
                 }
             }
-            return Ok(None);
+            return Ok(ClaimOutcome::Nothing {
+                looked_through: scanned.max(EventId::from_stored(from)),
+            });
         };
         if !rows::skip(conn, id, from, last.id.get())? {
             continue;
@@ -345,7 +359,7 @@ pub fn claim(
             lease_expires_ms,
         };
         rows::insert_claim(conn, &claim)?;
-        return Ok(Some(Claimed { claim, events }));
+        return Ok(ClaimOutcome::Claimed(Claimed { claim, events }));
     }
     Err(StoreError::Unavailable(
         "other workers claimed at the same moment; retry".into(),

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::answer::{Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
-use crate::app::subscriptions::{self as use_case, Acked, ClaimAsk, Subscription};
+use crate::app::subscriptions::{self as use_case, Acked, ClaimAsk, ClaimOutcome, Subscription};
 use crate::domain::subscription::{Kind, Spec, SubscriptionRequest, MAX_BATCH, MAX_LEASE_SECONDS};
-use crate::domain::{ChannelPattern, DomainError, Event, SubscriptionId};
+use crate::domain::{ChannelPattern, DomainError, Event, EventId, SubscriptionId};
 use crate::http::error::ApiError;
 use crate::store::subscriptions::ClaimRow;
 use crate::store::Reply;
@@ -384,6 +384,10 @@ pub struct ClaimAnswer {
     #[schema(required = true)]
     claim: Option<ClaimView>,
     events: Vec<Event>,
+    /// Nothing claimed: how far the claim looked (not sent).
+    #[serde(skip)]
+    #[schema(ignore)]
+    looked_through: Option<EventId>,
 }
 
 fn in_range(field: &str, value: Option<i64>, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
@@ -442,7 +446,7 @@ pub async fn claim_events(
     visible(&req, &state, &id).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait as u64);
     let mut shutdown = state.hub.shutdown_signal();
-    let mut scanned_to: Option<i64> = None;
+    let mut scanned_to: Option<EventId> = None;
     loop {
         let seen = state.hub.head_id();
         let (key, ask) = (id.as_str().to_owned(), ask.clone());
@@ -453,46 +457,41 @@ pub async fn claim_events(
         let reply = WriteContext::new(&req, &identity, &body.raw)?
             .run_raw(&state, move |tx, _| {
                 Ok(match use_case::claim(tx, &key, ask, now)? {
-                    Some(claimed) => Answer::ok(ClaimAnswer {
+                    ClaimOutcome::Claimed(claimed) => Answer::ok(ClaimAnswer {
                         claim: Some(ClaimView::from(&claimed.claim)),
                         events: claimed.events,
+                        looked_through: None,
                     }),
-                    None => Answer::ok(ClaimAnswer {
+                    ClaimOutcome::Nothing { looked_through } => Answer::ok(ClaimAnswer {
                         claim: None,
                         events: Vec::new(),
+                        looked_through: Some(looked_through),
                     })
                     .forgotten(),
                 })
             })
             .await?;
-        match reply {
+        let looked_through = match reply {
             Reply::Replayed(stored) => return Ok(super::answer::replayed(stored)),
-            Reply::Fresh(committed) if committed.value.view.claim.is_some() => {
-                return Ok(committed.value.into_response());
-            }
-            Reply::Fresh(_) => {}
-        }
+            Reply::Fresh(committed) => match committed.value.view.looked_through {
+                None => return Ok(committed.value.into_response()),
+                Some(through) => through,
+            },
+        };
         // One claim looks through a bounded number of events (a rare type
         // must not hold the writer): when it stopped short of the head and
         // got further than the last one, look on at once, in a new
         // transaction, instead of answering that nothing is claimable.
-        let key = id.as_str().to_owned();
-        let through = state
-            .store
-            .read(move |c| use_case::load(c, &key))
-            .await?
-            .map(|s| s.row.claimed_through);
-        if let Some(through) = through {
-            let further = scanned_to.is_none_or(|before| through > before);
-            scanned_to = Some(through);
-            if through < seen.get() && further && !*shutdown.borrow() {
-                continue;
-            }
+        let further = scanned_to.is_none_or(|before| looked_through > before);
+        scanned_to = Some(looked_through);
+        if looked_through < seen && further && !*shutdown.borrow() {
+            continue;
         }
         if tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(HttpResponse::Ok().json(ClaimAnswer {
                 claim: None,
                 events: Vec::new(),
+                looked_through: None,
             }));
         }
         // Claim again when the log grows (or a lease may have lapsed).

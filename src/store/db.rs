@@ -180,10 +180,9 @@ impl DatabaseUrl {
                 Ok(DbConn::Sqlite(conn))
             }
             DatabaseUrl::Postgres { url } => {
-                let mut conn =
-                    PgConnection::establish(&with_connect_timeout(url)).map_err(|e| {
-                        StoreError::Unavailable(format!("cannot connect to {self}: {e}"))
-                    })?;
+                let mut conn = PgConnection::establish(&with_libpq_defaults(url)).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot connect to {self}: {e}"))
+                })?;
                 for setting in SESSION_SETTINGS {
                     if let Err(err) = conn.batch_execute(setting) {
                         tracing::debug!(%setting, error = %err, "the server keeps its default");
@@ -200,7 +199,7 @@ impl DatabaseUrl {
 /// host gets 2 s to connect, and a connection whose sent data stays
 /// unacknowledged for 8 s, or that answers no keepalive for ~9 s, fails, so
 /// a commit or a read on a cut network ends in 503 instead of hanging.
-fn with_connect_timeout(url: &str) -> String {
+fn with_libpq_defaults(url: &str) -> String {
     let mut url = url.to_owned();
     for (name, value) in LIBPQ_DEFAULTS {
         if !url.contains(&format!("{name}=")) {
