@@ -15,3 +15,4 @@ pub mod node;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod views;

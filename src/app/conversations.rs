@@ -9,10 +9,10 @@ use crate::domain::conversations::{
     delta_event, text_units, Conversation, ConversationChange, Message, NewMessage, Usage,
 };
 use crate::domain::precondition::IfMatch;
-use crate::domain::views::{ConversationView, DeltaView};
 use crate::domain::{DomainError, ResourceId};
 use crate::store::conversations as store;
 use crate::store::{StoreError, Tx};
+use crate::views::{ConversationView, DeltaView, MessageView};
 
 /// A new conversation; 409 `already_exists` when a live one has the id.
 pub fn create(
@@ -150,7 +150,19 @@ pub fn complete_message(
                 "message {message_id} in conversation {conversation_id}"
             ))
         })?;
-    let changes = conversation.complete_message(&mut message, usage, &actor.agent, tx.now())?;
+    let changes = conversation
+        .complete_message(&mut message, usage, &actor.agent, tx.now())
+        .map_err(|err| match err {
+            // The client is shown the message as it stands.
+            DomainError::Conflict {
+                code, message: why, ..
+            } => DomainError::Conflict {
+                code,
+                message: why,
+                details: serde_json::json!({ "message": MessageView::from(&message) }),
+            },
+            other => other,
+        })?;
     store::update_message(tx.conn()?, &message)?;
     record(tx, &conversation, actor, &changes)?;
     Ok(message)

@@ -12,10 +12,10 @@ use crate::domain::durable::{
     self as rules, check_producer, fork_expiry, json_append, ClosedBy, JsonRefusal, ProducerCheck,
     Stream, ZERO_OFFSET,
 };
-use crate::domain::views::to_payload;
 use crate::domain::{AgentId, ChannelName, EventType, NewEvent, ResourceType};
 use crate::store::durable::{self as rows, StreamRow};
 use crate::store::{StoreError, Tx};
+use crate::views::to_payload;
 
 /// The hub channel of a stream (valid whatever the path holds).
 pub fn channel(path: &str) -> String {

@@ -7,12 +7,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{record, Actor};
-use crate::domain::files::{self as rules, Acquired, FileChange, NewFile, SharedFile};
+use crate::domain::files::{self as rules, Acquired, FileChange, LockRequest, NewFile, SharedFile};
 use crate::domain::precondition::IfMatch;
-use crate::domain::views::FileMetadataView;
-use crate::domain::{DomainError, ResourceId, SessionId};
+use crate::domain::{DomainError, ResourceId};
 use crate::store::files as store;
 use crate::store::{StoreError, Tx, Writer};
+use crate::views::FileMetadataView;
 
 /// The most files one bulk delete may name.
 pub const MAX_BULK: usize = 1000;
@@ -111,7 +111,7 @@ pub fn delete(
     Ok(ids)
 }
 
-/// Takes the lock for the caller's session for `ttl` (a renewal without
+/// Takes the lock for the request's session for its lease (a renewal without
 /// one keeps the lease's length, a new lease gets `default_ttl`), or renews it when
 /// the session holds it already (silently: nobody else needs to know); 409
 /// `lock_held` when another session holds it. Of any number of racing
@@ -120,11 +120,11 @@ pub fn delete(
 pub fn lock(
     tx: &mut Tx<'_>,
     actor: &Actor,
-    session: &SessionId,
+    request: &LockRequest,
     stable_id: &ResourceId,
-    ttl: Option<Duration>,
     default_ttl: Duration,
 ) -> Result<SharedFile, StoreError> {
+    let LockRequest { session, lease } = request;
     let now = tx.now();
     let mut file = load_live(tx, stable_id)?;
     let seconds = |ttl: Duration| ttl.as_secs().max(1);
@@ -132,7 +132,7 @@ pub fn lock(
         &mut file,
         session,
         &actor.agent,
-        ttl.map(seconds),
+        lease.map(seconds),
         seconds(default_ttl),
         now,
     )? {

@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::Actor;
 use crate::domain::mercure::Update;
-use crate::domain::views::to_payload;
 use crate::domain::{DomainError, Event, NewEvent};
 use crate::store::{self, StoreError, Tx};
+use crate::views::to_payload;
 
 /// Stores `update`; an id used before is a conflict (a resume from it would
 /// be ambiguous).

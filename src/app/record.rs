@@ -3,11 +3,12 @@
 //! the id of the newest one (`last_event_id`), in the same transaction, so
 //! a snapshot that reads rows and the log's head together is exact.
 
-use crate::domain::conversations::{conversation_event, Conversation, ConversationChange};
-use crate::domain::files::{file_event, FileChange, SharedFile};
-use crate::domain::work_items::{item_event, ItemChange, WorkItem};
+use crate::domain::conversations::{Conversation, ConversationChange};
+use crate::domain::files::{FileChange, SharedFile};
+use crate::domain::work_items::{ItemChange, WorkItem};
 use crate::domain::{AgentId, DomainError, EventId, NewEvent, SessionId, Timestamp};
 use crate::store::{self, DbConn, StoreError, Tx};
+use crate::views::announce::{conversation_event, file_event, item_event};
 
 /// Who acts: an agent and, for a client, its session (whose streams do not
 /// receive the change back).

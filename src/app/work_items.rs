@@ -13,6 +13,7 @@ use crate::domain::work_items::{
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::store::work_items as items;
 use crate::store::{StoreError, Tx};
+use crate::views::WorkItemView;
 
 /// The live item a command is about, with the caller's precondition.
 #[derive(Debug, Clone)]
@@ -75,7 +76,7 @@ pub fn change(
 ) -> Result<WorkItem, StoreError> {
     let mut item = load_live(tx, target.kind, &target.id)?;
     if let Some(precondition) = target.if_match {
-        precondition.check(&item)?;
+        precondition.check_version(item.version, || WorkItemView::from(&item))?;
     }
     let changes = apply(tx, &mut item, command, actor)?;
     record(tx, &item, actor, &changes)?;

@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use super::views::{to_payload, ConversationView, MessageView};
 use super::{
     AgentId, ChannelName, DomainError, EventType, NewEvent, ResourceId, ResourceType, SessionId,
     Timestamp,
@@ -254,7 +253,7 @@ impl Conversation {
             return Err(DomainError::Conflict {
                 code: "conflict",
                 message: format!("message {} is already complete", message.id),
-                details: json!({ "message": MessageView::from(&*message) }),
+                details: json!({}),
             });
         }
         message.status = MessageStatus::Complete;
@@ -320,72 +319,6 @@ pub enum ConversationChange {
     MessageCreated(Message),
     MessageCompleted(Message),
     TokensUpdated,
-}
-
-pub fn conversation_event(
-    conversation: &Conversation,
-    change: &ConversationChange,
-    agent: &AgentId,
-    session: Option<&SessionId>,
-) -> Result<NewEvent, DomainError> {
-    let list = "conversations".to_owned();
-    let (channel, event_type, resource_type, resource_id, payload) = match change {
-        ConversationChange::Created => (
-            list,
-            "conversation_created",
-            "conversation",
-            &conversation.id,
-            to_payload(ConversationView::from(conversation))?,
-        ),
-        ConversationChange::Updated => (
-            list,
-            "conversation_updated",
-            "conversation",
-            &conversation.id,
-            to_payload(ConversationView::from(conversation))?,
-        ),
-        ConversationChange::Deleted => (
-            list,
-            "conversation_deleted",
-            "conversation",
-            &conversation.id,
-            to_payload(json!({ "id": conversation.id, "version": conversation.version }))?,
-        ),
-        ConversationChange::MessageCreated(message) => (
-            conversation.channel(),
-            "message_created",
-            "message",
-            &message.id,
-            to_payload(MessageView::from(message))?,
-        ),
-        ConversationChange::MessageCompleted(message) => (
-            conversation.channel(),
-            "message_completed",
-            "message",
-            &message.id,
-            to_payload(MessageView::from(message))?,
-        ),
-        ConversationChange::TokensUpdated => (
-            conversation.channel(),
-            "tokens_updated",
-            "conversation",
-            &conversation.id,
-            to_payload(json!({
-                "conversation_id": conversation.id,
-                "input_tokens": conversation.input_tokens,
-                "output_tokens": conversation.output_tokens,
-            }))?,
-        ),
-    };
-    Ok(NewEvent {
-        channel: ChannelName::parse("channel", &channel)?,
-        event_type: EventType::parse("type", event_type)?,
-        resource_type: Some(ResourceType::parse("resource_type", resource_type)?),
-        resource_id: Some(resource_id.clone()),
-        agent_id: agent.clone(),
-        session_id: session.cloned(),
-        payload,
-    })
 }
 
 /// `conversation:{id}`

@@ -4,28 +4,42 @@
 
 use serde_json::json;
 
-use super::views::{to_payload, FileMetadataView, LockView};
-use super::{
-    AgentId, ChannelName, DomainError, EventType, NewEvent, ResourceId, ResourceType, SessionId,
-    Timestamp,
-};
+use super::{AgentId, DomainError, ResourceId, SessionId, Timestamp};
 
 /// The longest lease a client may ask for.
 pub const MAX_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// The lease a client asked for (`ttl_seconds`): 1 to `MAX_LOCK_TTL`
-/// seconds, or none (a renewal keeps its lease's length, a new lock gets
-/// the server's default).
-pub fn requested_lease(seconds: Option<u64>) -> Result<Option<std::time::Duration>, DomainError> {
-    match seconds {
-        None => Ok(None),
-        Some(s) if (1..=MAX_LOCK_TTL.as_secs()).contains(&s) => {
-            Ok(Some(std::time::Duration::from_secs(s)))
-        }
-        Some(_) => Err(DomainError::validation(
-            "ttl_seconds",
-            format!("must be 1 to {}", MAX_LOCK_TTL.as_secs()),
-        )),
+/// A request for a file's lock, checked: the session that is to hold it
+/// (a lock is always a session's) and the lease it asks for — 1 to
+/// `MAX_LOCK_TTL` seconds, or none (a renewal keeps its lease's length, a
+/// new lock gets the server's default).
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    pub session: SessionId,
+    pub lease: Option<std::time::Duration>,
+}
+
+impl LockRequest {
+    pub fn new(
+        session: Option<&SessionId>,
+        lease_seconds: Option<u64>,
+    ) -> Result<Self, DomainError> {
+        let lease = match lease_seconds {
+            None => None,
+            Some(s) if (1..=MAX_LOCK_TTL.as_secs()).contains(&s) => {
+                Some(std::time::Duration::from_secs(s))
+            }
+            Some(_) => {
+                return Err(DomainError::validation(
+                    "ttl_seconds",
+                    format!("must be 1 to {}", MAX_LOCK_TTL.as_secs()),
+                ))
+            }
+        };
+        let session = session.cloned().ok_or_else(|| {
+            DomainError::BadRequest("a lock is held by a session: the request names none".into())
+        })?;
+        Ok(LockRequest { session, lease })
     }
 }
 
@@ -250,56 +264,24 @@ pub enum FileChange {
     LockReleased { reason: &'static str },
 }
 
-pub fn file_event(
-    file: &SharedFile,
-    change: &FileChange,
-    now: Timestamp,
-    agent: &AgentId,
-    session: Option<&SessionId>,
-) -> Result<NewEvent, DomainError> {
-    let (event_type, payload) = match change {
-        FileChange::Created => ("file_created", to_payload(FileMetadataView::at(file, now))?),
-        FileChange::Saved => ("file_saved", to_payload(FileMetadataView::at(file, now))?),
-        FileChange::Deleted => (
-            "files_deleted",
-            to_payload(json!({ "stable_ids": [file.stable_id] }))?,
-        ),
-        FileChange::LockAcquired => {
-            let lock = LockView::of(file)
-                .ok_or_else(|| DomainError::BadRequest("lock_acquired without a lock".into()))?;
-            ("lock_acquired", to_payload(lock)?)
-        }
-        FileChange::LockReleased { reason } => (
-            "lock_released",
-            to_payload(json!({ "stable_id": file.stable_id, "reason": reason }))?,
-        ),
-    };
-    Ok(NewEvent {
-        channel: ChannelName::parse("channel", "files")?,
-        event_type: EventType::parse("type", event_type)?,
-        resource_type: Some(ResourceType::parse("resource_type", "file")?),
-        resource_id: Some(file.stable_id.clone()),
-        agent_id: agent.clone(),
-        session_id: session.cloned(),
-        payload,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_requested_lease_is_1_to_3600_seconds_or_none() {
-        assert!(matches!(super::requested_lease(None), Ok(None)));
-        assert!(matches!(
-            super::requested_lease(Some(3600)),
-            Ok(Some(d)) if d.as_secs() == 3600
-        ));
+    fn a_lock_request_names_a_session_and_asks_1_to_3600_seconds_or_none() {
+        let session = SessionId::parse("X-Session-ID", "s1").unwrap();
+        let lease = |s| LockRequest::new(Some(&session), s).map(|r| r.lease);
+        assert!(matches!(lease(None), Ok(None)));
+        assert!(matches!(lease(Some(3600)), Ok(Some(d)) if d.as_secs() == 3600));
         for bad in [0, 3601] {
-            match super::requested_lease(Some(bad)) {
+            match lease(Some(bad)) {
                 Err(DomainError::Validation { field, .. }) => assert_eq!(field, "ttl_seconds"),
                 other => panic!("{bad}: {other:?}"),
             }
         }
+        assert!(matches!(
+            LockRequest::new(None, Some(60)),
+            Err(DomainError::BadRequest(_))
+        ));
     }
 
     use super::*;

@@ -1,5 +1,5 @@
 //! Plain types and rules: identities, channels, events, times, resources and
-//! their views (the JSON they are sent as). No actix, no diesel.
+//! their rules. No actix, no diesel; the JSON views are `crate::views`.
 //!
 //! Values are parsed at the edge (`ChannelName::parse`, `SessionId::parse`,
 //! `EventId::parse`):
@@ -20,7 +20,6 @@ pub mod precondition;
 mod presence;
 pub mod subscription;
 mod time;
-pub mod views;
 pub mod webhook;
 pub mod work_items;
 

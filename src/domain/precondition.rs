@@ -2,8 +2,6 @@
 //! (work items, files, conversations) checks it the same way: another
 //! version → 412 with the current resource's view in the details.
 
-use super::views::{to_value, WorkItemView};
-use super::work_items::WorkItem;
 use super::DomainError;
 
 /// `If-Match`: `"3"`, `W/"3"`, `3` or `*`.
@@ -25,11 +23,6 @@ impl IfMatch {
             .map_err(|_| DomainError::BadRequest("If-Match must be an ETag like \"3\"".into()))
     }
 
-    /// Fails with 412 and the current item unless the version matches.
-    pub fn check(self, current: &WorkItem) -> Result<(), DomainError> {
-        self.check_version(current.version, || WorkItemView::from(current))
-    }
-
     /// Fails with 412 and `current()` (its view) in the details unless
     /// `version` matches.
     pub fn check_version<V: serde::Serialize>(
@@ -39,7 +32,8 @@ impl IfMatch {
     ) -> Result<(), DomainError> {
         match self {
             IfMatch::Version(v) if v != version => Err(DomainError::PreconditionFailed {
-                current: to_value(current())?,
+                current: serde_json::to_value(current())
+                    .map_err(|e| DomainError::BadRequest(e.to_string()))?,
             }),
             _ => Ok(()),
         }

@@ -2,17 +2,11 @@
 //! state, the version bump, the fields that changed, the events it emits — is
 //! decided here, in plain Rust. Storing it is `store::work_items`' job.
 
-use serde_json::json;
-
 mod fields;
 
 pub use fields::ItemFields;
 
-use super::views::{to_value, WorkItemView};
-use super::{
-    AgentId, ChannelName, DomainError, EventType, NewEvent, ResourceId, ResourceType, SessionId,
-    Timestamp,
-};
+use super::{AgentId, DomainError, ResourceId, Timestamp};
 
 /// Which collection an item belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -372,74 +366,6 @@ pub enum ItemChange {
     CommentAdded(Comment),
 }
 
-/// The event announcing `change` (API.md §2), on the collection's channel.
-pub fn item_event(
-    item: &WorkItem,
-    change: &ItemChange,
-    agent: &AgentId,
-    session: Option<&SessionId>,
-) -> Result<NewEvent, DomainError> {
-    let singular = item.kind.singular();
-    let (event_type, payload) = match change {
-        ItemChange::Created => (
-            format!("{singular}_created"),
-            to_value(WorkItemView::from(item))?,
-        ),
-        ItemChange::Updated { changed } => {
-            let mut payload = to_value(WorkItemView::from(item))?;
-            payload["changed"] = json!(changed);
-            (format!("{singular}_updated"), payload)
-        }
-        ItemChange::Deleted => (
-            format!("{singular}_deleted"),
-            json!({ "id": item.id, "version": item.version }),
-        ),
-        ItemChange::StatusChanged { old } => (
-            "status_changed".to_owned(),
-            json!({
-                "id": item.id,
-                "old_status": old.map(Status::as_str),
-                "new_status": item.status.as_str(),
-                "version": item.version,
-            }),
-        ),
-        ItemChange::LinkAdded(link) | ItemChange::LinkRemoved(link) => (
-            if matches!(change, ItemChange::LinkAdded(_)) {
-                "link_added"
-            } else {
-                "link_removed"
-            }
-            .to_owned(),
-            json!({
-                "id": item.id,
-                "linked_feature_id": link.linked_id,
-                "link_type": link.link_type.as_str(),
-                "version": item.version,
-            }),
-        ),
-        ItemChange::CommentAdded(comment) => (
-            "comment_added".to_owned(),
-            json!({
-                "id": item.id,
-                "comment_id": comment.id,
-                "comment_text": comment.comment_text,
-                "author": comment.author,
-                "version": item.version,
-            }),
-        ),
-    };
-    Ok(NewEvent {
-        channel: ChannelName::parse("channel", item.kind.collection())?,
-        event_type: EventType::parse("type", &event_type)?,
-        resource_type: Some(ResourceType::parse("resource_type", singular)?),
-        resource_id: Some(item.id.clone()),
-        agent_id: agent.clone(),
-        session_id: session.cloned(),
-        payload: serde_json::value::to_raw_value(&payload)
-            .map_err(|e| DomainError::BadRequest(e.to_string()))?,
-    })
-}
-
 /// The most characters a comment may have.
 pub const MAX_COMMENT: usize = 100_000;
 
@@ -461,6 +387,7 @@ pub fn comment_text(text: Option<String>) -> Result<String, DomainError> {
 mod tests {
     use super::*;
     use crate::domain::precondition::IfMatch;
+    use serde_json::json;
 
     fn at(second: u32) -> Timestamp {
         Timestamp::parse("t", &format!("2026-01-01T00:00:{second:02}Z")).unwrap()
@@ -526,8 +453,14 @@ mod tests {
         let item = feature();
         assert_eq!(IfMatch::parse("\"1\"").unwrap(), IfMatch::Version(1));
         assert_eq!(IfMatch::parse("W/\"1\"").unwrap(), IfMatch::Version(1));
-        assert!(IfMatch::parse("*").unwrap().check(&item).is_ok());
-        assert!(IfMatch::parse("\"2\"").unwrap().check(&item).is_err());
+        assert!(IfMatch::parse("*")
+            .unwrap()
+            .check_version(item.version, || 0)
+            .is_ok());
+        assert!(IfMatch::parse("\"2\"")
+            .unwrap()
+            .check_version(item.version, || 0)
+            .is_err());
         assert!(IfMatch::parse("abc").is_err());
     }
 }

@@ -13,16 +13,16 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::extract::query_param;
 use super::routes::{routes, Demand};
-use super::{AppState, Identity};
+use super::AppState;
 use tracing_actix_web::RootSpan;
 
 use crate::auth::{Auth, AuthError, Principal};
-use crate::domain::{DomainError, Timestamp};
+use crate::domain::DomainError;
 use crate::http::error::ApiError;
 
 /// Writes per second per agent; `None` when unlimited.
@@ -208,43 +208,4 @@ pub fn principal(req: &HttpRequest) -> Principal {
         .get::<Principal>()
         .cloned()
         .unwrap_or_else(Principal::open)
-}
-
-/// `POST /api/stream-tickets` → `{ticket, expires_at}`: a single-use stand-in
-/// for the caller's credential, for `EventSource` (`?ticket=`): it opens a
-/// stream and nothing else, valid 30 s (`--ticket-ttl`) and never past the
-/// credential's own end, and only while that credential is still valid.
-#[utoipa::path(
-    post,
-    path = "/api/stream-tickets",
-    tag = "stream",
-    params(super::openapi::IdentityHeaders),
-    responses(
-        (status = 201, description = "A ticket that opens one stream as the caller", body = StreamTicket),
-        (status = 400, description = "`bad_request`: the server is open (no tokens file), so streams need no ticket; or a malformed identity header", body = crate::http::error::ErrorBody),
-    ),
-)]
-pub async fn issue_ticket(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    _identity: Identity,
-) -> Result<HttpResponse, ApiError> {
-    if state.auth.is_open() {
-        return Err(
-            DomainError::BadRequest("the server is open: streams need no ticket".into()).into(),
-        );
-    }
-    let (ticket, lifetime) = state.auth.issue_ticket(principal(&req));
-    let expires_at =
-        Timestamp::now().plus(chrono::Duration::from_std(lifetime).unwrap_or_default());
-    Ok(HttpResponse::Created().json(StreamTicket { ticket, expires_at }))
-}
-
-/// `POST /api/stream-tickets`.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct StreamTicket {
-    /// Single use: open the stream with `?ticket=<it>`.
-    ticket: String,
-    #[schema(value_type = String, format = DateTime)]
-    expires_at: Timestamp,
 }

@@ -10,11 +10,11 @@ use super::{AppState, Identity, JsonBody};
 use crate::app::conversations as use_case;
 use crate::domain::conversations::{self as rules, Conversation};
 use crate::domain::ids::new_id;
-use crate::domain::views::{ConversationView, DeletedView};
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::http::error::ApiError;
 use crate::store::conversations as store;
 use crate::store::events;
+use crate::views::{ConversationView, DeletedView};
 
 pub(super) fn conversation_id(value: &str) -> Result<ResourceId, ApiError> {
     let id = ResourceId::parse("id", value)?;
@@ -55,16 +55,13 @@ pub struct CreateRequest {
     post,
     path = "/api/conversations",
     tag = "conversations",
-    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(super::described::IdentityHeaders, super::described::IdempotencyHeader),
     request_body = CreateRequest,
     responses(
         (status = 201, description = "The new conversation's summary", body = ConversationView, headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
         (status = 409, description = "`already_exists`: a live conversation has this id", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn create_conversation(
@@ -93,11 +90,11 @@ pub async fn create_conversation(
     get,
     path = "/api/conversations",
     tag = "conversations",
-    params(super::openapi::IdentityHeaders),
+    params(super::described::IdentityHeaders),
     responses(
         (status = 200, description = "Every live conversation's summary", body = ConversationList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn list_conversations(
@@ -133,7 +130,7 @@ pub struct ConversationList {
     get,
     path = "/api/conversations/{id}",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "The conversation's id"), super::described::IdentityHeaders),
     responses(
         (
             status = 200,
@@ -144,10 +141,10 @@ pub struct ConversationList {
                 ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
             ),
         ),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
+        (status = 422, response = super::described::ValidationFailed),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn get_conversation(
@@ -183,17 +180,14 @@ pub struct RenameRequest {
     patch,
     path = "/api/conversations/{id}",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The conversation's id"), super::described::IdentityHeaders, super::described::IfMatchHeader, super::described::IdempotencyHeader),
     request_body = RenameRequest,
     responses(
         (status = 200, description = "The conversation's summary", body = ConversationView, headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 404, response = super::described::NotFound),
+        (status = 412, response = super::described::PreconditionFailed),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn rename_conversation(
@@ -220,14 +214,12 @@ pub async fn rename_conversation(
     delete,
     path = "/api/conversations/{id}",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The conversation's id"), super::described::IdentityHeaders, super::described::IfMatchHeader, super::described::IdempotencyHeader),
     responses(
         (status = 200, description = "The tombstone", body = DeletedView, headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 404, response = super::described::NotFound),
+        (status = 412, response = super::described::PreconditionFailed),
+        super::described::Errors,
     ),
 )]
 pub async fn delete_conversation(
@@ -290,12 +282,10 @@ enum Since {
     get,
     path = "/api/conversations/sync",
     tag = "conversations",
-    params(SyncQuery, super::openapi::IdentityHeaders),
+    params(SyncQuery, super::described::IdentityHeaders),
     responses(
         (status = 200, description = "Conversations changed since then", body = ConversationsSync, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
     ),
 )]
 pub async fn sync_conversations(

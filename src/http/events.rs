@@ -112,18 +112,15 @@ pub struct EventList {
     tag = "events",
     params(
         ("channel" = String, Path, description = "1–200 characters of `[A-Za-z0-9._:/-]`", example = "global"),
-        super::openapi::IdentityHeaders,
-        super::openapi::IdempotencyHeader,
+        super::described::IdentityHeaders,
+        super::described::IdempotencyHeader,
     ),
     request_body = PublishRequest,
     responses(
         (status = 201, description = "The stored event", body = Event),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 403, response = super::described::Forbidden),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn publish_event(
@@ -159,16 +156,13 @@ pub async fn publish_event(
     post,
     path = "/api/events/batch",
     tag = "events",
-    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(super::described::IdentityHeaders, super::described::IdempotencyHeader),
     request_body = BatchRequest,
     responses(
         (status = 201, description = "The stored events, in the order given", body = EventList),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 403, response = super::described::Forbidden),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn publish_batch(
@@ -279,7 +273,7 @@ pub struct EventsPage {
     get,
     path = "/api/events",
     tag = "events",
-    params(ListQuery, super::openapi::IdentityHeaders),
+    params(ListQuery, super::described::IdentityHeaders),
     responses(
         (
             status = 200,
@@ -287,9 +281,9 @@ pub struct EventsPage {
             body = EventsPage,
             headers(("X-Event-Cursor" = i64, description = "The log's head id")),
         ),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 422, response = super::described::ValidationFailed),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn list_events(
@@ -346,13 +340,13 @@ pub async fn list_events(
     tag = "events",
     params(
         ("id" = i64, Path, description = "The event's id"),
-        super::openapi::IdentityHeaders,
+        super::described::IdentityHeaders,
     ),
     responses(
         (status = 200, description = "The event", body = Event),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn get_event(

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::answer::{snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
 use crate::app::files::{self as use_case, MAX_BULK};
-use crate::domain::files::{self as rules, NewFile, VersionInfo};
+use crate::domain::files::{self as rules, LockRequest, NewFile, VersionInfo};
 use crate::domain::ids::new_id;
-use crate::domain::views::{FileMetadataView, FileWithContentView, LockView};
-use crate::domain::{AgentId, DomainError, EventId, ResourceId, SessionId, Timestamp};
+use crate::domain::{AgentId, DomainError, EventId, ResourceId, Timestamp};
 use crate::http::error::ApiError;
 use crate::store::files as store;
 use crate::store::{events, StoreError};
+use crate::views::{FileMetadataView, FileWithContentView, LockView};
 
 fn stable_id(field: &str, value: &str) -> Result<ResourceId, ApiError> {
     let id = ResourceId::parse(field, value)?;
@@ -57,16 +57,13 @@ pub struct CreateFileRequest {
     post,
     path = "/api/files",
     tag = "files",
-    params(super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(super::described::IdentityHeaders, super::described::IdempotencyHeader),
     request_body = CreateFileRequest,
     responses(
         (status = 201, description = "The new file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
         (status = 409, description = "`already_exists`: a live file has this `stable_id`", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn create_file(
@@ -117,11 +114,11 @@ pub async fn create_file(
     get,
     path = "/api/files",
     tag = "files",
-    params(super::openapi::IdentityHeaders),
+    params(super::described::IdentityHeaders),
     responses(
         (status = 200, description = "Every live file's metadata and lock state", body = FileList, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn list_files(
@@ -151,7 +148,7 @@ pub struct FileList {
     get,
     path = "/api/files/{id}",
     tag = "files",
-    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::described::IdentityHeaders),
     responses(
         (
             status = 200,
@@ -162,10 +159,10 @@ pub struct FileList {
                 ("X-Event-Cursor" = i64, description = "The newest event the answer includes"),
             ),
         ),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
+        (status = 422, response = super::described::ValidationFailed),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn get_file(
@@ -191,13 +188,11 @@ pub async fn get_file(
     get,
     path = "/api/files/{id}/versions",
     tag = "files",
-    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::described::IdentityHeaders),
     responses(
         (status = 200, description = "Every kept version, without content", body = FileVersions),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 404, response = super::described::NotFound),
+        super::described::Errors,
     ),
 )]
 pub async fn list_versions(
@@ -250,14 +245,12 @@ pub struct FileVersion {
     params(
         ("id" = String, Path, description = "The file's `stable_id`"),
         ("n" = i64, Path, description = "The version number"),
-        super::openapi::IdentityHeaders,
+        super::described::IdentityHeaders,
     ),
     responses(
         (status = 200, description = "The version with its content", body = FileVersion),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 404, response = super::described::NotFound),
+        super::described::Errors,
     ),
 )]
 pub async fn get_version(
@@ -308,18 +301,15 @@ pub struct SaveRequest {
     put,
     path = "/api/files/{id}",
     tag = "files",
-    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::described::IdentityHeaders, super::described::IfMatchHeader, super::described::IdempotencyHeader),
     request_body = SaveRequest,
     responses(
         (status = 200, description = "The file's metadata", body = FileMetadataView, headers(("ETag" = String, description = "`\"<version>\"`"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`lock_required`: the caller's session (`X-Session-ID`) does not hold the file's lock", body = crate::http::error::ErrorBody),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 412, response = super::described::PreconditionFailed),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn save_file(
@@ -374,15 +364,13 @@ pub struct FilesDeleted {
     delete,
     path = "/api/files/{id}",
     tag = "files",
-    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::described::IdentityHeaders, super::described::IfMatchHeader, super::described::IdempotencyHeader),
     responses(
         (status = 200, description = "The file is deleted", body = FilesDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`lock_required`: the caller's session does not hold the file's lock", body = crate::http::error::ErrorBody),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 412, response = super::described::PreconditionFailed),
+        super::described::Errors,
     ),
 )]
 pub async fn delete_file(
@@ -413,18 +401,15 @@ pub struct BulkDeleteRequest {
     path = "/api/files/delete",
     tag = "files",
     operation_id = "delete_files",
-    params(super::openapi::IdentityHeaders, super::openapi::IfMatchHeader, super::openapi::IdempotencyHeader),
+    params(super::described::IdentityHeaders, super::described::IfMatchHeader, super::described::IdempotencyHeader),
     request_body = BulkDeleteRequest,
     responses(
         (status = 200, description = "Every file named is deleted", body = FilesDeleted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`lock_required`: the caller's session does not hold every lock; `details.stable_ids` names the others", body = crate::http::error::ErrorBody),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 412, response = super::described::PreconditionFailed),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn bulk_delete(
@@ -460,17 +445,10 @@ pub async fn bulk_delete(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = LockFileRequest)]
-pub struct LockRequest {
+pub struct LockBody {
     /// 1–3600; default 60 (`--lock-ttl`).
     #[schema(minimum = 1, maximum = 3600)]
     ttl_seconds: Option<u64>,
-}
-
-fn lock_session(identity: &Identity) -> Result<SessionId, ApiError> {
-    identity
-        .session_id
-        .clone()
-        .ok_or_else(|| ApiError::bad_request("a lock is held by a session: send X-Session-ID"))
 }
 
 /// `POST /api/files/{id}/lock` `{ttl_seconds?}` → 200 with the lock;
@@ -484,17 +462,14 @@ fn lock_session(identity: &Identity) -> Result<SessionId, ApiError> {
     path = "/api/files/{id}/lock",
     tag = "files",
     operation_id = "lock_file",
-    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
-    request_body(content = Option<LockRequest>, description = "Optional; an empty body takes the default lease"),
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
+    request_body(content = Option<LockBody>, description = "Optional; an empty body takes the default lease"),
     responses(
         (status = 200, description = "The caller's session holds the lock", body = LockView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`lock_held`: another session holds the lock; `details.locked_by`, `details.lock_session_id`, `details.lock_expires_at`", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn acquire_lock(
@@ -502,17 +477,16 @@ pub async fn acquire_lock(
     state: web::Data<AppState>,
     identity: Identity,
     id: web::Path<String>,
-    body: JsonBody<Option<LockRequest>>,
+    body: JsonBody<Option<LockBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let id = stable_id("stable_id", &id)?;
-    let session = lock_session(&identity)?;
-    let ttl =
-        crate::domain::files::requested_lease(body.value.as_ref().and_then(|b| b.ttl_seconds))?;
+    let ttl_seconds = body.value.as_ref().and_then(|b| b.ttl_seconds);
+    let request = LockRequest::new(identity.session_id.as_ref(), ttl_seconds)?;
     let default_ttl = state.lock_ttl.max(Duration::from_secs(1));
     let context = WriteContext::new(&req, &identity, &body.raw)?;
     context
         .run(&state, move |tx, actor| {
-            let file = use_case::lock(tx, actor, &session, &id, ttl, default_ttl)?;
+            let file = use_case::lock(tx, actor, &request, &id, default_ttl)?;
             let lock =
                 LockView::of(&file).ok_or_else(|| StoreError::Corrupt("lock vanished".into()))?;
             Ok(Answer::ok(lock))
@@ -526,14 +500,12 @@ pub async fn acquire_lock(
     path = "/api/files/{id}/lock",
     tag = "files",
     operation_id = "unlock_file",
-    params(("id" = String, Path, description = "The file's `stable_id`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The file's `stable_id`"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
     responses(
         (status = 200, description = "The lock is released", body = LockReleased),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`lock_held`: another session holds the lock, or `conflict`: the file is not locked", body = crate::http::error::ErrorBody),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
     ),
 )]
 pub async fn release_lock(

@@ -47,7 +47,7 @@ pub struct Readiness {
     tag = "operations",
     responses(
         (status = 200, description = "The database answers and takes writes", body = Readiness, example = json!({"status": "ready", "head_id": 42})),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

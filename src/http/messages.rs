@@ -12,11 +12,11 @@ use super::{AppState, Identity, JsonBody};
 use crate::app::conversations as use_case;
 use crate::domain::conversations::{MessageStatus, NewMessage, Role, Usage};
 use crate::domain::ids::new_id;
-use crate::domain::views::MessageView;
 use crate::domain::{DomainError, EventId, ResourceId};
 use crate::http::error::ApiError;
 use crate::store::conversations as store;
 use crate::store::events;
+use crate::views::MessageView;
 
 /// Default and largest page of messages.
 const DEFAULT_PAGE: i64 = 50;
@@ -47,17 +47,14 @@ pub struct MessageRequest {
     post,
     path = "/api/conversations/{id}/messages",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The conversation's id"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
     request_body = MessageRequest,
     responses(
         (status = 201, description = "The new message", body = MessageView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`already_exists`: a message has this id", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn create_message(
@@ -115,17 +112,14 @@ pub struct DeltaRequest {
     post,
     path = "/api/conversations/{id}/messages/{message_id}/delta",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
     request_body = DeltaRequest,
     responses(
-        (status = 200, description = "Where the text went", body = crate::domain::views::DeltaView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 200, description = "Where the text went", body = crate::views::DeltaView),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`conflict`: the message is complete and takes no more deltas", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn append_delta(
@@ -169,17 +163,14 @@ pub struct CompleteRequest {
     post,
     path = "/api/conversations/{id}/messages/{message_id}/complete",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "The conversation's id"), ("message_id" = String, Path, description = "The message's id"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
     request_body(content = Option<CompleteRequest>, description = "Optional; an empty body completes with zero usage"),
     responses(
         (status = 200, description = "The final message", body = MessageView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`conflict`: the message is already complete; `details.message` is it", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn complete_message(
@@ -243,13 +234,11 @@ pub struct PageQuery {
     get,
     path = "/api/conversations/{id}/messages",
     tag = "conversations",
-    params(("id" = String, Path, description = "The conversation's id"), PageQuery, super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "The conversation's id"), PageQuery, super::described::IdentityHeaders),
     responses(
         (status = 200, description = "One page of messages, oldest first", body = MessagesPage, headers(("X-Event-Cursor" = i64, description = "The newest event the page includes"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 404, response = super::described::NotFound),
+        super::described::Errors,
     ),
 )]
 pub async fn list_messages(

@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod connection;
 mod conversations;
+mod described;
 mod ds_subscriptions;
 mod durable;
 pub mod error;
@@ -26,6 +27,7 @@ mod routes;
 mod stream;
 mod subscriptions;
 mod sync;
+mod tickets;
 mod work_items;
 
 use std::sync::Arc;
@@ -90,10 +92,11 @@ pub struct AppState {
 pub use durable::Durable;
 pub use mercure::Mercure;
 
-/// The app's routes (all declared in `routes.rs`) and how a malformed query
-/// or path parameter is answered.
+/// The app's routes (all declared in `routes.rs`), how a malformed query
+/// or path parameter is answered, and the OpenAPI document.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(extract::query_error))
-        .app_data(web::PathConfig::default().error_handler(extract::path_error));
+        .app_data(web::PathConfig::default().error_handler(extract::path_error))
+        .app_data(web::Data::new(ops::ApiDocument(openapi::document)));
     routes::register(cfg);
 }

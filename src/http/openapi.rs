@@ -1,23 +1,22 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 document of the whole HTTP API.
+//! The OpenAPI 3.1 document of the whole HTTP API, served at
+//! `GET /openapi.json` (`ops::openapi_json`, handed [`document`] by
+//! `http::configure`).
 //!
 //! Nothing here describes JSON by hand. The paths come from the route table
 //! (`routes.rs`): one operation per route, from the `#[utoipa::path]`
 //! annotation of its handler (for the work-item routes, one per collection,
 //! from `work_items/docs.rs`), with what the gate asks of it. The schemas
 //! are the `ToSchema` derives of the very types that serialise the answers
-//! (`domain::views`, the handlers' list and page types, `ErrorBody`) and
-//! parse the requests. `described.rs` holds what utoipa can only describe
-//! through a type: header parameters and the reusable error responses.
+//! (`views`, the handlers' list and page types, `ErrorBody`) and
+//! parse the requests. `described.rs` (beside this file) holds what utoipa can only describe
+//! through a type: header parameters and the reusable error responses;
+//! handlers name them there, so this document is built from them without
+//! the handlers importing it back.
 //! `tests/api/openapi.rs` checks the document against the router both ways
 //! and real answers against their schemas.
 
-mod described;
-
-pub use described::*;
-
 use std::sync::OnceLock;
 
-use actix_web::HttpResponse;
 use serde_json::Value;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{
@@ -26,18 +25,22 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
+use super::described::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, RateLimited,
+    Unauthorized, Unavailable, UnsupportedMediaType, ValidationFailed,
+};
 use super::routes::{routes, Need, Route};
-use super::{auth, conversations, events, files, health, messages, ops, sync, work_items};
+use super::{conversations, events, files, health, messages, ops, sync, tickets, work_items};
 use crate::domain::conversations::{MessageStatus, Role, Usage};
 use crate::domain::files::VersionInfo;
-use crate::domain::views::{
-    CommentView, ConversationView, DeletedView, DeltaView, FeatureView, FileMetadataView,
-    FileWithContentView, LinkView, LockView, MessageView, SpikeView, TrackView,
-};
 use crate::domain::work_items::{LinkType, Priority, Status};
 use crate::domain::Event;
 use crate::http::error::{ErrorBody, ErrorDetail};
 use crate::store::Order;
+use crate::views::{
+    CommentView, ConversationView, DeletedView, DeltaView, FeatureView, FileMetadataView,
+    FileWithContentView, LinkView, LockView, MessageView, SpikeView, TrackView,
+};
 
 /// The document without its paths: [`build`] adds one operation per route of
 /// the route table (`routes.rs`).
@@ -60,7 +63,7 @@ use crate::store::Order;
         schemas(
             ErrorBody,
             ErrorDetail,
-            auth::StreamTicket,
+            tickets::StreamTicket,
             health::Health,
             health::Readiness,
             ops::Stats,
@@ -101,7 +104,7 @@ use crate::store::Order;
             files::CreateFileRequest,
             files::SaveRequest,
             files::BulkDeleteRequest,
-            files::LockRequest,
+            files::LockBody,
             ConversationView,
             conversations::ConversationList,
             Role,
@@ -175,22 +178,6 @@ fn build() -> utoipa::openapi::OpenApi {
     }
     OptionalBodies.modify(&mut openapi);
     openapi
-}
-
-/// `GET /openapi.json`: the OpenAPI 3.1 document of this API.
-#[utoipa::path(
-    get,
-    path = "/openapi.json",
-    tag = "operations",
-    operation_id = "openapi",
-    responses(
-        (status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object),
-    )
-)]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(document())
 }
 
 /// A body the handler takes as `Option<T>` (`JsonBody<Option<T>>`: empty or

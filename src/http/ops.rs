@@ -1,4 +1,4 @@
-//! Operations: `/metrics`, `/api/stats`, `/api/sessions`.
+//! Operations: `/metrics`, `/api/stats`, `/api/sessions`, `/openapi.json`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -57,11 +57,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     get,
     path = "/api/stats",
     tag = "operations",
-    params(super::openapi::IdentityHeaders),
+    params(super::described::IdentityHeaders),
     responses(
         (status = 200, description = "Server statistics", body = Stats),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn stats(
@@ -132,10 +132,10 @@ pub struct Sessions {
     get,
     path = "/api/sessions",
     tag = "operations",
-    params(super::openapi::IdentityHeaders),
+    params(super::described::IdentityHeaders),
     responses(
         (status = 200, description = "Sessions with an open stream", body = Sessions),
-        (status = 400, response = super::openapi::BadRequest),
+        (status = 400, response = super::described::BadRequest),
     ),
 )]
 pub async fn sessions(
@@ -234,4 +234,25 @@ impl ClusterSession {
             nodes.extend(more);
         }
     }
+}
+
+/// The OpenAPI document, built on first use (`openapi::document`); given
+/// to the handler so that the document, built from the handlers, is not
+/// imported by one.
+pub struct ApiDocument(pub fn() -> &'static str);
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of this API.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    responses(
+        (status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object),
+    )
+)]
+pub async fn openapi_json(document: web::Data<ApiDocument>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body((document.0)())
 }

@@ -28,8 +28,8 @@ use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
 use utoipa::openapi::OpenApi;
 
 use super::{
-    assets, auth, conversations, ds_subscriptions, durable, events, files, health, mercure,
-    messages, openapi, ops, stream, subscriptions, sync, work_items,
+    assets, conversations, ds_subscriptions, durable, events, files, health, mercure, messages,
+    ops, stream, subscriptions, sync, tickets, work_items,
 };
 use crate::http::error::ApiError;
 
@@ -266,10 +266,10 @@ fn table() -> Vec<Route> {
         route!(Options "/v1/stream/{path}", durable::options, Public),
         route!(Get "/readyz", health::readyz, Public),
         route!(Get "/metrics", ops::metrics, AnyToken),
-        route!(Get "/openapi.json", openapi::openapi_json, Public),
+        route!(Get "/openapi.json", ops::openapi_json, Public),
         route!(Get "/api/stats", ops::stats, AnyToken),
         route!(Get "/api/sessions", ops::sessions, Read(Named("presence"))),
-        route!(Post "/api/stream-tickets", auth::issue_ticket, Narrowing),
+        route!(Post "/api/stream-tickets", tickets::issue_ticket, Narrowing),
         route!(Get "/api/stream", stream::open_stream, Stream),
         route!(Post "/api/channels/{channel}/events", events::publish_event, Write(Param("channel"))),
         route!(Post "/api/events/batch", events::publish_batch, Narrowing),

@@ -196,9 +196,9 @@ fn parse_filter(
     tag = "stream",
     params(
         StreamQuery,
-        super::openapi::StreamIdentityQuery,
-        super::openapi::LastEventIdHeader,
-        super::openapi::IdentityHeaders,
+        super::described::StreamIdentityQuery,
+        super::described::LastEventIdHeader,
+        super::described::IdentityHeaders,
     ),
     responses(
         (
@@ -208,9 +208,9 @@ fn parse_filter(
             body = String,
             example = json!("retry: 2000\n\nid: 1234\nevent: note\ndata: {\"id\":1234,\"channel\":\"global\",\"type\":\"note\",\"resource_type\":null,\"resource_id\":null,\"agent_id\":\"alice\",\"session_id\":null,\"timestamp\":\"2026-11-21T12:00:00.123456Z\",\"payload\":{}}\n\n"),
         ),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 422, response = super::described::ValidationFailed),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn open_stream(

@@ -192,20 +192,17 @@ async fn visible(
     tag = "subscriptions",
     params(
         ("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`", example = "ci-review"),
-        super::openapi::IdentityHeaders,
-        super::openapi::IdempotencyHeader,
+        super::described::IdentityHeaders,
+        super::described::IdempotencyHeader,
     ),
     request_body = SubscriptionRequest,
     responses(
         (status = 201, description = "Made", body = SubscriptionView),
         (status = 200, description = "Changed; the cursors are kept", body = SubscriptionView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 403, response = super::openapi::Forbidden),
+        (status = 403, response = super::described::Forbidden),
         (status = 409, description = "`conflict`: it exists with the other kind", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn put_subscription(
@@ -247,10 +244,10 @@ pub async fn put_subscription(
     get,
     path = "/api/subscriptions",
     tag = "subscriptions",
-    params(super::openapi::IdentityHeaders),
+    params(super::described::IdentityHeaders),
     responses(
         (status = 200, description = "Every subscription the caller may see, by id", body = SubscriptionList),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn list_subscriptions(
@@ -275,12 +272,12 @@ pub async fn list_subscriptions(
     path = "/api/subscriptions/{id}",
     operation_id = "get_channel_subscription",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders),
+    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::described::IdentityHeaders),
     responses(
         (status = 200, description = "The subscription", body = SubscriptionView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn get_subscription(
@@ -300,12 +297,12 @@ pub async fn get_subscription(
     path = "/api/subscriptions/{id}",
     operation_id = "delete_channel_subscription",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn delete_subscription(
@@ -332,12 +329,12 @@ pub async fn delete_subscription(
     post,
     path = "/api/subscriptions/{id}/retry",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
     responses(
         (status = 200, description = "The subscription; its next attempt is due now", body = SubscriptionView),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn retry_subscription(
@@ -421,17 +418,14 @@ fn claim_ask(request: ClaimRequest) -> Result<(ClaimAsk, i64), ApiError> {
     post,
     path = "/api/subscriptions/{id}/claims",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::openapi::IdentityHeaders, super::openapi::IdempotencyHeader),
+    params(("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"), super::described::IdentityHeaders, super::described::IdempotencyHeader),
     request_body(content = Option<ClaimRequest>, description = "Optional"),
     responses(
         (status = 200, description = "A claim and its events, or `claim: null` when nothing is claimable", body = ClaimAnswer),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`wrong_kind`: a webhook subscription", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
+        super::described::BodyErrors,
     ),
 )]
 pub async fn claim_events(
@@ -524,15 +518,15 @@ fn claim_params(path: (String, String)) -> Result<(SubscriptionId, String), ApiE
     params(
         ("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"),
         ("claim" = String, Path, description = "The claim's id"),
-        super::openapi::IdentityHeaders,
-        super::openapi::IdempotencyHeader,
+        super::described::IdentityHeaders,
+        super::described::IdempotencyHeader,
     ),
     responses(
         (status = 200, description = "Acknowledged", body = Acked),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`claim_lost` or `wrong_kind`", body = crate::http::error::ErrorBody),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn ack_claim(
@@ -560,15 +554,15 @@ pub async fn ack_claim(
     params(
         ("id" = String, Path, description = "1–64 characters of `[A-Za-z0-9_.-]`"),
         ("claim" = String, Path, description = "The claim's id"),
-        super::openapi::IdentityHeaders,
-        super::openapi::IdempotencyHeader,
+        super::described::IdentityHeaders,
+        super::described::IdempotencyHeader,
     ),
     responses(
         (status = 204, description = "Released"),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 400, response = super::described::BadRequest),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "`claim_lost` or `wrong_kind`", body = crate::http::error::ErrorBody),
-        (status = 503, response = super::openapi::Unavailable),
+        (status = 503, response = super::described::Unavailable),
     ),
 )]
 pub async fn release_claim(
@@ -593,10 +587,10 @@ pub async fn release_claim(
     get,
     path = "/api/webhook-keys",
     tag = "subscriptions",
-    params(super::openapi::IdentityHeaders),
+    params(super::described::IdentityHeaders),
     responses(
         (status = 200, description = "A JWK set (`application/jwk-set+json`)"),
-        (status = 400, response = super::openapi::BadRequest),
+        (status = 400, response = super::described::BadRequest),
     ),
 )]
 pub async fn webhook_keys(state: web::Data<AppState>, _identity: Identity) -> HttpResponse {

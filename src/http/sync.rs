@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{AppState, Identity};
-use crate::domain::views::{ConversationView, FeatureView, FileMetadataView, SpikeView, TrackView};
 use crate::domain::work_items::{Kind, WorkItem};
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::http::error::ApiError;
 use crate::store::{conversations, events, files, work_items};
+use crate::views::{ConversationView, FeatureView, FileMetadataView, SpikeView, TrackView};
 
 /// A collection `/api/sync` can report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,12 +164,10 @@ fn item_changes<V: for<'a> From<&'a WorkItem>>(rows: Vec<WorkItem>) -> Option<Ch
     get,
     path = "/api/sync",
     tag = "sync",
-    params(SyncQuery, super::openapi::IdentityHeaders),
+    params(SyncQuery, super::described::IdentityHeaders),
     responses(
         (status = 200, description = "The changes, one section per collection asked for", body = SyncResponse, headers(("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 422, response = super::openapi::ValidationFailed),
-        (status = 503, response = super::openapi::Unavailable),
+        super::described::Errors,
     ),
 )]
 pub async fn sync(

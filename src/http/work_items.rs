@@ -15,12 +15,12 @@ use super::answer::{replayed, snapshot, Answer, WriteContext};
 use super::{AppState, Identity, JsonBody};
 use crate::app::work_items::{self as use_case, ItemCommand, Target};
 use crate::domain::ids::new_id;
-use crate::domain::views::{DeletedView, FeatureView, SpikeView, TrackView, WorkItemView};
 use crate::domain::work_items::{ItemFields, Kind, Link, LinkType, Status, WorkItem};
 use crate::domain::{DomainError, EventId, ResourceId, Timestamp};
 use crate::http::error::ApiError;
 use crate::store::work_items::{self as items, ListFilter};
 use crate::store::{events, Reply};
+use crate::views::{DeletedView, FeatureView, SpikeView, TrackView, WorkItemView};
 
 fn kind(collection: &str) -> Result<Kind, ApiError> {
     Kind::from_collection(collection).ok_or(ApiError::RouteNotFound)

@@ -603,6 +603,60 @@ async fn rules_answer_the_same_error_over_rest_and_mcp() {
     assert_eq!(mcp["message"], rest["error"]["message"]);
     assert_eq!(mcp["message"], "acquire the lock of notes first");
 
+    // A lease out of range (domain::files::LockRequest).
+    let rest = app
+        .post("/api/files/notes/lock")
+        .header("X-Session-ID", "rules-rest")
+        .json(&json!({ "ttl_seconds": 0 }))
+        .send()
+        .await
+        .unwrap();
+    let rest = crate::helpers::expect_error(rest, 422, "validation_failed").await;
+    assert_eq!(rest["error"]["details"]["field"], "ttl_seconds");
+    let (mcp, _) = tool_error(
+        &a,
+        "lock_file",
+        json!({ "stable_id": "notes", "ttl_seconds": 0 }),
+    )
+    .await;
+    assert_eq!(mcp["code"], "validation_failed");
+    assert_eq!(mcp["details"]["field"], "ttl_seconds");
+    assert_eq!(mcp["message"], rest["error"]["message"]);
+    // A lock for no session, the same rule: REST only, for MCP always
+    // names its session.
+    let rest = app
+        .post("/api/files/notes/lock")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let rest = crate::helpers::expect_error(rest, 400, "bad_request").await;
+    assert_eq!(
+        rest["error"]["message"],
+        "a lock is held by a session: the request names none"
+    );
+    assert_eq!(
+        app.get_json("/api/files/notes").await["locked_by"],
+        Value::Null
+    );
+
+    // A publish on a channel only the server writes (domain::event).
+    let rest = app
+        .post("/api/channels/features/events")
+        .json(&json!({ "type": "x", "data": {} }))
+        .send()
+        .await
+        .unwrap();
+    let rest = crate::helpers::expect_error(rest, 403, "forbidden").await;
+    let (mcp, _) = tool_error(
+        &a,
+        "publish",
+        json!({ "channel": "features", "type": "x", "data": {} }),
+    )
+    .await;
+    assert_eq!(mcp["code"], "forbidden");
+    assert_eq!(mcp["message"], rest["error"]["message"]);
+
     // A work item without a title: the domain's rule, through REST.
     let rest = app
         .post("/api/features")

@@ -133,9 +133,9 @@ fn pairs(text: &[u8]) -> Vec<(String, String)> {
     ),
     responses(
         (status = 200, description = "`text/event-stream` of updates: `id` (the update's id), `event`, `retry`, `data` lines. `Last-Event-ID` header: the id before the first update sent, or `earliest`", content_type = "text/event-stream", body = String),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 400, response = super::described::BadRequest),
+        (status = 401, response = super::described::Unauthorized),
+        (status = 404, response = super::described::NotFound),
     ),
 )]
 pub async fn subscribe(
@@ -321,13 +321,12 @@ async fn announce(state: &AppState, subs: &[Active], active: bool) -> Result<(),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`topic` (repeated: the first is canonical), `data`, `private`, `id`, `type`, `retry`"),
     responses(
         (status = 200, description = "The update's id", content_type = "text/plain", body = String),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 400, response = super::described::BadRequest),
+        (status = 401, response = super::described::Unauthorized),
+        (status = 403, response = super::described::Forbidden),
+        (status = 404, response = super::described::NotFound),
         (status = 409, description = "The update id was used before", body = crate::http::error::ErrorBody),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 415, response = super::openapi::UnsupportedMediaType),
+        super::described::BodyErrors,
     ),
 )]
 pub async fn publish(
@@ -531,9 +530,9 @@ fn percent_decode(text: &str) -> String {
     tag = "mercure",
     responses(
         (status = 200, description = "`application/ld+json`: `{@context, id, type: Subscriptions, lastEventID, subscriptions}`", content_type = "application/ld+json", body = Object),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 401, response = super::described::Unauthorized),
+        (status = 403, response = super::described::Forbidden),
+        (status = 404, response = super::described::NotFound),
     ),
 )]
 pub async fn subscriptions(
@@ -551,9 +550,9 @@ pub async fn subscriptions(
     params(("topic" = String, Path, description = "A topic selector, percent-encoded")),
     responses(
         (status = 200, description = "The subscriptions with this topic selector", content_type = "application/ld+json", body = Object),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 401, response = super::described::Unauthorized),
+        (status = 403, response = super::described::Forbidden),
+        (status = 404, response = super::described::NotFound),
     ),
 )]
 pub async fn topic_subscriptions(
@@ -575,9 +574,9 @@ pub async fn topic_subscriptions(
     ),
     responses(
         (status = 200, description = "One subscription", content_type = "application/ld+json", body = Object),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 401, response = super::described::Unauthorized),
+        (status = 403, response = super::described::Forbidden),
+        (status = 404, response = super::described::NotFound),
     ),
 )]
 pub async fn subscription(

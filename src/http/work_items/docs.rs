@@ -17,17 +17,17 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::super::openapi::{
-    BadRequest, IdempotencyHeader, IdentityHeaders, IfMatchHeader, NotFound, PayloadTooLarge,
-    PreconditionFailed, Unavailable, UnsupportedMediaType, ValidationFailed,
+use super::super::described::{
+    BodyErrors, Errors, IdempotencyHeader, IdentityHeaders, IfMatchHeader, NotFound,
+    PreconditionFailed,
 };
 use super::{
     BroadcastView, CommentRequest, FeatureList, LinkRequest, ListQuery, RemoveLinkQuery, SpikeList,
     StatusRequest, TrackList,
 };
-use crate::domain::views::{DeletedView, FeatureView, SpikeView, TrackView};
 use crate::domain::work_items::{Priority, Status};
 use crate::http::error::ErrorBody;
+use crate::views::{DeletedView, FeatureView, SpikeView, TrackView};
 
 /// The operations of one collection, in a module named after it.
 macro_rules! work_item_operations {
@@ -52,9 +52,7 @@ macro_rules! work_item_operations {
                 params(ListQuery, IdentityHeaders),
                 responses(
                 (status = 200, description = "The live items", body = $list, headers(("X-Event-Cursor" = i64, description = "The newest event the list includes"))),
-                (status = 400, response = BadRequest),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
                 ),
             )]
             pub fn $list_id() {}
@@ -68,12 +66,9 @@ macro_rules! work_item_operations {
                 request_body = $create,
                 responses(
                 (status = 201, description = "The new item", body = $item, headers(("ETag" = String, description = "`\"<version>\"`"))),
-                (status = 400, response = BadRequest),
                 (status = 409, description = "`already_exists`: a live work item has this id", body = ErrorBody),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $create_id() {}
@@ -86,10 +81,8 @@ macro_rules! work_item_operations {
                 params(("id" = String, Path, description = "The item's id"), IdentityHeaders),
                 responses(
                 (status = 200, description = "The item", body = $item, headers(("ETag" = String, description = "`\"<version>\"`"), ("X-Event-Cursor" = i64, description = "The newest event the answer includes"))),
-                (status = 400, response = BadRequest),
                 (status = 404, response = NotFound),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
                 ),
             )]
             pub fn $get_id() {}
@@ -103,13 +96,10 @@ macro_rules! work_item_operations {
                 request_body = $patch,
                 responses(
                 (status = 200, description = "The item as it is now", body = $item, headers(("ETag" = String, description = "`\"<version>\"`"))),
-                (status = 400, response = BadRequest),
                 (status = 404, response = NotFound),
                 (status = 412, response = PreconditionFailed),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $update_id() {}
@@ -122,11 +112,9 @@ macro_rules! work_item_operations {
                 params(("id" = String, Path, description = "The item's id"), IdentityHeaders, IfMatchHeader, IdempotencyHeader),
                 responses(
                 (status = 200, description = "The tombstone", body = DeletedView, headers(("ETag" = String, description = "`\"<version>\"`"))),
-                (status = 400, response = BadRequest),
                 (status = 404, response = NotFound),
                 (status = 412, response = PreconditionFailed),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
                 ),
             )]
             pub fn $delete_id() {}
@@ -140,13 +128,10 @@ macro_rules! work_item_operations {
                 request_body = StatusRequest,
                 responses(
                 (status = 200, description = "The item as it is now", body = $item, headers(("ETag" = String, description = "`\"<version>\"`"))),
-                (status = 400, response = BadRequest),
                 (status = 404, response = NotFound),
                 (status = 412, response = PreconditionFailed),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $status_id() {}
@@ -160,13 +145,10 @@ macro_rules! work_item_operations {
                 request_body = LinkRequest,
                 responses(
                 (status = 201, description = "The item with the link (also when it already had it)", body = $item, headers(("ETag" = String, description = "`\"<version>\"`"))),
-                (status = 400, response = BadRequest),
                 (status = 404, response = NotFound),
                 (status = 412, response = PreconditionFailed),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $link_id() {}
@@ -179,11 +161,9 @@ macro_rules! work_item_operations {
                 params(("id" = String, Path, description = "The item's id"), ("linked_id" = String, Path, description = "The linked item's id"), RemoveLinkQuery, IdentityHeaders, IfMatchHeader, IdempotencyHeader),
                 responses(
                 (status = 200, description = "The item without the link", body = $item, headers(("ETag" = String, description = "`\"<version>\"`"))),
-                (status = 400, response = BadRequest),
                 (status = 404, response = NotFound),
                 (status = 412, response = PreconditionFailed),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
                 ),
             )]
             pub fn $unlink_id() {}
@@ -197,13 +177,10 @@ macro_rules! work_item_operations {
                 request_body = CommentRequest,
                 responses(
                 (status = 201, description = "The item with the comment", body = $item, headers(("ETag" = String, description = "`\"<version>\"`"))),
-                (status = 400, response = BadRequest),
                 (status = 404, response = NotFound),
                 (status = 412, response = PreconditionFailed),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $comment_id() {}
@@ -217,12 +194,9 @@ macro_rules! work_item_operations {
                 request_body = $patch,
                 responses(
                 (status = 200, description = "Done; the item was created first when it did not exist", body = BroadcastView),
-                (status = 400, response = BadRequest),
                 (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = ErrorBody),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $bc_update_id() {}
@@ -236,12 +210,9 @@ macro_rules! work_item_operations {
                 request_body = StatusRequest,
                 responses(
                 (status = 200, description = "Done; the item was created first when it did not exist", body = BroadcastView),
-                (status = 400, response = BadRequest),
                 (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = ErrorBody),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $bc_status_id() {}
@@ -255,12 +226,9 @@ macro_rules! work_item_operations {
                 request_body = LinkRequest,
                 responses(
                 (status = 200, description = "Done; the item was created first when it did not exist", body = BroadcastView),
-                (status = 400, response = BadRequest),
                 (status = 409, description = "`conflict`: the id belongs to a live item of another collection", body = ErrorBody),
-                (status = 413, response = PayloadTooLarge),
-                (status = 415, response = UnsupportedMediaType),
-                (status = 422, response = ValidationFailed),
-                (status = 503, response = Unavailable),
+                Errors,
+                BodyErrors,
                 ),
             )]
             pub fn $bc_link_id() {}

@@ -4,15 +4,17 @@
 //! is built `From` a domain type. Nothing else in the crate writes a
 //! resource's JSON by hand.
 
+pub mod announce;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::conversations::{Conversation, Message, MessageStatus, Role, Usage};
-use super::files::SharedFile;
-use super::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
-use super::{AgentId, DomainError, ResourceId, SessionId, Timestamp};
+use crate::domain::conversations::{Conversation, Message, MessageStatus, Role, Usage};
+use crate::domain::files::SharedFile;
+use crate::domain::work_items::{Comment, Kind, Link, LinkType, Priority, Status, WorkItem};
+use crate::domain::{AgentId, DomainError, ResourceId, SessionId, Timestamp};
 
 /// A view as a JSON value (for error details and event payloads).
 pub fn to_value<V: Serialize>(view: V) -> Result<Value, DomainError> {
@@ -266,51 +268,16 @@ impl FileMetadataView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = FileWithContent)]
 pub struct FileWithContentView {
-    #[schema(value_type = String)]
-    pub stable_id: ResourceId,
-    pub name: String,
-    #[schema(required = true)]
-    pub label: Option<String>,
-    #[schema(required = true, value_type = Option<String>)]
-    pub derived_from: Option<ResourceId>,
-    /// The content's size in bytes.
-    pub size: u64,
-    pub version: i64,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
-    #[schema(value_type = String)]
-    pub created_by: AgentId,
-    #[schema(value_type = String)]
-    pub updated_by: AgentId,
-    #[schema(required = true, value_type = Option<String>)]
-    pub locked_by: Option<AgentId>,
-    #[schema(required = true, value_type = Option<String>)]
-    pub lock_session_id: Option<SessionId>,
-    #[schema(required = true, value_type = Option<String>, format = DateTime)]
-    pub lock_expires_at: Option<Timestamp>,
+    #[serde(flatten)]
+    pub metadata: FileMetadataView,
     /// UTF-8 text.
     pub content: String,
 }
 
 impl FileWithContentView {
     pub fn at(file: &SharedFile, now: Timestamp) -> Self {
-        let m = FileMetadataView::at(file, now);
         FileWithContentView {
-            stable_id: m.stable_id,
-            name: m.name,
-            label: m.label,
-            derived_from: m.derived_from,
-            size: m.size,
-            version: m.version,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            created_by: m.created_by,
-            updated_by: m.updated_by,
-            locked_by: m.locked_by,
-            lock_session_id: m.lock_session_id,
-            lock_expires_at: m.lock_expires_at,
+            metadata: FileMetadataView::at(file, now),
             content: file.content.clone(),
         }
     }

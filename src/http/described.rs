@@ -3,10 +3,16 @@
 //! `Idempotency-Key`, `Last-Event-ID`), and the reusable error responses,
 //! each an `ErrorBody` with the status its code implies. These types are
 //! never built; they exist to be named in `#[utoipa::path]` annotations.
+//! The errors almost every route answers come in two bundles, so an
+//! annotation lists only what is particular to its route: [`Errors`] (400,
+//! 422, 503) and, for a route that reads a body, [`BodyErrors`] (413, 415).
 
 #![allow(dead_code)]
 
-use utoipa::{IntoParams, ToResponse};
+use std::collections::BTreeMap;
+
+use utoipa::openapi::{Ref, RefOr, Response};
+use utoipa::{IntoParams, IntoResponses, ToResponse};
 
 use crate::http::error::ErrorBody;
 
@@ -147,3 +153,40 @@ pub struct RateLimited(ErrorBody);
     example = json!({"error": {"code": "unavailable", "message": "the service is temporarily unavailable", "details": {}}})
 )]
 pub struct Unavailable(ErrorBody);
+
+// ----- bundles -----
+
+/// References to the named responses, under their status codes.
+fn bundle(responses: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    responses
+        .iter()
+        .map(|(status, name)| {
+            let reference = RefOr::Ref(Ref::from_response_name(*name));
+            ((*status).to_owned(), reference)
+        })
+        .collect()
+}
+
+/// What any `/api` route may answer: 400 [`BadRequest`], 422
+/// [`ValidationFailed`], 503 [`Unavailable`].
+pub struct Errors;
+
+impl IntoResponses for Errors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        bundle(&[
+            ("400", "BadRequest"),
+            ("422", "ValidationFailed"),
+            ("503", "Unavailable"),
+        ])
+    }
+}
+
+/// What a route that reads a body may also answer: 413
+/// [`PayloadTooLarge`], 415 [`UnsupportedMediaType`].
+pub struct BodyErrors;
+
+impl IntoResponses for BodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        bundle(&[("413", "PayloadTooLarge"), ("415", "UnsupportedMediaType")])
+    }
+}
