@@ -16,7 +16,7 @@ use crate::http::{HttpConn, SseConn};
 use crate::server::{ServerProcess, TempRoot};
 use crate::stats::{median, summarise};
 use crate::BenchArgs;
-use switchboard::cli::sse::SseMessage;
+use switchboard::client::sse::SseMessage;
 
 /// Producers of `ds-append` (on `APPEND_STREAMS` streams).
 const PRODUCERS: usize = 16;

@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use switchboard::cli::sse::{SseMessage, SseParser};
+use switchboard::client::sse::{SseMessage, SseParser};
 
 /// The largest response head accepted.
 const MAX_HEAD: usize = 16 * 1024;

@@ -38,7 +38,7 @@ use crate::http::{HttpConn, SseConn};
 use crate::server::{own_cpu_seconds, process_cpu_seconds, rss_kib, ServerProcess, TempRoot};
 use crate::stats::{median, summarise};
 use crate::BenchArgs;
-use switchboard::cli::sse::SseMessage;
+use switchboard::client::sse::SseMessage;
 
 /// nginx's pid file where ../shared/peers/nchan/start.sh starts nchan.
 const NCHAN_PID_FILE: &str = "/tmp/peers/nchan/nginx.pid";

@@ -4,7 +4,6 @@
 //! benchmark (`benches/load/`) share.
 
 pub mod publish;
-pub mod sse;
 pub mod subscriptions;
 pub mod tail;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use futures_util::StreamExt;
 
-use super::sse::{SseEvent, SseMessage, SseParser};
+use crate::client::sse::{SseEvent, SseMessage, SseParser};
 use crate::domain::EventId;
 
 #[derive(Debug, Clone, Args)]

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
 use super::api::{Api, ApiFailure, Call};
-use crate::cli::sse::{SseMessage, SseParser};
+use crate::client::sse::{SseMessage, SseParser};
 
 /// The largest page read from the log at once.
 const PAGE: usize = 500;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use switchboard::cli::sse::{SseEvent, SseMessage, SseParser};
+use switchboard::client::sse::{SseEvent, SseMessage, SseParser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -224,7 +224,7 @@ async fn a_stalled_stream_beside_a_hundred_readers_slows_no_one_and_loses_nothin
     );
 
     // Now it reads: everything arrives, in order, once.
-    let mut parser = switchboard::cli::sse::SseParser::new();
+    let mut parser = switchboard::client::sse::SseParser::new();
     let mut caught_up = Vec::new();
     let mut bulk = 0;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -244,7 +244,7 @@ async fn a_stalled_stream_beside_a_hundred_readers_slows_no_one_and_loses_nothin
         let mut messages = Vec::new();
         parser.feed(&buffer[..n], &mut messages);
         for message in messages {
-            if let switchboard::cli::sse::SseMessage::Event(event) = message {
+            if let switchboard::client::sse::SseMessage::Event(event) = message {
                 match event.event.as_str() {
                     "tick" => caught_up.push(event.id_number().unwrap()),
                     "bulk" => bulk += 1,

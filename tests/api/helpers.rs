@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use switchboard::cli::sse::{SseEvent, SseMessage, SseParser};
+use switchboard::client::sse::{SseEvent, SseMessage, SseParser};
 use switchboard::config::ServeArgs;
 use switchboard::startup::{Application, Stopper};
 use switchboard::store::scratch::ScratchDatabase;

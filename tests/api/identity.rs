@@ -14,7 +14,7 @@ use base64::Engine as _;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use switchboard::cli::sse::SseEvent;
+use switchboard::client::sse::SseEvent;
 use switchboard::config::ServeArgs;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};

@@ -137,7 +137,7 @@ async fn selectors_match_exact_star_templates_and_alternates_and_nothing_else() 
     )
     .await;
 
-    let ids = |events: Vec<switchboard::cli::sse::SseEvent>| {
+    let ids = |events: Vec<switchboard::client::sse::SseEvent>| {
         events
             .into_iter()
             .map(|e| (e.id.unwrap(), e.data))
@@ -196,8 +196,8 @@ async fn every_sse_field_and_multi_line_data_and_the_headers_at_once() {
     let mut saw_retry = false;
     let event = loop {
         match stream.next_message(DEADLINE).await.expect("a message") {
-            switchboard::cli::sse::SseMessage::Retry(2500) => saw_retry = true,
-            switchboard::cli::sse::SseMessage::Event(event) => break event,
+            switchboard::client::sse::SseMessage::Retry(2500) => saw_retry = true,
+            switchboard::client::sse::SseMessage::Event(event) => break event,
             _ => {}
         }
     };
@@ -479,7 +479,7 @@ async fn reconciliation_header_wins_earliest_unknown_ids_and_the_response_header
     let a = publish(&app, &[("topic", "t"), ("data", "a")]).await;
     let b = publish(&app, &[("topic", "t"), ("data", "b")]).await;
     let c = publish(&app, &[("topic", "t"), ("data", "c")]).await;
-    let ids = |events: Vec<switchboard::cli::sse::SseEvent>| {
+    let ids = |events: Vec<switchboard::client::sse::SseEvent>| {
         events
             .into_iter()
             .map(|e| e.id.unwrap())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard::cli::sse::SseMessage;
+use switchboard::client::sse::SseMessage;
 
 use crate::helpers::{ids, spawn_app, spawn_app_with, stored_ids, SseStream, DEADLINE};
 
@@ -412,7 +412,7 @@ async fn the_announced_retry_delay_follows_the_setting() {
     );
 }
 
-fn assert_resync(event: &switchboard::cli::sse::SseEvent, reason: &str, head: i64, oldest: i64) {
+fn assert_resync(event: &switchboard::client::sse::SseEvent, reason: &str, head: i64, oldest: i64) {
     assert_eq!(event.event, "resync", "{event:?}");
     assert_eq!(
         event.id_number(),

@@ -13,7 +13,7 @@ use super::{mib, REQUEST_TIMEOUT, STREAM_PATH};
 use crate::http::SseConn;
 use crate::server::{rss_kib, CpuMeter, ServerProcess};
 use crate::stats::RunFigures;
-use switchboard::cli::sse::SseMessage;
+use switchboard::client::sse::SseMessage;
 
 /// Opens one stream and reads until its `retry:` frame; keeps only the socket.
 async fn open_idle(addr: SocketAddr) -> io::Result<TcpStream> {

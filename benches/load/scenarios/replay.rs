@@ -12,7 +12,7 @@ use super::{mib, probe_json, unix_micros, REQUEST_TIMEOUT};
 use crate::http::{HttpConn, SseConn};
 use crate::server::{CpuMeter, ServerProcess};
 use crate::stats::RunFigures;
-use switchboard::cli::sse::SseMessage;
+use switchboard::client::sse::SseMessage;
 
 /// Events per `POST /api/events/batch`.
 const BATCH: usize = 1000;

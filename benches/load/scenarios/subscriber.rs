@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use super::{unix_micros, CONNECT_TIMEOUT, STREAM_PATH};
 use crate::http::SseConn;
 use crate::stats::SeqSet;
-use switchboard::cli::sse::{SseEvent, SseMessage};
+use switchboard::client::sse::{SseEvent, SseMessage};
 
 /// The part of a delivered event the bench reads: the probe it published.
 #[derive(Deserialize)]

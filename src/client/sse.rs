@@ -1,5 +1,5 @@
 //! A client-side parser of the `text/event-stream` format (WHATWG HTML,
-//! "Server-sent events"), for `tail`, the benchmark and the tests. It only
+//! "Server-sent events"), for `tail`, the MCP server's feed, the benchmark and the tests. It only
 //! parses; connecting and resuming are the caller's.
 
 use crate::domain::EventId;

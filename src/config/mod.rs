@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
-use crate::store::{DatabaseUrl, Synchronous};
+mod database;
+
+pub use database::{DatabaseUrl, Synchronous};
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
