@@ -518,11 +518,12 @@ fn start_http_server(
             .configure(http::configure)
     };
     let local = listener.local_addr()?;
+    let streams = http::stream_targets();
     let builder = Server::build();
     let shutdown = builder.graceful_shutdown_signal();
     let mut server = builder
         .listen("switchboard", listener, move || {
-            http::serve_connections(app(), local, shutdown.clone())
+            http::serve_connections(app(), local, shutdown.clone(), streams.clone())
         })?
         .disable_signals()
         .shutdown_timeout(2);

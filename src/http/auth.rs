@@ -13,7 +13,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, HttpRequest, ResponseError};
+use actix_web::{web, HttpMessage, ResponseError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::extract::query_param;
@@ -200,12 +200,4 @@ pub async fn authenticate(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
-}
-
-/// The caller as the gate found it (open mode: everything).
-pub fn principal(req: &HttpRequest) -> Principal {
-    req.extensions()
-        .get::<Principal>()
-        .cloned()
-        .unwrap_or_else(Principal::open)
 }

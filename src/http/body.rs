@@ -21,7 +21,7 @@
 //! 3. A body left unfinished when the request is dropped (the handler
 //!    answered without reading it all, or the deadline passed) hangs up the
 //!    connection's reading side a moment later
-//!    (`connection::Hangup`): actix-http would otherwise keep reading an
+//!    (`hangup::Hangup`): actix-http would otherwise keep reading an
 //!    unfinished chunked body, which has no deadline, for ever.
 //!
 //! Nothing here reads the socket itself or knows HTTP framing: it watches
@@ -40,7 +40,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use super::connection::Hangup;
+use super::hangup::Hangup;
 
 /// How long a request body may take to arrive, counted from its head. Twice
 /// the head's 5 s: a body is larger than a head, and the default

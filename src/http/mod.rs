@@ -17,6 +17,7 @@ pub mod error;
 mod events;
 mod extract;
 mod files;
+mod hangup;
 mod health;
 mod mercure;
 mod messages;
@@ -35,10 +36,10 @@ use std::time::Duration;
 
 use actix_web::web;
 
-pub use auth::{authenticate, principal, WriteLimiter};
-pub use connection::serve_connections;
+pub use auth::{authenticate, WriteLimiter};
+pub use connection::{serve_connections, StreamTargets};
 pub(crate) use extract::query_param;
-pub use extract::{Identity, JsonBody, Query};
+pub use extract::{principal, Identity, JsonBody, Query};
 
 use crate::hub::Hub;
 use crate::store::{Store, Writer};
@@ -99,4 +100,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(extract::path_error))
         .app_data(web::Data::new(ops::ApiDocument(openapi::document)));
     routes::register(cfg);
+}
+
+/// The request lines the acceptor serves on a lean stream connection: the
+/// routes the route table marks as streams.
+pub fn stream_targets() -> StreamTargets {
+    routes::routes().stream_routes().fold(
+        StreamTargets::default(),
+        |targets, (method, path, query)| targets.with(method, path, query),
+    )
 }

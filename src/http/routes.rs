@@ -5,6 +5,8 @@
 //! - the router and the `Allow` header of every 405 ([`register`]);
 //! - what the gate demands of a request ([`Routes::demand`], used by
 //!   `auth.rs`);
+//! - which request lines open a stream, to be served on a lean connection
+//!   ([`Routes::stream_routes`], handed to `connection/` by `startup.rs`);
 //! - the OpenAPI paths ([`Route::documented`], used by `openapi.rs`): each
 //!   operation comes from its handler's `#[utoipa::path]` annotation and is
 //!   filed under the method and path declared here.
@@ -145,6 +147,20 @@ pub enum Need {
     AnyToken,
 }
 
+/// Whether a route's answer is a long-lived stream, which the acceptor
+/// serves on a lean connection of its own (`connection/`) to spare an idle
+/// stream actix-http's buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opens {
+    /// An answer: the route is served by actix-http, keep-alive included.
+    Answer,
+    /// A stream, whatever the query.
+    Stream,
+    /// A stream only when the query holds this `name=value` pair (Durable
+    /// Streams' read is a stream with `live=sse` and an answer without).
+    StreamWith(&'static str),
+}
+
 impl Need {
     /// The path parameter this need takes its channel from, if any.
     const fn param(self) -> Option<&'static str> {
@@ -189,6 +205,8 @@ pub struct Route {
     /// The path as documented: `{collection}` for the work-item collections.
     path: &'static str,
     need: Need,
+    /// Set with [`Route::opens`] on the few routes that stream.
+    opens: Opens,
     /// The handler, without its method guard.
     handler: fn() -> actix_web::Route,
     /// The `#[utoipa::path]` annotations documenting it (the handler's own,
@@ -211,6 +229,7 @@ macro_rules! route {
             verb: Verb::$verb,
             path: $path,
             need: $need,
+            opens: Opens::Answer,
             handler: || web::route().to($($handler)::+),
             annotation: || {
                 #[derive(utoipa::OpenApi)]
@@ -229,6 +248,7 @@ macro_rules! route {
 fn table() -> Vec<Route> {
     use Channel::{Conversation, Named, Param};
     use Need::{AnyToken, Narrowing, Public, Read, Stream, Write};
+    use Opens::StreamWith;
     const COLLECTION: Channel = Param("collection");
     const FILES: Channel = Named("files");
     const DURABLE: Channel = Named("durable-streams");
@@ -239,7 +259,7 @@ fn table() -> Vec<Route> {
         route!(Get "/client.js", assets::client_js, Public),
         route!(Get "/client.d.ts", assets::client_types, Public),
         // Mercure authorizes with its own JWTs (mercure/auth.rs), not tokens.
-        route!(Get "/.well-known/mercure", mercure::subscribe, Public),
+        route!(Get "/.well-known/mercure", mercure::subscribe, Public).opens(Opens::Stream),
         route!(Post "/.well-known/mercure", mercure::publish, Public),
         route!(Get "/.well-known/mercure/subscriptions", mercure::subscriptions, Public),
         route!(Get "/.well-known/mercure/subscriptions/{topic}", mercure::topic_subscriptions, Public),
@@ -258,7 +278,7 @@ fn table() -> Vec<Route> {
         route!(Post "/v1/stream/__ds/subscriptions/{id}/callback", ds_subscriptions::subscription_callback, Public),
         route!(Post "/v1/stream/__ds/subscriptions/{id}/ack", ds_subscriptions::ack_subscription, Public),
         route!(Post "/v1/stream/__ds/subscriptions/{id}/release", ds_subscriptions::release_subscription, Public),
-        route!(Get "/v1/stream/{path}", durable::read, Read(DURABLE)),
+        route!(Get "/v1/stream/{path}", durable::read, Read(DURABLE)).opens(StreamWith("live=sse")),
         route!(Head "/v1/stream/{path}", durable::head, Read(DURABLE)),
         route!(Put "/v1/stream/{path}", durable::create, Write(DURABLE)),
         route!(Post "/v1/stream/{path}", durable::append, Write(DURABLE)),
@@ -270,7 +290,7 @@ fn table() -> Vec<Route> {
         route!(Get "/api/stats", ops::stats, AnyToken),
         route!(Get "/api/sessions", ops::sessions, Read(Named("presence"))),
         route!(Post "/api/stream-tickets", tickets::issue_ticket, Narrowing),
-        route!(Get "/api/stream", stream::open_stream, Stream),
+        route!(Get "/api/stream", stream::open_stream, Stream).opens(Opens::Stream),
         route!(Post "/api/channels/{channel}/events", events::publish_event, Write(Param("channel"))),
         route!(Post "/api/events/batch", events::publish_batch, Narrowing),
         route!(Get "/api/events", events::list_events, Narrowing),
@@ -335,6 +355,12 @@ fn table() -> Vec<Route> {
 }
 
 impl Route {
+    /// Marks a route as opening a stream; only [`table`] calls it.
+    fn opens(mut self, opens: Opens) -> Route {
+        self.opens = opens;
+        self
+    }
+
     pub fn verb(&self) -> Verb {
         self.verb
     }
@@ -478,6 +504,18 @@ impl Routes {
     /// Every route, in declaration order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The routes that open a stream, as method, declared path and the
+    /// `name=value` pair the query must hold, if any.
+    pub fn stream_routes(
+        &self,
+    ) -> impl Iterator<Item = (Method, &'static str, Option<&'static str>)> + '_ {
+        self.routes.iter().filter_map(|route| match route.opens {
+            Opens::Answer => None,
+            Opens::Stream => Some((route.verb.method(), route.path, None)),
+            Opens::StreamWith(pair) => Some((route.verb.method(), route.path, Some(pair))),
+        })
     }
 
     /// The declared path of the resource the router matched by `pattern`
@@ -693,5 +731,15 @@ mod tests {
             "/api/files",
             Need::Write(Channel::Conversation("id"))
         ));
+    }
+
+    #[test]
+    fn every_route_a_stream_ticket_opens_is_served_as_a_stream() {
+        for route in routes().routes() {
+            if route.need == Need::Stream {
+                assert_eq!(route.opens, Opens::Stream, "{}", route.path);
+            }
+        }
+        assert_eq!(routes().stream_routes().count(), 3);
     }
 }

@@ -493,3 +493,17 @@ async fn other_requests_keep_their_connection_alive() {
         assert!(body.is_object(), "{path}: {body}");
     }
 }
+
+/// An HTTP/1.0 request may name no host at all: links the server builds for
+/// it name the listener's address, as under actix-web's `HttpServer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_naming_no_host_gets_links_to_the_listeners_address() {
+    let app = spawn_app().await;
+    let mut raw = Raw::open(&app).await;
+    raw.send(b"PUT /v1/stream/hostless HTTP/1.0\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    let head = raw.head().await;
+    assert_eq!(head.status(), 201, "{head:?}");
+    let expected = format!("http://127.0.0.1:{}/v1/stream/hostless", app.port);
+    assert_eq!(head.get("location"), Some(expected.as_str()), "{head:?}");
+}

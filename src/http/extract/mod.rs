@@ -15,19 +15,28 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::body::{BodyRefused, BODY_TIMEOUT};
 use super::AppState;
+use crate::auth::Principal;
 use crate::domain::{AgentId, DomainError, EventId, IdempotencyKey, SessionId};
 use crate::http::error::ApiError;
 use crate::store::IdempotencyClaim;
 use errors::integer_meaning;
 use json::parse_json;
 pub use params::{path_error, query_error, Query};
+
+/// The caller as the gate found it (open mode: everything).
+pub fn principal(req: &HttpRequest) -> Principal {
+    req.extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or_else(Principal::open)
+}
 
 /// Who acts: `X-Agent-ID` (default `anonymous`) and `X-Session-ID`.
 #[derive(Debug, Clone)]
