@@ -69,6 +69,14 @@ pub struct Deliveries {
     changed: Notify,
 }
 
+/// A webhook subscription whose next attempt is due, as read at `now`
+/// (milliseconds since the epoch).
+struct Due {
+    subscription: Subscription,
+    url: String,
+    now: i64,
+}
+
 /// Removes a subscription from `running` when its task ends, however.
 struct Running<'a>(&'a Deliveries, String);
 
@@ -214,103 +222,159 @@ impl Deliveries {
     async fn deliver(&self, id: &str) -> Result<(), StoreError> {
         let mut holding = false;
         loop {
-            let key = id.to_owned();
-            let Some(subscription) = self.reads.read(move |c| use_case::load(c, &key)).await?
-            else {
+            let Some(due) = self.due(id).await? else {
                 return Ok(());
             };
-            let row = &subscription.row;
-            let now = now_ms();
-            if subscription.kind != Kind::Webhook
-                || row.next_attempt_ms > now
-                || self.held_elsewhere(row, now)
-            {
-                return Ok(());
-            }
-            let Some(url) = row.webhook_url.clone() else {
-                return Ok(());
-            };
+            let row = &due.subscription.row;
             let acked = row.acked_through;
-            let (selection, batch) = (subscription.selection.clone(), row.batch_size);
-            let head = self.hub.head_id();
-            let (events, scanned) = self
-                .reads
-                .read(move |c| {
-                    use_case::matching(c, &selection, EventId::from_stored(acked), head, batch)
-                })
-                .await?;
+            let (events, scanned) = self.pending(&due.subscription).await?;
             let Some(last) = events.last().map(|e| e.id.get()) else {
-                let key = id.to_owned();
-                let node = self.node.clone();
-                self.writer
-                    .write(move |tx| {
-                        let conn = tx.conn()?;
-                        if scanned.get() > acked {
-                            rows::skip_all(conn, &key, acked, scanned.get())?;
-                        }
-                        if holding {
-                            rows::give_up_delivery(conn, &key, &node)?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                return Ok(());
+                return self.nothing_pending(id, acked, scanned, holding).await;
             };
             if !holding {
-                let (key, node) = (id.to_owned(), self.node.clone());
-                let until = now + DELIVERY_LEASE.as_millis() as i64;
-                let taken = self
-                    .writer
-                    .write(move |tx| {
-                        rows::take_delivery(tx.conn()?, &key, acked, &node, now, until)
-                    })
-                    .await?
-                    .value;
-                if !taken {
+                if !self.take_delivery(id, acked, due.now).await? {
                     return Ok(());
                 }
                 holding = true;
             }
-            let outcome = self.post(id, &url, &events, last).await;
-            let (key, node) = (id.to_owned(), self.node.clone());
-            match outcome {
+            match self.post(id, &due.url, &events, last).await {
                 Ok(()) => {
-                    metrics::counter!("switchboard_webhook_requests_total", "result" => "ok")
-                        .increment(1);
-                    let count = events.len() as i64;
-                    let at = crate::domain::Timestamp::now().to_string();
-                    let until = now_ms() + DELIVERY_LEASE.as_millis() as i64;
-                    let kept = self
-                        .writer
-                        .write(move |tx| {
-                            let conn = tx.conn()?;
-                            let moved =
-                                rows::delivered(conn, &key, &node, acked, last, count, &at)?;
-                            if moved {
-                                rows::extend_delivery(conn, &key, &node, until)?;
-                            }
-                            Ok(moved)
-                        })
-                        .await?
-                        .value;
-                    if !kept {
+                    if !self.record_success(id, acked, last, events.len()).await? {
                         return Ok(());
                     }
                 }
-                Err(error) => {
-                    metrics::counter!("switchboard_webhook_requests_total", "result" => "failed")
-                        .increment(1);
-                    let jitter = rand::rng().random_range(0.5..=1.0);
-                    let delay = retry_delay(row.failures + 1, jitter);
-                    tracing::warn!(subscription = %id, error = %error, retry_in = ?delay, "webhook delivery failed; will retry");
-                    let next = now_ms() + delay.as_millis() as i64;
-                    self.writer
-                        .write(move |tx| rows::failed(tx.conn()?, &key, &node, &error, next))
-                        .await?;
-                    return Ok(());
-                }
+                Err(error) => return self.record_failure(id, row.failures, error).await,
             }
         }
+    }
+
+    /// The subscription as stored now, if it is a webhook subscription
+    /// with a URL whose next attempt is due and no other node holds it.
+    async fn due(&self, id: &str) -> Result<Option<Due>, StoreError> {
+        let key = id.to_owned();
+        let Some(subscription) = self.reads.read(move |c| use_case::load(c, &key)).await? else {
+            return Ok(None);
+        };
+        let row = &subscription.row;
+        let now = now_ms();
+        if subscription.kind != Kind::Webhook
+            || row.next_attempt_ms > now
+            || self.held_elsewhere(row, now)
+        {
+            return Ok(None);
+        }
+        let Some(url) = row.webhook_url.clone() else {
+            return Ok(None);
+        };
+        Ok(Some(Due {
+            subscription,
+            url,
+            now,
+        }))
+    }
+
+    /// The next batch after the subscription's cursor, up to the hub's head,
+    /// and the id up to which the read looked (`use_case::matching`).
+    async fn pending(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<(Vec<Event>, EventId), StoreError> {
+        let acked = subscription.row.acked_through;
+        let (selection, batch) = (subscription.selection.clone(), subscription.row.batch_size);
+        let head = self.hub.head_id();
+        self.reads
+            .read(move |c| {
+                use_case::matching(c, &selection, EventId::from_stored(acked), head, batch)
+            })
+            .await
+    }
+
+    /// Nothing is pending: moves the cursor from `acked` over the events
+    /// looked through (none matched) and gives up the delivery if `holding`.
+    async fn nothing_pending(
+        &self,
+        id: &str,
+        acked: i64,
+        scanned: EventId,
+        holding: bool,
+    ) -> Result<(), StoreError> {
+        let key = id.to_owned();
+        let node = self.node.clone();
+        self.writer
+            .write(move |tx| {
+                let conn = tx.conn()?;
+                if scanned.get() > acked {
+                    rows::skip_all(conn, &key, acked, scanned.get())?;
+                }
+                if holding {
+                    rows::give_up_delivery(conn, &key, &node)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the delivery for `DELIVERY_LEASE` from `now` if the cursor is
+    /// still `acked` and no other node holds it; whether it was taken.
+    async fn take_delivery(&self, id: &str, acked: i64, now: i64) -> Result<bool, StoreError> {
+        let (key, node) = (id.to_owned(), self.node.clone());
+        let until = now + DELIVERY_LEASE.as_millis() as i64;
+        Ok(self
+            .writer
+            .write(move |tx| rows::take_delivery(tx.conn()?, &key, acked, &node, now, until))
+            .await?
+            .value)
+    }
+
+    /// The receiver acknowledged the `count` events after `acked` up to
+    /// `last`: moves the cursor there and extends the delivery lease;
+    /// whether this node still held the delivery (and so may go on).
+    async fn record_success(
+        &self,
+        id: &str,
+        acked: i64,
+        last: i64,
+        count: usize,
+    ) -> Result<bool, StoreError> {
+        metrics::counter!("switchboard_webhook_requests_total", "result" => "ok").increment(1);
+        let (key, node) = (id.to_owned(), self.node.clone());
+        let count = count as i64;
+        let at = crate::domain::Timestamp::now().to_string();
+        let until = now_ms() + DELIVERY_LEASE.as_millis() as i64;
+        Ok(self
+            .writer
+            .write(move |tx| {
+                let conn = tx.conn()?;
+                let moved = rows::delivered(conn, &key, &node, acked, last, count, &at)?;
+                if moved {
+                    rows::extend_delivery(conn, &key, &node, until)?;
+                }
+                Ok(moved)
+            })
+            .await?
+            .value)
+    }
+
+    /// The attempt failed, after `failures` failed before it: stores the
+    /// error and the next attempt (`retry_delay` with jitter from now) and
+    /// gives up the delivery.
+    async fn record_failure(
+        &self,
+        id: &str,
+        failures: i64,
+        error: String,
+    ) -> Result<(), StoreError> {
+        metrics::counter!("switchboard_webhook_requests_total", "result" => "failed").increment(1);
+        let jitter = rand::rng().random_range(0.5..=1.0);
+        let delay = retry_delay(failures + 1, jitter);
+        tracing::warn!(subscription = %id, error = %error, retry_in = ?delay, "webhook delivery failed; will retry");
+        let next = now_ms() + delay.as_millis() as i64;
+        let (key, node) = (id.to_owned(), self.node.clone());
+        self.writer
+            .write(move |tx| rows::failed(tx.conn()?, &key, &node, &error, next))
+            .await?;
+        Ok(())
     }
 
     /// One signed POST of a batch; `Ok` when the receiver answered 2xx.

@@ -145,43 +145,68 @@ pub fn put(
     let created_at = tx.now().to_string();
     let conn = tx.conn()?;
     if let Some(existing) = rows::get(conn, id.as_str())? {
-        let selection = Selection::from_stored(&existing.channels, existing.types.as_deref())
-            .ok_or_else(|| corrupt(&existing.id))?;
-        if !selection.readable_within(scope) {
-            return Err(DomainError::Forbidden(
-                "this token may not read every channel the subscription names".into(),
-            )
-            .into());
-        }
-        if existing.kind != spec.kind.as_str() {
-            return Err(DomainError::Conflict {
-                code: "conflict",
-                message: format!(
-                    "subscription {id} is a {} subscription; delete it to make a {} one",
-                    existing.kind,
-                    spec.kind.as_str()
-                ),
-                details: serde_json::json!({"kind": existing.kind}),
-            }
-            .into());
-        }
-        rows::change_config(
-            conn,
-            id.as_str(),
-            &ConfigChange {
-                channels: spec.selection.channels_json(),
-                types: spec.selection.types_json(),
-                webhook_url: spec.webhook_url,
-                description: spec.description,
-                batch_size: spec.batch_size,
-                lease_ms: spec.lease_seconds * 1000,
-            },
-        )?;
-        let changed = load(conn, id.as_str())?.ok_or_else(|| not_found(id.as_str()))?;
+        may_change(&existing, id, &spec, scope)?;
+        let changed = change(conn, id, spec)?;
         return Ok((changed, false));
     }
+    let created = create(conn, id, spec, owner, created_at)?;
+    Ok((created, true))
+}
+
+/// Refuses a change to `existing` by a caller who may read only `scope`
+/// and cannot read every channel it names now, or one to another kind.
+fn may_change(
+    existing: &SubscriptionRow,
+    id: &SubscriptionId,
+    spec: &Spec,
+    scope: Option<&[ChannelPattern]>,
+) -> Result<(), StoreError> {
+    let selection = Selection::from_stored(&existing.channels, existing.types.as_deref())
+        .ok_or_else(|| corrupt(&existing.id))?;
+    if !selection.readable_within(scope) {
+        return Err(DomainError::Forbidden(
+            "this token may not read every channel the subscription names".into(),
+        )
+        .into());
+    }
+    if existing.kind != spec.kind.as_str() {
+        return Err(DomainError::Conflict {
+            code: "conflict",
+            message: format!(
+                "subscription {id} is a {} subscription; delete it to make a {} one",
+                existing.kind,
+                spec.kind.as_str()
+            ),
+            details: serde_json::json!({"kind": existing.kind}),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Stores `spec` as the configuration of the existing subscription `id`,
+/// keeping its cursors, its claims and its delivery state.
+fn change(conn: &mut DbConn, id: &SubscriptionId, spec: Spec) -> Result<Subscription, StoreError> {
+    rows::change_config(
+        conn,
+        id.as_str(),
+        &ConfigChange {
+            channels: spec.selection.channels_json(),
+            types: spec.selection.types_json(),
+            webhook_url: spec.webhook_url,
+            description: spec.description,
+            batch_size: spec.batch_size,
+            lease_ms: spec.lease_seconds * 1000,
+        },
+    )?;
+    load(conn, id.as_str())?.ok_or_else(|| not_found(id.as_str()))
+}
+
+/// Where a new subscription's cursor starts: the log's head, just before
+/// its oldest event, or the id asked for (refused when newer than the head).
+fn start_cursor(conn: &mut DbConn, start: Start) -> Result<EventId, StoreError> {
     let position = events::position(conn)?;
-    let cursor = match spec.start {
+    Ok(match start {
         Start::Now => position.head_id,
         Start::Beginning => EventId::from_stored(position.oldest_id.get() - 1),
         Start::After(after) if after > position.head_id => {
@@ -192,7 +217,19 @@ pub fn put(
             .into())
         }
         Start::After(after) => after,
-    };
+    })
+}
+
+/// Makes the subscription `id`, owned by `owner`, with both cursors where
+/// `spec` starts and no delivery attempted yet.
+fn create(
+    conn: &mut DbConn,
+    id: &SubscriptionId,
+    spec: Spec,
+    owner: &AgentId,
+    created_at: String,
+) -> Result<Subscription, StoreError> {
+    let cursor = start_cursor(conn, spec.start)?;
     rows::insert(
         conn,
         &SubscriptionRow {
@@ -217,8 +254,7 @@ pub fn put(
             deliverer_until_ms: None,
         },
     )?;
-    let created = load(conn, id.as_str())?.ok_or_else(|| not_found(id.as_str()))?;
-    Ok((created, true))
+    load(conn, id.as_str())?.ok_or_else(|| not_found(id.as_str()))
 }
 
 /// `DELETE`: removes the subscription and its claims; 404 when there is none.

@@ -102,6 +102,163 @@ impl State {
                 .collect(),
         )
     }
+
+    /// Pushes `events` (with their `named` frames) to every stream that
+    /// takes them, moving the head; events at or below it were published
+    /// already (a shared log read twice) and count 0. Returns the number of
+    /// streams each event was queued for, and how many queues were full.
+    fn publish(
+        &mut self,
+        events: &[&Event],
+        named: Vec<Bytes>,
+        capacity: usize,
+    ) -> (Vec<usize>, u64) {
+        let mut counts = Vec::with_capacity(events.len());
+        let mut lagged = 0u64;
+        let mut candidates = Vec::new();
+        for (event, named) in events.iter().zip(named) {
+            if event.id <= self.head_id {
+                counts.push(0);
+                continue;
+            }
+            self.head_id = event.id;
+            let mut frames = EventFrames::new(event, named);
+            let delivered = self.fan_out(&mut frames, &mut candidates, capacity, &mut lagged);
+            counts.push(delivered);
+            self.remember_deliveries(event.id, delivered);
+        }
+        (counts, lagged)
+    }
+
+    /// Pushes one event to the streams whose patterns match its channel and
+    /// that take it; returns how many queued it, adding the full queues to
+    /// `lagged`. `candidates` is scratch space, reused across events.
+    #[inline]
+    fn fan_out(
+        &mut self,
+        frames: &mut EventFrames<'_>,
+        candidates: &mut Vec<SubscriberId>,
+        capacity: usize,
+        lagged: &mut u64,
+    ) -> usize {
+        let event = frames.event;
+        candidates.clear();
+        self.index.collect(&event.channel, candidates);
+        let mut delivered = 0;
+        for id in candidates.iter() {
+            let Some(subscriber) = self.subscribers.get_mut(id) else {
+                continue;
+            };
+            if !subscriber.takes(frames) {
+                continue;
+            }
+            subscriber.last_pushed = event.id;
+            let Some(bytes) = frames.framed(subscriber.framing) else {
+                continue;
+            };
+            let frame = Frame {
+                id: event.id,
+                bytes,
+            };
+            match subscriber.queue.push(frame, capacity) {
+                Pushed::Queued => delivered += 1,
+                Pushed::Full => *lagged += 1,
+            }
+        }
+        delivered
+    }
+
+    /// Remembers how many streams an event reached (`recorded_deliveries`),
+    /// forgetting the oldest beyond `RECENT_DELIVERIES`.
+    #[inline]
+    fn remember_deliveries(&mut self, id: EventId, delivered: usize) {
+        if self.recent_deliveries.len() == RECENT_DELIVERIES {
+            self.recent_deliveries.pop_front();
+        }
+        self.recent_deliveries.push_back((id, delivered));
+    }
+}
+
+impl Subscriber {
+    /// Whether this stream takes the event: it was not pushed here yet, the
+    /// stream is not lagged, and its filter accepts it (a Mercure filter,
+    /// the update parsed from it too).
+    #[inline]
+    fn takes(&self, frames: &mut EventFrames<'_>) -> bool {
+        let event = frames.event;
+        if self.last_pushed >= event.id
+            || self.queue.is_lagged()
+            || !self.filter.accepts(
+                &event.channel,
+                event.session_id.as_deref(),
+                event.resource_id.as_deref(),
+            )
+        {
+            return false;
+        }
+        self.filter.mercure.is_none() || self.filter.admits_update(frames.update())
+    }
+}
+
+/// One event as the streams it reaches want it. The named frame is made
+/// for every event; the plain one, the Mercure update parsed from the
+/// event and its frame are made at most once, when a stream first wants
+/// them, and shared by all (`Bytes` clones share the buffer).
+struct EventFrames<'e> {
+    event: &'e Event,
+    named: Bytes,
+    plain: Option<Bytes>,
+    /// `Some(None)`: parsed, and not a Mercure update.
+    update: Option<Option<Update>>,
+    mercure: Option<Bytes>,
+}
+
+impl<'e> EventFrames<'e> {
+    #[inline]
+    fn new(event: &'e Event, named: Bytes) -> Self {
+        EventFrames {
+            event,
+            named,
+            plain: None,
+            update: None,
+            mercure: None,
+        }
+    }
+
+    /// The Mercure update the event carries, if it is one.
+    #[inline]
+    fn update(&mut self) -> Option<&Update> {
+        let event = self.event;
+        self.update
+            .get_or_insert_with(|| Update::from_event(event))
+            .as_ref()
+    }
+
+    /// The frame for a stream with `framing`; `None` for a Mercure stream
+    /// when the event is not a Mercure update.
+    #[inline]
+    fn framed(&mut self, framing: Framing) -> Option<Bytes> {
+        let event = self.event;
+        match framing {
+            Framing::Named => Some(self.named.clone()),
+            Framing::Plain => Some(
+                self.plain
+                    .get_or_insert_with(|| event_frame(event, Framing::Plain))
+                    .clone(),
+            ),
+            Framing::Mercure => {
+                let update = self
+                    .update
+                    .get_or_insert_with(|| Update::from_event(event))
+                    .as_ref()?;
+                Some(
+                    self.mercure
+                        .get_or_insert_with(|| mercure_frame(update))
+                        .clone(),
+                )
+            }
+        }
+    }
 }
 
 /// A registration: the queue to read and the head id at registration time.
@@ -321,7 +478,8 @@ impl Hub {
     }
 
     fn publish_checked(&self, before: Option<EventId>, events: &[&Event]) -> Option<Vec<usize>> {
-        let frames: Vec<Bytes> = events
+        // The named frames are made before the lock is taken.
+        let named: Vec<Bytes> = events
             .iter()
             .map(|e| event_frame(e, Framing::Named))
             .collect();
@@ -329,92 +487,23 @@ impl Hub {
         if before.is_some_and(|before| before != state.head_id) {
             return state.recorded_deliveries(events);
         }
-        let State {
-            head_id,
-            recent_deliveries,
-            subscribers,
-            index,
-            ..
-        } = &mut *state;
-        let mut counts = Vec::with_capacity(events.len());
-        let mut lagged = 0u64;
-        let mut candidates = Vec::new();
-        for (event, bytes) in events.iter().zip(frames) {
-            if event.id <= *head_id {
-                // Already published (read from a shared log twice).
-                counts.push(0);
-                continue;
-            }
-            *head_id = event.id;
-            candidates.clear();
-            index.collect(&event.channel, &mut candidates);
-            let mut delivered = 0;
-            // The plain variant is framed once too, when a stream wants it;
-            // a Mercure update is parsed and framed once for all its streams.
-            let mut plain: Option<Bytes> = None;
-            let mut update: Option<Option<Update>> = None;
-            let mut mercure: Option<Bytes> = None;
-            for id in &candidates {
-                let Some(subscriber) = subscribers.get_mut(id) else {
-                    continue;
-                };
-                if subscriber.last_pushed >= event.id
-                    || subscriber.queue.is_lagged()
-                    || !subscriber.filter.accepts(
-                        &event.channel,
-                        event.session_id.as_deref(),
-                        event.resource_id.as_deref(),
-                    )
-                {
-                    continue;
-                }
-                if subscriber.filter.mercure.is_some() {
-                    let parsed = update
-                        .get_or_insert_with(|| Update::from_event(event))
-                        .as_ref();
-                    if !subscriber.filter.admits_update(parsed) {
-                        continue;
-                    }
-                }
-                subscriber.last_pushed = event.id;
-                let bytes = match subscriber.framing {
-                    Framing::Named => bytes.clone(),
-                    Framing::Plain => plain
-                        .get_or_insert_with(|| event_frame(event, Framing::Plain))
-                        .clone(),
-                    Framing::Mercure => {
-                        match update.get_or_insert_with(|| Update::from_event(event)) {
-                            Some(parsed) => {
-                                mercure.get_or_insert_with(|| mercure_frame(parsed)).clone()
-                            }
-                            None => continue,
-                        }
-                    }
-                };
-                let frame = Frame {
-                    id: event.id,
-                    bytes,
-                };
-                match subscriber.queue.push(frame, self.queue_capacity) {
-                    Pushed::Queued => delivered += 1,
-                    Pushed::Full => lagged += 1,
-                }
-            }
-            counts.push(delivered);
-            if recent_deliveries.len() == RECENT_DELIVERIES {
-                recent_deliveries.pop_front();
-            }
-            recent_deliveries.push_back((event.id, delivered));
-        }
+        let (counts, lagged) = state.publish(events, named, self.queue_capacity);
         drop(state);
+        self.count_published(events.len(), &counts, lagged);
+        Some(counts)
+    }
+
+    /// Adds a publish to the counters: its events, the frames queued
+    /// (`counts`) and the streams that lagged.
+    #[inline]
+    fn count_published(&self, events: usize, counts: &[usize], lagged: u64) {
         self.counters
             .events_published
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
+            .fetch_add(events as u64, Ordering::Relaxed);
         self.counters
             .deliveries
             .fetch_add(counts.iter().sum::<usize>() as u64, Ordering::Relaxed);
         self.counters.lagged.fetch_add(lagged, Ordering::Relaxed);
-        Some(counts)
     }
 
     /// Open streams.

@@ -29,7 +29,7 @@ use crate::domain::{AgentId, ChannelPattern, DomainError, StreamFilter};
 use crate::http::error::ApiError;
 use crate::hub::Framing;
 use crate::store::{self, events};
-use auth::{Keys, Source};
+use auth::{Grant, Keys, Source};
 
 /// The hub's path.
 pub const HUB_PATH: &str = "/.well-known/mercure";
@@ -150,42 +150,14 @@ pub async fn subscribe(
             "give at least one `topic` query parameter (a topic selector)",
         ));
     }
-    let grant = mercure.keys.subscriber(&req)?;
-    if grant.is_none() && !mercure.anonymous {
-        return Err(ApiError::Unauthorized(
-            "a subscriber JWT is required (Authorization header, mercureAuthorization cookie or authorization query parameter); this hub does not take anonymous subscribers".into(),
-        ));
-    }
-    let grant = grant.unwrap_or_default();
+    let grant = subscriber_grant(&mercure, &req)?;
     if state.hub.stream_count() >= state.max_streams {
         return Err(ApiError::Unavailable("too many streams are open".into()));
     }
-    let asked = req
-        .headers()
-        .get("Last-Event-ID")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
-        .map(str::to_owned)
-        .or_else(|| {
-            all(&query, "lastEventID")
-                .into_iter()
-                .find(|v| !v.trim().is_empty())
-        });
+    let asked = asked_resume(&req, &query);
     let (start, preceding) = resume(&state, asked, grant.subscribe.clone()).await?;
 
-    let filter = StreamFilter {
-        patterns: vec![
-            ChannelPattern::Exact(rules::PUBLIC_CHANNEL.into()),
-            ChannelPattern::Exact(rules::PRIVATE_CHANNEL.into()),
-        ],
-        resource_ids: None,
-        exclude_session: None,
-        allowed: None,
-        mercure: Some(Arc::new(SubscriberFilter {
-            selectors: topics.iter().map(|t| Selector::new(t)).collect(),
-            authorized: grant.subscribe.clone(),
-        })),
-    };
+    let filter = topic_filter(&topics, &grant);
     let registration = state.hub.subscribe(
         filter.clone(),
         Framing::Mercure,
@@ -197,28 +169,7 @@ pub async fn subscribe(
         stream = stream.expires_at(instant_of(exp));
     }
     if mercure.subscriptions {
-        let subscriber = new_update_id();
-        let subs: Vec<Active> = topics
-            .iter()
-            .map(|topic| Active {
-                topic: topic.clone(),
-                subscriber: subscriber.clone(),
-                payload: grant.payload.clone(),
-            })
-            .collect();
-        mercure.active().extend(subs.iter().cloned());
-        announce(&state, &subs, true).await?;
-        let state = state.clone();
-        let hub = mercure.clone();
-        stream = stream.on_close(move || {
-            hub.active().retain(|a| a.subscriber != subscriber);
-            for sub in &subs {
-                let update = subscription_update(sub, false);
-                state.writer.write_detached(move |tx| {
-                    app::mercure::publish(tx, &hub_actor(), &update).map(|_| ())
-                });
-            }
-        });
+        stream = list_active(&state, &mercure, &topics, grant.payload.as_ref(), stream).await?;
     }
     let mut response = HttpResponse::Ok();
     response.insert_header(link(&req));
@@ -226,6 +177,85 @@ pub async fn subscribe(
         response.insert_header(("Last-Event-ID", preceding));
     }
     Ok(sse_response_with(stream, response))
+}
+
+/// The subscriber's token's grant: an empty one for an anonymous
+/// subscriber, who is refused unless the hub takes them.
+fn subscriber_grant(mercure: &Mercure, req: &HttpRequest) -> Result<Grant, ApiError> {
+    let grant = mercure.keys.subscriber(req)?;
+    if grant.is_none() && !mercure.anonymous {
+        return Err(ApiError::Unauthorized(
+            "a subscriber JWT is required (Authorization header, mercureAuthorization cookie or authorization query parameter); this hub does not take anonymous subscribers".into(),
+        ));
+    }
+    Ok(grant.unwrap_or_default())
+}
+
+/// The update id to resume after: the `Last-Event-ID` header, else the
+/// `lastEventID` query parameter (blank ones ignored).
+fn asked_resume(req: &HttpRequest, query: &[(String, String)]) -> Option<String> {
+    req.headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_owned)
+        .or_else(|| {
+            all(query, "lastEventID")
+                .into_iter()
+                .find(|v| !v.trim().is_empty())
+        })
+}
+
+/// The hub's updates (public and private) whose topics match a selector in
+/// `topics`, private ones only when the grant's `mercure.subscribe` allows.
+fn topic_filter(topics: &[String], grant: &Grant) -> StreamFilter {
+    StreamFilter {
+        patterns: vec![
+            ChannelPattern::Exact(rules::PUBLIC_CHANNEL.into()),
+            ChannelPattern::Exact(rules::PRIVATE_CHANNEL.into()),
+        ],
+        resource_ids: None,
+        exclude_session: None,
+        allowed: None,
+        mercure: Some(Arc::new(SubscriberFilter {
+            selectors: topics.iter().map(|t| Selector::new(t)).collect(),
+            authorized: grant.subscribe.clone(),
+        })),
+    }
+}
+
+/// Lists the stream's subscriptions (one per topic, under a new subscriber
+/// id) as active and announces them; when the stream closes they leave the
+/// list and are announced inactive.
+async fn list_active(
+    state: &web::Data<AppState>,
+    mercure: &Arc<Mercure>,
+    topics: &[String],
+    payload: Option<&Value>,
+    stream: LogStream,
+) -> Result<LogStream, ApiError> {
+    let subscriber = new_update_id();
+    let subs: Vec<Active> = topics
+        .iter()
+        .map(|topic| Active {
+            topic: topic.clone(),
+            subscriber: subscriber.clone(),
+            payload: payload.cloned(),
+        })
+        .collect();
+    mercure.active().extend(subs.iter().cloned());
+    announce(state, &subs, true).await?;
+    let state = state.clone();
+    let hub = mercure.clone();
+    Ok(stream.on_close(move || {
+        hub.active().retain(|a| a.subscriber != subscriber);
+        for sub in &subs {
+            let update = subscription_update(sub, false);
+            state.writer.write_detached(move |tx| {
+                app::mercure::publish(tx, &hub_actor(), &update).map(|_| ())
+            });
+        }
+    }))
 }
 
 /// An `Instant` for a JWT's `exp` (seconds since the epoch).
@@ -335,6 +365,26 @@ pub async fn publish(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let mercure = hub(&state)?;
+    require_form(&req)?;
+    let grant = publisher_grant(mercure, &req, &state)?;
+    let fields = read_form(&req, &state, &mut payload).await?;
+    let update = update_of(&fields)?;
+    update.check()?;
+    may_publish(&grant, &update)?;
+    let actor = Actor::new(publisher(&grant), None);
+    let id = update.id.clone();
+    state
+        .writer
+        .write(move |tx| app::mercure::publish(tx, &actor, &update))
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(link(&req))
+        .content_type("text/plain; charset=utf-8")
+        .body(id))
+}
+
+/// Refuses a body that is not `application/x-www-form-urlencoded`.
+fn require_form(req: &HttpRequest) -> Result<(), ApiError> {
     let form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -352,48 +402,75 @@ pub async fn publish(
             expected: "application/x-www-form-urlencoded",
         });
     }
-    let grant = mercure.keys.publisher(&req)?.ok_or_else(|| {
+    Ok(())
+}
+
+/// The publisher's token's grant; one from a cookie only for a request
+/// from this origin (`same_origin`).
+fn publisher_grant(
+    mercure: &Mercure,
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Grant, ApiError> {
+    let grant = mercure.keys.publisher(req)?.ok_or_else(|| {
         ApiError::Unauthorized(
             "a publisher JWT is required (Authorization: Bearer <JWT>, or the mercureAuthorization cookie)".into(),
         )
     })?;
     if grant.source == Some(Source::Cookie) {
-        same_origin(&req, &state)?;
+        same_origin(req, state)?;
     }
+    Ok(grant)
+}
+
+/// The form's fields, read within the body limit.
+async fn read_form(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: &mut web::Payload,
+) -> Result<Vec<(String, String)>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let body = super::extract::read_body(&mut payload, state.max_body, declared).await?;
-    let fields = pairs(&body);
+    let body = super::extract::read_body(payload, state.max_body, declared).await?;
+    Ok(pairs(&body))
+}
+
+/// The update a publish form describes (not checked yet): a new id when it
+/// gives none, and the first value of every field but `topic`.
+fn update_of(fields: &[(String, String)]) -> Result<Update, DomainError> {
     let retry =
-        match all(&fields, "retry").into_iter().next() {
+        match all(fields, "retry").into_iter().next() {
             None => None,
             Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
                 DomainError::validation("retry", "must be a number of milliseconds")
             })?),
         };
-    let update = Update {
-        topics: all(&fields, "topic"),
-        data: all(&fields, "data").into_iter().next().unwrap_or_default(),
+    Ok(Update {
+        topics: all(fields, "topic"),
+        data: all(fields, "data").into_iter().next().unwrap_or_default(),
         private: fields.iter().any(|(k, _)| k == "private"),
-        id: all(&fields, "id")
+        id: all(fields, "id")
             .into_iter()
             .next()
             .unwrap_or_else(new_update_id),
-        event_type: all(&fields, "type")
+        event_type: all(fields, "type")
             .into_iter()
             .next()
             .filter(|t| !t.is_empty()),
         retry,
-    };
-    update.check()?;
+    })
+}
+
+/// Refuses the update unless the grant's `mercure.publish` covers every
+/// one of its topics.
+fn may_publish(grant: &Grant, update: &Update) -> Result<(), DomainError> {
     if grant.publish.is_empty() {
         return Err(DomainError::Forbidden(
             "the JWT has no mercure.publish claim: it may not publish".into(),
-        )
-        .into());
+        ));
     }
     if let Some(topic) = update
         .topics
@@ -402,24 +479,19 @@ pub async fn publish(
     {
         return Err(DomainError::Forbidden(format!(
             "mercure.publish of the JWT does not cover the topic {topic}; nothing was published"
-        ))
-        .into());
+        )));
     }
-    let agent = grant
+    Ok(())
+}
+
+/// The agent an update is published as: the token's `sub` when it is a
+/// valid agent id, else `mercure`.
+fn publisher(grant: &Grant) -> AgentId {
+    grant
         .subject
         .as_deref()
         .and_then(|s| AgentId::parse("sub", s).ok())
-        .unwrap_or_else(|| AgentId::parse("sub", "mercure").expect("valid"));
-    let actor = Actor::new(agent, None);
-    let id = update.id.clone();
-    state
-        .writer
-        .write(move |tx| app::mercure::publish(tx, &actor, &update))
-        .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(link(&req))
-        .content_type("text/plain; charset=utf-8")
-        .body(id))
+        .unwrap_or_else(|| AgentId::parse("sub", "mercure").expect("valid"))
 }
 
 /// A publish authorized by a cookie must come from this origin (or one
