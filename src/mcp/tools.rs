@@ -10,8 +10,8 @@ use std::time::Duration;
 use reqwest::Method;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{tool, tool_handler, tool_router, ErrorData, ServerHandler};
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::{tool, tool_router, ErrorData};
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
@@ -19,6 +19,8 @@ use super::api::{segment, Api, ApiFailure, Call};
 use super::feed::{Feed, WaitFor};
 
 mod arguments;
+mod handler;
+mod leases;
 use arguments::{
     Comment, CreateFile, CreateWorkItem, FileRef, ItemRef, Kind, LinkWorkItems, ListWorkItems,
     LockFile, Publish, ReadFile, SaveFile, SetStatus, UpdateWorkItem, WaitForEvents,
@@ -535,116 +537,5 @@ impl Tools {
             }
             .await,
         )
-    }
-}
-
-impl Tools {
-    async fn lock_once(&self, stable_id: &str, ttl: u32) -> Result<Value, ApiFailure> {
-        let path = format!("/api/files/{}/lock", segment(stable_id));
-        let call = Call::new(Method::POST, path).body(json!({ "ttl_seconds": ttl }));
-        Ok(self.api.send(call).await?.body)
-    }
-
-    /// Renews the lock at half term until released, refused or the end.
-    async fn keep_renewed(&self, stable_id: &str, ttl: u32) {
-        let me = self.clone();
-        let id = stable_id.to_owned();
-        let half = Duration::from_millis(u64::from(ttl.max(1)) * 500);
-        let renewal = tokio::spawn(async move {
-            let mut wait = half;
-            loop {
-                tokio::time::sleep(wait).await;
-                match me.lock_once(&id, ttl).await {
-                    Ok(_) => wait = half,
-                    // Gone for good: someone else holds it, or the file is gone.
-                    Err(f) if f.status == 404 || f.status == 409 => break,
-                    Err(_) => wait = Duration::from_secs(1).min(half),
-                }
-            }
-            me.leases.lock().await.remove(&id);
-        });
-        if let Some(previous) = self
-            .leases
-            .lock()
-            .await
-            .insert(stable_id.to_owned(), renewal)
-        {
-            previous.abort();
-        }
-    }
-
-    /// Releases every lock this process still holds (at exit).
-    pub async fn release_all(&self) {
-        let held: Vec<(String, tokio::task::JoinHandle<()>)> =
-            self.leases.lock().await.drain().collect();
-        for (id, renewal) in held {
-            renewal.abort();
-            let path = format!("/api/files/{}/lock", segment(&id));
-            let _ = self.api.send(Call::new(Method::DELETE, path)).await;
-        }
-    }
-}
-
-/// What rmcp answers when a tool's arguments do not deserialize: a tool
-/// error whose only content is this text, with no structured content.
-const ARGUMENTS_REFUSED: &str = "failed to deserialize parameters:";
-
-/// A tool error for arguments that do not fit the tool's schema, in the
-/// shape of every other tool error (`{status, code, message, details}`), so
-/// that an agent reads one kind of error whatever went wrong.
-fn arguments_refused(tool: &str, result: CallToolResult) -> CallToolResult {
-    let refused = result.is_error == Some(true)
-        && result.structured_content.is_none()
-        && result.content.len() == 1;
-    let why = result
-        .content
-        .first()
-        .and_then(ContentBlock::as_text)
-        .and_then(|text| text.text.strip_prefix(ARGUMENTS_REFUSED))
-        .map(str::trim);
-    match why {
-        Some(why) if refused => failed(ApiFailure {
-            status: 0,
-            code: "invalid_arguments".into(),
-            message: format!(
-                "the arguments of {tool} do not fit its input schema: {why}; nothing was done"
-            ),
-            details: json!({ "tool": tool }),
-        }),
-        _ => result,
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Tools {
-    async fn call_tool(
-        &self,
-        request: rmcp::model::CallToolRequestParams,
-        context: rmcp::service::RequestContext<rmcp::RoleServer>,
-    ) -> Result<rmcp::model::CallToolResponse, ErrorData> {
-        let tool = request.name.to_string();
-        let call = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        Ok(match self.tool_router.call(call).await? {
-            rmcp::model::CallToolResponse::Complete(result) => {
-                arguments_refused(&tool, result).into()
-            }
-            other => other,
-        })
-    }
-
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "switchboard",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(format!(
-                "switchboard at {}: the shared board (features, tracks, spikes), files with \
-                 locks, and events of the other agents and people. You are session {}. \
-                 Claim work with set_status in_progress; lock_file before save_file; \
-                 call wait_for_events to see what others did since your last call.",
-                self.api.base(),
-                self.api.session_id
-            ))
     }
 }
