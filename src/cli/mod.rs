@@ -1,7 +1,8 @@
 //! The command line: its subcommands (`Cli`, `Command`; their settings are
 //! in `config`), the commands besides `serve` (`migrate`, `prune`, `tail`,
-//! `publish`, `subscriptions`), and the client-side SSE parser they, the tests and the load
-//! benchmark (`benches/load/`) share.
+//! `publish`, `subscriptions`). The client-side SSE parser they use is
+//! `crate::client::sse`, shared with `switchboard mcp`, the tests and the
+//! load benchmark.
 
 pub mod publish;
 pub mod subscriptions;

@@ -16,6 +16,7 @@
 mod frame;
 mod index;
 mod queue;
+pub mod wake;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,7 @@ pub use frame::{
 use index::ChannelIndex;
 pub use queue::FrameQueue;
 use queue::Pushed;
+use wake::Wakes;
 
 use crate::domain::mercure::Update;
 use crate::domain::{ChannelPattern, Event, EventId, PresenceChange, StreamFilter, Timestamp};
@@ -106,12 +108,14 @@ impl State {
     /// Pushes `events` (with their `named` frames) to every stream that
     /// takes them, moving the head; events at or below it were published
     /// already (a shared log read twice) and count 0. Returns the number of
-    /// streams each event was queued for, and how many queues were full.
+    /// streams each event was queued for, and how many queues were full;
+    /// the streams to wake are added to `wakes`.
     fn publish(
         &mut self,
         events: &[&Event],
         named: Vec<Bytes>,
         capacity: usize,
+        wakes: &mut Wakes,
     ) -> (Vec<usize>, u64) {
         let mut counts = Vec::with_capacity(events.len());
         let mut lagged = 0u64;
@@ -123,7 +127,8 @@ impl State {
             }
             self.head_id = event.id;
             let mut frames = EventFrames::new(event, named);
-            let delivered = self.fan_out(&mut frames, &mut candidates, capacity, &mut lagged);
+            let delivered =
+                self.fan_out(&mut frames, &mut candidates, capacity, &mut lagged, wakes);
             counts.push(delivered);
             self.remember_deliveries(event.id, delivered);
         }
@@ -132,7 +137,8 @@ impl State {
 
     /// Pushes one event to the streams whose patterns match its channel and
     /// that take it; returns how many queued it, adding the full queues to
-    /// `lagged`. `candidates` is scratch space, reused across events.
+    /// `lagged` and the waiting streams to `wakes`. `candidates` is scratch
+    /// space, reused across events.
     #[inline]
     fn fan_out(
         &mut self,
@@ -140,6 +146,7 @@ impl State {
         candidates: &mut Vec<SubscriberId>,
         capacity: usize,
         lagged: &mut u64,
+        wakes: &mut Wakes,
     ) -> usize {
         let event = frames.event;
         candidates.clear();
@@ -161,7 +168,12 @@ impl State {
                 bytes,
             };
             match subscriber.queue.push(frame, capacity) {
-                Pushed::Queued => delivered += 1,
+                Pushed::Queued(waker) => {
+                    delivered += 1;
+                    if let Some(waker) = waker {
+                        wakes.add(waker, subscriber.queue.relay());
+                    }
+                }
                 Pushed::Full => *lagged += 1,
             }
         }
@@ -487,8 +499,10 @@ impl Hub {
         if before.is_some_and(|before| before != state.head_id) {
             return state.recorded_deliveries(events);
         }
-        let (counts, lagged) = state.publish(events, named, self.queue_capacity);
+        let mut wakes = Wakes::default();
+        let (counts, lagged) = state.publish(events, named, self.queue_capacity, &mut wakes);
         drop(state);
+        wakes.send();
         self.count_published(events.len(), &counts, lagged);
         Some(counts)
     }

@@ -9,11 +9,12 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
+use super::wake::{self, Relay};
 use super::Frame;
 
 /// A drained ring larger than this is given back rather than kept.
@@ -25,11 +26,15 @@ pub struct FrameQueue {
     waker: AtomicWaker,
     /// Set by the hub when a frame did not fit.
     lagged: AtomicBool,
+    /// The relay of the worker thread the stream waits on, if it has one.
+    relay: OnceLock<Arc<Relay>>,
 }
 
 /// What became of a pushed frame.
 pub(super) enum Pushed {
-    Queued,
+    /// Queued; the stream's waker, if it waits, for the publish to wake
+    /// once the hub's lock is released.
+    Queued(Option<Waker>),
     /// The queue is full: the stream is now lagged, the frame dropped.
     Full,
 }
@@ -49,8 +54,9 @@ impl FrameQueue {
         self.waker.wake();
     }
 
-    /// Queues `frame` unless `capacity` frames wait already; wakes the
-    /// stream.
+    /// Queues `frame` unless `capacity` frames wait already. A queued frame
+    /// leaves the waking to the caller ([`Pushed::Queued`]); a full queue
+    /// wakes the stream now.
     pub(super) fn push(&self, frame: Frame, capacity: usize) -> Pushed {
         let mut frames = self.lock();
         if frames.len() >= capacity {
@@ -61,8 +67,12 @@ impl FrameQueue {
         }
         frames.push_back(frame);
         drop(frames);
-        self.waker.wake();
-        Pushed::Queued
+        Pushed::Queued(self.waker.take())
+    }
+
+    /// The relay the stream's wakes go through, if it registered with one.
+    pub(super) fn relay(&self) -> Option<&Arc<Relay>> {
+        self.relay.get()
     }
 
     pub fn is_lagged(&self) -> bool {
@@ -89,6 +99,11 @@ impl FrameQueue {
         poll_fn(|cx| {
             if self.is_lagged() || !self.lock().is_empty() {
                 return Poll::Ready(());
+            }
+            if self.relay.get().is_none() {
+                if let Some(relay) = wake::current() {
+                    let _ = self.relay.set(relay);
+                }
             }
             self.waker.register(cx.waker());
             // A push between the check and the registration woke nobody:

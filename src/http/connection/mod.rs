@@ -119,6 +119,8 @@ where
         .map_err(|err: actix_web::Error| err.error_response());
     let streams = Rc::new(streams);
     fn_factory(move || {
+        // This worker's streams are woken through its relay (hub::wake).
+        crate::hub::wake::install();
         let app = app.new_service(());
         let shutdown = shutdown.clone();
         let streams = Rc::clone(&streams);
