@@ -341,13 +341,14 @@ async fn join_cluster(
     }
 }
 
-/// Retention, the lock sweeper, the WAL checkpointer (SQLite) and the
-/// tokens reloader (with a tokens file); all end when the hub shuts down.
+/// Retention, the lock sweeper, the WAL checkpointer (SQLite), giving
+/// memory back after streams closed, and the tokens reloader (with a tokens
+/// file); all end when the hub shuts down.
 fn spawn_background_tasks(
     args: &ServeArgs,
     store: &Store,
     writer: &Writer,
-    hub: &Hub,
+    hub: &Arc<Hub>,
     auth: &Arc<Auth>,
 ) {
     spawn_retention(writer.clone(), args.retention, hub.shutdown_signal());
@@ -368,6 +369,7 @@ fn spawn_background_tasks(
     if !args.db.database.is_postgres() {
         spawn_checkpointer(store.clone(), hub.shutdown_signal());
     }
+    crate::node::memory::spawn_memory_return(Arc::clone(hub));
     if args.tokens.is_some() {
         spawn_token_reloader(auth.clone(), hub.shutdown_signal());
     }

@@ -432,13 +432,20 @@ async fn deliveries(
     })
 }
 
+/// How long after its idle streams closed a server's memory is measured
+/// again (switchboard looks every 2 s whether many closed).
+const CLOSED_WAIT: Duration = Duration::from_secs(5);
+
 /// The figures of one run of `vs-idle`.
 struct Idle {
     opened: f64,
     per_stream_kib: f64,
+    /// Resident memory some seconds after the streams closed, over what it
+    /// was before they opened.
+    closed_over_before: f64,
 }
 
-const IDLE_COLUMNS: [Column<Idle>; 2] = [
+const IDLE_COLUMNS: [Column<Idle>; 3] = [
     Column {
         name: "RSS per stream KiB",
         better: Better::Lower,
@@ -448,6 +455,11 @@ const IDLE_COLUMNS: [Column<Idle>; 2] = [
         name: "streams opened",
         better: Better::Higher,
         value: |r| r.opened,
+    },
+    Column {
+        name: "RSS closed / before",
+        better: Better::Lower,
+        value: |r| r.closed_over_before,
     },
 ];
 
@@ -503,7 +515,8 @@ async fn open_many(target: Target, channel: &str, count: usize, parallel: usize)
 }
 
 /// Server memory per idle stream: resident memory after opening `count`
-/// streams minus before, divided by the streams opened.
+/// streams minus before, divided by the streams opened; and whether it comes
+/// back: resident memory `CLOSED_WAIT` after they all closed, over before.
 async fn idle(target: Target, channel: &str, count: usize) -> anyhow::Result<Idle> {
     // Warm up: the first streams pay for lazily built structures.
     drop(open_many(target, channel, 64, 64).await);
@@ -515,9 +528,12 @@ async fn idle(target: Target, channel: &str, count: usize) -> anyhow::Result<Idl
     let after = target.rss_kib()?;
     let opened = open.len() as f64;
     drop(open);
+    tokio::time::sleep(CLOSED_WAIT).await;
+    let closed = target.rss_kib()?;
     Ok(Idle {
         opened,
         per_stream_kib: after.saturating_sub(before) as f64 / opened,
+        closed_over_before: closed as f64 / before.max(1) as f64,
     })
 }
 

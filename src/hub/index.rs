@@ -33,6 +33,15 @@ impl ChannelIndex {
         }
     }
 
+    /// Gives back the room of streams that have closed.
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.exact.shrink_to_fit();
+        self.prefix.shrink_to_fit();
+        for set in self.exact.values_mut().chain(self.prefix.values_mut()) {
+            set.shrink_to_fit();
+        }
+    }
+
     pub(super) fn remove(&mut self, id: SubscriberId, patterns: &[ChannelPattern]) {
         for pattern in patterns {
             match pattern {

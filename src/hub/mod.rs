@@ -441,6 +441,16 @@ impl Hub {
         }
     }
 
+    /// Gives back the room the maps kept for streams that have closed (a
+    /// `HashMap` never shrinks by itself): run after many streams closed.
+    pub fn shrink_to_fit(&self) {
+        let mut state = self.lock();
+        state.subscribers.shrink_to_fit();
+        state.sessions.shrink_to_fit();
+        state.internal.shrink_to_fit();
+        state.index.shrink_to_fit();
+    }
+
     /// Makes every stream read the log from its cursor before it takes
     /// another frame: after a failover to an asynchronous standby, ids this
     /// hub published were lost, and a stream that sent any must say so
@@ -593,6 +603,29 @@ mod tests {
         assert!(hub.streams_per_pattern().is_empty());
         hub.unsubscribe(internal.id);
         assert_eq!(hub.stream_count(), 0);
+    }
+
+    #[test]
+    fn the_maps_give_their_room_back_once_streams_closed() {
+        let hub = Hub::new(EventId::ZERO, 16);
+        let ids: Vec<_> = (0..2000)
+            .map(|_| {
+                hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now())
+                    .id
+            })
+            .collect();
+        let grown = hub.lock().subscribers.capacity();
+        assert!(grown >= 2000);
+        for id in ids {
+            hub.unsubscribe(id);
+        }
+        assert!(hub.lock().subscribers.capacity() >= 2000, "a HashMap keeps its room");
+        hub.shrink_to_fit();
+        assert!(hub.lock().subscribers.capacity() < 16);
+        // Still works afterwards.
+        let again = hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now());
+        assert_eq!(hub.publish(&[&event("1")]), vec![1]);
+        assert!(again.queue.try_recv().is_some());
     }
 
     #[test]
