@@ -409,11 +409,13 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
     if let Some(seq) = &a.seq {
         row.last_seq = Some(seq.clone());
     }
+    row.accessed_ms = a.now_ms;
     if a.close {
         close(tx, &mut row, &a)?;
+        rows::update(tx.conn()?, &row)?;
+    } else {
+        rows::update_appended(tx.conn()?, &row)?;
     }
-    row.accessed_ms = a.now_ms;
-    rows::update(tx.conn()?, &row)?;
     Ok(Ok(Appended {
         tail: row.tail,
         closed: row.closed,

@@ -92,6 +92,21 @@ pub fn update(conn: &mut DbConn, row: &StreamRow) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What an append moves (tail, bytes, the `Stream-Seq`, the last access),
+/// written alone: one fixed statement, prepared once, where [`update`]
+/// writes every column.
+pub fn update_appended(conn: &mut DbConn, row: &StreamRow) -> Result<(), StoreError> {
+    diesel::update(ds_streams::table.find(&row.path))
+        .set((
+            ds_streams::tail.eq(&row.tail),
+            ds_streams::bytes.eq(row.bytes),
+            ds_streams::last_seq.eq(&row.last_seq),
+            ds_streams::accessed_ms.eq(row.accessed_ms),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn add_message(
     conn: &mut DbConn,
     path: &str,
