@@ -5,13 +5,14 @@
 //! ends. Readers of one stream woken by one append share one read of it
 //! (`Snapshot`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
+use serde::Serialize;
 
 use super::watch::Watch;
 use super::{answer, now_ms, visible};
@@ -25,24 +26,76 @@ pub(super) type ReadSlot = Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>;
 
 /// One read of a stream: what followed `start`, valid for every event up to
 /// `valid_through` (the hub's head when it was read). Offsets never change
-/// their bytes, so readers at `start` or at any offset in it may share it.
+/// their bytes, so readers at `start` or at any offset in it may share it,
+/// and the data event of each message is rendered once for all of them.
 pub(super) struct Snapshot {
     start: String,
     valid_through: i64,
     stream: Stream,
     messages: Vec<Message>,
     more: bool,
+    /// Each message's data event, rendered by the first reader to send it.
+    rendered: Vec<OnceLock<String>>,
 }
 
 impl Snapshot {
-    /// What follows `offset`, if this read covers it.
-    fn after(&self, offset: &str) -> Option<(Vec<Message>, bool)> {
+    fn new(start: String, valid_through: i64, read: (Stream, Vec<Message>, bool)) -> Self {
+        let (stream, messages, more) = read;
+        Snapshot {
+            start,
+            valid_through,
+            rendered: messages.iter().map(|_| OnceLock::new()).collect(),
+            stream,
+            messages,
+            more,
+        }
+    }
+
+    /// Where what follows `offset` begins in this read, if it covers it.
+    fn after(&self, offset: &str) -> Option<usize> {
         if offset == self.start {
-            return Some((self.messages.clone(), self.more));
+            return Some(0);
         }
         let at = self.messages.iter().position(|m| m.offset == offset)?;
-        Some((self.messages[at + 1..].to_vec(), self.more))
+        Some(at + 1)
     }
+
+    /// Message `i`'s data event (`event: data` and its `data:` lines).
+    fn data_event(&self, i: usize, base64: bool) -> &str {
+        self.rendered[i].get_or_init(|| {
+            let payload = payload(&self.stream, &self.messages[i], base64);
+            format!("event: data\n{}", sse_data(&payload))
+        })
+    }
+}
+
+/// One message as a data event's payload: base64, one JSON array, or text.
+fn payload(stream: &Stream, message: &Message, base64: bool) -> String {
+    if base64 {
+        base64::engine::general_purpose::STANDARD.encode(&message.data)
+    } else if stream.is_json() {
+        String::from_utf8_lossy(&rules::json_array(std::iter::once(message.data.as_slice())))
+            .into_owned()
+    } else {
+        String::from_utf8_lossy(&message.data).into_owned()
+    }
+}
+
+/// A control event's data, in this field order on the wire.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Control<'a> {
+    stream_next_offset: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    stream_closed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_cursor: Option<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    up_to_date: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// `data:` lines of one payload (split at line breaks).
@@ -86,17 +139,17 @@ impl Follow {
         ended
     }
 
-    /// The stream and what follows this reader's offset: from the last
-    /// read of the stream when it covers the offset and every event this
-    /// reader was woken by, else from one new read (the others wait for it
-    /// rather than read too).
-    async fn shared_read(&self) -> Option<(Stream, Vec<Message>, bool)> {
+    /// The read that holds what follows this reader's offset, and where in
+    /// it that begins: the last read of the stream when it covers the offset
+    /// and every event this reader was woken by, else one new read (the
+    /// others wait for it rather than read too).
+    async fn shared_read(&self) -> Option<(Arc<Snapshot>, usize)> {
         let slot = self.state.durable.read_slot(&self.path);
         let mut last = slot.lock().await;
         if let Some(snapshot) = last.as_ref() {
             if snapshot.valid_through >= self.watch.seen {
-                if let Some((messages, more)) = snapshot.after(&self.offset) {
-                    return Some((snapshot.stream.clone(), messages, more));
+                if let Some(from) = snapshot.after(&self.offset) {
+                    return Some((Arc::clone(snapshot), from));
                 }
             }
         }
@@ -110,30 +163,22 @@ impl Follow {
             .read(move |conn| durable_read::read_visible(conn, &path, &after, now, touched))
             .await
             .ok()??;
-        *last = Some(Arc::new(Snapshot {
-            start: self.offset.clone(),
-            valid_through,
-            stream: read.0.clone(),
-            messages: read.1.clone(),
-            more: read.2,
-        }));
-        Some(read)
+        let snapshot = Arc::new(Snapshot::new(self.offset.clone(), valid_through, read));
+        *last = Some(Arc::clone(&snapshot));
+        Some((snapshot, 0))
     }
 
     fn control(&self, offset: &str, closed: bool, up_to_date: bool) -> String {
-        let mut control = serde_json::json!({ "streamNextOffset": offset });
-        if closed {
-            // A closed stream at its tail is up to date as well.
-            control["streamClosed"] = true.into();
-            control["upToDate"] = true.into();
-        } else {
-            let cursor = rules::cursor(self.client_cursor.as_deref(), now_ms());
-            control["streamCursor"] = cursor.into();
-            if up_to_date {
-                control["upToDate"] = true.into();
-            }
-        }
-        format!("event: control\n{}", sse_data(&control.to_string()))
+        // A closed stream at its tail is up to date as well.
+        let control = Control {
+            stream_next_offset: offset,
+            stream_closed: closed,
+            stream_cursor: (!closed)
+                .then(|| rules::cursor(self.client_cursor.as_deref(), now_ms())),
+            up_to_date: closed || up_to_date,
+        };
+        let json = serde_json::to_string(&control).unwrap_or_default();
+        format!("event: control\n{}", sse_data(&json))
     }
 
     /// Waits for the stream to change. `Err` holds what to send instead of
@@ -180,28 +225,16 @@ impl Follow {
         Some(Bytes::from(self.control(&self.offset, false, true)))
     }
 
-    /// One message as a data event's payload: base64, one JSON array, or text.
-    fn payload(&self, stream: &Stream, message: &Message) -> String {
-        if self.base64 {
-            base64::engine::general_purpose::STANDARD.encode(&message.data)
-        } else if stream.is_json() {
-            String::from_utf8_lossy(&rules::json_array(std::iter::once(message.data.as_slice())))
-                .into_owned()
-        } else {
-            String::from_utf8_lossy(&message.data).into_owned()
-        }
-    }
-
-    /// The events of one read, moving the reader's offset; `done` once the
-    /// end of a closed stream is sent.
-    fn events(&mut self, stream: &Stream, messages: &[Message], more: bool) -> String {
+    /// The events of one read from message `from` on, moving the reader's
+    /// offset; `done` once the end of a closed stream is sent.
+    fn events(&mut self, read: &Snapshot, from: usize) -> String {
+        let (stream, more) = (&read.stream, read.more);
         let mut out = String::new();
-        let count = messages.len();
+        let count = read.messages.len();
         // Every data event is followed by its control event.
-        for (i, message) in messages.iter().enumerate() {
-            out.push_str("event: data\n");
-            out.push_str(&sse_data(&self.payload(stream, message)));
-            self.offset.clone_from(&message.offset);
+        for i in from..count {
+            out.push_str(read.data_event(i, self.base64));
+            self.offset.clone_from(&read.messages[i].offset);
             let last = i + 1 == count && !more;
             let closed = last && stream.closed && self.offset == stream.tail;
             out.push_str(&self.control(&self.offset, closed, last));
@@ -210,7 +243,7 @@ impl Follow {
                 return out;
             }
         }
-        if messages.is_empty() {
+        if from >= count {
             if stream.skips_to_tail(&self.offset) {
                 // An offset between messages: go on from the tail.
                 self.offset.clone_from(&stream.tail);
@@ -235,15 +268,15 @@ impl Follow {
             }
         }
         // Readers of one stream woken by one append share one read.
-        let Some((stream, messages, more)) = self.shared_read().await else {
+        let Some((read, from)) = self.shared_read().await else {
             self.done = true;
             return None;
         };
-        if stream.slides() {
+        if read.stream.slides() {
             self.state.durable.touch(&self.path);
         }
-        let out = self.events(&stream, &messages, more);
-        if !self.done && !more {
+        let out = self.events(&read, from);
+        if !self.done && !read.more {
             self.waiting = true;
         }
         Some(Bytes::from(out))
