@@ -11,10 +11,12 @@
 //! Nothing is trimmed while streams only open, so a steady server pays
 //! nothing but a counter read every few seconds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::hub::Hub;
 use crate::node::periodic::spawn_periodic;
+use crate::telemetry::spawn_blocking_in_span;
 
 /// How often the open streams are counted.
 pub const PERIOD: Duration = Duration::from_secs(2);
@@ -23,22 +25,22 @@ pub const PERIOD: Duration = Duration::from_secs(2);
 pub const MIN_DROP: usize = 500;
 
 /// Starts the task; it ends when the hub shuts down.
-pub fn spawn_memory_return(hub: std::sync::Arc<Hub>) {
+pub fn spawn_memory_return(hub: Arc<Hub>) {
     let shutdown = hub.shutdown_signal();
     let mut highest = 0usize;
     spawn_periodic("memory return", PERIOD, shutdown, move || {
         let open = hub.stream_count();
         highest = highest.max(open);
-        let due = highest - open >= MIN_DROP;
-        let hub = std::sync::Arc::clone(&hub);
-        if due {
+        // The hub, when enough streams closed to give memory back.
+        let due = (highest - open >= MIN_DROP).then(|| {
             tracing::debug!(highest, open, "streams closed: giving memory back");
             highest = open;
-        }
+            Arc::clone(&hub)
+        });
         async move {
-            if due {
+            if let Some(hub) = due {
                 hub.shrink_to_fit();
-                tokio::task::spawn_blocking(trim)
+                spawn_blocking_in_span(trim)
                     .await
                     .map_err(|e| e.to_string())?;
             }

@@ -5,6 +5,7 @@
 //! ends. Readers of one stream woken by one append share one read of it
 //! (`Snapshot`).
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use actix_web::http::{header, StatusCode};
@@ -60,12 +61,22 @@ impl Snapshot {
         Some(at + 1)
     }
 
-    /// Message `i`'s data event (`event: data` and its `data:` lines).
-    fn data_event(&self, i: usize, base64: bool) -> &str {
-        self.rendered[i].get_or_init(|| {
+    /// Message `i`'s data event (`event: data` and its `data:` lines), in
+    /// base64 or not as the reader's answer said when it opened. The one
+    /// rendered for every reader is in the encoding this read's stream
+    /// calls for; a reader that opened on an earlier stream of the same
+    /// path with another content type gets its own.
+    fn data_event(&self, i: usize, base64: bool) -> Cow<'_, str> {
+        let render = || {
             let payload = payload(&self.stream, &self.messages[i], base64);
             format!("event: data\n{}", sse_data(&payload))
-        })
+        };
+        let streams_own = !rules::is_text(&self.stream.content_type);
+        if base64 == streams_own {
+            Cow::Borrowed(self.rendered[i].get_or_init(render))
+        } else {
+            Cow::Owned(render())
+        }
     }
 }
 
@@ -233,7 +244,7 @@ impl Follow {
         let count = read.messages.len();
         // Every data event is followed by its control event.
         for i in from..count {
-            out.push_str(read.data_event(i, self.base64));
+            out.push_str(&read.data_event(i, self.base64));
             self.offset.clone_from(&read.messages[i].offset);
             let last = i + 1 == count && !more;
             let closed = last && stream.closed && self.offset == stream.tail;
