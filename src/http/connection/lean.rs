@@ -27,31 +27,47 @@ use super::head::{take_request, Refusal};
 use super::{HIGH_WATER, LINGER};
 
 /// One request on a lean connection, then close.
+///
+/// This future lives as long as the stream, in the connection's task, so
+/// its size is per-stream memory: the request phase and the app's call are
+/// boxed (their states are large and short-lived), and what the stream
+/// keeps while it sends is the socket and a [`Pump`].
 pub(super) async fn serve_stream<S>(mut io: TcpStream, app: &S, local: SocketAddr)
 where
     S: Service<Request, Error = HttpResponse>,
     S::Response: Into<Response<BoxBody>>,
 {
     let _ = io.set_nodelay(true);
-    // The request phase and the app's call are boxed: their states are
-    // large and short-lived, and the stream's task would otherwise be sized
-    // for them for its whole life.
-    let (answer, chunked) = match Box::pin(take_request(&mut io)).await {
+    let Some(mut pump) = Box::pin(answer(&mut io, app, local)).await else {
+        return;
+    };
+    let _ = poll_fn(|cx| pump.poll(&mut io, cx)).await;
+    drop(pump);
+    Box::pin(linger_close(io)).await;
+}
+
+/// Reads the request and calls the app: the answer, ready to be written,
+/// or `None` when the client left before asking anything.
+async fn answer<S>(io: &mut TcpStream, app: &S, local: SocketAddr) -> Option<Pump>
+where
+    S: Service<Request, Error = HttpResponse>,
+    S::Response: Into<Response<BoxBody>>,
+{
+    let (answer, chunked) = match take_request(io).await {
         Ok(mut request) => {
             super::name_host(&mut request, local);
             // Chunked framing is HTTP/1.1's; an HTTP/1.0 client reads to
             // the close.
             let chunked = request.version() == Version::HTTP_11;
-            match Box::pin(app.call(request)).await {
+            match app.call(request).await {
                 Ok(answer) => (answer.into(), chunked),
                 Err(answer) => (answer.into(), chunked),
             }
         }
-        Err(Refusal::Gone) => return,
+        Err(Refusal::Gone) => return None,
         Err(Refusal::Answer(answer)) => (answer, false),
     };
-    let _ = write_response(&mut io, answer, chunked).await;
-    Box::pin(linger_close(io)).await;
+    Some(Pump::new(answer, chunked))
 }
 
 /// Ends a connection after its answer: FIN first, then whatever the client
@@ -70,76 +86,8 @@ async fn linger_close(mut io: TcpStream) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// Writes the status line and headers, then the body: chunked when its
-/// length is unknown and the client speaks HTTP/1.1, else up to the close.
-/// Returns when the body ends, the client closes or a write fails.
-async fn write_response(
-    io: &mut TcpStream,
-    answer: Response<BoxBody>,
-    may_chunk: bool,
-) -> std::io::Result<()> {
-    let (head, body) = answer.into_parts();
-    let status = head.status();
-    let size = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        BodySize::None
-    } else {
-        body.size()
-    };
-    let mut out = Vec::with_capacity(512);
-    write!(
-        out,
-        "HTTP/1.1 {} {}\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    )?;
-    for (name, value) in head.headers().iter() {
-        if matches!(
-            *name,
-            header::CONNECTION | header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::DATE
-        ) {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    write!(out, "date: {}\r\n", HttpDate::from(SystemTime::now()))?;
-    out.extend_from_slice(b"connection: close\r\n");
-    let chunked = match size {
-        BodySize::None => false,
-        BodySize::Sized(n) => {
-            write!(out, "content-length: {n}\r\n")?;
-            false
-        }
-        BodySize::Stream if may_chunk => {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-            true
-        }
-        BodySize::Stream => false,
-    };
-    out.extend_from_slice(b"\r\n");
-    // The head (its header map alone is ~3 KiB) is not kept for the
-    // stream's life.
-    drop(head);
-    let body = if matches!(size, BodySize::None) {
-        None
-    } else {
-        Some(body)
-    };
-    let mut pump = Pump {
-        io,
-        body,
-        chunked,
-        out,
-        written: 0,
-    };
-    poll_fn(|cx| pump.poll(cx)).await
-}
-
-/// The body's frames on their way to the socket.
-struct Pump<'a> {
-    io: &'a mut TcpStream,
+/// An answer on its way to the socket: the head, then the body's frames.
+struct Pump {
     /// `None` once the body has ended (its last chunk is in `out`).
     body: Option<BoxBody>,
     chunked: bool,
@@ -149,8 +97,64 @@ struct Pump<'a> {
     written: usize,
 }
 
-impl Pump<'_> {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+impl Pump {
+    /// The status line and headers in the buffer, then the body: chunked
+    /// when its length is unknown and the client speaks HTTP/1.1 (`may_chunk`),
+    /// else up to the close.
+    fn new(answer: Response<BoxBody>, may_chunk: bool) -> Pump {
+        let (head, body) = answer.into_parts();
+        let status = head.status();
+        let size = if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            BodySize::None
+        } else {
+            body.size()
+        };
+        let mut out = Vec::with_capacity(512);
+        let reason = status.canonical_reason().unwrap_or("");
+        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", status.as_str());
+        for (name, value) in head.headers().iter() {
+            if matches!(
+                *name,
+                header::CONNECTION
+                    | header::CONTENT_LENGTH
+                    | header::TRANSFER_ENCODING
+                    | header::DATE
+            ) {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let _ = write!(out, "date: {}\r\n", HttpDate::from(SystemTime::now()));
+        out.extend_from_slice(b"connection: close\r\n");
+        let chunked = match size {
+            BodySize::None => false,
+            BodySize::Sized(n) => {
+                let _ = write!(out, "content-length: {n}\r\n");
+                false
+            }
+            BodySize::Stream if may_chunk => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                true
+            }
+            BodySize::Stream => false,
+        };
+        out.extend_from_slice(b"\r\n");
+        // The head (its header map alone is ~3 KiB) is not kept for the
+        // stream's life.
+        drop(head);
+        Pump {
+            body: (!matches!(size, BodySize::None)).then_some(body),
+            chunked,
+            out,
+            written: 0,
+        }
+    }
+
+    /// Writes until the body ends, the client closes or a write fails.
+    fn poll(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         loop {
             // Frames into the buffer, as many as are ready and fit.
             let mut body_pending = false;
@@ -179,7 +183,7 @@ impl Pump<'_> {
             // The buffer onto the socket.
             let mut write_pending = false;
             while self.written < self.out.len() {
-                match Pin::new(&mut *self.io).poll_write(cx, &self.out[self.written..]) {
+                match Pin::new(&mut *io).poll_write(cx, &self.out[self.written..]) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
                     Poll::Ready(Ok(n)) => self.written += n,
                     Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
@@ -202,7 +206,7 @@ impl Pump<'_> {
             }
             // A client that closes its side has left: end the stream now
             // rather than at the next failed write.
-            if self.peer_closed(cx) {
+            if peer_closed(io, cx) {
                 return Poll::Ready(Ok(()));
             }
             // Wait only when the body or the socket will wake this task;
@@ -231,19 +235,19 @@ impl Pump<'_> {
             self.out.extend_from_slice(bytes);
         }
     }
+}
 
-    /// Reads (and drops) anything the client sends after its request;
-    /// true at end of file or on a read error.
-    fn peer_closed(&mut self, cx: &mut Context<'_>) -> bool {
-        let mut scratch = [0u8; 256];
-        loop {
-            let mut read = ReadBuf::new(&mut scratch);
-            match Pin::new(&mut *self.io).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) if read.filled().is_empty() => return true,
-                Poll::Ready(Ok(())) => continue,
-                Poll::Ready(Err(_)) => return true,
-                Poll::Pending => return false,
-            }
+/// Reads (and drops) anything the client sends after its request; true at
+/// end of file or on a read error.
+fn peer_closed(io: &mut TcpStream, cx: &mut Context<'_>) -> bool {
+    let mut scratch = [0u8; 256];
+    loop {
+        let mut read = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) if read.filled().is_empty() => return true,
+            Poll::Ready(Ok(())) => continue,
+            Poll::Ready(Err(_)) => return true,
+            Poll::Pending => return false,
         }
     }
 }

@@ -158,13 +158,16 @@ where
                 .await?;
             let actix = Rc::new(actix);
             Ok(fn_service(move |io: TcpStream| {
-                serve_one(
+                // Boxed: actix-server's task holds the future it is given
+                // twice over (as its capture and as the awaited future), for
+                // the connection's whole life.
+                Box::pin(serve_one(
                     io,
                     Rc::clone(&app),
                     Rc::clone(&actix),
                     Rc::clone(&streams),
                     local,
-                )
+                ))
             }))
         }
     })

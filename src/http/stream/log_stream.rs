@@ -213,9 +213,11 @@ impl LogStream {
             if let Some(chunk) = self.pending.pop_front() {
                 return Some(chunk);
             }
+            // The reads of the log are boxed: this future is part of every
+            // stream's memory for its whole life, and only `live` is.
             let step = match self.phase {
-                Phase::Opening { start, upto } => self.open(start, upto).await,
-                Phase::CatchUp { upto } => self.catch_up(upto).await,
+                Phase::Opening { start, upto } => Box::pin(self.open(start, upto)).await,
+                Phase::CatchUp { upto } => Box::pin(self.catch_up(upto)).await,
                 Phase::Live => self.live().await,
                 Phase::Finished => return None,
             };
