@@ -81,12 +81,22 @@ pub enum Scenario {
     /// Durable Streams appends/s, 16 producers (and each `--ds-peer`).
     #[value(name = "ds-append")]
     DsAppend,
-    /// Durable Streams SSE fan-out latency, 100 readers (and each `--ds-peer`).
+    /// Durable Streams SSE fan-out, 100 readers × 1,000 appends/s: delivery
+    /// p99 and server CPU per delivery (and each `--ds-peer`).
     #[value(name = "ds-fanout")]
     DsFanout,
-    /// Durable Streams catch-up read of 100 MB (and each `--ds-peer`).
+    /// Durable Streams, 8 appenders on one stream as fast as answered, 10
+    /// SSE readers: appends/s, deliveries lost, server CPU per delivery.
+    #[value(name = "ds-flood")]
+    DsFlood,
+    /// Durable Streams catch-up read of 100,000 JSON messages, messages/s
+    /// (and each `--ds-peer`).
     #[value(name = "ds-catchup")]
     DsCatchup,
+    /// Durable Streams, `--idle-streams` idle SSE readers: server RSS per
+    /// reader (and each `--ds-peer`).
+    #[value(name = "ds-idle")]
+    DsIdle,
     /// switchboard and nchan (`--nchan`), 8 publishers flooding, 10 subscribers.
     #[value(name = "vs-flood")]
     VsFlood,
@@ -174,7 +184,7 @@ const NODES_FLOOD_PUBLISHERS: usize = 24;
 const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 impl Scenario {
-    const ALL: [Scenario; 22] = [
+    const ALL: [Scenario; 24] = [
         Scenario::Fanout100,
         Scenario::Fanout1000,
         Scenario::Flood,
@@ -190,7 +200,9 @@ impl Scenario {
         Scenario::NodesFlood3,
         Scenario::DsAppend,
         Scenario::DsFanout,
+        Scenario::DsFlood,
         Scenario::DsCatchup,
+        Scenario::DsIdle,
         Scenario::VsFlood,
         Scenario::VsFanout,
         Scenario::VsFanout1000,
@@ -217,7 +229,9 @@ impl Scenario {
         match self {
             Scenario::DsAppend => Some(durable::DsScenario::Append),
             Scenario::DsFanout => Some(durable::DsScenario::Fanout),
+            Scenario::DsFlood => Some(durable::DsScenario::Flood),
             Scenario::DsCatchup => Some(durable::DsScenario::Catchup),
+            Scenario::DsIdle => Some(durable::DsScenario::Idle),
             _ => None,
         }
     }
@@ -249,9 +263,12 @@ impl Scenario {
             Scenario::NodesFlood1 => "nodes-flood-1",
             Scenario::NodesFloodSqlite => "nodes-flood-sqlite",
             Scenario::NodesFlood3 => "nodes-flood-3",
-            Scenario::DsAppend => "ds-append",
-            Scenario::DsFanout => "ds-fanout",
-            Scenario::DsCatchup => "ds-catchup",
+            // Named once, by the Durable Streams module.
+            Scenario::DsAppend
+            | Scenario::DsFanout
+            | Scenario::DsFlood
+            | Scenario::DsCatchup
+            | Scenario::DsIdle => self.durable().expect("a ds-* scenario").name(),
             // Named once, by the side-by-side module.
             Scenario::VsFlood
             | Scenario::VsFanout
@@ -290,9 +307,11 @@ impl Scenario {
             Scenario::NodesFloodSqlite => format!(
                 "1 node on the embedded SQLite: {NODES_FLOOD_PUBLISHERS} sequential publishers for {secs} s, {FLOOD_SUBSCRIBERS} subscribers"
             ),
-            Scenario::DsAppend | Scenario::DsFanout | Scenario::DsCatchup => {
-                "Durable Streams, see durable.rs".to_owned()
-            }
+            Scenario::DsAppend
+            | Scenario::DsFanout
+            | Scenario::DsFlood
+            | Scenario::DsCatchup
+            | Scenario::DsIdle => "Durable Streams, see durable.rs".to_owned(),
             Scenario::VsFlood
             | Scenario::VsFanout
             | Scenario::VsFanout1000
@@ -319,7 +338,9 @@ impl Scenario {
             | Scenario::NodesFlood3 => delivery_figures(None),
             Scenario::DsAppend
             | Scenario::DsFanout
+            | Scenario::DsFlood
             | Scenario::DsCatchup
+            | Scenario::DsIdle
             | Scenario::VsFlood
             | Scenario::VsFanout
             | Scenario::VsFanout1000
@@ -612,7 +633,9 @@ async fn measure(
         Scenario::Auth
         | Scenario::DsAppend
         | Scenario::DsFanout
+        | Scenario::DsFlood
         | Scenario::DsCatchup
+        | Scenario::DsIdle
         | Scenario::VsFlood
         | Scenario::VsFanout
         | Scenario::VsFanout1000

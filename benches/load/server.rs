@@ -427,3 +427,68 @@ pub fn raise_fd_limit(wanted: u64) -> u64 {
         }
     }
 }
+
+/// The processes holding a socket that listens on TCP `port` (IPv4 or IPv6),
+/// found through `/proc/net/tcp*` and `/proc/*/fd`: a server the bench did
+/// not start, known only by its address. Empty when none can be seen.
+pub fn listening_pids(port: u16) -> Vec<u32> {
+    let links: Vec<String> = listening_inodes(port)
+        .into_iter()
+        .map(|inode| format!("socket:[{inode}]"))
+        .collect();
+    let mut pids = Vec::new();
+    if links.is_empty() {
+        return pids;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if holds_socket(pid, &links) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The inodes of the sockets in state LISTEN (`0A`) on local `port`.
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if *state == "0A" && local_port == Some(port) {
+                inodes.extend(inode.parse::<u64>().ok().filter(|i| *i != 0));
+            }
+        }
+    }
+    inodes
+}
+
+/// Whether one of process `pid`'s open files is one of `links`
+/// (`socket:[inode]`).
+fn holds_socket(pid: u32, links: &[String]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| links.iter().any(|l| target.as_os_str() == l.as_str()))
+    })
+}

@@ -202,20 +202,28 @@ fn nchan_pids() -> anyhow::Result<Vec<u32>> {
         .trim()
         .parse()
         .with_context(|| format!("{NCHAN_PID_FILE} holds no pid"))?;
-    let mut pids = vec![master];
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+    Ok(with_children(master))
+}
+
+/// `pid` and its children (nginx's master and its workers, say).
+pub(crate) fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in procs.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
-        if parent_pid(pid) == Some(master) {
-            pids.push(pid);
+        if parent_pid(child) == Some(pid) {
+            pids.push(child);
         }
     }
-    Ok(pids)
+    pids
 }
 
 /// The parent of a process, from `/proc/PID/stat` (None once it is gone).
-fn parent_pid(pid: u32) -> Option<u32> {
+pub(crate) fn parent_pid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces: the fields start after its `)`.
     stat[stat.rfind(')')? + 1..]
@@ -244,26 +252,30 @@ fn number_after(data: &str, key: &str) -> Option<u64> {
 
 /// Which way a figure is better.
 #[derive(Clone, Copy)]
-enum Better {
+pub(crate) enum Better {
     Higher,
     Lower,
+    /// Neither: a figure that describes the run (a count, a packing).
+    Neither,
 }
 
 impl Better {
-    fn word(self) -> &'static str {
+    /// `higher`, `lower` or `neither`, for the reports.
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Better::Higher => "higher",
             Better::Lower => "lower",
+            Better::Neither => "neither",
         }
     }
 }
 
 /// A figure of the report: its name, which way is better, and how to read
 /// it from a run's result `R`.
-struct Column<R> {
-    name: &'static str,
-    better: Better,
-    value: fn(&R) -> f64,
+pub(crate) struct Column<R> {
+    pub(crate) name: &'static str,
+    pub(crate) better: Better,
+    pub(crate) value: fn(&R) -> f64,
 }
 
 /// The figures of one run of a delivery scenario.
@@ -463,16 +475,23 @@ const IDLE_COLUMNS: [Column<Idle>; 3] = [
     },
 ];
 
-/// Opens one stream that will stay idle and keeps only its socket. It is
-/// open once the head (200 `text/event-stream`) has arrived, on switchboard
-/// once its first frame, `retry:`, has too (nchan may send a `: hi` comment,
-/// or nothing, after its head).
-async fn open_idle(target: Target, path: &str) -> anyhow::Result<TcpStream> {
+/// When an idle stream counts as open: once its head (200
+/// `text/event-stream`) has arrived, and with `Some(first)` once a message
+/// `first` accepts has too.
+pub(crate) type OpenedBy = Option<fn(&SseMessage) -> bool>;
+
+/// Opens one stream (`GET path` on `addr`) that will stay idle and keeps
+/// only its socket, once it is open as `opened_by` says.
+pub(crate) async fn open_idle(
+    addr: SocketAddr,
+    path: &str,
+    opened_by: OpenedBy,
+) -> anyhow::Result<TcpStream> {
     let open = async {
-        let mut conn = SseConn::open(target.addr(), path, "", 1024).await?;
-        if let Target::Switchboard { .. } = target {
+        let mut conn = SseConn::open(addr, path, "", 1024).await?;
+        if let Some(first) = opened_by {
             let mut messages = Vec::new();
-            while !messages.iter().any(|m| matches!(m, SseMessage::Retry(_))) {
+            while !messages.iter().any(first) {
                 messages.clear();
                 conn.read_some(&mut messages).await?;
             }
@@ -484,12 +503,17 @@ async fn open_idle(target: Target, path: &str) -> anyhow::Result<TcpStream> {
         .context("opening a stream timed out")??)
 }
 
-/// Opens `count` idle streams, `parallel` at a time, for at most 120 s;
-/// reports how many could not be opened.
-async fn open_many(target: Target, channel: &str, count: usize, parallel: usize) -> Vec<TcpStream> {
-    let path = target.subscribe_path(channel);
+/// Opens `count` idle streams of `path`, `parallel` at a time, for at most
+/// 120 s; reports how many could not be opened.
+pub(crate) async fn open_many(
+    addr: SocketAddr,
+    path: &str,
+    opened_by: OpenedBy,
+    count: usize,
+    parallel: usize,
+) -> Vec<TcpStream> {
     let results: Vec<anyhow::Result<TcpStream>> = futures_util::stream::iter(0..count)
-        .map(|_| open_idle(target, &path))
+        .map(|_| open_idle(addr, path, opened_by))
         .buffer_unordered(parallel)
         .take_until(tokio::time::sleep(Duration::from_secs(120)))
         .collect()
@@ -514,15 +538,32 @@ async fn open_many(target: Target, channel: &str, count: usize, parallel: usize)
     open
 }
 
+/// Opens `count` idle streams of `channel` on `target`: on switchboard a
+/// stream is open once its first frame, `retry:`, has arrived (nchan may
+/// send a `: hi` comment, or nothing, after its head).
+async fn open_channel(
+    target: Target,
+    channel: &str,
+    count: usize,
+    parallel: usize,
+) -> Vec<TcpStream> {
+    let opened_by: OpenedBy = match target {
+        Target::Switchboard { .. } => Some(|m| matches!(m, SseMessage::Retry(_))),
+        Target::Nchan(_) => None,
+    };
+    let path = target.subscribe_path(channel);
+    open_many(target.addr(), &path, opened_by, count, parallel).await
+}
+
 /// Server memory per idle stream: resident memory after opening `count`
 /// streams minus before, divided by the streams opened; and whether it comes
 /// back: resident memory `CLOSED_WAIT` after they all closed, over before.
 async fn idle(target: Target, channel: &str, count: usize) -> anyhow::Result<Idle> {
     // Warm up: the first streams pay for lazily built structures.
-    drop(open_many(target, channel, 64, 64).await);
+    drop(open_channel(target, channel, 64, 64).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = target.rss_kib()?;
-    let open = open_many(target, channel, count, 256).await;
+    let open = open_channel(target, channel, count, 256).await;
     anyhow::ensure!(!open.is_empty(), "no stream could be opened");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = target.rss_kib()?;
