@@ -7,6 +7,9 @@
 //!   with PostgreSQL, another) is read from the log in id order and handed to
 //!   `ds_subscriptions::streams_changed` in one writer job per batch; a
 //!   lagged hub queue only makes the task read the log from its cursor.
+//!   While no subscription exists (seen in the same snapshot as the log),
+//!   the events are passed over unread: a subscription made later follows
+//!   the streams from their tails, so they are its history.
 //! - At start, and every `TICK`, lapsed leases are ended through the writer,
 //!   so a wake whose consumer (or whose node) went quiet is made again.
 //! - A webhook wake is POSTed only after the transaction that made it
@@ -30,6 +33,7 @@ use crate::app::webhooks::{self, Signer};
 use crate::domain::webhook::WebhookPolicy;
 use crate::domain::{ChannelPattern, StreamFilter};
 use crate::hub::Hub;
+use crate::store::ds_subscriptions as subscriptions;
 use crate::store::{events, Store, StoreError, Writer};
 
 /// How often lapsed leases are looked for.
@@ -191,9 +195,9 @@ impl Wakes {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut first = true;
             loop {
-                let changed = tokio::select! {
-                    _ = registration.queue.ready() => true,
-                    _ = ticker.tick() => first,
+                let (changed, ticked) = tokio::select! {
+                    _ = registration.queue.ready() => (true, false),
+                    _ = ticker.tick() => (first, true),
                     _ = shutdown.changed() => break,
                 };
                 if changed {
@@ -208,8 +212,12 @@ impl Wakes {
                     }
                     first = false;
                 }
-                if let Err(err) = wakes.lapse().await {
-                    tracing::warn!(error = %err, "durable streams subscriptions: cannot end lapsed leases");
+                // Leases lapse with time, not with changes: looked for on
+                // the tick only, not after every append.
+                if ticked {
+                    if let Err(err) = wakes.lapse().await {
+                        tracing::warn!(error = %err, "durable streams subscriptions: cannot end lapsed leases");
+                    }
                 }
             }
             hub.unsubscribe(registration.id);
@@ -228,10 +236,24 @@ impl Wakes {
     ) -> Result<(), StoreError> {
         loop {
             let (after, page_filter) = (*cursor, filter.clone());
+            // While no subscription exists, the changes concern no one: one
+            // look at the table instead of reading the log and a writer job
+            // per append. In the same snapshot as the log: a subscription
+            // made after it follows the streams from their tails, so these
+            // changes are its history.
             let page = self
                 .reads
-                .read(move |conn| events::read_range(conn, &page_filter, after, upto, PAGE))
+                .read(move |conn| {
+                    if !everything && !subscriptions::any(conn)? {
+                        return Ok(None);
+                    }
+                    events::read_range(conn, &page_filter, after, upto, PAGE).map(Some)
+                })
                 .await?;
+            let Some(page) = page else {
+                *cursor = upto;
+                return Ok(());
+            };
             let mut changes: Vec<(String, bool)> = Vec::new();
             for event in &page {
                 #[derive(serde::Deserialize)]
@@ -276,7 +298,7 @@ impl Wakes {
         let now = now_ms();
         let lapsed = self
             .reads
-            .read(move |conn| crate::store::ds_subscriptions::lapsed(conn, now))
+            .read(move |conn| subscriptions::lapsed(conn, now))
             .await?;
         if lapsed.is_empty() {
             return Ok(());

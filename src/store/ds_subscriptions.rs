@@ -86,6 +86,14 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<SubscriptionRow>, Store
         .optional()?)
 }
 
+/// Whether any subscription exists.
+pub fn any(conn: &mut DbConn) -> Result<bool, StoreError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        ds_subscriptions::table.select(ds_subscriptions::id),
+    ))
+    .get_result(conn)?)
+}
+
 /// Every subscription, by id.
 pub fn all(conn: &mut DbConn) -> Result<Vec<SubscriptionRow>, StoreError> {
     Ok(ds_subscriptions::table
