@@ -354,7 +354,12 @@ impl Hub {
         now: Timestamp,
     ) -> Registration {
         let mut state = self.lock();
-        self.register(&mut state, filter, framing, owner, now)
+        let registration = self.register(&mut state, filter, framing, owner, now);
+        // Opened while the server shuts down: it ends at once.
+        if *self.shutdown.borrow() {
+            registration.queue.close();
+        }
+        registration
     }
 
     fn register(
@@ -560,9 +565,17 @@ impl Hub {
         counts
     }
 
-    /// Asks every open stream to end (server shutdown).
+    /// Asks every open stream to end (server shutdown): the server's own
+    /// tasks through [`Hub::shutdown_signal`], client streams through their
+    /// queues (a stream costs no shutdown future of its own).
     pub fn shut_down(&self) {
         self.shutdown.send_replace(true);
+        let state = self.lock();
+        for (id, subscriber) in &state.subscribers {
+            if !state.internal.contains_key(id) {
+                subscriber.queue.close();
+            }
+        }
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

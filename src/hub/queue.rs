@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
@@ -26,6 +26,8 @@ pub struct FrameQueue {
     waker: AtomicWaker,
     /// Set by the hub when a frame did not fit.
     lagged: AtomicBool,
+    /// Set by the hub when the server shuts down: the stream ends.
+    closed: AtomicBool,
     /// The relay of the worker thread the stream waits on, if it has one.
     relay: OnceLock<Arc<Relay>>,
 }
@@ -52,6 +54,16 @@ impl FrameQueue {
     pub(super) fn force_lag(&self) {
         self.lagged.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Ends the stream: it sends nothing more (server shutdown).
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Queues `frame` unless `capacity` frames wait already. A queued frame
@@ -93,27 +105,33 @@ impl FrameQueue {
         frame
     }
 
-    /// Waits until a frame is queued or the stream is lagged; does not take
-    /// the frame (`try_recv` does).
+    /// Waits until a frame is queued, the stream is lagged or it is closed;
+    /// does not take the frame (`try_recv` does).
     pub async fn ready(&self) {
-        poll_fn(|cx| {
-            if self.is_lagged() || !self.lock().is_empty() {
-                return Poll::Ready(());
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// [`FrameQueue::ready`] as a poll: registers `cx`'s waker when pending.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.has_news() {
+            return Poll::Ready(());
+        }
+        if self.relay.get().is_none() {
+            if let Some(relay) = wake::current() {
+                let _ = self.relay.set(relay);
             }
-            if self.relay.get().is_none() {
-                if let Some(relay) = wake::current() {
-                    let _ = self.relay.set(relay);
-                }
-            }
-            self.waker.register(cx.waker());
-            // A push between the check and the registration woke nobody:
-            // look again.
-            if self.is_lagged() || !self.lock().is_empty() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        }
+        self.waker.register(cx.waker());
+        // A push between the check and the registration woke nobody: look
+        // again.
+        if self.has_news() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn has_news(&self) -> bool {
+        self.is_lagged() || self.is_closed() || !self.lock().is_empty()
     }
 }

@@ -78,3 +78,17 @@ fn a_writer_learns_the_deliveries_of_events_the_follower_published_first() {
         Some(vec![2])
     );
 }
+
+#[test]
+fn shutting_down_closes_client_streams_even_those_opened_after() {
+    let hub = Hub::new(EventId::ZERO, 16);
+    let before = hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now());
+    let internal = hub.subscribe_internal(StreamFilter::all());
+    assert!(!before.queue.is_closed());
+    hub.shut_down();
+    assert!(before.queue.is_closed());
+    // The server's own tasks end through their shutdown signal instead.
+    assert!(!internal.queue.is_closed());
+    let after = hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now());
+    assert!(after.queue.is_closed());
+}

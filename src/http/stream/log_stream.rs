@@ -5,8 +5,10 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::{poll_fn, Future as _};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::{CacheControl, CacheDirective, ContentEncoding};
@@ -81,8 +83,6 @@ pub(in crate::http) struct LogStream {
     keepalive: Duration,
     keepalive_timer: Pin<Box<Sleep>>,
     last_sent: Instant,
-    /// Resolves when the server shuts down (polled only until it does).
-    shutdown: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     opened: Instant,
     events_sent: u64,
     /// What ends the stream before its client does: its credential expiring
@@ -125,13 +125,6 @@ impl LogStream {
             keepalive: settings.keepalive,
             keepalive_timer: Box::pin(tokio::time::sleep(settings.keepalive)),
             last_sent: Instant::now(),
-            shutdown: {
-                // One future for the stream's whole life, not one per frame.
-                let mut signal = state.hub.shutdown_signal();
-                Box::pin(async move {
-                    let _ = signal.changed().await;
-                })
-            },
             opened: Instant::now(),
             events_sent: 0,
             failovers_seen: state.hub.failovers(),
@@ -218,7 +211,7 @@ impl LogStream {
             let step = match self.phase {
                 Phase::Opening { start, upto } => Box::pin(self.open(start, upto)).await,
                 Phase::CatchUp { upto } => Box::pin(self.catch_up(upto)).await,
-                Phase::Live => self.live().await,
+                Phase::Live => poll_fn(|cx| self.poll_live(cx)).await,
                 Phase::Finished => return None,
             };
             match step {
@@ -313,11 +306,18 @@ impl LogStream {
         Ok(self.send_events(&page))
     }
 
-    async fn live(&mut self) -> Result<Option<Bytes>, StoreError> {
+    /// Frames from the hub's queue; a poll rather than an `async fn`, so
+    /// that the waiting stream holds no future's state (its memory is per
+    /// stream). Ends when the server shuts down (the hub closes the queue).
+    fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StoreError>> {
         loop {
+            if self.queue.is_closed() {
+                self.phase = Phase::Finished;
+                return Poll::Ready(Ok(None));
+            }
             if let Some(frame) = self.queue.try_recv() {
                 if let Some(bytes) = self.accept(frame) {
-                    return Ok(Some(bytes));
+                    return Poll::Ready(Ok(Some(bytes)));
                 }
                 continue;
             }
@@ -325,34 +325,28 @@ impl LogStream {
                 // Everything queued is sent; read the rest from the log.
                 let upto = self.hub.clear_lag(self.subscriber);
                 self.phase = Phase::CatchUp { upto };
-                return Ok(None);
+                return Poll::Ready(Ok(None));
             }
-            let ends = async {
-                match self.ends.as_mut() {
-                    Some(end) => end.as_mut().await,
-                    None => std::future::pending().await,
+            if let Some(end) = self.ends.as_mut() {
+                if let Poll::Ready(end) = end.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(self.finish(end)));
                 }
-            };
-            tokio::select! {
-                biased;
-                _ = self.shutdown.as_mut() => {
-                    self.phase = Phase::Finished;
-                    return Ok(None);
-                }
-                end = ends => {
-                    return Ok(self.finish(end));
-                }
+            }
+            if self.queue.poll_ready(cx).is_ready() {
                 // Taken at the top of the loop.
-                _ = self.queue.ready() => {}
-                _ = self.keepalive_timer.as_mut() => {
-                    let due = self.last_sent + self.keepalive;
-                    if Instant::now() >= due {
-                        self.keepalive_timer.as_mut().reset((Instant::now() + self.keepalive).into());
-                        return Ok(Some(comment_frame("keep-alive")));
-                    }
-                    self.keepalive_timer.as_mut().reset(due.into());
-                }
+                continue;
             }
+            if self.keepalive_timer.as_mut().poll(cx).is_ready() {
+                let due = self.last_sent + self.keepalive;
+                if Instant::now() >= due {
+                    let next = Instant::now() + self.keepalive;
+                    self.keepalive_timer.as_mut().reset(next.into());
+                    return Poll::Ready(Ok(Some(comment_frame("keep-alive"))));
+                }
+                self.keepalive_timer.as_mut().reset(due.into());
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 
