@@ -9,8 +9,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::domain::durable::{
-    self as rules, check_producer, fork_expiry, json_append, ClosedBy, JsonRefusal, ProducerCheck,
-    Stream, ZERO_OFFSET,
+    self as rules, check_producer, fork_expiry, json_append, ClosedBy, JsonRefusal, Message,
+    ProducerCheck, Stream, ZERO_OFFSET,
 };
 use crate::domain::{AgentId, ChannelName, EventType, NewEvent, ResourceType};
 use crate::store::durable::{self as rows, StreamRow};
@@ -80,6 +80,20 @@ pub struct Appended {
     pub closed: bool,
     /// A producer's retry of an append already made.
     pub duplicate: Option<i64>,
+    /// The message a plain append (bytes, no close) added.
+    pub fresh: Option<Fresh>,
+}
+
+/// One message an append added, with what a read of the stream right after
+/// it would answer: the stream's state and the event that announced it.
+#[derive(Debug, Clone)]
+pub struct Fresh {
+    /// The tail before the append: the message follows this offset.
+    pub after: String,
+    /// The id of the append's event (`stream_appended` on its channel).
+    pub event_id: i64,
+    pub message: Message,
+    pub stream: Stream,
 }
 
 fn note(tx: &mut Tx<'_>, path: &str, kind: &str, tail: &str) -> Result<i64, StoreError> {
@@ -122,17 +136,19 @@ fn live_stream(
 }
 
 /// Appends one body to `row` (JSON processed), moving its tail.
+/// Adds `data` as the stream's next message; the id of the event that
+/// announces it.
 fn append_bytes(
     tx: &mut Tx<'_>,
     row: &mut StreamRow,
     data: &[u8],
     kind: &str,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let event_id = note(tx, &row.path, kind, &row.tail)?;
     row.bytes += data.len() as i64;
     row.tail = rules::offset(event_id, row.bytes);
     rows::add_message(tx.conn()?, &row.path, &row.tail, data)?;
-    Ok(())
+    Ok(event_id)
 }
 
 /// `PUT`: creates, or answers the existing stream when its configuration is
@@ -380,6 +396,7 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
                     tail: row.tail,
                     closed: row.closed,
                     duplicate: Some(last_seq),
+                    fresh: None,
                 }))
             }
             ProducerCheck::StaleEpoch { current } => {
@@ -396,12 +413,15 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
             return Ok(Err(Refusal::Conflict("Sequence conflict")));
         }
     }
+    let mut added = None;
     if !a.body.is_empty() {
         let data = match appended_data(&a.body, &row.content_type)? {
             Ok(data) => data,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        append_bytes(tx, &mut row, &data, "stream_appended")?;
+        let after = row.tail.clone();
+        let event_id = append_bytes(tx, &mut row, &data, "stream_appended")?;
+        added = Some((after, event_id, data));
     }
     if let Some((id, state)) = &producer {
         rows::save_producer(tx.conn()?, &a.path, id, *state, a.now_ms)?;
@@ -416,10 +436,24 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
     } else {
         rows::update_appended(tx.conn()?, &row)?;
     }
+    // A close makes an event of its own after the message's: only a plain
+    // append is one message announced by one event.
+    let fresh = added
+        .filter(|_| !a.close)
+        .map(|(after, event_id, data)| Fresh {
+            message: Message {
+                offset: row.tail.clone(),
+                data,
+            },
+            after,
+            event_id,
+            stream: Stream::from(row.clone()),
+        });
     Ok(Ok(Appended {
         tail: row.tail,
         closed: row.closed,
         duplicate: None,
+        fresh,
     }))
 }
 
@@ -432,6 +466,7 @@ fn append_to_closed(row: StreamRow, a: &Append) -> Result<Appended, Refusal> {
             tail: row.tail,
             closed: true,
             duplicate: None,
+            fresh: None,
         });
     }
     let by: Option<ClosedBy> = row
@@ -444,6 +479,7 @@ fn append_to_closed(row: StreamRow, a: &Append) -> Result<Appended, Refusal> {
                 tail: row.tail,
                 closed: true,
                 duplicate: Some(*seq),
+                fresh: None,
             });
         }
     }

@@ -69,7 +69,13 @@ struct BatchLog {
     next_id: EventId,
     /// A job's savepoint is open (released when the next one opens).
     savepoint_open: bool,
+    /// What the batch's jobs asked to run once it is committed, before its
+    /// events reach the hub ([`Tx::after_commit`]).
+    after_commit: Vec<AfterCommit>,
 }
+
+/// Work a job hands the writer to run once its batch is committed.
+type AfterCommit = Box<dyn FnOnce() + Send>;
 
 impl BatchLog {
     fn new(head: EventId) -> Self {
@@ -78,6 +84,7 @@ impl BatchLog {
             inserted: 0,
             next_id: head.next(),
             savepoint_open: false,
+            after_commit: Vec::new(),
         }
     }
 
@@ -169,6 +176,14 @@ impl Tx<'_> {
         self.log.next_id = id.next();
         self.log.events.push(events::numbered(event, id, self.now));
         Ok(self.log.events.last().expect("just pushed"))
+    }
+
+    /// Runs `f` on the writer's thread once the batch is committed, before
+    /// its events are handed to the hub (so before any stream is woken by
+    /// them), and not at all if this job fails or the commit does. For
+    /// caches of committed state that readers woken by the events may use.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.log.after_commit.push(Box::new(f));
     }
 
     /// How many events this job appended.

@@ -32,10 +32,10 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 // `durable::read` for the route table.
 pub use read::{__path_read, read};
 
-use sse::ReadSlot;
+use sse::{ReadSlot, Snapshot};
 
 use super::AppState;
-use crate::app::durable::{self as use_case, Append, Appended, Create, Refusal};
+use crate::app::durable::{self as use_case, Append, Appended, Create, Fresh, Refusal};
 use crate::app::durable_read;
 use crate::domain::durable::{self as rules, Stream};
 use crate::http::error::ApiError;
@@ -76,6 +76,28 @@ impl Durable {
             reads.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
         reads.entry(path.to_owned()).or_default().clone()
+    }
+
+    /// Leaves a committed append for the readers of its stream, so that
+    /// those it wakes need not read it back from the database: the
+    /// stream's last read grows by the message, or a read of it alone
+    /// replaces it. Runs on the writer's thread after the commit and before
+    /// the hub wakes anyone (`Tx::after_commit`). Only a followed stream
+    /// has a slot, and a slot a reader holds (reading) is left alone.
+    fn seed(&self, fresh: Fresh) {
+        let slot = {
+            let reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+            match reads.get(&fresh.stream.path) {
+                Some(slot) => Arc::clone(slot),
+                None => return,
+            }
+        };
+        let Ok(mut last) = slot.try_lock() else {
+            return;
+        };
+        if let Some(seeded) = Snapshot::seeded(last.as_deref(), fresh) {
+            *last = Some(Arc::new(seeded));
+        }
     }
 
     fn touched(&self, path: &str) -> i64 {
@@ -438,9 +460,16 @@ pub async fn append(
         close,
         now_ms: now_ms(),
     };
+    let readers = state.clone();
     let outcome = match state
         .writer
-        .write(move |tx| use_case::append(tx, job))
+        .write(move |tx| {
+            let mut outcome = use_case::append(tx, job)?;
+            if let Some(fresh) = outcome.as_mut().ok().and_then(|done| done.fresh.take()) {
+                tx.after_commit(move || readers.durable.seed(fresh));
+            }
+            Ok(outcome)
+        })
         .await
     {
         Ok(committed) => committed.value,

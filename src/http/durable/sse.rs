@@ -17,10 +17,15 @@ use serde::Serialize;
 
 use super::watch::Watch;
 use super::{answer, now_ms, visible};
+use crate::app::durable::Fresh;
 use crate::app::durable_read;
 use crate::auth::EndOfCredential;
 use crate::domain::durable::{self as rules, Message, Stream};
 use crate::http::AppState;
+
+/// The most messages a read grown by appends keeps; a reader further
+/// behind reads the database.
+const SEEDED_KEEP: usize = 64;
 
 /// The last read of one stream, locked while a reader renews it.
 pub(super) type ReadSlot = Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>;
@@ -50,6 +55,35 @@ impl Snapshot {
             messages,
             more,
         }
+    }
+
+    /// The read a committed append leaves for the stream's readers (see
+    /// [`super::Durable::seed`]): `last` with the message added when `last`
+    /// ends where the append begins, else the message alone; `None` when
+    /// `last` is newer than the append.
+    pub(super) fn seeded(last: Option<&Snapshot>, fresh: Fresh) -> Option<Snapshot> {
+        if let Some(last) = last {
+            if last.valid_through >= fresh.event_id {
+                return None;
+            }
+            let ends_at = last.messages.last().map_or(&last.start, |m| &m.offset);
+            if !last.more && *ends_at == fresh.after && last.messages.len() < SEEDED_KEEP {
+                let mut messages = last.messages.clone();
+                messages.push(fresh.message);
+                let mut rendered = last.rendered.clone();
+                rendered.push(OnceLock::new());
+                return Some(Snapshot {
+                    start: last.start.clone(),
+                    valid_through: fresh.event_id,
+                    stream: fresh.stream,
+                    messages,
+                    more: false,
+                    rendered,
+                });
+            }
+        }
+        let read = (fresh.stream, vec![fresh.message], false);
+        Some(Snapshot::new(fresh.after, fresh.event_id, read))
     }
 
     /// Where what follows `offset` begins in this read, if it covers it.
@@ -328,4 +362,75 @@ pub(super) fn sse(
         r.insert_header(("stream-sse-data-encoding", "base64"));
     }
     r.streaming(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(tail: &str) -> Stream {
+        Stream {
+            path: "/v1/stream/s".into(),
+            content_type: "text/plain".into(),
+            ttl_seconds: None,
+            expires_at: None,
+            closed: false,
+            accessed_ms: 0,
+            forked_from: None,
+            fork_offset: None,
+            ref_count: 0,
+            soft_deleted: false,
+            tail: tail.into(),
+        }
+    }
+
+    fn fresh(after: &str, offset: &str, event_id: i64) -> Fresh {
+        Fresh {
+            after: after.into(),
+            event_id,
+            message: Message {
+                offset: offset.into(),
+                data: offset.as_bytes().to_vec(),
+            },
+            stream: stream(offset),
+        }
+    }
+
+    fn offsets(read: &Snapshot) -> Vec<&str> {
+        read.messages.iter().map(|m| m.offset.as_str()).collect()
+    }
+
+    #[test]
+    fn an_append_grows_the_read_it_follows_and_replaces_one_it_does_not() {
+        let first = Snapshot::seeded(None, fresh("a", "b", 5)).unwrap();
+        assert_eq!((first.start.as_str(), offsets(&first)), ("a", vec!["b"]));
+        // The next append begins where the read ends: a reader at `a` or at
+        // `b` finds what follows it.
+        let grown = Snapshot::seeded(Some(&first), fresh("b", "c", 7)).unwrap();
+        assert_eq!(
+            (grown.start.as_str(), offsets(&grown)),
+            ("a", vec!["b", "c"])
+        );
+        assert_eq!(grown.valid_through, 7);
+        assert_eq!(grown.stream.tail, "c");
+        assert_eq!((grown.after("a"), grown.after("b")), (Some(0), Some(1)));
+        // An append that does not follow it (one whose answer came late):
+        // a read of that message alone.
+        let apart = Snapshot::seeded(Some(&grown), fresh("x", "y", 9)).unwrap();
+        assert_eq!((apart.start.as_str(), offsets(&apart)), ("x", vec!["y"]));
+        assert_eq!(apart.after("b"), None);
+        // A read newer than the append stays.
+        assert!(Snapshot::seeded(Some(&grown), fresh("b", "c", 7)).is_none());
+    }
+
+    #[test]
+    fn a_grown_read_keeps_a_bounded_number_of_messages() {
+        let mut read = Snapshot::seeded(None, fresh("0", "1", 1)).unwrap();
+        for i in 1..(SEEDED_KEEP as i64 + 5) {
+            let next = fresh(&i.to_string(), &(i + 1).to_string(), i + 1);
+            read = Snapshot::seeded(Some(&read), next).unwrap();
+            assert!(read.messages.len() <= SEEDED_KEEP);
+        }
+        assert_eq!(read.valid_through, SEEDED_KEEP as i64 + 5);
+    }
 }

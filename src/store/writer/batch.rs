@@ -122,10 +122,15 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
             on_commit.committing(last.id);
             announced = true;
         }
-        Ok(log.events)
+        Ok((log.events, log.after_commit))
     });
     let events = match committed {
-        Ok(events) => events,
+        Ok((events, after_commit)) => {
+            for f in after_commit {
+                f();
+            }
+            events
+        }
         Err(err) => {
             if announced {
                 on_commit.commit_failed();
@@ -181,6 +186,7 @@ fn run_jobs(
     let mut log = BatchLog::new(head);
     for request in batch.iter_mut() {
         let (first, next_id) = (log.events.len(), log.next_id);
+        let hooks = log.after_commit.len();
         let mut tx = Tx {
             conn,
             log: &mut log,
@@ -203,6 +209,7 @@ fn run_jobs(
                 log.savepoint_open = false;
             }
             log.events.truncate(first);
+            log.after_commit.truncate(hooks);
             log.inserted = log.inserted.min(first);
             log.next_id = next_id;
         }
