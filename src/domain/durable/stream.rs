@@ -39,6 +39,27 @@ pub struct Stream {
     pub tail: String,
 }
 
+#[cfg(test)]
+impl Stream {
+    /// A plain text stream at `/v1/stream/a` with its tail at `tail`, for
+    /// tests.
+    pub(crate) fn example(tail: &str) -> Stream {
+        Stream {
+            path: "/v1/stream/a".into(),
+            content_type: "text/plain".into(),
+            ttl_seconds: None,
+            expires_at: None,
+            closed: false,
+            accessed_ms: 0,
+            forked_from: None,
+            fork_offset: None,
+            ref_count: 0,
+            soft_deleted: false,
+            tail: tail.into(),
+        }
+    }
+}
+
 /// Whether a read may see a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {
@@ -195,19 +216,7 @@ mod tests {
     use super::*;
 
     fn stream(tail: &str) -> Stream {
-        Stream {
-            path: "/v1/stream/a".into(),
-            content_type: "text/plain".into(),
-            ttl_seconds: None,
-            expires_at: None,
-            closed: false,
-            accessed_ms: 0,
-            forked_from: None,
-            fork_offset: None,
-            ref_count: 0,
-            soft_deleted: false,
-            tail: tail.into(),
-        }
+        Stream::example(tail)
     }
 
     #[test]

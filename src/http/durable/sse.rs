@@ -368,22 +368,6 @@ pub(super) fn sse(
 mod tests {
     use super::*;
 
-    fn stream(tail: &str) -> Stream {
-        Stream {
-            path: "/v1/stream/s".into(),
-            content_type: "text/plain".into(),
-            ttl_seconds: None,
-            expires_at: None,
-            closed: false,
-            accessed_ms: 0,
-            forked_from: None,
-            fork_offset: None,
-            ref_count: 0,
-            soft_deleted: false,
-            tail: tail.into(),
-        }
-    }
-
     fn fresh(after: &str, offset: &str, event_id: i64) -> Fresh {
         Fresh {
             after: after.into(),
@@ -392,7 +376,7 @@ mod tests {
                 offset: offset.into(),
                 data: offset.as_bytes().to_vec(),
             },
-            stream: stream(offset),
+            stream: Stream::example(offset),
         }
     }
 
