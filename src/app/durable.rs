@@ -378,13 +378,8 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
     if row.closed {
         return Ok(append_to_closed(row, &a));
     }
-    if !a.body.is_empty() {
-        if let Some(ct) = &a.content_type {
-            if rules::normalize_content_type(ct) != rules::normalize_content_type(&row.content_type)
-            {
-                return Ok(Err(Refusal::Conflict("Content-type mismatch")));
-            }
-        }
+    if let Some(refusal) = mismatch(&a, &row) {
+        return Ok(Err(refusal));
     }
     let mut producer = None;
     if let Some((id, epoch, seq)) = &a.producer {
@@ -408,10 +403,11 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
             }
         }
     }
-    if let Some(seq) = &a.seq {
-        if row.last_seq.as_ref().is_some_and(|last| seq <= last) {
-            return Ok(Err(Refusal::Conflict("Sequence conflict")));
-        }
+    if a.seq
+        .as_ref()
+        .is_some_and(|seq| row.last_seq.as_ref().is_some_and(|last| seq <= last))
+    {
+        return Ok(Err(Refusal::Conflict("Sequence conflict")));
     }
     let mut added = None;
     if !a.body.is_empty() {
@@ -440,7 +436,27 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
     // append is one message announced by one event.
     let fresh = added
         .filter(|_| !a.close)
-        .map(|(after, event_id, data)| Fresh {
+        .map(|(after, event_id, data)| Fresh::new(after, event_id, data, &row));
+    Ok(Ok(Appended {
+        tail: row.tail,
+        closed: row.closed,
+        duplicate: None,
+        fresh,
+    }))
+}
+
+/// A body in another content type than the stream's.
+fn mismatch(a: &Append, row: &StreamRow) -> Option<Refusal> {
+    let ct = a.content_type.as_deref().filter(|_| !a.body.is_empty())?;
+    (rules::normalize_content_type(ct) != rules::normalize_content_type(&row.content_type))
+        .then_some(Refusal::Conflict("Content-type mismatch"))
+}
+
+impl Fresh {
+    /// The message `data` appended after `after`, announced by `event_id`;
+    /// `row` is the stream after the append.
+    fn new(after: String, event_id: i64, data: Vec<u8>, row: &StreamRow) -> Fresh {
+        Fresh {
             message: Message {
                 offset: row.tail.clone(),
                 data,
@@ -448,13 +464,8 @@ pub fn append(tx: &mut Tx<'_>, a: Append) -> Result<Result<Appended, Refusal>, S
             after,
             event_id,
             stream: Stream::from(row.clone()),
-        });
-    Ok(Ok(Appended {
-        tail: row.tail,
-        closed: row.closed,
-        duplicate: None,
-        fresh,
-    }))
+        }
+    }
 }
 
 /// An append to a closed stream: closing it again succeeds, a retry of the
