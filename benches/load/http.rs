@@ -5,6 +5,8 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -405,6 +407,21 @@ impl SseConn {
         }
         read_into(&mut self.stream, &mut self.raw, self.read_size).await?;
         self.parse(out)
+    }
+
+    /// The next messages into `out` (cleared first), looking at `stop`
+    /// every 200 ms while none arrive; false once `stop` is set or the
+    /// stream ended.
+    pub async fn read_until(&mut self, stop: &AtomicBool, out: &mut Vec<SseMessage>) -> bool {
+        while !stop.load(Ordering::Relaxed) {
+            out.clear();
+            match tokio::time::timeout(Duration::from_millis(200), self.read_some(out)).await {
+                Ok(Ok(())) => return true,
+                Ok(Err(_)) => return false,
+                Err(_) => continue,
+            }
+        }
+        false
     }
 
     fn parse(&mut self, out: &mut Vec<SseMessage>) -> io::Result<()> {

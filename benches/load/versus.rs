@@ -362,13 +362,7 @@ async fn deliveries(
             let mut latencies: Vec<u32> = Vec::new();
             let mut last_us = 0;
             let mut messages = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                messages.clear();
-                match timeout(Duration::from_millis(200), conn.read_some(&mut messages)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) => continue,
-                }
+            while conn.read_until(&stop, &mut messages).await {
                 let now = now_us();
                 for message in &messages {
                     if let SseMessage::Event(event) = message {

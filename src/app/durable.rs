@@ -135,9 +135,8 @@ fn live_stream(
     Ok(Ok(row))
 }
 
-/// Appends one body to `row` (JSON processed), moving its tail.
-/// Adds `data` as the stream's next message; the id of the event that
-/// announces it.
+/// Adds `data` (a body, JSON processed) as the stream's next message,
+/// moving `row`'s tail; the id of the event that announces it.
 fn append_bytes(
     tx: &mut Tx<'_>,
     row: &mut StreamRow,

@@ -113,15 +113,8 @@ mod tests {
     #[test]
     fn an_event_frame_is_id_event_and_one_data_line() {
         let event = Event {
-            id: EventId::parse("id", "7").unwrap(),
-            channel: "global".into(),
-            event_type: "note".into(),
-            resource_type: None,
-            resource_id: None,
-            agent_id: "a".into(),
-            session_id: None,
-            timestamp: crate::domain::Timestamp::parse("t", "2026-11-21T12:00:00.000000Z").unwrap(),
             payload: RawValue::from_string(r#"{"text":"two\nlines"}"#.into()).unwrap(),
+            ..crate::hub::tests::event("7")
         };
         let frame = event_frame(&event, Framing::Named);
         let text = std::str::from_utf8(&frame).unwrap();

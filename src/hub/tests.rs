@@ -1,7 +1,8 @@
 use super::*;
 use serde_json::value::RawValue;
 
-fn event(id: &str) -> Event {
+/// An event `note` on `global` with id `id` and payload `{}`.
+pub(super) fn event(id: &str) -> Event {
     Event {
         id: EventId::parse("id", id).unwrap(),
         channel: "global".into(),

@@ -148,13 +148,7 @@ async fn read(
 ) -> Reading {
     let mut reading = Reading::default();
     let mut messages = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        messages.clear();
-        match timeout(Duration::from_millis(200), conn.read_some(&mut messages)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => break,
-            Err(_) => continue,
-        }
+    while conn.read_until(&stop, &mut messages).await {
         let now = now_us();
         let before = reading.latencies.len();
         for message in &messages {

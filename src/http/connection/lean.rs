@@ -42,6 +42,8 @@ where
         return;
     };
     let _ = poll_fn(|cx| pump.poll(&mut io, cx)).await;
+    // The body (and with it the stream's hub registration) goes before the
+    // linger.
     drop(pump);
     Box::pin(linger_close(io)).await;
 }

@@ -18,9 +18,6 @@ pub(super) struct Watch {
     queue: Arc<FrameQueue>,
     /// The newest event of the stream this watch has seen.
     pub(super) seen: i64,
-    /// The server is stopping: long-polls answer and SSE reads end, cleanly,
-    /// as native streams do.
-    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Watch {
@@ -40,13 +37,13 @@ impl Watch {
             id: reg.id,
             seen: reg.head_id.get(),
             queue: reg.queue,
-            shutdown: state.hub.shutdown_signal(),
         }
     }
 
-    /// Whether the server is stopping.
+    /// Whether the server is stopping (the hub closes the queue): long-polls
+    /// answer and SSE reads end, cleanly, as native streams do.
     pub(super) fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
+        self.queue.is_closed()
     }
 
     /// Waits until something happens on the stream (true) or `limit` passes.
@@ -55,10 +52,10 @@ impl Watch {
             self.hub.clear_lag(self.id);
             return true;
         }
-        let woke = tokio::select! {
-            ready = tokio::time::timeout(limit, self.queue.ready()) => ready.is_ok(),
-            _ = self.shutdown.wait_for(|stopping| *stopping) => false,
-        };
+        // A closed queue (the server is stopping) is ready at once.
+        let woke = tokio::time::timeout(limit, self.queue.ready())
+            .await
+            .is_ok();
         while let Some(frame) = self.queue.try_recv() {
             self.seen = self.seen.max(frame.id.get());
         }

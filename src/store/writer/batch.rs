@@ -127,7 +127,10 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
     let events = match committed {
         Ok((events, after_commit)) => {
             for f in after_commit {
-                f();
+                // As a job's panic is, one here is the job's, not the writer's.
+                if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                    tracing::error!("work left for after a commit panicked");
+                }
             }
             events
         }
