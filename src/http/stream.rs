@@ -14,6 +14,8 @@
 //! the gap from the log: step 2 again. A stalled client costs the server a
 //! bounded queue, never a blocked publisher.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -209,7 +211,12 @@ pub async fn open_stream(
     } else {
         Framing::Named
     };
-    let filter = parse_filter(&query, &identity, include_own, caller.read.restriction())?;
+    let filter = Arc::new(parse_filter(
+        &query,
+        &identity,
+        include_own,
+        caller.read.restriction(),
+    )?);
     if state.hub.stream_count() >= state.max_streams {
         return Err(ApiError::Unavailable(format!(
             "{} streams are open, the most this server takes",

@@ -39,7 +39,8 @@ use crate::domain::{ChannelPattern, Event, EventId, PresenceChange, StreamFilter
 pub type SubscriberId = u64;
 
 struct Subscriber {
-    filter: StreamFilter,
+    /// Shared with the stream that reads the log with it.
+    filter: Arc<StreamFilter>,
     queue: Arc<FrameQueue>,
     /// Highest id pushed, so overlapping patterns never push an event twice.
     last_pushed: EventId,
@@ -348,13 +349,13 @@ impl Hub {
     /// `head_id` that matches `filter` is pushed to the returned queue.
     pub fn subscribe(
         &self,
-        filter: StreamFilter,
+        filter: impl Into<Arc<StreamFilter>>,
         framing: Framing,
         owner: Option<StreamOwner>,
         now: Timestamp,
     ) -> Registration {
         let mut state = self.lock();
-        let registration = self.register(&mut state, filter, framing, owner, now);
+        let registration = self.register(&mut state, filter.into(), framing, owner, now);
         // Opened while the server shuts down: it ends at once.
         if *self.shutdown.borrow() {
             registration.queue.close();
@@ -365,7 +366,7 @@ impl Hub {
     fn register(
         &self,
         state: &mut State,
-        filter: StreamFilter,
+        filter: Arc<StreamFilter>,
         framing: Framing,
         owner: Option<StreamOwner>,
         now: Timestamp,
@@ -418,8 +419,13 @@ impl Hub {
     pub fn subscribe_internal(&self, filter: StreamFilter) -> Registration {
         let patterns = filter.patterns.clone();
         let mut state = self.lock();
-        let registration =
-            self.register(&mut state, filter, Framing::Plain, None, Timestamp::now());
+        let registration = self.register(
+            &mut state,
+            Arc::new(filter),
+            Framing::Plain,
+            None,
+            Timestamp::now(),
+        );
         state.internal.insert(registration.id, patterns);
         registration
     }

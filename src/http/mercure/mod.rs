@@ -158,7 +158,7 @@ pub async fn subscribe(
     let asked = asked_resume(&req, &query);
     let (start, preceding) = resume(&state, asked, grant.subscribe.clone()).await?;
 
-    let filter = topic_filter(&topics, &grant);
+    let filter = std::sync::Arc::new(topic_filter(&topics, &grant));
     let registration = state.hub.subscribe(
         filter.clone(),
         Framing::Mercure,

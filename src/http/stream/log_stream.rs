@@ -103,7 +103,7 @@ impl LogStream {
     pub(in crate::http) fn new(
         state: &AppState,
         registration: Registration,
-        filter: StreamFilter,
+        filter: Arc<StreamFilter>,
         framing: Framing,
         start: Start,
     ) -> Self {
@@ -113,7 +113,7 @@ impl LogStream {
             store: state.store.clone(),
             subscriber: registration.id,
             queue: registration.queue,
-            filter: Arc::new(filter),
+            filter,
             framing,
             cursor: EventId::ZERO,
             phase: Phase::Opening {
