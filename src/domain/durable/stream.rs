@@ -198,16 +198,30 @@ pub fn etag(path: &str, start: &str, end: &str, closed: bool) -> String {
 /// `Stream-Cursor`: a 20-second interval number, moved ahead of a client's
 /// own when it echoes the current one (collapsing keys for CDNs).
 pub fn cursor(client: Option<&str>, now_ms: i64) -> String {
-    const EPOCH_MS: i64 = 1_728_432_000_000; // 2024-10-09
-    let current = (now_ms - EPOCH_MS) / 20_000;
-    match client.and_then(|c| c.parse::<i64>().ok()) {
-        Some(theirs) if theirs >= current => {
+    let current = cursor_interval(now_ms);
+    match echoed_cursor(client, current) {
+        Some(theirs) => {
             use rand::Rng;
             let jitter: i64 = rand::rng().random_range(1..=180);
             (theirs + jitter).to_string()
         }
-        _ => current.to_string(),
+        None => current.to_string(),
     }
+}
+
+/// The 20-second interval `now_ms` falls in: the cursor of every client
+/// that does not echo the current one.
+pub fn cursor_interval(now_ms: i64) -> i64 {
+    const EPOCH_MS: i64 = 1_728_432_000_000; // 2024-10-09
+    (now_ms - EPOCH_MS) / 20_000
+}
+
+/// The client's cursor when it is the `current` interval's or later (the
+/// answer's cursor then moves ahead of it).
+pub fn echoed_cursor(client: Option<&str>, current: i64) -> Option<i64> {
+    client
+        .and_then(|c| c.parse::<i64>().ok())
+        .filter(|theirs| *theirs >= current)
 }
 
 #[cfg(test)]

@@ -38,10 +38,36 @@ pub(super) struct Snapshot {
     start: String,
     valid_through: i64,
     stream: Stream,
-    messages: Vec<Message>,
+    /// Shared with the reads grown from this one.
+    messages: Vec<Arc<Entry>>,
     more: bool,
-    /// Each message's data event, rendered by the first reader to send it.
-    rendered: Vec<OnceLock<String>>,
+}
+
+/// One message of a read, with its events as the first reader to send
+/// them rendered them.
+struct Entry {
+    message: Message,
+    data_event: OnceLock<String>,
+    /// The control event after it, for every reader with the same cursor.
+    control: OnceLock<SharedControl>,
+}
+
+impl Entry {
+    fn new(message: Message) -> Arc<Entry> {
+        Arc::new(Entry {
+            message,
+            data_event: OnceLock::new(),
+            control: OnceLock::new(),
+        })
+    }
+}
+
+/// A control event that readers whose cursor is the current interval's
+/// share.
+struct SharedControl {
+    interval: i64,
+    up_to_date: bool,
+    event: String,
 }
 
 impl Snapshot {
@@ -50,9 +76,8 @@ impl Snapshot {
         Snapshot {
             start,
             valid_through,
-            rendered: messages.iter().map(|_| OnceLock::new()).collect(),
+            messages: messages.into_iter().map(Entry::new).collect(),
             stream,
-            messages,
             more,
         }
     }
@@ -66,19 +91,19 @@ impl Snapshot {
             if last.valid_through >= fresh.event_id {
                 return None;
             }
-            let ends_at = last.messages.last().map_or(&last.start, |m| &m.offset);
+            let ends_at = last
+                .messages
+                .last()
+                .map_or(&last.start, |m| &m.message.offset);
             if !last.more && *ends_at == fresh.after && last.messages.len() < SEEDED_KEEP {
                 let mut messages = last.messages.clone();
-                messages.push(fresh.message);
-                let mut rendered = last.rendered.clone();
-                rendered.push(OnceLock::new());
+                messages.push(Entry::new(fresh.message));
                 return Some(Snapshot {
                     start: last.start.clone(),
                     valid_through: fresh.event_id,
                     stream: fresh.stream,
                     messages,
                     more: false,
-                    rendered,
                 });
             }
         }
@@ -91,7 +116,10 @@ impl Snapshot {
         if offset == self.start {
             return Some(0);
         }
-        let at = self.messages.iter().position(|m| m.offset == offset)?;
+        let at = self
+            .messages
+            .iter()
+            .position(|m| m.message.offset == offset)?;
         Some(at + 1)
     }
 
@@ -102,12 +130,12 @@ impl Snapshot {
     /// path with another content type gets its own.
     fn data_event(&self, i: usize, base64: bool) -> Cow<'_, str> {
         let render = || {
-            let payload = payload(&self.stream, &self.messages[i], base64);
+            let payload = payload(&self.stream, &self.messages[i].message, base64);
             format!("event: data\n{}", sse_data(&payload))
         };
         let streams_own = !rules::is_text(&self.stream.content_type);
         if base64 == streams_own {
-            Cow::Borrowed(self.rendered[i].get_or_init(render))
+            Cow::Borrowed(self.messages[i].data_event.get_or_init(render))
         } else {
             Cow::Owned(render())
         }
@@ -141,6 +169,19 @@ struct Control<'a> {
 
 fn is_false(value: &bool) -> bool {
     !value
+}
+
+/// A control event (`cursor`: the answer's `streamCursor`, none once
+/// closed). A closed stream at its tail is up to date as well.
+fn control_event(offset: &str, closed: bool, cursor: Option<String>, up_to_date: bool) -> String {
+    let control = Control {
+        stream_next_offset: offset,
+        stream_closed: closed,
+        stream_cursor: cursor,
+        up_to_date: closed || up_to_date,
+    };
+    let json = serde_json::to_string(&control).unwrap_or_default();
+    format!("event: control\n{}", sse_data(&json))
 }
 
 /// `data:` lines of one payload (split at line breaks).
@@ -214,16 +255,36 @@ impl Follow {
     }
 
     fn control(&self, offset: &str, closed: bool, up_to_date: bool) -> String {
-        // A closed stream at its tail is up to date as well.
-        let control = Control {
-            stream_next_offset: offset,
-            stream_closed: closed,
-            stream_cursor: (!closed)
-                .then(|| rules::cursor(self.client_cursor.as_deref(), now_ms())),
-            up_to_date: closed || up_to_date,
-        };
-        let json = serde_json::to_string(&control).unwrap_or_default();
-        format!("event: control\n{}", sse_data(&json))
+        let cursor = (!closed).then(|| rules::cursor(self.client_cursor.as_deref(), now_ms()));
+        control_event(offset, closed, cursor, up_to_date)
+    }
+
+    /// The control event after message `i` of `read`: the one rendered for
+    /// every reader whose cursor is the current interval's, or this
+    /// reader's own.
+    fn control_after<'r>(
+        &self,
+        read: &'r Snapshot,
+        i: usize,
+        closed: bool,
+        up_to_date: bool,
+    ) -> Cow<'r, str> {
+        let entry = &read.messages[i];
+        let offset = &entry.message.offset;
+        let current = rules::cursor_interval(now_ms());
+        if !closed && rules::echoed_cursor(self.client_cursor.as_deref(), current).is_none() {
+            let shared = entry.control.get_or_init(|| SharedControl {
+                interval: current,
+                up_to_date,
+                event: control_event(offset, false, Some(current.to_string()), up_to_date),
+            });
+            // Rendered in another interval, or when this message was the
+            // read's last and up to date: this reader's own.
+            if shared.interval == current && shared.up_to_date == up_to_date {
+                return Cow::Borrowed(&shared.event);
+            }
+        }
+        Cow::Owned(self.control(offset, closed, up_to_date))
     }
 
     /// Waits for the stream to change. `Err` holds what to send instead of
@@ -279,10 +340,10 @@ impl Follow {
         // Every data event is followed by its control event.
         for i in from..count {
             out.push_str(&read.data_event(i, self.base64));
-            self.offset.clone_from(&read.messages[i].offset);
+            self.offset.clone_from(&read.messages[i].message.offset);
             let last = i + 1 == count && !more;
             let closed = last && stream.closed && self.offset == stream.tail;
-            out.push_str(&self.control(&self.offset, closed, last));
+            out.push_str(&self.control_after(read, i, closed, last));
             if closed {
                 self.done = true;
                 return out;
@@ -381,7 +442,10 @@ mod tests {
     }
 
     fn offsets(read: &Snapshot) -> Vec<&str> {
-        read.messages.iter().map(|m| m.offset.as_str()).collect()
+        read.messages
+            .iter()
+            .map(|m| m.message.offset.as_str())
+            .collect()
     }
 
     #[test]
