@@ -93,3 +93,56 @@ fn shutting_down_closes_client_streams_even_those_opened_after() {
     let after = hub.subscribe(StreamFilter::all(), Framing::Named, None, Timestamp::now());
     assert!(after.queue.is_closed());
 }
+
+static CALLED_ON: std::sync::Mutex<Vec<std::thread::ThreadId>> = std::sync::Mutex::new(Vec::new());
+
+fn note_thread() {
+    CALLED_ON.lock().unwrap().push(std::thread::current().id());
+}
+
+#[test]
+fn a_call_for_every_worker_runs_on_each_worker_thread_from_its_relay() {
+    // Two "workers": threads with a local task set, as actix's are.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (ready, mut stop) = (ready_tx.clone(), stop_rx.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    wake::install();
+                    ready.send(std::thread::current().id()).unwrap();
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                });
+            })
+        })
+        .collect();
+    let ids: Vec<_> = (0..2).map(|_| ready_rx.recv().unwrap()).collect();
+    assert!(wake::on_every_worker(note_thread) >= 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let called = CALLED_ON.lock().unwrap().clone();
+        if ids.iter().all(|id| called.contains(id)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "called on {called:?}, not on {ids:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    stop_tx.send(true).unwrap();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    // Each ran it once, on its own thread.
+    let called = CALLED_ON.lock().unwrap().clone();
+    for id in &ids {
+        assert_eq!(called.iter().filter(|c| *c == id).count(), 1);
+    }
+}

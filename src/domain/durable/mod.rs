@@ -8,7 +8,10 @@
 
 mod stream;
 
-pub use stream::{cursor, cursor_interval, echoed_cursor, etag, expired, Message, Position, Stream, Visibility, PAGE_BYTES};
+pub use stream::{
+    cursor, cursor_interval, echoed_cursor, etag, expired, Message, Position, Stream, Visibility,
+    PAGE_BYTES,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
