@@ -480,6 +480,7 @@ fn app_state(
         durable: Arc::new(http::Durable::new(
             args.durable_streams_long_poll,
             args.durable_streams_max_append,
+            !args.db.url().is_postgres(),
         )),
         subscriptions,
         deliveries,

@@ -443,3 +443,100 @@ async fn one_catch_up_read_answers_a_stream_many_pages_long_whole() {
     let numbers: Vec<i64> = values.iter().map(|v| v["n"].as_i64().unwrap()).collect();
     assert_eq!(numbers, (0..count as i64).collect::<Vec<_>>());
 }
+
+/// A catch-up read of what this node appended is answered from memory
+/// (`http/durable/tails.rs`): the same answer the database gives after a
+/// restart, and never an earlier stream's messages at the same offsets.
+#[tokio::test]
+async fn a_catch_up_from_memory_answers_what_the_database_holds() {
+    let app = spawn_app().await;
+    let url = app.url("/v1/stream/kept");
+    let append = |letter: char| {
+        let (client, url) = (app.client.clone(), url.clone());
+        async move {
+            let mut offsets = Vec::new();
+            for i in 0..5 {
+                let r = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(format!("{{\"v\":\"{letter}{i}\"}}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 204);
+                offsets.push(
+                    r.headers()["stream-next-offset"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            offsets
+        }
+    };
+    let read = |client: reqwest::Client, url: String, offset: String| async move {
+        let r = client
+            .get(format!("{url}?offset={offset}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let head = |name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let head = (
+            head("stream-next-offset"),
+            head("etag"),
+            head("stream-up-to-date"),
+        );
+        let values: Vec<String> = r
+            .json::<Vec<serde_json::Value>>()
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v["v"].as_str().unwrap().to_owned())
+            .collect();
+        (values, head)
+    };
+    assert_eq!(
+        put(&app.client, &url, "application/json").await.status(),
+        201
+    );
+    let first = append('a').await;
+    let (all, _) = read(app.client.clone(), url.clone(), "-1".into()).await;
+    assert_eq!(all, ["a0", "a1", "a2", "a3", "a4"]);
+
+    // Deleted and created again: only the new stream's messages.
+    assert_eq!(app.client.delete(&url).send().await.unwrap().status(), 204);
+    assert_eq!(
+        put(&app.client, &url, "application/json").await.status(),
+        201
+    );
+    let again = append('b').await;
+    assert_ne!(again, first);
+    let from_memory = read(app.client.clone(), url.clone(), "-1".into()).await;
+    assert_eq!(from_memory.0, ["b0", "b1", "b2", "b3", "b4"]);
+    let middle = read(app.client.clone(), url.clone(), again[1].clone()).await;
+    assert_eq!(middle.0, ["b2", "b3", "b4"]);
+    assert_eq!(middle.1 .0.as_deref(), Some(again[4].as_str()));
+    let at_tail = read(app.client.clone(), url.clone(), again[4].clone()).await;
+    assert!(at_tail.0.is_empty());
+
+    // After a restart nothing is in memory: the database answers the same.
+    let app = app.restart().await;
+    let url = app.url("/v1/stream/kept");
+    assert_eq!(
+        read(app.client.clone(), url.clone(), "-1".into()).await,
+        from_memory
+    );
+    assert_eq!(
+        read(app.client.clone(), url.clone(), again[1].clone()).await,
+        middle
+    );
+    assert_eq!(
+        read(app.client.clone(), url, again[4].clone()).await,
+        at_tail
+    );
+}

@@ -19,6 +19,7 @@
 
 mod read;
 mod sse;
+mod tails;
 mod watch;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 pub use read::{__path_read, read};
 
 use sse::{ReadSlot, Snapshot};
+use tails::Tails;
 
 use super::AppState;
 use crate::app::durable::{self as use_case, Append, Appended, Create, Fresh, Refusal};
@@ -43,22 +45,44 @@ use crate::http::error::ApiError;
 const EXPOSE: &str = "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, etag, content-type, content-encoding, vary, location";
 const ALLOW_HEADERS: &str = "content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, If-None-Match";
 
-/// Settings, per-node read times (the sliding TTL of reads), and the last
-/// read of each followed stream, shared by its SSE readers.
+/// Settings, per-node read times (the sliding TTL of reads), the last
+/// read of each followed stream, shared by its SSE readers, and (on SQLite)
+/// the streams' recent messages for catch-up reads.
 pub struct Durable {
     pub long_poll: Duration,
     pub max_append: usize,
     touched: Mutex<HashMap<String, i64>>,
     reads: Mutex<HashMap<String, ReadSlot>>,
+    tails: Option<Tails>,
 }
 
 impl Durable {
-    pub fn new(long_poll: Duration, max_append: usize) -> Self {
+    /// `single_writer`: every write to the streams passes this node's
+    /// writer (SQLite), so it may keep their recent messages ([`Tails`]).
+    pub fn new(long_poll: Duration, max_append: usize, single_writer: bool) -> Self {
         Durable {
             long_poll,
             max_append,
             touched: Mutex::new(HashMap::new()),
             reads: Mutex::new(HashMap::new()),
+            tails: single_writer.then(Tails::default),
+        }
+    }
+
+    /// What follows `after` in `stream` up to its tail (as read from the
+    /// database), when the messages kept in memory hold all of it.
+    fn kept(&self, stream: &Stream, after: &str) -> Option<tails::Hit> {
+        if stream.fork().is_some() {
+            return None;
+        }
+        self.tails.as_ref()?.read(&stream.path, after, &stream.tail)
+    }
+
+    /// A stream was created (or created again) or removed: what was kept
+    /// of it goes. Runs after the commit, on the writer's thread.
+    fn forget(&self, path: &str) {
+        if let Some(tails) = &self.tails {
+            tails.forget(path);
         }
     }
 
@@ -85,6 +109,17 @@ impl Durable {
     /// the hub wakes anyone (`Tx::after_commit`). Only a followed stream
     /// has a slot, and a slot a reader holds (reading) is left alone.
     fn seed(&self, fresh: Fresh) {
+        if let (Some(tails), None) = (&self.tails, fresh.stream.fork()) {
+            let message = &fresh.message;
+            let json = fresh.stream.is_json();
+            tails.append(
+                &fresh.stream.path,
+                json,
+                &fresh.after,
+                message.offset.clone(),
+                &message.data,
+            );
+        }
         let slot = {
             let reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
             match reads.get(&fresh.stream.path) {
@@ -252,9 +287,14 @@ pub async fn create(
         body,
         now_ms: now_ms(),
     };
+    let (kept, created_path) = (state.clone(), path.clone());
     let outcome = match state
         .writer
-        .write(move |tx| use_case::create(tx, job))
+        .write(move |tx| {
+            let outcome = use_case::create(tx, job)?;
+            tx.after_commit(move || kept.durable.forget(&created_path));
+            Ok(outcome)
+        })
         .await
     {
         Ok(committed) => committed.value,
@@ -507,9 +547,14 @@ pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let path = req.path().to_owned();
     let touched = state.durable.touched(&path);
     let now = now_ms();
+    let kept = state.clone();
     let outcome = match state
         .writer
-        .write(move |tx| use_case::delete(tx, &path, now, touched))
+        .write(move |tx| {
+            let outcome = use_case::delete(tx, &path, now, touched)?;
+            tx.after_commit(move || kept.durable.forget(&path));
+            Ok(outcome)
+        })
         .await
     {
         Ok(committed) => committed.value,

@@ -9,6 +9,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 
+use super::tails::Hit as Kept;
 use super::watch::Watch;
 use super::{answer, header_str, now_ms, sse, store_failure, text, visible};
 use crate::app::durable_read;
@@ -125,6 +126,11 @@ pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         return at_tail(&stream);
     }
     let start = stream.start(query.offset.as_deref());
+    if !long_poll {
+        if let Some(kept) = state.durable.kept(&stream, &start) {
+            return answer_kept(&req, &query, &start, &stream, kept);
+        }
+    }
     let mut watch = long_poll.then(|| Watch::new(&state, &path));
     let (messages, more) = match load(&state, &stream, &start).await {
         Ok(page) => page,
@@ -208,10 +214,69 @@ fn answer_read(
     start: &str,
     (stream, mut messages, more): Read,
 ) -> HttpResponse {
-    let long_poll = query.long_poll();
-    let whole = !long_poll && more;
+    let whole = !query.long_poll() && more;
     messages.retain(|m| m.offset <= stream.tail);
     let last = messages.last().map(|m| m.offset.as_str());
+    let mut r = match read_head(req, query, start, &stream, last, more, whole) {
+        Ok(r) => r,
+        Err(not_modified) => return not_modified,
+    };
+    if whole {
+        return r.streaming(CatchUp::new(state.clone(), stream, messages).into_body());
+    }
+    r.body(render(&stream, &messages))
+}
+
+/// The answer to a catch-up read that the stream's recent messages in
+/// memory hold up to its tail ([`super::Durable::kept`]).
+fn answer_kept(
+    req: &HttpRequest,
+    query: &ReadQuery,
+    start: &str,
+    stream: &Stream,
+    kept: Kept,
+) -> HttpResponse {
+    let mut r = match read_head(
+        req,
+        query,
+        start,
+        stream,
+        kept.last.as_deref(),
+        false,
+        false,
+    ) {
+        Ok(r) => r,
+        Err(not_modified) => return not_modified,
+    };
+    let (open, close): (&'static [u8], &'static [u8]) = if stream.is_json() {
+        (b"[", b"]")
+    } else {
+        (b"", b"")
+    };
+    let size = open.len() + kept.parts.iter().map(Bytes::len).sum::<usize>() + close.len();
+    let parts = std::iter::once(Bytes::from_static(open))
+        .chain(kept.parts)
+        .chain(std::iter::once(Bytes::from_static(close)))
+        .filter(|part| !part.is_empty())
+        .map(Ok::<_, std::convert::Infallible>);
+    r.body(actix_web::body::SizedStream::new(
+        size as u64,
+        futures_util::stream::iter(parts),
+    ))
+}
+
+/// The head of a read's answer from `start` whose messages end with
+/// `last` (`more`: the page left more; `whole`: a catch-up sent to the
+/// tail), or `Err` with 304 when `If-None-Match` matches its ETag.
+fn read_head(
+    req: &HttpRequest,
+    query: &ReadQuery,
+    start: &str,
+    stream: &Stream,
+    last: Option<&str>,
+    more: bool,
+    whole: bool,
+) -> Result<actix_web::HttpResponseBuilder, HttpResponse> {
     let end = stream.position(start, last, more, whole);
     let tag = rules::etag(
         &stream.path,
@@ -220,15 +285,15 @@ fn answer_read(
         end.at_end,
     );
     if header_str(req, "if-none-match") == Some(tag.as_str()) {
-        return answer(StatusCode::NOT_MODIFIED)
+        return Err(answer(StatusCode::NOT_MODIFIED)
             .insert_header((header::ETAG, tag))
-            .finish();
+            .finish());
     }
     let mut r = answer(StatusCode::OK);
     r.insert_header((header::CONTENT_TYPE, stream.content_type.clone()))
         .insert_header(("Stream-Next-Offset", end.next))
         .insert_header((header::ETAG, tag));
-    if long_poll {
+    if query.long_poll() {
         r.insert_header(("Stream-Cursor", query.cursor()));
     }
     if end.up_to_date {
@@ -237,10 +302,7 @@ fn answer_read(
     if end.at_end {
         r.insert_header(("Stream-Closed", "true"));
     }
-    if whole {
-        return r.streaming(CatchUp::new(state.clone(), stream, messages).into_body());
-    }
-    r.body(render(&stream, &messages))
+    Ok(r)
 }
 
 /// One page of the stream after `after`.
