@@ -33,7 +33,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 // `durable::read` for the route table.
 pub use read::{__path_read, read};
 
-use sse::{ReadSlot, Snapshot};
+use sse::ReadSlot;
 use tails::Tails;
 
 use super::AppState;
@@ -107,7 +107,8 @@ impl Durable {
     /// stream's last read grows by the message, or a read of it alone
     /// replaces it. Runs on the writer's thread after the commit and before
     /// the hub wakes anyone (`Tx::after_commit`). Only a followed stream
-    /// has a slot, and a slot a reader holds (reading) is left alone.
+    /// has a slot. On SQLite it also keeps the message with the stream's
+    /// recent ones ([`Tails`]).
     fn seed(&self, fresh: Fresh) {
         if let (Some(tails), None) = (&self.tails, fresh.stream.fork()) {
             let message = &fresh.message;
@@ -127,12 +128,7 @@ impl Durable {
                 None => return,
             }
         };
-        let Ok(mut last) = slot.try_lock() else {
-            return;
-        };
-        if let Some(seeded) = Snapshot::seeded(last.as_deref(), fresh) {
-            *last = Some(Arc::new(seeded));
-        }
+        slot.seed(fresh);
     }
 
     fn touched(&self, path: &str) -> i64 {

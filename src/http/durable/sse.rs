@@ -27,8 +27,46 @@ use crate::http::AppState;
 /// behind reads the database.
 const SEEDED_KEEP: usize = 64;
 
-/// The last read of one stream, locked while a reader renews it.
-pub(super) type ReadSlot = Arc<tokio::sync::Mutex<Option<Arc<Snapshot>>>>;
+/// The last read of one stream, shared by its SSE readers.
+pub(super) type ReadSlot = Arc<Slot>;
+
+/// The last read is looked at under a plain lock, held for no more than a
+/// clone of it (readers on both workers look at it after every append, and
+/// a lock they waited for across threads would cost each a cross-thread
+/// wake); a reader that must read the database anew holds `renewing`
+/// meanwhile, so the others wait for its read rather than read too.
+#[derive(Default)]
+pub(super) struct Slot {
+    last: std::sync::Mutex<Option<Arc<Snapshot>>>,
+    renewing: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<Arc<Snapshot>>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Leaves a committed append's message in the last read (see
+    /// [`Snapshot::seeded`]).
+    pub(super) fn seed(&self, fresh: Fresh) {
+        let mut last = self.last();
+        if let Some(seeded) = Snapshot::seeded(last.as_deref(), fresh) {
+            *last = Some(Arc::new(seeded));
+        }
+    }
+
+    /// The last read, and where in it what follows `offset` begins, if it
+    /// covers `offset` and every event up to `seen`.
+    fn covering(&self, offset: &str, seen: i64) -> Option<(Arc<Snapshot>, usize)> {
+        let last = self.last();
+        let snapshot = last.as_ref()?;
+        if snapshot.valid_through < seen {
+            return None;
+        }
+        let from = snapshot.after(offset)?;
+        Some((Arc::clone(snapshot), from))
+    }
+}
 
 /// One read of a stream: what followed `start`, valid for every event up to
 /// `valid_through` (the hub's head when it was read). Offsets never change
@@ -204,6 +242,8 @@ struct Follow {
     base64: bool,
     client_cursor: Option<String>,
     watch: Watch,
+    /// The stream's last read, shared with its other readers.
+    slot: ReadSlot,
     done: bool,
     waiting: bool,
     /// The reader's credential ending (a JWT's `exp`, a revoked token):
@@ -230,14 +270,14 @@ impl Follow {
     /// and every event this reader was woken by, else one new read (the
     /// others wait for it rather than read too).
     async fn shared_read(&self) -> Option<(Arc<Snapshot>, usize)> {
-        let slot = self.state.durable.read_slot(&self.path);
-        let mut last = slot.lock().await;
-        if let Some(snapshot) = last.as_ref() {
-            if snapshot.valid_through >= self.watch.seen {
-                if let Some(from) = snapshot.after(&self.offset) {
-                    return Some((Arc::clone(snapshot), from));
-                }
-            }
+        let slot = &self.slot;
+        if let Some(covering) = slot.covering(&self.offset, self.watch.seen) {
+            return Some(covering);
+        }
+        let _renewing = slot.renewing.lock().await;
+        // Another reader may have renewed it meanwhile.
+        if let Some(covering) = slot.covering(&self.offset, self.watch.seen) {
+            return Some(covering);
         }
         let (path, after) = (self.path.clone(), self.offset.clone());
         let now = now_ms();
@@ -250,7 +290,15 @@ impl Follow {
             .await
             .ok()??;
         let snapshot = Arc::new(Snapshot::new(self.offset.clone(), valid_through, read));
-        *last = Some(Arc::clone(&snapshot));
+        let mut last = slot.last();
+        // An append seeded while this read ran may be newer: it stays.
+        if last
+            .as_ref()
+            .is_none_or(|l| l.valid_through <= valid_through)
+        {
+            *last = Some(Arc::clone(&snapshot));
+        }
+        drop(last);
         Some((snapshot, 0))
     }
 
@@ -307,11 +355,12 @@ impl Follow {
             return Err(None);
         }
         self.waiting = false;
-        // A connected reader keeps a stream with a sliding TTL alive.
-        self.state.durable.touch(&self.path);
         if woke {
+            // `next` renews a sliding TTL after its read.
             Ok(())
         } else {
+            // A connected reader keeps a stream with a sliding TTL alive.
+            self.state.durable.touch(&self.path);
             Err(self.idle().await)
         }
     }
@@ -401,6 +450,7 @@ pub(super) fn sse(
     let base64 = !rules::is_text(&stream.content_type);
     let follow = Follow {
         watch: Watch::new(state, &stream.path),
+        slot: state.durable.read_slot(&stream.path),
         state: state.clone(),
         path: stream.path.clone(),
         offset,
