@@ -12,12 +12,6 @@ use switchboard::cli::{Cli, Command};
 use switchboard::startup::Application;
 use switchboard::telemetry;
 
-/// mimalloc rather than glibc's malloc: less CPU per allocation on the hot
-/// paths (frames, write buffers, futures). The free memory it keeps per
-/// thread is given back after streams close (`node::memory`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

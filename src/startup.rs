@@ -242,6 +242,10 @@ fn bind(args: &ServeArgs, auth: &Auth) -> anyhow::Result<TcpListener> {
 }
 
 /// Applies the migrations and opens the read pool.
+/// Blocking threads per HTTP worker beyond the read pool's connections
+/// (for the rest of the blocking work: memory return, shutdown joins).
+const BLOCKING_SPARE: usize = 4;
+
 fn open_store(url: &DatabaseUrl, read_pool: u32) -> anyhow::Result<Store> {
     let applied = run_migrations(url)?;
     if !applied.is_empty() {
@@ -529,7 +533,12 @@ fn start_http_server(
             http::serve_connections(app(), local, shutdown.clone(), streams.clone())
         })?
         .disable_signals()
-        .shutdown_timeout(2);
+        .shutdown_timeout(2)
+        // Blocking work on a worker is mostly reads waiting for one of the
+        // pool's connections: more threads than connections only wait,
+        // and each keeps its own allocator pages (10,000 streams opening
+        // at once would start hundreds).
+        .worker_max_blocking_threads(args.read_pool as usize + BLOCKING_SPARE);
     if let Some(workers) = args.workers {
         server = server.workers(workers);
     }

@@ -14,15 +14,10 @@
 //!
 //! Where no relay was installed (a thread outside the HTTP workers, the
 //! unit tests), a stream's waker is woken directly, as before.
-//!
-//! The relays also run what must run on every worker thread itself
-//! ([`on_every_worker`]): giving an allocator's per-thread free memory
-//! back, which only the thread that owns it can do.
 
 use std::cell::OnceCell;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
 use futures_util::task::AtomicWaker;
@@ -33,18 +28,11 @@ use futures_util::task::AtomicWaker;
 pub struct Relay {
     pending: Mutex<Vec<Waker>>,
     task: AtomicWaker,
-    /// Work to run on this thread ([`on_every_worker`]); `has_calls` says
-    /// whether there is any, so a wake need not lock `calls`.
-    calls: Mutex<Vec<fn()>>,
-    has_calls: AtomicBool,
 }
 
 thread_local! {
     static RELAY: OnceCell<Arc<Relay>> = const { OnceCell::new() };
 }
-
-/// Every relay installed, one per worker thread (gone with its thread).
-static RELAYS: Mutex<Vec<Weak<Relay>>> = Mutex::new(Vec::new());
 
 /// Starts this worker thread's relay task (once per thread; later calls do
 /// nothing). Must run on a thread whose tasks `tokio::task::spawn_local`
@@ -54,29 +42,9 @@ pub fn install() {
         cell.get_or_init(|| {
             let relay = Arc::new(Relay::default());
             tokio::task::spawn_local(Arc::clone(&relay).run());
-            lock(&RELAYS).push(Arc::downgrade(&relay));
             relay
         });
     });
-}
-
-/// Runs `call` on every worker thread that has a relay, soon, from that
-/// thread's relay task; returns how many threads will run it.
-pub fn on_every_worker(call: fn()) -> usize {
-    let mut relays = lock(&RELAYS);
-    relays.retain(|relay| relay.strong_count() > 0);
-    for relay in relays.iter().filter_map(Weak::upgrade) {
-        lock(&relay.calls).push(call);
-        relay.has_calls.store(true, Ordering::Release);
-        relay.task.wake();
-    }
-    relays.len()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// This thread's relay, if [`install`] ran here.
@@ -93,7 +61,7 @@ impl Relay {
                 self.task.register(cx.waker());
                 // Looked at after registering: a hand-over in between woke
                 // the new waker.
-                if self.lock().is_empty() && !self.has_calls.load(Ordering::Acquire) {
+                if self.lock().is_empty() {
                     Poll::Pending
                 } else {
                     Poll::Ready(())
@@ -104,19 +72,15 @@ impl Relay {
             for waker in taken.drain(..) {
                 waker.wake();
             }
-            if self.has_calls.swap(false, Ordering::AcqRel) {
-                let calls = std::mem::take(&mut *lock(&self.calls));
-                for call in calls {
-                    call();
-                }
-            }
             // A burst that grew the list does not keep it.
             taken.shrink_to(64);
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
-        lock(&self.pending)
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

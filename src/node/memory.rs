@@ -1,16 +1,13 @@
 //! Memory comes back after streams close.
 //!
 //! Ten thousand streams open and closed leave their memory with the
-//! allocators: mimalloc (the binary's allocator) keeps freed pages with the
-//! thread that freed them, glibc's malloc (SQLite's) keeps freed chunks in
-//! its arenas, and the hub's maps keep the room they grew to. The resident
-//! size would stay at its high-water mark for the process's life. So a task
-//! looks at the number of open streams every [`PERIOD`]; once it has fallen
-//! by [`MIN_DROP`] or more from its highest since the last time, it shrinks
-//! the hub's maps, has every HTTP worker give its own free mimalloc pages
-//! back (from its relay task, `hub::wake::on_every_worker`), and asks glibc
-//! to hand every wholly free page back to the kernel (`malloc_trim(0)`, on a
-//! blocking thread: it walks every arena).
+//! allocator: glibc's malloc keeps freed chunks in its arenas (one per busy
+//! thread), and the hub's maps keep the room they grew to. The resident size
+//! would stay at its high-water mark for the process's life. So a task looks
+//! at the number of open streams every [`PERIOD`]; once it has fallen by
+//! [`MIN_DROP`] or more from its highest since the last time, it shrinks the
+//! hub's maps and asks malloc to hand every wholly free page back to the
+//! kernel (`malloc_trim(0)`, on a blocking thread: it walks every arena).
 //! Nothing is trimmed while streams only open, so a steady server pays
 //! nothing but a counter read every few seconds.
 
@@ -43,9 +40,6 @@ pub fn spawn_memory_return(hub: Arc<Hub>) {
         async move {
             if let Some(hub) = due {
                 hub.shrink_to_fit();
-                // mimalloc's free pages belong to the thread that freed
-                // them: each worker gives its own back.
-                crate::hub::wake::on_every_worker(collect_here);
                 spawn_blocking_in_span(trim)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -55,18 +49,8 @@ pub fn spawn_memory_return(hub: Arc<Hub>) {
     });
 }
 
-/// Hands this thread's free mimalloc pages back to the kernel (nothing
-/// where mimalloc is not the allocator: its heap here is empty).
-fn collect_here() {
-    // SAFETY: mi_collect only releases the calling thread's own free
-    // memory; it takes no pointer.
-    unsafe { libmimalloc_sys::mi_collect(true) }
-}
-
-/// Hands the allocators' wholly free pages back to the kernel: glibc's
-/// (SQLite allocates there) and this thread's mimalloc pages.
+/// Hands the allocator's wholly free pages back to the kernel.
 fn trim() {
-    collect_here();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks and releases the allocator's own free
     // memory; it takes no pointer and is safe to call from any thread.

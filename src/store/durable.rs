@@ -93,8 +93,10 @@ pub fn update(conn: &mut DbConn, row: &StreamRow) -> Result<(), StoreError> {
 }
 
 /// What an append moves (tail, bytes, the `Stream-Seq`, the last access),
-/// written alone: one fixed statement, prepared once, where [`update`]
-/// writes every column.
+/// written alone, where [`update`] writes every column. (diesel 2.3
+/// prepares every `UPDATE` anew, a cached one included: its `&T` and
+/// `MultiConnection` wrappers walk the statement, which marks itself
+/// unsafe to cache.)
 pub fn update_appended(conn: &mut DbConn, row: &StreamRow) -> Result<(), StoreError> {
     diesel::update(ds_streams::table.find(&row.path))
         .set((
