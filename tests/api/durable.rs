@@ -37,6 +37,14 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Re
         .unwrap()
 }
 
+/// An answer's `Stream-Next-Offset`.
+fn next_offset(r: &reqwest::Response) -> String {
+    r.headers()["stream-next-offset"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// The whole stream from the start (following `Stream-Next-Offset` chunks).
 async fn read_all(client: &reqwest::Client, url: &str) -> (Vec<u8>, String) {
     let mut offset = "-1".to_owned();
@@ -77,12 +85,7 @@ async fn streams_survive_a_restart_with_offsets_and_bytes_intact() {
         let chunk = binary(1000 + i * 37, i as u8);
         let r = post(&app.client, &url, chunk.clone()).await;
         assert_eq!(r.status(), 204);
-        offsets.push(
-            r.headers()["stream-next-offset"]
-                .to_str()
-                .unwrap()
-                .to_owned(),
-        );
+        offsets.push(next_offset(&r));
         written.extend(chunk);
     }
     let mut sorted = offsets.clone();
@@ -464,12 +467,7 @@ async fn a_catch_up_from_memory_answers_what_the_database_holds() {
                     .await
                     .unwrap();
                 assert_eq!(r.status(), 204);
-                offsets.push(
-                    r.headers()["stream-next-offset"]
-                        .to_str()
-                        .unwrap()
-                        .to_owned(),
-                );
+                offsets.push(next_offset(&r));
             }
             offsets
         }
