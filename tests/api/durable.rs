@@ -45,21 +45,24 @@ fn next_offset(r: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// A catch-up read from `offset`, answered 200.
+async fn read_from(client: &reqwest::Client, url: &str, offset: &str) -> reqwest::Response {
+    let r = client
+        .get(format!("{url}?offset={offset}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r
+}
+
 /// The whole stream from the start (following `Stream-Next-Offset` chunks).
 async fn read_all(client: &reqwest::Client, url: &str) -> (Vec<u8>, String) {
     let mut offset = "-1".to_owned();
     let mut out = Vec::new();
     loop {
-        let r = client
-            .get(format!("{url}?offset={offset}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let next = r.headers()["stream-next-offset"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let r = read_from(client, url, &offset).await;
+        let next = next_offset(&r);
         let done = r.headers().contains_key("stream-up-to-date");
         out.extend_from_slice(&r.bytes().await.unwrap());
         offset = next;
@@ -473,12 +476,7 @@ async fn a_catch_up_from_memory_answers_what_the_database_holds() {
         }
     };
     let read = |client: reqwest::Client, url: String, offset: String| async move {
-        let r = client
-            .get(format!("{url}?offset={offset}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let r = read_from(&client, &url, &offset).await;
         let head = |name: &str| {
             r.headers()
                 .get(name)

@@ -144,18 +144,20 @@ pub fn json_append(body: &[u8], create: bool) -> Result<Vec<u8>, JsonRefusal> {
     Ok(out)
 }
 
+/// A stored JSON message's values, comma-separated (it may be stored with
+/// a trailing comma); `None` when it holds none.
+pub fn json_values(data: &[u8]) -> Option<&[u8]> {
+    Some(data.strip_suffix(b",").unwrap_or(data)).filter(|values| !values.is_empty())
+}
+
 /// The values of stored JSON messages as one array: `[a,b,c]`.
 pub fn json_array<'a>(messages: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut out = vec![b'['];
-    for data in messages {
-        let trimmed = data.strip_suffix(b",").unwrap_or(data);
-        if trimmed.is_empty() {
-            continue;
-        }
+    for values in messages.filter_map(json_values) {
         if out.len() > 1 {
             out.push(b',');
         }
-        out.extend_from_slice(trimmed);
+        out.extend_from_slice(values);
     }
     out.push(b']');
     out
@@ -163,7 +165,7 @@ pub fn json_array<'a>(messages: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
 
 /// The first `count` values of a stored JSON message, stored again.
 pub fn json_prefix(data: &[u8], count: usize) -> Option<Vec<u8>> {
-    let trimmed = data.strip_suffix(b",").unwrap_or(data);
+    let trimmed = json_values(data).unwrap_or_default();
     let mut wrapped = Vec::with_capacity(trimmed.len() + 2);
     wrapped.push(b'[');
     wrapped.extend_from_slice(trimmed);

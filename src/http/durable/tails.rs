@@ -16,6 +16,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::domain::durable as rules;
+
 /// A stream's tail starts over once it would cost more than this.
 const STREAM_BYTES: usize = 16 << 20;
 /// Every stream's tail together: past this, the tails appended to longest
@@ -94,10 +96,9 @@ impl Tail {
 
     fn push(&mut self, offset: String, data: &[u8]) {
         if self.json {
-            let value = data.strip_suffix(b",").unwrap_or(data);
-            if !value.is_empty() {
+            if let Some(values) = rules::json_values(data) {
                 self.open.push(b',');
-                self.open.extend_from_slice(value);
+                self.open.extend_from_slice(values);
             }
         } else {
             self.open.extend_from_slice(data);
