@@ -16,7 +16,6 @@
 mod frame;
 mod index;
 mod queue;
-pub mod wake;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,13 +24,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::wake::Wakes;
 pub use frame::{
     comment_frame, event_frame, frame_events, mercure_frame, retry_frame, Frame, Framing,
 };
 use index::ChannelIndex;
 pub use queue::FrameQueue;
 use queue::Pushed;
-use wake::Wakes;
 
 use crate::domain::mercure::Update;
 use crate::domain::{ChannelPattern, Event, EventId, PresenceChange, StreamFilter, Timestamp};

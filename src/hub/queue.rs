@@ -14,8 +14,8 @@ use std::task::{Context, Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
-use super::wake::{self, Relay};
 use super::Frame;
+use crate::wake::{self, Relay};
 
 /// A drained ring larger than this is given back rather than kept.
 const KEEP_CAPACITY: usize = 16;

@@ -319,6 +319,10 @@ pub const NOTIFY_CHANNEL: &str = "switchboard_events";
 struct Request {
     claim: Option<IdempotencyClaim>,
     job: Box<dyn Pending>,
+    /// The relay of the HTTP worker that waits for the answer, if it has
+    /// one: the answer is handed to it with the batch's wakes
+    /// (`wake::run_on`).
+    relay: Option<Arc<crate::wake::Relay>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -448,6 +452,7 @@ impl Writer {
                 .send(Request {
                     claim,
                     job: Box::new(job),
+                    relay: crate::wake::current(),
                 })
                 .await
                 .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
@@ -486,6 +491,7 @@ impl Writer {
             .try_send(Request {
                 claim: None,
                 job: Box::new(job),
+                relay: None,
             })
             .is_ok()
     }

@@ -120,7 +120,7 @@ where
     let streams = Rc::new(streams);
     fn_factory(move || {
         // This worker's streams are woken through its relay (hub::wake).
-        crate::hub::wake::install();
+        crate::wake::install();
         let app = app.new_service(());
         let shutdown = shutdown.clone();
         let streams = Rc::clone(&streams);

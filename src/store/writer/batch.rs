@@ -28,6 +28,7 @@ pub(super) fn run(
     on_commit: OnCommit,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut head = Head::default();
     let mut last_used = std::time::Instant::now();
     // Since when no batch could commit (a primary gone, a full disk).
     let mut down_since: Option<std::time::Instant> = None;
@@ -58,7 +59,7 @@ pub(super) fn run(
         if batch.is_empty() {
             continue;
         }
-        let committed = commit_batch(&mut conn, &mut batch, &on_commit);
+        let committed = commit_batch(&mut conn, &mut batch, &on_commit, &mut head);
         last_used = std::time::Instant::now();
         if committed {
             if let Some(since) = down_since.take() {
@@ -108,14 +109,30 @@ pub(super) fn writer_connection(url: &DatabaseUrl) -> Result<DbConn, StoreError>
     Ok(conn)
 }
 
+/// The log's head as the writer last committed it, on SQLite: there every
+/// event passes this writer, so the head a batch ends with is the next
+/// batch's, and reading `sqlite_sequence` again (a statement prepared anew
+/// each time) is not needed. Forgotten whenever a batch fails; never kept on
+/// PostgreSQL, where other nodes append too.
+#[derive(Default)]
+struct Head(Option<EventId>);
+
 /// Runs and commits one batch; false when the commit failed.
-fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommit) -> bool {
+fn commit_batch(
+    conn: &mut DbConn,
+    batch: &mut Vec<Request>,
+    on_commit: &OnCommit,
+    head: &mut Head,
+) -> bool {
     let started = std::time::Instant::now();
     let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
     let mut before = None;
     let mut announced = false;
+    let known = head.0.take();
+    let mut read_head = EventId::ZERO;
     let committed = db::write_transaction::<_, StoreError>(conn, |conn| {
-        let (now, head) = batch_start(conn)?;
+        let (now, head) = batch_start(conn, known)?;
+        read_head = head;
         before = conn.is_postgres().then_some(head);
         let log = run_jobs(conn, batch, now, head, &mut results)?;
         if let (Some(_), Some(last)) = (before, log.events.last()) {
@@ -147,24 +164,36 @@ fn commit_batch(conn: &mut DbConn, batch: &mut Vec<Request>, on_commit: &OnCommi
             return false;
         }
     };
-    let delivered = publish(on_commit, before, &events);
-    crate::metrics::record_commit(batch.len(), started.elapsed());
+    if !conn.is_postgres() {
+        head.0 = Some(events.last().map_or(read_head, |event| event.id));
+    }
+    let requests = batch.len();
+    // The streams the events reach and the requests answered are woken
+    // together: one hand-over per HTTP worker.
+    crate::wake::gathered(|| {
+        let delivered = publish(on_commit, before, &events);
+        answer(batch, results, events, delivered);
+    });
+    crate::metrics::record_commit(requests, started.elapsed());
     tracing::trace!(
-        requests = batch.len(),
+        requests,
         micros = started.elapsed().as_micros() as u64,
         "group commit"
     );
-    answer(batch, results, events, delivered);
     true
 }
 
 /// The batch's time and the log's head, read under the write lock: every id
 /// up to the head is committed, the batch's events follow it, and event
 /// times grow with ids (replay windows and retention rely on it).
-fn batch_start(conn: &mut DbConn) -> Result<(Timestamp, EventId), StoreError> {
+/// `known`: the head the last batch committed (SQLite only, see [`Head`]).
+fn batch_start(
+    conn: &mut DbConn,
+    known: Option<EventId>,
+) -> Result<(Timestamp, EventId), StoreError> {
     let now = Timestamp::now();
     if !conn.is_postgres() {
-        return Ok((now, events::head_id(conn)?));
+        return Ok((now, known.map_or_else(|| events::head_id(conn), Ok)?));
     }
     // Another node's clock may be ahead of this one's: never go below the
     // newest event's time.
@@ -249,7 +278,8 @@ fn answer(
             },
             Done::Replayed(stored) => Finished::Replayed(stored),
         });
-        request.job.finish(outcome);
+        let Request { job, relay, .. } = request;
+        crate::wake::run_on(relay.as_ref(), move || job.finish(outcome));
     }
 }
 
