@@ -24,6 +24,7 @@ use crate::domain::{ChannelPattern, DomainError, EventId, ResourceId, StreamFilt
 use crate::http::error::ApiError;
 use crate::hub::{Framing, StreamOwner};
 
+mod keepalive;
 mod log_stream;
 pub(in crate::http) use log_stream::{sse_response_with, LogStream};
 

@@ -5,8 +5,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::future::{poll_fn, Future as _};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -16,8 +15,8 @@ use actix_web::HttpResponse;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use serde::Serialize;
-use tokio::time::Sleep;
 
+use super::keepalive::KeepAlive;
 use super::Start;
 use crate::auth::{EndOfCredential, StreamEnd};
 use crate::domain::mercure::Update;
@@ -80,8 +79,7 @@ pub(in crate::http) struct LogStream {
     phase: Phase,
     pending: VecDeque<Bytes>,
     replay_window: Duration,
-    keepalive: Duration,
-    keepalive_timer: Pin<Box<Sleep>>,
+    keepalive: KeepAlive,
     last_sent: Instant,
     opened: Instant,
     events_sent: u64,
@@ -122,8 +120,7 @@ impl LogStream {
             },
             pending: VecDeque::from([retry_frame(settings.retry.as_millis())]),
             replay_window: settings.replay_window,
-            keepalive: settings.keepalive,
-            keepalive_timer: Box::pin(tokio::time::sleep(settings.keepalive)),
+            keepalive: KeepAlive::new(settings.keepalive),
             last_sent: Instant::now(),
             opened: Instant::now(),
             events_sent: 0,
@@ -336,15 +333,8 @@ impl LogStream {
                 // Taken at the top of the loop.
                 continue;
             }
-            if self.keepalive_timer.as_mut().poll(cx).is_ready() {
-                let due = self.last_sent + self.keepalive;
-                if Instant::now() >= due {
-                    let next = Instant::now() + self.keepalive;
-                    self.keepalive_timer.as_mut().reset(next.into());
-                    return Poll::Ready(Ok(Some(comment_frame("keep-alive"))));
-                }
-                self.keepalive_timer.as_mut().reset(due.into());
-                continue;
+            if self.keepalive.poll_due(cx, self.last_sent) {
+                return Poll::Ready(Ok(Some(comment_frame("keep-alive"))));
             }
             return Poll::Pending;
         }
