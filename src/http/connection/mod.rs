@@ -119,7 +119,8 @@ where
         .map_err(|err: actix_web::Error| err.error_response());
     let streams = Rc::new(streams);
     fn_factory(move || {
-        // This worker's streams are woken through its relay (hub::wake).
+        // This worker's streams and the writer's answers to its requests are
+        // woken through its relay (crate::wake).
         crate::wake::install();
         let app = app.new_service(());
         let shutdown = shutdown.clone();

@@ -53,7 +53,8 @@ impl KeepAlive {
             return false;
         }
         let due = last_sent + self.clock.period;
-        if Instant::now() >= due {
+        let now = Instant::now();
+        if now >= due {
             self.registered = None;
             return true;
         }
@@ -61,7 +62,7 @@ impl KeepAlive {
         if start {
             // Nothing waits while the clock's task is stopped: the ticks
             // missed meanwhile are skipped.
-            let now = self.clock.tick_at(Instant::now());
+            let now = self.clock.tick_at(now);
             state.now_tick = state.now_tick.max(now.saturating_sub(1));
             state.running = true;
         }
