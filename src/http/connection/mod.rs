@@ -119,8 +119,7 @@ where
         .map_err(|err: actix_web::Error| err.error_response());
     let streams = Rc::new(streams);
     fn_factory(move || {
-        // This worker's streams and the writer's answers to its requests are
-        // woken through its relay (crate::wake).
+        // Streams and writer answers reach this worker via its relay (crate::wake).
         crate::wake::install();
         let app = app.new_service(());
         let shutdown = shutdown.clone();
