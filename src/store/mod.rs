@@ -120,7 +120,11 @@ pub fn prune_direct(
 /// (a few pages) and waits at most `RESTART_WAIT` for readers of the old
 /// frames; the next commit then writes the WAL from its start again, over
 /// pages already in memory.
-pub fn checkpoint(conn: &mut DbConn) -> Result<(), StoreError> {
+///
+/// The restart runs while `writer` holds its batches back ([`Writer::hold`]):
+/// a batch would otherwise wait on SQLite's lock meanwhile, and a batch can
+/// run on an HTTP worker.
+pub fn checkpoint(conn: &mut DbConn, writer: Option<&Writer>) -> Result<(), StoreError> {
     use diesel::connection::SimpleConnection;
     #[derive(QueryableByName)]
     struct Progress {
@@ -138,8 +142,12 @@ pub fn checkpoint(conn: &mut DbConn) -> Result<(), StoreError> {
         "PRAGMA busy_timeout = {};",
         RESTART_WAIT.as_millis()
     ))?;
-    let restarted =
-        diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<Progress>(conn);
+    let mut restart =
+        || diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<Progress>(conn);
+    let restarted = match writer {
+        Some(writer) => writer.hold(restart),
+        None => restart(),
+    };
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {};",
         db::BUSY_TIMEOUT.as_millis()

@@ -117,3 +117,135 @@ async fn a_request_failing_in_the_database_is_rolled_back_alone() {
 }
 
 crate::on_both_backends!(a_request_failing_in_the_database_is_rolled_back_alone);
+
+/// A thread like an HTTP worker's: a current-thread runtime and a local
+/// set, with its relay installed; runs `body` there to the end.
+fn on_worker<F, Fut>(body: F) -> std::thread::JoinHandle<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async move {
+            switchboard::wake::install();
+            body().await
+        });
+    })
+}
+
+/// On SQLite with the writer idle, the worker that asks commits on its own
+/// thread (the writer's turn, `inline`); with requests from two workers at
+/// once, the turn passes between them and the writer's thread, and every
+/// request is committed once, answered with its logged id, and published
+/// in id order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_take_the_writers_turn_and_every_request_commits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = DatabaseUrl::parse(dir.path().join("t.db").to_str().unwrap()).unwrap();
+    store::run_migrations(&url).unwrap();
+    let published = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (writer, thread) = Writer::start(
+        &url,
+        WriterConfig {
+            inline: true,
+            ..WriterConfig::default()
+        },
+        Arc::new({
+            let published = published.clone();
+            move |_, events: &[&Event]| {
+                let here = std::thread::current().id();
+                let mut published = published.lock().unwrap();
+                published.extend(events.iter().map(|event| (event.id, here)));
+                vec![0; events.len()]
+            }
+        }),
+    )
+    .unwrap();
+
+    // One request, the writer idle: committed on the asking thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let alone = writer.clone();
+    on_worker(move || async move {
+        let done = alone
+            .write(|tx| Ok(tx.append(&event(0))?.id))
+            .await
+            .unwrap();
+        tx.send((done.value, std::thread::current().id())).unwrap();
+    })
+    .join()
+    .unwrap();
+    let (first, worker) = rx.recv().unwrap();
+    assert_eq!(first.get(), 1);
+    assert_eq!(
+        published.lock().unwrap().as_slice(),
+        [(first, worker)],
+        "published once, on the worker that asked"
+    );
+
+    // Two workers, 300 concurrent requests each.
+    let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let (writer, answered) = (writer.clone(), answered.clone());
+            on_worker(move || async move {
+                let mut jobs = Vec::new();
+                for n in 0..300u32 {
+                    let writer = writer.clone();
+                    jobs.push(tokio::task::spawn_local(async move {
+                        let n = 1 + w * 1000 + n;
+                        writer.write(move |tx| Ok(tx.append(&event(n))?.id)).await
+                    }));
+                }
+                for job in jobs {
+                    let done = job.await.unwrap().expect("every request commits");
+                    assert_eq!(done.events[0].id, done.value);
+                    answered.lock().unwrap().push(done.value.get());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let mut answered = answered.lock().unwrap().clone();
+    answered.sort();
+    assert_eq!(
+        answered,
+        (2..=601).collect::<Vec<i64>>(),
+        "each id answered once"
+    );
+    let published = published.lock().unwrap().clone();
+    let ids: Vec<i64> = published.iter().map(|(id, _)| id.get()).collect();
+    assert_eq!(
+        ids,
+        (1..=601).collect::<Vec<i64>>(),
+        "published once each, in id order"
+    );
+
+    // A hold keeps batches back until it ends.
+    let held = writer.clone();
+    let (started, waiting) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        held.hold(|| {
+            started.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            std::time::Instant::now()
+        })
+    });
+    waiting.recv().unwrap();
+    writer
+        .write(|tx| Ok(tx.append(&event(9))?.id))
+        .await
+        .unwrap();
+    let committed_at = std::time::Instant::now();
+    let released_at = holder.join().unwrap();
+    assert!(committed_at >= released_at, "the write waited for the hold");
+
+    drop(writer);
+    thread.join().unwrap();
+}
