@@ -22,8 +22,8 @@ use crate::hub::Hub;
 use crate::node::cluster::{self, Node};
 use crate::node::periodic::spawn_periodic;
 use crate::store::{
-    self, events, open_pool, run_migrations, CommitListener, DatabaseUrl, Store, WeakWriter,
-    Writer, WriterConfig,
+    self, events, open_pool, run_migrations, CommitListener, DatabaseUrl, Store, Writer,
+    WriterConfig,
 };
 
 /// Events deleted per retention transaction.
@@ -264,10 +264,7 @@ fn open_store(url: &DatabaseUrl, read_pool: u32) -> anyhow::Result<Store> {
 /// server's per-backend cache of subtransaction ids overflows and every
 /// other session's snapshot gets slower, so batches stay within it.
 fn writer_config(url: &DatabaseUrl) -> WriterConfig {
-    let mut config = WriterConfig {
-        inline: url.sqlite_synchronous() == Some(crate::config::Synchronous::Normal),
-        ..WriterConfig::default()
-    };
+    let mut config = WriterConfig::default();
     if url.is_postgres() {
         config.max_batch = 64;
         // A write is answered (503 at worst) within this, also when the
@@ -374,7 +371,7 @@ fn spawn_background_tasks(
         },
     );
     if !args.db.database.is_postgres() {
-        spawn_checkpointer(store.clone(), writer.downgrade(), hub.shutdown_signal());
+        spawn_checkpointer(store.clone(), hub.shutdown_signal());
     }
     crate::node::memory::spawn_memory_return(Arc::clone(hub));
     if args.tokens.is_some() {
@@ -404,14 +401,13 @@ fn spawn_retention(writer: Writer, retention: Duration, shutdown: watch::Receive
 
 /// Checkpoints the WAL from a pooled connection, so commits never stall on
 /// one (see `store::checkpoint`).
-fn spawn_checkpointer(store: Store, writer: WeakWriter, shutdown: watch::Receiver<bool>) {
+fn spawn_checkpointer(store: Store, shutdown: watch::Receiver<bool>) {
     spawn_periodic("checkpoint", CHECKPOINT_PERIOD, shutdown, move || {
         let pool = store.pool().clone();
-        let writer = writer.upgrade();
         async move {
             crate::telemetry::spawn_blocking_in_span(move || {
                 let mut conn = pool.get()?;
-                store::checkpoint(&mut conn, writer.as_ref())
+                store::checkpoint(&mut conn)
             })
             .await
             .map_err(|e| e.to_string())?

@@ -1,9 +1,7 @@
-//! Waking tasks on the HTTP workers from the thread that committed: one
-//! wake per worker thread per commit, not one per stream or per request.
+//! Waking tasks on the HTTP workers from the writer's thread: one wake per
+//! worker thread per commit, not one per stream or per request.
 //!
-//! The hub publishes where a batch committed (the writer's thread, or the
-//! HTTP worker whose turn it was, `store/writer/turns.rs`; or the
-//! follower's thread); the streams
+//! The hub publishes on the writer's thread (or the follower's); the streams
 //! it pushes to, and the requests the writer answers, run on the HTTP
 //! workers. Waking a task from another thread costs a system call (tokio
 //! writes to the worker's eventfd) and a context switch, every time: a

@@ -214,39 +214,25 @@ pub fn transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    begin(conn, mode)?;
-    run_begun(conn, f)
-}
-
-fn begin(conn: &mut DbConn, mode: TxMode) -> Result<(), diesel::result::Error> {
-    use diesel::connection::AnsiTransactionManager;
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    type Manager = <DbConn as Connection>::TransactionManager;
     match (&mut *conn, mode) {
         (DbConn::Sqlite(c), TxMode::Read) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?
         }
         (DbConn::Sqlite(c), TxMode::Write) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
         (DbConn::Pg(c), TxMode::Read) => AnsiTransactionManager::begin_transaction_sql(
             c,
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        ),
+        )?,
         // The cluster-wide write lock in the same round trip as BEGIN.
         (DbConn::Pg(c), TxMode::Write) => AnsiTransactionManager::begin_transaction_sql(
             c,
             &format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"),
-        ),
+        )?,
     }
-}
-
-/// Runs `f` in the transaction just begun; commits when it succeeds, rolls
-/// back when it fails.
-fn run_begun<T, E>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> Result<T, E>) -> Result<T, E>
-where
-    E: From<diesel::result::Error>,
-{
-    use diesel::connection::TransactionManager;
-    type Manager = <DbConn as Connection>::TransactionManager;
     match f(conn) {
         Ok(value) => match Manager::commit_transaction(conn) {
             Ok(()) => Ok(value),
@@ -278,40 +264,6 @@ where
     E: From<diesel::result::Error>,
 {
     transaction(conn, TxMode::Write, f)
-}
-
-/// The writer's write transaction, on a connection whose own busy timeout is
-/// 0 (`store/writer/batch.rs`): when another connection holds SQLite's
-/// write lock, `patient` waits for it as a busy timeout would (up to
-/// [`BUSY_TIMEOUT`], then the error); an impatient call returns `Ok(None)`
-/// at once, having run nothing. On PostgreSQL, `write_transaction`.
-pub fn writer_transaction<T, E>(
-    conn: &mut DbConn,
-    patient: bool,
-    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
-) -> Result<Option<T>, E>
-where
-    E: From<diesel::result::Error>,
-{
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match begin(conn, TxMode::Write) {
-            Ok(()) => return run_begun(conn, f).map(Some),
-            Err(err) if conn.is_postgres() || !is_busy(&err) => return Err(err.into()),
-            Err(_) if !patient => return Ok(None),
-            Err(err) if started.elapsed() >= BUSY_TIMEOUT => return Err(err.into()),
-            Err(_) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(25));
-            }
-        }
-    }
-}
-
-/// SQLite's "busy": another connection holds the lock asked for.
-fn is_busy(err: &diesel::result::Error) -> bool {
-    matches!(err, diesel::result::Error::DatabaseError(_, info) if info.message().contains("database is locked"))
 }
 
 #[cfg(test)]

@@ -120,11 +120,7 @@ pub fn prune_direct(
 /// (a few pages) and waits at most `RESTART_WAIT` for readers of the old
 /// frames; the next commit then writes the WAL from its start again, over
 /// pages already in memory.
-///
-/// The restart runs while `writer` holds its batches back ([`Writer::hold`]):
-/// a batch would otherwise wait on SQLite's lock meanwhile, and a batch can
-/// run on an HTTP worker.
-pub fn checkpoint(conn: &mut DbConn, writer: Option<&Writer>) -> Result<(), StoreError> {
+pub fn checkpoint(conn: &mut DbConn) -> Result<(), StoreError> {
     use diesel::connection::SimpleConnection;
     #[derive(QueryableByName)]
     struct Progress {
@@ -142,12 +138,8 @@ pub fn checkpoint(conn: &mut DbConn, writer: Option<&Writer>) -> Result<(), Stor
         "PRAGMA busy_timeout = {};",
         RESTART_WAIT.as_millis()
     ))?;
-    let mut restart =
-        || diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<Progress>(conn);
-    let restarted = match writer {
-        Some(writer) => writer.hold(restart),
-        None => restart(),
-    };
+    let restarted =
+        diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<Progress>(conn);
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {};",
         db::BUSY_TIMEOUT.as_millis()

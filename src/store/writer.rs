@@ -26,9 +26,7 @@ use super::{events, DatabaseUrl, StoreError};
 use crate::domain::{Event, EventId, NewEvent, Timestamp};
 
 mod batch;
-mod turns;
-use batch::{writer_connection, Engine};
-use turns::Turns;
+use batch::{run, writer_connection};
 
 /// A change the writer committed: what the job returned, the events it
 /// appended (with their ids), and per event how many streams it reached.
@@ -180,7 +178,7 @@ impl Tx<'_> {
         Ok(self.log.events.last().expect("just pushed"))
     }
 
-    /// Runs `f` where the batch committed (`turns`), once it is, before
+    /// Runs `f` on the writer's thread once the batch is committed, before
     /// its events are handed to the hub (so before any stream is woken by
     /// them), and not at all if this job fails or the commit does. For
     /// caches of committed state that readers woken by the events may use.
@@ -337,10 +335,6 @@ pub struct WriterConfig {
     /// (PostgreSQL: a network that is gone would hold it for as long as
     /// TCP takes). A request that gave up before its batch began is not run.
     pub deadline: Option<std::time::Duration>,
-    /// Whether an HTTP worker may commit a batch on its own thread when the
-    /// writer is idle (`turns`): for commits that wait for neither the
-    /// network nor the disk (SQLite with `synchronous = NORMAL`).
-    pub inline: bool,
 }
 
 impl Default for WriterConfig {
@@ -349,7 +343,6 @@ impl Default for WriterConfig {
             queue: 8192,
             max_batch: 1024,
             deadline: None,
-            inline: false,
         }
     }
 }
@@ -358,18 +351,7 @@ impl Default for WriterConfig {
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Request>,
-    alive: Arc<Alive>,
     deadline: Option<std::time::Duration>,
-}
-
-/// Held by every `Writer`: when the last one goes, the writer's thread
-/// commits what is left and ends.
-struct Alive(Arc<Turns>);
-
-impl Drop for Alive {
-    fn drop(&mut self) {
-        self.0.close();
-    }
 }
 
 /// A handle that does not keep the writer alive (for the hub, which the
@@ -378,19 +360,13 @@ impl Drop for Alive {
 #[derive(Clone)]
 pub struct WeakWriter {
     queue: mpsc::WeakSender<Request>,
-    alive: std::sync::Weak<Alive>,
     deadline: Option<std::time::Duration>,
 }
 
 impl WeakWriter {
     pub fn upgrade(&self) -> Option<Writer> {
-        let alive = self.alive.upgrade()?;
-        let queue = self.queue.upgrade()?;
-        Some(Writer {
-            queue,
-            alive,
-            deadline: self.deadline,
-        })
+        let deadline = self.deadline;
+        self.queue.upgrade().map(|queue| Writer { queue, deadline })
     }
 }
 
@@ -404,19 +380,16 @@ impl Writer {
     ) -> Result<(Writer, thread::JoinHandle<()>), StoreError> {
         let conn = writer_connection(url)?;
         let (queue, requests) = mpsc::channel(config.queue);
-        let engine = Engine::new(url.clone(), conn, requests, config.max_batch, on_commit);
-        let turns = Arc::new(Turns::new(engine, config.inline));
         let handle = thread::Builder::new()
             .name("switchboard-writer".into())
             .spawn({
-                let turns = Arc::clone(&turns);
-                move || turns.serve()
+                let url = url.clone();
+                move || run(url, conn, requests, config.max_batch, on_commit)
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok((
             Writer {
                 queue,
-                alive: Arc::new(Alive(turns)),
                 deadline: config.deadline,
             },
             handle,
@@ -426,16 +399,8 @@ impl Writer {
     pub fn downgrade(&self) -> WeakWriter {
         WeakWriter {
             queue: self.queue.downgrade(),
-            alive: Arc::downgrade(&self.alive),
             deadline: self.deadline,
         }
-    }
-
-    /// Runs `f` (blocking) while no batch runs: waits for the one under
-    /// way and holds the next back until `f` returns. For the WAL's restart
-    /// checkpoint, which would otherwise hold a batch on SQLite's lock.
-    pub fn hold<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.alive.0.hold(f)
     }
 
     /// Runs `job` in the next group commit and waits for the commit.
@@ -482,23 +447,15 @@ impl Writer {
             render,
             reply: Some(reply),
         };
-        let relay = crate::wake::current();
-        let on_worker = relay.is_some();
         let submitted = async {
             self.queue
                 .send(Request {
                     claim,
                     job: Box::new(job),
-                    relay,
+                    relay: crate::wake::current(),
                 })
                 .await
                 .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-            if let Some(turn) = self.alive.0.claim(on_worker) {
-                // The requests this worker read in the same round queue
-                // meanwhile and join the batch.
-                tokio::task::yield_now().await;
-                turn.commit();
-            }
             answer
                 .await
                 .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
@@ -530,19 +487,13 @@ impl Writer {
             render: nothing_to_store,
             reply: None,
         };
-        let queued = self
-            .queue
+        self.queue
             .try_send(Request {
                 claim: None,
                 job: Box::new(job),
                 relay: None,
             })
-            .is_ok();
-        if queued {
-            // Nothing waits here for the commit: the thread does it.
-            self.alive.0.claim(false);
-        }
-        queued
+            .is_ok()
     }
 }
 

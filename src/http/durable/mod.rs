@@ -79,7 +79,7 @@ impl Durable {
     }
 
     /// A stream was created (or created again) or removed: what was kept
-    /// of it goes. Runs after the commit, where it committed.
+    /// of it goes. Runs after the commit, on the writer's thread.
     fn forget(&self, path: &str) {
         if let Some(tails) = &self.tails {
             tails.forget(path);
@@ -105,7 +105,7 @@ impl Durable {
     /// Leaves a committed append for the readers of its stream, so that
     /// those it wakes need not read it back from the database: the
     /// stream's last read grows by the message, or a read of it alone
-    /// replaces it. Runs where the batch committed, after the commit and before
+    /// replaces it. Runs on the writer's thread after the commit and before
     /// the hub wakes anyone (`Tx::after_commit`). Only a followed stream
     /// has a slot. On SQLite it also keeps the message with the stream's
     /// recent ones ([`Tails`]).

@@ -1,11 +1,10 @@
-//! One batch: the writer takes what requests are waiting (up to
+//! The writer's thread: it takes what requests are waiting (up to
 //! `max_batch`), runs each in its own savepoint inside one transaction,
 //! commits, hands the events to `on_commit` in id order and only then
 //! answers (promises 1-4 of the parent module). A batch that cannot commit
 //! answers every request with the error and publishes nothing.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
 
 use diesel::connection::SimpleConnection;
 use tokio::sync::mpsc;
@@ -21,142 +20,74 @@ use crate::store::{DatabaseUrl, StoreError};
 /// batch checks it is still there.
 const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// What the writer keeps from one batch to the next, whichever thread
-/// commits it (the writer's own, or an HTTP worker whose turn it is; see
-/// `turns`): the connection, the queue, the log's head.
-pub(super) struct Engine {
+pub(super) fn run(
     url: DatabaseUrl,
-    conn: DbConn,
-    requests: mpsc::Receiver<Request>,
+    mut conn: DbConn,
+    mut requests: mpsc::Receiver<Request>,
     max_batch: usize,
     on_commit: OnCommit,
-    batch: Vec<Request>,
-    head: Head,
-    last_used: Instant,
-    /// Since when no batch could commit (a primary gone, a full disk).
-    down_since: Option<Instant>,
-}
-
-/// What [`Engine::commit_waiting`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Waiting {
-    /// Requests, now committed (or failed) as one batch.
-    Batch,
-    /// None.
-    Nothing,
-    /// None, and none can come: every `Writer` is gone.
-    Closed,
-    /// Another connection (another process) holds SQLite's write lock, and
-    /// the caller may not wait for it: the requests stay for the next turn.
-    Busy,
-}
-
-impl Engine {
-    pub(super) fn new(
-        url: DatabaseUrl,
-        conn: DbConn,
-        requests: mpsc::Receiver<Request>,
-        max_batch: usize,
-        on_commit: OnCommit,
-    ) -> Engine {
-        crate::metrics::record_database_back(std::time::Duration::ZERO);
-        Engine {
-            url,
-            conn,
-            requests,
-            max_batch,
-            on_commit,
-            batch: Vec::with_capacity(max_batch),
-            head: Head::default(),
-            last_used: Instant::now(),
-            down_since: None,
-        }
-    }
-
-    /// Whether no request waits.
-    pub(super) fn idle(&self) -> bool {
-        self.batch.is_empty() && self.requests.is_empty()
-    }
-
-    /// Takes the requests that wait (up to `max_batch`) and commits them
-    /// as one batch. Only a `patient` caller waits for SQLite's write lock
-    /// when another process holds it (an HTTP worker must not).
-    pub(super) fn commit_waiting(&mut self, patient: bool) -> Waiting {
-        if self.batch.is_empty() {
-            match self.requests.try_recv() {
-                Ok(first) => self.batch.push(first),
-                Err(mpsc::error::TryRecvError::Empty) => return Waiting::Nothing,
-                Err(mpsc::error::TryRecvError::Disconnected) => return Waiting::Closed,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut head = Head::default();
+    let mut last_used = std::time::Instant::now();
+    // Since when no batch could commit (a primary gone, a full disk).
+    let mut down_since: Option<std::time::Instant> = None;
+    crate::metrics::record_database_back(std::time::Duration::ZERO);
+    while let Some(first) = requests.blocking_recv() {
+        // A PostgreSQL connection idle for a while may have been cut (a
+        // restart, a failover, an idle timeout): check it before the batch
+        // rather than answer its requests 503.
+        if conn.is_postgres() && last_used.elapsed() > IDLE_CHECK {
+            if let Err(err) = conn.batch_execute("SELECT 1") {
+                tracing::warn!(error = %err, "the writer's connection was lost; reconnecting");
+                if let Ok(fresh) = writer_connection(&url) {
+                    conn = fresh;
+                    crate::metrics::record_reconnect();
+                }
             }
         }
-        self.check_connection();
-        while self.batch.len() < self.max_batch {
-            match self.requests.try_recv() {
-                Ok(next) => self.batch.push(next),
+        batch.push(first);
+        while batch.len() < max_batch {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
         // Requests that gave up while they waited are not run: they were
         // answered 503, and must not be applied behind their client's back.
-        self.batch.retain(|request| !request.job.abandoned());
-        if !self.batch.is_empty() {
-            let committed = match commit_batch(
-                &mut self.conn,
-                &mut self.batch,
-                &self.on_commit,
-                &mut self.head,
-                patient,
-            ) {
-                Some(committed) => committed,
-                None => return Waiting::Busy,
-            };
-            self.after_batch(committed);
+        batch.retain(|request| !request.job.abandoned());
+        if batch.is_empty() {
+            continue;
         }
-        Waiting::Batch
-    }
-
-    /// A PostgreSQL connection idle for a while may have been cut (a
-    /// restart, a failover, an idle timeout): check it before the batch
-    /// rather than answer its requests 503.
-    fn check_connection(&mut self) {
-        if !self.conn.is_postgres() || self.last_used.elapsed() <= IDLE_CHECK {
-            return;
-        }
-        if let Err(err) = self.conn.batch_execute("SELECT 1") {
-            tracing::warn!(error = %err, "the writer's connection was lost; reconnecting");
-            if let Ok(fresh) = writer_connection(&self.url) {
-                self.conn = fresh;
-                crate::metrics::record_reconnect();
-            }
-        }
-    }
-
-    fn after_batch(&mut self, committed: bool) {
-        self.last_used = Instant::now();
+        let committed = commit_batch(&mut conn, &mut batch, &on_commit, &mut head);
+        last_used = std::time::Instant::now();
         if committed {
-            if let Some(since) = self.down_since.take() {
+            if let Some(since) = down_since.take() {
                 tracing::info!(down_for = ?since.elapsed(), "the database takes writes again");
                 crate::metrics::record_database_back(since.elapsed());
             }
-            return;
-        }
-        if self.down_since.is_none() {
-            crate::metrics::record_database_down();
-        }
-        self.down_since.get_or_insert(self.last_used);
-        // The disk was full, read-only, or the file was locked: the
-        // requests got 503. Start the next batch on a fresh connection, so
-        // no half-open transaction state outlives the fault.
-        match writer_connection(&self.url) {
-            Ok(fresh) => {
-                self.conn = fresh;
-                crate::metrics::record_reconnect();
+        } else {
+            if down_since.is_none() {
+                crate::metrics::record_database_down();
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot reopen the database; keeping the old connection")
+            down_since.get_or_insert(last_used);
+        }
+        if !committed {
+            // The disk was full, read-only, or the file was locked: the
+            // requests got 503. Start the next batch on a fresh connection,
+            // so no half-open transaction state outlives the fault.
+            match writer_connection(&url) {
+                Ok(fresh) => {
+                    conn = fresh;
+                    crate::metrics::record_reconnect();
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot reopen the database; keeping the old connection")
+                }
             }
         }
     }
+    tracing::debug!("writer stopped");
 }
 
 /// A job that ran: how many events it appended, or the stored answer it
@@ -173,9 +104,7 @@ enum Done {
 pub(super) fn writer_connection(url: &DatabaseUrl) -> Result<DbConn, StoreError> {
     let mut conn = url.connect()?;
     if !conn.is_postgres() {
-        // It waits for SQLite's lock itself, where it may
-        // (`db::writer_transaction`).
-        conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA busy_timeout = 0;")?;
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0;")?;
     }
     Ok(conn)
 }
@@ -188,23 +117,20 @@ pub(super) fn writer_connection(url: &DatabaseUrl) -> Result<DbConn, StoreError>
 #[derive(Default)]
 struct Head(Option<EventId>);
 
-/// Runs and commits one batch; false when the commit failed, `None` when
-/// it could not begin without waiting and may not wait (`patient`): then
-/// nothing ran and the batch is left as it was.
+/// Runs and commits one batch; false when the commit failed.
 fn commit_batch(
     conn: &mut DbConn,
     batch: &mut Vec<Request>,
     on_commit: &OnCommit,
     head: &mut Head,
-    patient: bool,
-) -> Option<bool> {
+) -> bool {
     let started = std::time::Instant::now();
     let mut results: Vec<Result<Done, StoreError>> = Vec::with_capacity(batch.len());
     let mut before = None;
     let mut announced = false;
     let known = head.0.take();
     let mut read_head = EventId::ZERO;
-    let committed = db::writer_transaction::<_, StoreError>(conn, patient, |conn| {
+    let committed = db::write_transaction::<_, StoreError>(conn, |conn| {
         let (now, head) = batch_start(conn, known)?;
         read_head = head;
         before = conn.is_postgres().then_some(head);
@@ -216,11 +142,7 @@ fn commit_batch(
         Ok((log.events, log.after_commit))
     });
     let events = match committed {
-        Ok(None) => {
-            head.0 = known;
-            return None;
-        }
-        Ok(Some((events, after_commit))) => {
+        Ok((events, after_commit)) => {
             for f in after_commit {
                 // As a job's panic is, one here is the job's, not the writer's.
                 if catch_unwind(AssertUnwindSafe(f)).is_err() {
@@ -239,7 +161,7 @@ fn commit_batch(
                     "commit failed: {err}"
                 ))));
             }
-            return Some(false);
+            return false;
         }
     };
     if !conn.is_postgres() {
@@ -258,7 +180,7 @@ fn commit_batch(
         micros = started.elapsed().as_micros() as u64,
         "group commit"
     );
-    Some(true)
+    true
 }
 
 /// The batch's time and the log's head, read under the write lock: every id
