@@ -48,6 +48,7 @@ impl DatabaseUrl {
     pub fn connect(&self) -> Result<DbConn, StoreError> {
         match self {
             DatabaseUrl::Sqlite { path, synchronous } => {
+                super::wal_vfs::install();
                 let mut conn =
                     SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| {
                         StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))

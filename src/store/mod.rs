@@ -20,6 +20,7 @@ pub mod presence;
 mod schema;
 pub mod scratch;
 pub mod subscriptions;
+mod wal_vfs;
 pub mod work_items;
 mod writer;
 
