@@ -5,7 +5,8 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::future::poll_fn;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -39,16 +40,82 @@ pub(in crate::http) fn sse_response_with(
     stream: LogStream,
     mut response: actix_web::HttpResponseBuilder,
 ) -> HttpResponse {
-    let body = futures_util::stream::unfold(stream, |mut stream| async move {
-        let chunk = stream.next_chunk().await?;
-        Some((Ok::<_, Infallible>(chunk), stream))
-    });
     response
         .content_type("text/event-stream")
         .insert_header(CacheControl(vec![CacheDirective::NoCache]))
         .insert_header(ContentEncoding::Identity)
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(Body {
+            stream: Some(stream),
+            reading: None,
+        })
+}
+
+/// A read of the log that owns its stream until it is done.
+type Reading = Pin<Box<dyn Future<Output = (LogStream, Result<Option<Bytes>, StoreError>)>>>;
+
+/// The response body. A live stream is polled in place, with no future in
+/// between (the path every delivery takes); opening and catching up read
+/// the log in a boxed future that holds the stream until the read is done.
+struct Body {
+    stream: Option<LogStream>,
+    reading: Option<Reading>,
+}
+
+impl futures_util::Stream for Body {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(reading) = this.reading.as_mut() {
+                let Poll::Ready((mut stream, step)) = reading.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                this.reading = None;
+                match step {
+                    Ok(Some(chunk)) => {
+                        stream.last_sent = Instant::now();
+                        this.stream = Some(stream);
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    Ok(None) => this.stream = Some(stream),
+                    Err(err) => {
+                        tracing::warn!(subscriber = stream.subscriber, error = %err, "stream ended by a storage error; the client resumes with Last-Event-ID");
+                        return Poll::Ready(None);
+                    }
+                }
+            }
+            let Some(stream) = this.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match stream.poll_step(cx) {
+                Step::Chunk(chunk) => {
+                    stream.last_sent = Instant::now();
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                Step::End => {
+                    this.stream = None;
+                    return Poll::Ready(None);
+                }
+                Step::Wait => return Poll::Pending,
+                Step::Read => {
+                    let stream = this.stream.take().expect("polled above");
+                    this.reading = Some(Box::pin(stream.read_log()));
+                }
+            }
+        }
+    }
+}
+
+/// What a stream does next, short of reading the log.
+enum Step {
+    Chunk(Bytes),
+    End,
+    /// Nothing to send yet; the context is woken when there is.
+    Wait,
+    /// Open or catch up: read the log.
+    Read,
 }
 
 enum Phase {
@@ -188,39 +255,39 @@ impl LogStream {
         )))
     }
 
-    /// The next bytes to write, or `None` to end the stream.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        let chunk = self.produce().await?;
-        self.last_sent = Instant::now();
-        Some(chunk)
-    }
-
-    async fn produce(&mut self) -> Option<Bytes> {
+    /// The next step that needs no read of the log.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Step {
         loop {
             if let Some(end) = self.credential_ended() {
-                return self.finish(end);
+                return self.finish(end).map_or(Step::End, Step::Chunk);
             }
             if let Some(chunk) = self.pending.pop_front() {
-                return Some(chunk);
+                return Step::Chunk(chunk);
             }
-            // The reads of the log are boxed: this future is part of every
-            // stream's memory for its whole life, and only `live` is.
-            let step = match self.phase {
-                Phase::Opening { start, upto } => Box::pin(self.open(start, upto)).await,
-                Phase::CatchUp { upto } => Box::pin(self.catch_up(upto)).await,
-                Phase::Live => poll_fn(|cx| self.poll_live(cx)).await,
-                Phase::Finished => return None,
-            };
-            match step {
-                Ok(Some(chunk)) => return Some(chunk),
-                Ok(None) => continue,
-                Err(err) => {
-                    tracing::warn!(subscriber = self.subscriber, error = %err, "stream ended by a storage error; the client resumes with Last-Event-ID");
-                    self.phase = Phase::Finished;
-                    return None;
-                }
+            match self.phase {
+                Phase::Opening { .. } | Phase::CatchUp { .. } => return Step::Read,
+                Phase::Finished => return Step::End,
+                Phase::Live => match self.poll_live(cx) {
+                    Poll::Ready(Some(chunk)) => return Step::Chunk(chunk),
+                    Poll::Ready(None) => continue,
+                    Poll::Pending => return Step::Wait,
+                },
             }
         }
+    }
+
+    /// Opens the stream or reads the next page of the log; the chunk to
+    /// send, if the step made one.
+    async fn read_log(mut self) -> (Self, Result<Option<Bytes>, StoreError>) {
+        let step = match self.phase {
+            Phase::Opening { start, upto } => self.open(start, upto).await,
+            Phase::CatchUp { upto } => self.catch_up(upto).await,
+            Phase::Live | Phase::Finished => Ok(None),
+        };
+        if step.is_err() {
+            self.phase = Phase::Finished;
+        }
+        (self, step)
     }
 
     async fn open(&mut self, start: Start, upto: EventId) -> Result<Option<Bytes>, StoreError> {
@@ -306,15 +373,15 @@ impl LogStream {
     /// Frames from the hub's queue; a poll rather than an `async fn`, so
     /// that the waiting stream holds no future's state (its memory is per
     /// stream). Ends when the server shuts down (the hub closes the queue).
-    fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, StoreError>> {
+    fn poll_live(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
             if self.queue.is_closed() {
                 self.phase = Phase::Finished;
-                return Poll::Ready(Ok(None));
+                return Poll::Ready(None);
             }
             if let Some(frame) = self.queue.try_recv() {
                 if let Some(bytes) = self.accept(frame) {
-                    return Poll::Ready(Ok(Some(bytes)));
+                    return Poll::Ready(Some(bytes));
                 }
                 continue;
             }
@@ -322,11 +389,11 @@ impl LogStream {
                 // Everything queued is sent; read the rest from the log.
                 let upto = self.hub.clear_lag(self.subscriber);
                 self.phase = Phase::CatchUp { upto };
-                return Poll::Ready(Ok(None));
+                return Poll::Ready(None);
             }
             if let Some(end) = self.ends.as_mut() {
                 if let Poll::Ready(end) = end.as_mut().poll(cx) {
-                    return Poll::Ready(Ok(self.finish(end)));
+                    return Poll::Ready(self.finish(end));
                 }
             }
             if self.queue.poll_ready(cx).is_ready() {
@@ -334,7 +401,7 @@ impl LogStream {
                 continue;
             }
             if self.keepalive.poll_due(cx, self.last_sent) {
-                return Poll::Ready(Ok(Some(comment_frame("keep-alive"))));
+                return Poll::Ready(Some(comment_frame("keep-alive")));
             }
             return Poll::Pending;
         }
