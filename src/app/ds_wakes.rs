@@ -7,6 +7,8 @@
 //!   with PostgreSQL, another) is read from the log in id order and handed to
 //!   `ds_subscriptions::streams_changed` in one writer job per batch; a
 //!   lagged hub queue only makes the task read the log from its cursor.
+//!   Reads are at least `COALESCE` (5 ms) apart: a flood of appends is read
+//!   in a few large pages, not one read per commit.
 //!   While no subscription exists (seen in the same snapshot as the log),
 //!   the events are passed over unread: a subscription made later follows
 //!   the streams from their tails, so they are its history.
@@ -42,6 +44,11 @@ const TICK: Duration = Duration::from_millis(200);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// How many events one read of the log takes.
 const PAGE: i64 = 500;
+/// The least time between two reads of the changes. Under a flood of
+/// appends the task reads once per this long instead of once per commit
+/// (each read is a wake of this task, a trip through the blocking pool and
+/// a snapshot), so a wake is made at most this much later.
+const COALESCE: Duration = Duration::from_millis(5);
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -211,6 +218,7 @@ impl Wakes {
                         tracing::warn!(error = %err, "durable streams subscriptions: cannot read changes");
                     }
                     first = false;
+                    tokio::time::sleep(COALESCE).await;
                 }
                 // Leases lapse with time, not with changes: looked for on
                 // the tick only, not after every append.
