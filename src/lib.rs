@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod startup;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod views;
 pub mod wake;

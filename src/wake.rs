@@ -31,6 +31,8 @@ use std::task::{Poll, Waker};
 
 use futures_util::task::AtomicWaker;
 
+use crate::sync::LockExt;
+
 /// What a relay does on its thread: wake a task, or run a small piece of
 /// work (an answer's send) whose wake is then a same-thread one.
 enum Work {
@@ -153,9 +155,7 @@ impl Relay {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Work>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pending.locked()
     }
 }
 

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use super::scope::ScopeTemplate;
 use super::{AuthError, Principal, Source};
 use crate::domain::AgentId;
+use crate::sync::LockExt;
 
 /// What the operator configured (`--authorize-*`).
 #[derive(Debug, Clone)]
@@ -122,7 +123,7 @@ impl Callback {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Cached, Instant)>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+        self.cache.locked()
     }
 
     /// Who the forwarded credentials are, from the cache or the app.

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::scope::ScopeTemplate;
 use super::{AuthError, Principal, Source};
 use crate::domain::AgentId;
+use crate::sync::{LockExt, RwLockExt};
 
 /// What the operator configured (`--jwt-*`, docs/security.md).
 #[derive(Debug, Clone, Default)]
@@ -186,11 +187,11 @@ impl Jwks {
     }
 
     fn current(&self) -> Arc<Vec<Key>> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.keys.read_locked().clone()
     }
 
     fn timing(&self) -> std::sync::MutexGuard<'_, JwksTiming> {
-        self.timing.lock().unwrap_or_else(|p| p.into_inner())
+        self.timing.locked()
     }
 
     /// Whether a fetch may start now (none in the last [`REFETCH_EVERY`]).
@@ -210,7 +211,7 @@ impl Jwks {
         match self.fetch().await {
             Ok((keys, max_age)) => {
                 tracing::info!(url = %self.url, keys = keys.len(), max_age_s = max_age.as_secs(), "JWKS fetched");
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+                *self.keys.write_locked() = Arc::new(keys);
                 self.generation.fetch_add(1, Ordering::Release);
                 self.timing().stale_at = Instant::now() + max_age;
             }
@@ -356,7 +357,7 @@ impl JwtVerifier {
     }
 
     fn verified(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Principal, u64)>> {
-        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+        self.verified.locked()
     }
 
     /// The principal of a JWT verified before under the current keys.

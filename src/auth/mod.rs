@@ -36,6 +36,7 @@ pub use scope::{Scope, ScopeTemplate};
 pub use tokens::Tokens;
 
 use crate::domain::AgentId;
+use crate::sync::LockExt;
 
 /// Where a principal came from: what is checked again when it is used
 /// later (a ticket redeemed, a stream still open).
@@ -366,7 +367,7 @@ impl Auth {
             None => self.ticket_lifetime,
         };
         let now = Instant::now();
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tickets = self.tickets.locked();
         tickets.retain(|_, t| t.expires > now);
         tickets.insert(
             ticket.clone(),
@@ -381,11 +382,7 @@ impl Auth {
     /// Uses up a ticket: valid once, before it expires, and only while the
     /// credential it stands for still is.
     pub fn redeem_ticket(&self, ticket: &str) -> Result<Principal, AuthError> {
-        let found = self
-            .tickets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ticket);
+        let found = self.tickets.locked().remove(ticket);
         match found {
             Some(t) if t.expires > Instant::now() => self.recheck(&t.principal),
             _ => Err(AuthError::Unauthorized(

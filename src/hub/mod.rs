@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::sync::LockExt;
 use crate::wake::Wakes;
 pub use frame::{
     comment_frame, event_frame, frame_events, mercure_frame, retry_frame, Frame, Framing,
@@ -324,9 +325,7 @@ impl Hub {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind: go on.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.locked()
     }
 
     /// Installs the presence sink (once, at start-up).

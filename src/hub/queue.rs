@@ -15,6 +15,7 @@ use std::task::{Context, Poll, Waker};
 use futures_util::task::AtomicWaker;
 
 use super::Frame;
+use crate::sync::LockExt;
 use crate::wake::{self, Relay};
 
 /// A drained ring larger than this is given back rather than kept.
@@ -44,9 +45,7 @@ pub(super) enum Pushed {
 impl FrameQueue {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Frame>> {
         // A panic while holding the lock leaves plain data behind: go on.
-        self.frames
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.frames.locked()
     }
 
     /// Makes the stream read the log before it takes another frame, as an

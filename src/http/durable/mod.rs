@@ -41,6 +41,7 @@ use crate::app::durable::{self as use_case, Append, Appended, Create, Fresh, Ref
 use crate::app::durable_read;
 use crate::domain::durable::{self as rules, Stream};
 use crate::http::error::ApiError;
+use crate::sync::LockExt;
 
 const EXPOSE: &str = "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, etag, content-type, content-encoding, vary, location";
 const ALLOW_HEADERS: &str = "content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, If-None-Match";
@@ -87,7 +88,7 @@ impl Durable {
     }
 
     fn touch(&self, path: &str) {
-        let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        let mut touched = self.touched.locked();
         if touched.len() > 100_000 {
             touched.clear();
         }
@@ -95,7 +96,7 @@ impl Durable {
     }
 
     fn read_slot(&self, path: &str) -> ReadSlot {
-        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reads = self.reads.locked();
         if reads.len() > 10_000 {
             reads.retain(|_, slot| Arc::strong_count(slot) > 1);
         }
@@ -122,7 +123,7 @@ impl Durable {
             );
         }
         let slot = {
-            let reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+            let reads = self.reads.locked();
             match reads.get(&fresh.stream.path) {
                 Some(slot) => Arc::clone(slot),
                 None => return,
@@ -132,7 +133,7 @@ impl Durable {
     }
 
     fn touched(&self, path: &str) -> i64 {
-        let touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        let touched = self.touched.locked();
         touched.get(path).copied().unwrap_or(0)
     }
 }

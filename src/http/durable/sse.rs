@@ -22,6 +22,7 @@ use crate::app::durable_read;
 use crate::auth::EndOfCredential;
 use crate::domain::durable::{self as rules, Message, Stream};
 use crate::http::AppState;
+use crate::sync::LockExt;
 
 /// The most messages a read grown by appends keeps; a reader further
 /// behind reads the database.
@@ -43,7 +44,7 @@ pub(super) struct Slot {
 
 impl Slot {
     fn last(&self) -> std::sync::MutexGuard<'_, Option<Arc<Snapshot>>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner())
+        self.last.locked()
     }
 
     /// Leaves a committed append's message in the last read (see

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use crate::domain::durable as rules;
+use crate::sync::LockExt;
 
 /// A stream's tail starts over once it would cost more than this.
 const STREAM_BYTES: usize = 16 << 20;
@@ -190,7 +191,7 @@ impl State {
 
 impl Tails {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// A committed append of `data` at `offset`, after `after`: the stream's

@@ -29,6 +29,7 @@ use crate::domain::{AgentId, ChannelPattern, DomainError, StreamFilter};
 use crate::http::error::ApiError;
 use crate::hub::Framing;
 use crate::store::{self, events};
+use crate::sync::LockExt;
 use auth::{Grant, Keys};
 pub use publish::{__path_publish, publish};
 
@@ -81,7 +82,7 @@ impl Mercure {
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, Vec<Active>> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner())
+        self.active.locked()
     }
 }
 

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
+use crate::sync::LockExt;
+
 /// Ticks of a clock per keep-alive period: a comment goes out at most
 /// 1/TICKS_PER_PERIOD of the period late.
 const TICKS_PER_PERIOD: u32 = 8;
@@ -142,9 +144,7 @@ impl Clock {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.locked()
     }
 
     /// The first tick at or after `at`.
