@@ -324,7 +324,6 @@ impl Hub {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves plain data behind: go on.
         self.state.locked()
     }
 

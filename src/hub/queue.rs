@@ -44,7 +44,6 @@ pub(super) enum Pushed {
 
 impl FrameQueue {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Frame>> {
-        // A panic while holding the lock leaves plain data behind: go on.
         self.frames.locked()
     }
 

@@ -214,7 +214,7 @@ unsafe extern "C" fn write(
     };
     let Some(next) = next else {
         // Not the WAL's append pattern: the file gets it as it came.
-        (*(*(file as *mut WalFile)).gathered).next = Next::Header;
+        gathered.next = Next::Header;
         return then(file, |real, methods| {
             (methods.xWrite.expect("xWrite"))(real, data, amount, offset)
         });

@@ -284,9 +284,6 @@ impl LogStream {
             Phase::CatchUp { upto } => self.catch_up(upto).await,
             Phase::Live | Phase::Finished => Ok(None),
         };
-        if step.is_err() {
-            self.phase = Phase::Finished;
-        }
         (self, step)
     }
 
